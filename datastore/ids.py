@@ -1,0 +1,172 @@
+"""Id and tag derivation and validation (DESIGN §2): every name is checked before a path is built.
+
+Examples:
+    >>> derive_id("case.seg.nrrd", ("*.nrrd", "*.seg.nrrd"))
+    ('case', '.seg.nrrd')
+    >>> validate_id("case 01")
+    'case 01'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from datastore.errors import InvalidIdError
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "derive_id",
+    "is_hidden",
+    "pattern_suffix",
+    "resolve_inside",
+    "validate_id",
+    "validate_tag",
+]
+
+MAX_NAME_BYTES = 200
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"COM{i}" for i in range(10)}
+    | {f"LPT{i}" for i in range(10)}
+    | {f"COM{c}" for c in "¹²³"}
+    | {f"LPT{c}" for c in "¹²³"}
+)
+
+
+def _check_name(value: object, kind: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidIdError(f"{kind} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidIdError(f"{kind} must not be empty")
+    shown = repr(value[:60])
+    if value in {".", ".."}:
+        raise InvalidIdError(f"{kind} {shown} is a relative path component")
+    if value.startswith("."):
+        raise InvalidIdError(f"{kind} {shown} must not start with '.'")
+    for char in value:
+        if char in "/\\":
+            raise InvalidIdError(f"{kind} {shown} must not contain path separators")
+        if char == "\x00" or unicodedata.category(char) == "Cc":
+            raise InvalidIdError(f"{kind} {shown} must not contain control characters")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise InvalidIdError(f"{kind} {shown}... is longer than {MAX_NAME_BYTES} bytes")
+    if value.split(".")[0].strip().upper() in _WINDOWS_DEVICES:
+        raise InvalidIdError(f"{kind} {shown} is a reserved device name on Windows")
+    return value
+
+
+def validate_id(image_id: object) -> str:
+    """Return ``image_id`` if it is a valid image id.
+
+    Args:
+        image_id: Candidate id.
+
+    Returns:
+        The same string.
+
+    Raises:
+        InvalidIdError: Not a string, empty, ``.``/``..``, leading ``.``, a separator, NUL or a
+            control character, over 200 UTF-8 bytes, or a Windows device name.
+
+    Examples:
+        >>> validate_id("../evil")
+        Traceback (most recent call last):
+        ...
+        datastore.errors.InvalidIdError: image id '../evil' must not start with '.'
+    """
+    return _check_name(image_id, "image id")
+
+
+def validate_tag(tag: object) -> str:
+    """Return ``tag`` if it is a valid label tag (same rules as ids).
+
+    Args:
+        tag: Candidate tag.
+
+    Returns:
+        The same string.
+
+    Raises:
+        InvalidIdError: As for :func:`validate_id`.
+
+    Examples:
+        >>> validate_tag("final")
+        'final'
+    """
+    return _check_name(tag, "label tag")
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file name is hidden (``.``-prefixed, e.g. macOS ``._x.nii.gz``)."""
+    return name.startswith(".")
+
+
+def pattern_suffix(pattern: str) -> str:
+    """The literal suffix a pattern removes from a name: the text after its last ``*``.
+
+    Args:
+        pattern: An ``fnmatch`` pattern such as ``"*.nii.gz"``.
+
+    Returns:
+        The suffix (``".nii.gz"``), or ``""`` when the tail holds wildcards.
+    """
+    tail = pattern.rsplit("*", 1)[-1]
+    return "" if any(c in tail for c in "?[]") else tail
+
+
+def derive_id(filename: str, patterns: Sequence[str] | Iterable[str]) -> tuple[str, str] | None:
+    """Derive ``(id, ext)`` from a file name like MONAI Label, minus its bugs.
+
+    The extension is the longest suffix among the patterns that match, removed once from the end.
+    Hidden files and names matching no pattern give ``None``.
+
+    Args:
+        filename: A base name (no folder).
+        patterns: ``fnmatch`` patterns, e.g. ``("*.nii.gz", "*.nii")``.
+
+    Returns:
+        ``(id, ext)`` or ``None``.
+
+    Examples:
+        >>> derive_id("a.nii.gz", ["*.nii", "*.nii.gz"])
+        ('a', '.nii.gz')
+        >>> derive_id("._a.nii.gz", ["*.nii.gz"]) is None
+        True
+    """
+    if is_hidden(filename) or os.sep in filename or "/" in filename:
+        return None
+    best: str | None = None
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(filename, pattern):
+            suffix = pattern_suffix(pattern)
+            if best is None or len(suffix) > len(best):
+                best = suffix
+    if best is None:
+        return None
+    image_id = filename[: len(filename) - len(best)] if best else filename
+    return (image_id, best) if image_id else None
+
+
+def resolve_inside(root: str | os.PathLike[str], *parts: str) -> Path:
+    """Join ``parts`` under ``root`` and check the resolved path stays inside the root.
+
+    Args:
+        root: The store root.
+        *parts: Path components (already validated names or configured sub-folders).
+
+    Returns:
+        The joined (unresolved) path.
+
+    Raises:
+        InvalidIdError: The path escapes the root (``..``, absolute parts or symlinks).
+    """
+    base = Path(os.path.realpath(root))
+    joined = Path(root).joinpath(*parts)
+    real = Path(os.path.realpath(joined))
+    if real != base and base not in real.parents:
+        raise InvalidIdError(f"path {'/'.join(parts)!r} resolves outside the store root")
+    return joined
