@@ -130,7 +130,7 @@ def _target_mode(dest: Path, mode: int | None) -> tuple[int, int | None]:
 
 @contextlib.contextmanager
 def _durable_temp(dest: Path, mode: int | None, point: str) -> Iterator[BinaryIO]:
-    """Yield a temp file beside ``dest``; on clean exit make it durable and move it over ``dest``."""
+    """Yield a temp file beside ``dest``; on clean exit make it durable and move it over."""
     dest = Path(dest)
     bits, gid = _target_mode(dest, mode)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
