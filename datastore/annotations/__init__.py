@@ -15,6 +15,8 @@ from datastore.annotations.registry import (
     annotation_class,
     annotation_from_dict,
 )
+from datastore.annotations.labels import save_segmentation_label
+from datastore.annotations.schema import AnnotationSpec, ProjectSchema
 from datastore.annotations.segmentation import ImageSegmentation, Segment, VolumeSegmentation
 from datastore.annotations.shapes import (
     BoxAnnotation,
@@ -42,10 +44,13 @@ from datastore.annotations.skeleton import (
     VolumeLayer,
     VoxelSize,
 )
+from datastore.annotations.storage import AnnotationStore
 
 __all__ = [
     "ANNOTATION_TYPES",
     "Annotation",
+    "AnnotationSpec",
+    "AnnotationStore",
     "BoundingBox",
     "BoxAnnotation",
     "Branchpoint",
@@ -66,6 +71,7 @@ __all__ = [
     "PointsAnnotation",
     "PolygonAnnotation",
     "PolylineAnnotation",
+    "ProjectSchema",
     "Segment",
     "SegmentInfo",
     "SkeletonAnnotation",
@@ -79,4 +85,5 @@ __all__ = [
     "VoxelSize",
     "annotation_class",
     "annotation_from_dict",
+    "save_segmentation_label",
 ]

@@ -98,6 +98,7 @@ class Annotation(BaseModel):
     )
     created_by: str | None = Field(None, validation_alias=AliasChoices("created_by", "added_by"))
     created_at: datetime | None = None
+    updated_at: datetime | None = None
     status: str | None = None
     worklist_id: str | None = None
     model_id: str | None = None

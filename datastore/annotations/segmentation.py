@@ -195,6 +195,14 @@ class VolumeSegmentation(Annotation):
         seg._array = labels
         return seg
 
+    def __eq__(self, other: object) -> bool:
+        # Fields only: the optional in-memory array is not part of the entity's identity.
+        if not isinstance(other, VolumeSegmentation):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
     @property
     def class_map(self) -> dict[str, int]:
         """``{name: value}`` for every segment."""

@@ -1,0 +1,122 @@
+"""Write a segmentation entity as a label file in MONAI Label's layout, with its ``label_info``.
+
+Examples:
+    >>> import numpy as np
+    >>> seg = VolumeSegmentation.from_semantic_segmentation(
+    ...     np.zeros((2, 3, 4), np.uint8), {"liver": 1}, created_by="reader-a")
+    >>> save_segmentation_label(store, "case_1", seg, affine=np.eye(4))  # doctest: +SKIP
+    'reader-a'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from datastore.annotations.geometry import as_affine
+from datastore.annotations.segmentation import VolumeSegmentation
+from datastore.errors import AnnotationError, LabelGeometryError
+from datastore.ids import validate_tag
+
+__all__ = ["image_affine", "save_segmentation_label"]
+
+_IMAGING = "datastore.imaging"  # imported lazily: the imaging package is heavy
+
+
+class _LabelStore(Protocol):
+    def side_path(self, *parts: str) -> Path: ...
+
+    def check_writable(self) -> None: ...
+
+    def get_image_info(self, image_id: str) -> dict[str, Any]: ...
+
+    def save_label(
+        self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]
+    ) -> Any: ...
+
+
+def image_affine(store: Any, image_id: str) -> npt.NDArray[np.float64]:
+    """The canonical-array affine of an image: from its info, else by reading its header.
+
+    Args:
+        store: The store.
+        image_id: The image.
+
+    Returns:
+        The 4x4 affine (RAS+ mm of the ``(D, H, W)`` array).
+
+    Raises:
+        AnnotationError: The affine cannot be found.
+    """
+    info = store.get_image_info(image_id)
+    if info.get("affine") is not None:
+        return as_affine(info["affine"])
+    try:
+        imaging: Any = importlib.import_module(_IMAGING)
+        return as_affine(imaging.read_image(store.get_image_uri(image_id)).affine)
+    except (ImportError, AttributeError) as err:
+        raise AnnotationError(
+            f"cannot find the affine of image {image_id!r}; pass affine="
+        ) from err
+
+
+def save_segmentation_label(
+    store: _LabelStore,
+    image_id: str,
+    seg: VolumeSegmentation,
+    *,
+    tag: str | None = None,
+    affine: npt.ArrayLike | None = None,
+) -> str:
+    """Save ``seg``'s label map as ``labels/<tag>/<image_id>.nii.gz`` through ``store.save_label``.
+
+    The NIfTI holds the canonical ``(D, H, W)`` array with its affine, so any reader maps it to
+    the same anatomy; ``label_info`` is MONAI Label's ``[{"name", "idx"}]`` list.
+
+    Args:
+        store: The store.
+        image_id: The image.
+        seg: A segmentation built with :meth:`VolumeSegmentation.from_semantic_segmentation`.
+        tag: Label tag; default ``seg.created_by`` or ``"final"``.
+        affine: Affine of the array; default the image's.
+
+    Returns:
+        The tag written.
+
+    Raises:
+        AnnotationError: ``seg`` carries no array, or no affine is known.
+        LabelGeometryError: The array's shape differs from the image's recorded shape.
+    """
+    import nibabel as nib
+
+    store.check_writable()
+    array = seg.array
+    if array is None:
+        raise AnnotationError("this segmentation holds no label map (loaded from JSON?)")
+    label_tag = validate_tag(tag or seg.created_by or "final")
+    shape = store.get_image_info(image_id).get("shape")
+    if isinstance(shape, list | tuple) and len(shape) == array.ndim and tuple(shape) != array.shape:
+        raise LabelGeometryError(
+            f"label map shape {array.shape} differs from image shape {tuple(shape)}"
+        )
+    matrix = as_affine(affine) if affine is not None else image_affine(store, image_id)
+    data = array.astype(np.uint8 if array.max(initial=0) < 256 else np.uint16)
+    folder = store.side_path("tmp")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".nii.gz")
+    os.close(fd)
+    try:
+        nib.save(nib.Nifti1Image(data, matrix), tmp)
+        info = {"label_info": seg.label_info(), "annotation_id": seg.id}
+        store.save_label(image_id, tmp, label_tag, info)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return label_tag

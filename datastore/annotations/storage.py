@@ -1,0 +1,352 @@
+"""Per-image annotation storage: ``<root>/.medstore/annotations/<image_id>.json``.
+
+Each file is ``{"format_version": 1, "image_id": ..., "annotations": [ {...}, ... ]}``, replaced
+durably under the store lock (DESIGN §3), re-read on every call (no in-memory copy is trusted
+across processes). Work on one image costs O(that image's annotations), whatever the store's size.
+
+Examples:
+    >>> from datastore.annotations import LabelAnnotation
+    >>> anns = store.annotations  # doctest: +SKIP
+    >>> ann_id = anns.add("case_1", LabelAnnotation(identifier="artifact"))  # doctest: +SKIP
+    >>> [a.identifier for a in anns.list("case_1")]  # doctest: +SKIP
+    ['artifact']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from datastore._atomic import atomic_write_bytes
+from datastore.annotations.base import Annotation
+from datastore.annotations.labels import save_segmentation_label
+from datastore.annotations.registry import annotation_class, annotation_from_dict
+from datastore.annotations.schema import AnnotationSpec, ProjectSchema, load_schema, save_schema
+from datastore.annotations.segmentation import VolumeSegmentation
+from datastore.errors import AnnotationError, ImageNotFoundError
+from datastore.ids import validate_id
+
+__all__ = ["ANNOTATIONS_FORMAT_VERSION", "AnnotationStore", "frame_count"]
+
+ANNOTATIONS_FORMAT_VERSION = 1
+_Records = dict[str, dict[str, Any]]
+
+
+class _Store(Protocol):
+    root: Path
+    read_only: bool
+
+    def side_path(self, *parts: str) -> Path: ...
+
+    def locked(self) -> AbstractContextManager[Any]: ...
+
+    def check_writable(self) -> None: ...
+
+    def has_image(self, image_id: str) -> bool: ...
+
+    def get_image_info(self, image_id: str) -> dict[str, Any]: ...
+
+    def save_label(
+        self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]
+    ) -> Any: ...
+
+
+def frame_count(info: dict[str, Any]) -> int | None:
+    """Number of frames (slices) of an image from its info, when known.
+
+    ``info["shape"]`` is the canonical ``(D, H, W)`` (or ``(C, D, H, W)``); a 2-D shape has one
+    frame. ``num_frames``/``frames`` win when present.
+
+    Args:
+        info: The image's manifest info.
+
+    Returns:
+        The frame count, or ``None`` when the info does not say.
+    """
+    for key in ("num_frames", "frames"):
+        if isinstance(info.get(key), int):
+            return int(info[key])
+    shape = info.get("shape")
+    if not isinstance(shape, list | tuple) or not shape:
+        return None
+    if len(shape) == 2:
+        return 1
+    if len(shape) == 4:
+        return int(shape[1])
+    return int(shape[-3])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AnnotationStore:
+    """Entity annotations of one store (reached as ``store.annotations``).
+
+    Args:
+        store: The datastore (``LocalDatastore`` or anything with the same small interface).
+    """
+
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def _path(self, image_id: str) -> Path:
+        validate_id(image_id)
+        return self._store.side_path("annotations", f"{image_id}.json")
+
+    def _read(self, image_id: str) -> _Records:
+        path = self._path(image_id)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            doc = orjson.loads(raw)
+            version = doc["format_version"]
+            items = doc["annotations"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+            raise AnnotationError(f"annotation file {path} is corrupt: {err}") from err
+        if not isinstance(version, int) or version > ANNOTATIONS_FORMAT_VERSION:
+            raise AnnotationError(f"annotation file {path} has unsupported version {version!r}")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise AnnotationError(f"annotation file {path} is corrupt: bad 'annotations' list")
+        return {str(item["id"]): item for item in items}
+
+    def _write(self, image_id: str, records: _Records) -> None:
+        path = self._path(image_id)
+        doc = {
+            "format_version": ANNOTATIONS_FORMAT_VERSION,
+            "image_id": image_id,
+            "annotations": list(records.values()),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, orjson.dumps(doc), point="annotations")
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> ProjectSchema | None:
+        """The project schema (``.medstore/schema.json``), or ``None``."""
+        return load_schema(self._store)
+
+    def set_schema(self, specs: Iterable[AnnotationSpec]) -> ProjectSchema:
+        """Replace the project schema.
+
+        Args:
+            specs: The allowed annotations.
+
+        Returns:
+            The schema written.
+        """
+        return save_schema(self._store, specs)
+
+    def missing_required(self, image_id: str) -> list[str]:
+        """Required identifiers of the schema that the image has no (live) annotation for."""
+        schema = self.schema
+        return schema.missing_required(self.list(image_id)) if schema else []
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _prepare(
+        self, image_id: str, anns: Sequence[Annotation], *, allow_external: bool
+    ) -> list[Annotation]:
+        self._store.check_writable()
+        validate_id(image_id)
+        if not self._store.has_image(image_id):
+            raise ImageNotFoundError(f"image {image_id!r} is not in the store")
+        frames = frame_count(self._store.get_image_info(image_id))
+        schema = None if allow_external else self.schema
+        ready = []
+        for ann in anns:
+            if not isinstance(ann, Annotation):
+                raise AnnotationError(f"expected an Annotation, got {type(ann).__name__}")
+            fresh = type(ann).model_validate(ann.model_dump())
+            if isinstance(ann, VolumeSegmentation) and isinstance(fresh, VolumeSegmentation):
+                fresh._array = ann.array
+            if fresh.frame_index is not None and frames is not None and fresh.frame_index >= frames:
+                raise AnnotationError(
+                    f"frame_index {fresh.frame_index} is outside image {image_id!r} "
+                    f"({frames} frames)"
+                )
+            if schema is not None:
+                schema.check(fresh)
+            ready.append(fresh)
+        return ready
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def add(self, image_id: str, ann: Annotation, *, allow_external: bool = False) -> str:
+        """Store one annotation (see :meth:`add_many`).
+
+        Args:
+            image_id: The image.
+            ann: The annotation.
+            allow_external: Accept it even if it breaks the project schema.
+
+        Returns:
+            Its id.
+        """
+        return self.add_many(image_id, [ann], allow_external=allow_external)[0]
+
+    def add_many(
+        self, image_id: str, anns: Iterable[Annotation], *, allow_external: bool = False
+    ) -> list[str]:
+        """Store several annotations of one image with a single file write.
+
+        Adding an annotation whose id is already stored with the same content changes nothing
+        (re-importing is idempotent). A :class:`VolumeSegmentation` that holds an array is also
+        written as a label file (tag ``created_by`` or ``"final"``) with its ``label_info``.
+
+        Args:
+            image_id: The image.
+            anns: The annotations.
+            allow_external: Accept annotations that break the project schema.
+
+        Returns:
+            Their ids, in order.
+
+        Raises:
+            ImageNotFoundError: No such image.
+            AnnotationError: Invalid, breaks the schema, frame outside the image, or an id
+                already used by a different annotation; nothing is written then.
+            ReadOnlyError: The store is read-only.
+            StoreLockedError: The lock could not be taken.
+        """
+        ready = self._prepare(image_id, list(anns), allow_external=allow_external)
+        stored = self._read(image_id)  # label files are written before the lock is taken
+        for ann in ready:
+            if (
+                isinstance(ann, VolumeSegmentation)
+                and ann.array is not None
+                and ann.id not in stored
+            ):
+                ann.label_tag = save_segmentation_label(self._store, image_id, ann)
+        with self._store.locked():
+            records = self._read(image_id)
+            changed = False
+            new: list[Annotation] = []
+            for ann in ready:
+                assert ann.id is not None
+                old = records.get(ann.id)
+                if old is not None:
+                    if annotation_from_dict(old).content_hash() != ann.content_hash():
+                        raise AnnotationError(
+                            f"annotation id {ann.id!r} already exists on {image_id!r} with other "
+                            "content; use update()"
+                        )
+                    continue
+                if ann.created_at is None:
+                    ann.created_at = _now()
+                new.append(ann)
+            for ann in new:
+                assert ann.id is not None
+                records[ann.id] = ann.to_dict()
+                changed = True
+            if changed:
+                self._write(image_id, records)
+        return [str(ann.id) for ann in ready]
+
+    def get(self, image_id: str, ann_id: str) -> Annotation:
+        """One annotation by id (soft-deleted ones included).
+
+        Raises:
+            AnnotationError: No such annotation on that image.
+        """
+        record = self._read(image_id).get(ann_id)
+        if record is None:
+            raise AnnotationError(f"no annotation {ann_id!r} on image {image_id!r}")
+        return annotation_from_dict(record)
+
+    def list(
+        self,
+        image_id: str,
+        *,
+        type: str | None = None,
+        scope: str | None = None,
+        identifier: str | None = None,
+        created_by: str | None = None,
+        status: str | None = None,
+        frame: int | None = None,
+        include_deleted: bool = False,
+    ) -> list[Annotation]:
+        """The image's annotations matching every given filter, in insertion order.
+
+        Args:
+            image_id: The image.
+            type: Annotation type (canonical or synonym, e.g. ``"square"``).
+            scope: ``"image"`` or ``"frame"``.
+            identifier: Annotation name.
+            created_by: Annotator or model.
+            status: Workflow status.
+            frame: Frame index.
+            include_deleted: Include soft-deleted annotations.
+
+        Returns:
+            The annotations (empty when the image has none).
+        """
+        wanted = {
+            "annotation_type": annotation_class(type).TYPE if type is not None else None,
+            "scope": scope,
+            "identifier": identifier,
+            "created_by": created_by,
+            "status": status,
+            "frame_index": frame,
+        }
+        filters = {key: value for key, value in wanted.items() if value is not None}
+        result = []
+        for record in self._read(image_id).values():
+            if not include_deleted and record.get("deleted"):
+                continue
+            if any(record.get(key) != value for key, value in filters.items()):
+                continue
+            result.append(annotation_from_dict(record))
+        return result
+
+    def update(self, image_id: str, ann: Annotation, *, allow_external: bool = False) -> str:
+        """Replace a stored annotation (same id) with ``ann``.
+
+        Raises:
+            AnnotationError: No annotation with that id, or ``ann`` is invalid.
+        """
+        (fresh,) = self._prepare(image_id, [ann], allow_external=allow_external)
+        assert fresh.id is not None
+        with self._store.locked():
+            records = self._read(image_id)
+            if fresh.id not in records:
+                raise AnnotationError(f"no annotation {fresh.id!r} on image {image_id!r}")
+            fresh.updated_at = _now()
+            records[fresh.id] = fresh.to_dict()
+            self._write(image_id, records)
+        return fresh.id
+
+    def delete(
+        self, image_id: str, ann_id: str, *, hard: bool = False, deleted_by: str | None = None
+    ) -> None:
+        """Soft-delete (mark ``deleted``, ``deleted_at``, ``deleted_by``) or remove an annotation.
+
+        Raises:
+            AnnotationError: No such annotation.
+            ReadOnlyError: The store is read-only.
+        """
+        self._store.check_writable()
+        with self._store.locked():
+            records = self._read(image_id)
+            record = records.get(ann_id)
+            if record is None:
+                raise AnnotationError(f"no annotation {ann_id!r} on image {image_id!r}")
+            if hard:
+                del records[ann_id]
+            elif record.get("deleted"):
+                return
+            else:
+                ann = annotation_from_dict(record)
+                ann.deleted, ann.deleted_at, ann.deleted_by = True, _now(), deleted_by
+                records[ann_id] = ann.to_dict()
+            self._write(image_id, records)
