@@ -10,12 +10,12 @@ from datastore.annotations.classification import (
     NumericAnnotation,
     TextAnnotation,
 )
+from datastore.annotations.labels import save_segmentation_label
 from datastore.annotations.registry import (
     ANNOTATION_TYPES,
     annotation_class,
     annotation_from_dict,
 )
-from datastore.annotations.labels import save_segmentation_label
 from datastore.annotations.schema import AnnotationSpec, ProjectSchema
 from datastore.annotations.segmentation import ImageSegmentation, Segment, VolumeSegmentation
 from datastore.annotations.shapes import (
