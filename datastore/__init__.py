@@ -1,0 +1,44 @@
+"""medstore's datastore: a MONAI Label-compatible local store with crash-safe writes.
+
+Examples:
+    >>> import tempfile
+    >>> from datastore import LocalDatastore
+    >>> LocalDatastore(tempfile.mkdtemp()).status()
+    {'total': 0, 'completed': 0, 'label_tags': {}}
+"""
+
+from __future__ import annotations
+
+from datastore.errors import (
+    AnnotationError,
+    DatastoreError,
+    ImageNotFoundError,
+    ImageReadError,
+    InvalidIdError,
+    LabelGeometryError,
+    LabelNotFoundError,
+    ManifestCorruptError,
+    ManifestError,
+    ReadOnlyError,
+    StoreLockedError,
+    UnsupportedFormatError,
+)
+from datastore.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
+
+__all__ = [
+    "DEFAULT_EXTENSIONS",
+    "AnnotationError",
+    "DatastoreError",
+    "DefaultLabelTag",
+    "ImageNotFoundError",
+    "ImageReadError",
+    "InvalidIdError",
+    "LabelGeometryError",
+    "LabelNotFoundError",
+    "LocalDatastore",
+    "ManifestCorruptError",
+    "ManifestError",
+    "ReadOnlyError",
+    "StoreLockedError",
+    "UnsupportedFormatError",
+]

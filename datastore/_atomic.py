@@ -184,7 +184,7 @@ def atomic_copy(
     *,
     mode: int | None = None,
     point: str = "copy",
-    progress: Callable[[int], None] | None = None,
+    on_chunk: Callable[[bytes], None] | None = None,
 ) -> None:
     """Durably replace ``dest`` with a copy of ``src`` (streamed, never wholly in memory).
 
@@ -193,15 +193,15 @@ def atomic_copy(
         dest: Final path.
         mode: Permission bits for a new file.
         point: Crash-point prefix for tests.
-        progress: Called with the number of bytes copied after each chunk.
+        on_chunk: Called with each chunk copied (to hash or report progress on the way).
 
     Raises:
         OSError: Any failure; ``dest`` is then unchanged and no temp file is left.
     """
     with open(src, "rb") as source, _durable_temp(Path(dest), mode, point) as handle:
-        if progress is None:
+        if on_chunk is None:
             shutil.copyfileobj(source, handle, _CHUNK)
             return
         while chunk := source.read(_CHUNK):
             handle.write(chunk)
-            progress(len(chunk))
+            on_chunk(chunk)

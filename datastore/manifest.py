@@ -195,17 +195,22 @@ class ManifestFile:
         """Whether the manifest file exists."""
         return self._stat() is not None
 
-    def changed(self) -> bool:
+    def changed(self, *, strict: bool = True) -> bool:
         """Whether the file may differ from what this process last read or wrote.
 
+        Args:
+            strict: Also compare the bytes when the signature matches but is too recent to
+                trust (a second write within one timestamp tick). Writers use this, under the
+                lock; readers skip it.
+
         Returns:
-            ``True`` when the signature differs, or matches but is too recent to trust and the
-            bytes differ.
+            ``True`` when the signature differs, or (strict) matches but is too recent to trust
+            and the bytes differ.
         """
         sig = self._stat()
         if sig != self._signature:
             return True
-        if sig is None or self._seen_at_ns - sig.mtime_ns > _RACY_WINDOW_NS:
+        if not strict or sig is None or self._seen_at_ns - sig.mtime_ns > _RACY_WINDOW_NS:
             return False
         try:
             return self.path.read_bytes() != self._bytes

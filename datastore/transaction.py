@@ -54,6 +54,7 @@ class Transaction:
     steps: list[dict[str, Any]] = field(default_factory=list)
     patches: list[dict[str, Any]] = field(default_factory=list)
     staged: list[Path] = field(default_factory=list)
+    reserved: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def replace(self, staged: Path, dest: Path, keep: Path | None, root: Path) -> None:
         """Add a step putting ``staged`` at ``dest``, keeping the old ``dest`` at ``keep``."""
@@ -139,6 +140,36 @@ def run_step(root: Path, step: dict[str, Any]) -> None:
         fsync_dir(dest.parent)
 
 
+def _undo_step(root: Path, step: dict[str, Any]) -> None:
+    dest = _under(root, step["dest"])
+    keep = _under(root, step["keep"]) if step.get("keep") else None
+    if step.get("src"):
+        src = _under(root, step["src"])
+        if src.exists():
+            return
+        if keep is not None and os.path.lexists(keep):
+            os.replace(dest, src)
+            os.link(keep, dest, follow_symlinks=False)
+            keep.unlink()
+        else:
+            os.replace(dest, src)
+        fsync_dir(dest.parent)
+    elif keep is not None and os.path.lexists(keep) and not os.path.lexists(dest):
+        os.replace(keep, dest)
+        fsync_dir(dest.parent)
+
+
+def _roll_back(root: Path, done: list[dict[str, Any]]) -> bool:
+    """Undo finished steps in reverse order; ``False`` when that fails too."""
+    try:
+        for step in reversed(done):
+            _undo_step(root, step)
+    except OSError:
+        logger.exception("roll-back failed; the next writer completes the save instead")
+        return False
+    return True
+
+
 def apply_patches(doc: dict[str, Any], patches: list[dict[str, Any]]) -> None:
     """Apply manifest patches to ``doc`` in place; each patch is idempotent.
 
@@ -198,9 +229,13 @@ class PendingRecords:
     ) -> None:
         """Commit ``txn``: record, steps, manifest, then forget the record.
 
+        If a step or the manifest write fails, the steps already done are rolled back and the
+        record deleted; if even the roll-back fails the record stays, and the next writer rolls
+        the transaction forward. Either way no acknowledged state is lost.
+
         Args:
             txn: The transaction (its files already staged).
-            doc: The fresh manifest dict, patched in place.
+            doc: The manifest dict with ``txn.patches`` already applied.
             write_manifest: Durable manifest writer.
         """
         record = None
@@ -210,11 +245,18 @@ class PendingRecords:
             payload = {"format_version": FORMAT_VERSION, "steps": txn.steps, "patches": txn.patches}
             atomic_write_bytes(record, orjson.dumps(payload), point="pending")
             crashpoint("txn.after_record")
+        done: list[dict[str, Any]] = []
+        try:
             for step in txn.steps:
                 run_step(self.root, step)
+                done.append(step)
                 crashpoint("txn.after_step")
-        apply_patches(doc, txn.patches)
-        write_manifest(doc)
+            write_manifest(doc)
+        except Exception:
+            if record is not None and _roll_back(self.root, done):
+                record.unlink()
+                txn.discard()
+            raise
         crashpoint("txn.after_manifest")
         txn.staged.clear()
         if record is not None:

@@ -1,0 +1,60 @@
+"""The store's narrow view of ``datastore.imaging``: series sniffing, header facts, geometry.
+
+Kept apart so that indexing imports the imaging stack only when a pattern or a call needs it.
+
+Examples:
+    >>> series_sniffer(("*.nii.gz",)) is None
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["header_facts", "series_sniffer", "wants_dicom"]
+
+logger = logging.getLogger(__name__)
+
+
+def wants_dicom(patterns: Sequence[str]) -> bool:
+    """Whether the store's patterns include DICOM files (so series folders are images)."""
+    return any(p.lower().endswith(".dcm") for p in patterns)
+
+
+def series_sniffer(patterns: Sequence[str]) -> Callable[[Path], bool] | None:
+    """The DICOM series-folder test when the patterns include DICOM, else ``None``.
+
+    Args:
+        patterns: The store's file-name patterns.
+
+    Returns:
+        A callable telling whether a folder holds one DICOM series, or ``None``.
+    """
+    if not wants_dicom(patterns):
+        return None
+    try:
+        from datastore.imaging import is_dicom_series_dir
+    except ImportError:  # pragma: no cover - the imaging package is part of the distribution
+        return None
+    return is_dicom_series_dir  # type: ignore[no-any-return]
+
+
+def header_facts(path: Path) -> dict[str, Any]:
+    """Header facts (shape, spacing, dtype, modality) for manifest info; ``{}`` if unreadable.
+
+    Args:
+        path: Image file or series folder.
+
+    Returns:
+        JSON-safe facts, never voxel data or patient names.
+    """
+    try:
+        from datastore.imaging import probe_image
+
+        return dict(probe_image(path).info_facts())
+    except Exception as err:
+        logger.warning("no header facts for %s: %s", path.name, err)
+        return {}

@@ -1,0 +1,537 @@
+"""``LocalDatastore``: MONAI Label's local datastore API on crash-safe, multi-process-safe files.
+
+Every mutation follows DESIGN §3: take the store lock, re-read the manifest if another process
+changed it, apply the change to that fresh state, write durably, then return. Reads use the
+in-memory manifest, re-read whenever the file's identity changed.
+
+Examples:
+    >>> import tempfile
+    >>> with LocalDatastore(tempfile.mkdtemp()) as store:
+    ...     store.status()["total"]
+    0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import filelock
+
+from datastore.archive import write_dataset_archive
+from datastore.errors import (
+    ImageNotFoundError,
+    LabelNotFoundError,
+    ReadOnlyError,
+    StoreLockedError,
+)
+from datastore.history import LabelHistory
+from datastore.layout import StoreLayout
+from datastore.manifest import ManifestFile, empty_manifest
+from datastore.mutations import MutationsMixin
+from datastore.reconcile import reconcile
+from datastore.scan import DiskState, scan_disk
+from datastore.staging import StagingArea
+from datastore.transaction import PendingRecords, Transaction, apply_patches
+
+__all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
+
+logger = logging.getLogger(__name__)
+logging.getLogger("filelock").setLevel(logging.ERROR)
+
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii")
+
+
+class DefaultLabelTag:
+    """MONAI Label's reserved tags."""
+
+    FINAL = "final"
+    ORIGINAL = "original"
+
+
+class LocalDatastore(MutationsMixin):
+    """A MONAI Label studies folder, opened for reading and durable writing.
+
+    Args:
+        datastore_path: The store folder (created unless ``read_only``).
+        images_dir: Images folder relative to the root (a manifest's own value wins).
+        labels_dir: Labels folder relative to the root (a manifest's own value wins).
+        datastore_config: Manifest file name.
+        extensions: File-name patterns of images and labels (MONAI Label's meaning).
+        auto_reload: Watch the folders and index files that appear (DESIGN §4).
+        read_only: Never write anything: no lock file, no folders; mutators raise.
+        lock_timeout: Seconds to wait for the store lock before ``StoreLockedError``.
+        watch: ``"native"`` (inotify/FSEvents) or ``"poll"`` (NFS/SMB) when ``auto_reload``.
+        file_mode: Permission bits for new files (e.g. ``0o600`` for patient data); ``None``
+            follows the process umask. Replaced files always keep their own mode.
+
+    Raises:
+        ManifestCorruptError: The manifest cannot be trusted (it is never overwritten).
+        StoreLockedError: The lock is held elsewhere past ``lock_timeout``.
+        FileNotFoundError: ``read_only`` and the folder does not exist.
+
+    Examples:
+        >>> import tempfile
+        >>> store = LocalDatastore(tempfile.mkdtemp(), lock_timeout=5.0)
+        >>> store.list_images()
+        []
+    """
+
+    def __init__(
+        self,
+        datastore_path: str | os.PathLike[str],
+        images_dir: str = ".",
+        labels_dir: str = "labels",
+        datastore_config: str = "datastore_v2.json",
+        extensions: Sequence[str] | str = DEFAULT_EXTENSIONS,
+        auto_reload: bool = False,
+        read_only: bool = False,
+        *,
+        lock_timeout: float = 30.0,
+        watch: Literal["native", "poll"] = "native",
+        file_mode: int | None = None,
+    ) -> None:
+        root = Path(datastore_path).absolute()
+        self._extensions: tuple[str, ...] = (
+            (extensions,) if isinstance(extensions, str) else tuple(extensions)
+        )
+        self._read_only = read_only
+        self._lock_timeout = lock_timeout
+        self._file_mode = file_mode
+        self._mutex = threading.RLock()
+        self._txn: Transaction | None = None
+        self._watcher: Any = None
+        self._manifest = ManifestFile(root / datastore_config, file_mode=file_mode)
+        if read_only and not root.is_dir():
+            raise FileNotFoundError(f"store folder {root} does not exist")
+        self._lock = None if read_only else filelock.FileLock(root / ".lock", timeout=lock_timeout)
+        doc = self._manifest.read()
+        self._doc: dict[str, Any] = doc or empty_manifest(images_dir, labels_dir)
+        self._layout = StoreLayout(root, self._doc["images_dir"] or ".", self._doc["labels_dir"])
+        self._history = LabelHistory(self._layout)
+        self._staging = StagingArea(self._layout.side_path("staging"), file_mode=file_mode)
+        self._pending = PendingRecords(root, self._layout.side_path("pending"))
+        if read_only:
+            if doc is None:
+                self._reconcile_in_memory()
+        else:
+            for folder in (self._layout.images, self._layout.labels):
+                folder.mkdir(parents=True, exist_ok=True)
+            for tag in (DefaultLabelTag.FINAL, DefaultLabelTag.ORIGINAL):
+                (self._layout.labels / tag).mkdir(exist_ok=True)
+            self.refresh()
+        if auto_reload:
+            self._start_watcher(watch)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def root(self) -> Path:
+        """The store folder."""
+        return self._layout.root
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only."""
+        return self._read_only
+
+    @property
+    def layout(self) -> StoreLayout:
+        """Where the store's files live."""
+        return self._layout
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The configured file-name patterns."""
+        return self._extensions
+
+    def side_path(self, *parts: str) -> Path:
+        """A path under ``<root>/.medstore/`` (not created)."""
+        return self._layout.side_path(*parts)
+
+    def check_writable(self) -> None:
+        """Raise ``ReadOnlyError`` when the store is read-only."""
+        if self._read_only:
+            raise ReadOnlyError(f"store {self.root} is open read-only")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store lock (shared with MONAI Label's ``.lock``), re-entrantly.
+
+        Raises:
+            ReadOnlyError: The store is read-only.
+            StoreLockedError: Another process holds the lock past the timeout.
+        """
+        self.check_writable()
+        assert self._lock is not None
+        try:
+            self._lock.acquire()
+        except filelock.Timeout as err:
+            raise StoreLockedError(
+                f"store {self.root} is locked by another process "
+                f"(waited {self._lock_timeout:g} s for {self._layout.lock})"
+            ) from err
+        try:
+            with self._mutex:
+                yield
+        finally:
+            self._lock.release()
+
+    def _sync_for_read(self) -> None:
+        """Re-read the manifest if its identity changed (no lock: replaces are atomic)."""
+        if self._txn is None and self._manifest.changed(strict=False):
+            with self._mutex:
+                doc = self._manifest.read()
+                if doc is not None:
+                    self._doc = doc
+
+    def _sync_locked(self) -> None:
+        """With the lock held: complete interrupted saves and load the latest manifest."""
+        if self._manifest.changed(strict=True):
+            doc = self._manifest.read()
+            self._doc = doc if doc is not None else empty_manifest(
+                self._layout.images_dir, self._layout.labels_dir
+            )
+        if self._pending.exist():
+            self._pending.recover(self._doc, self._manifest.write)
+            self._staging.clear_orphans()
+
+    @contextlib.contextmanager
+    def _mutation(self) -> Iterator[Transaction]:
+        """Run one change under DESIGN §3 (or join the open ``batch()``)."""
+        self.check_writable()
+        if self._txn is not None:
+            yield self._txn
+            return
+        with self.locked():
+            self._sync_locked()
+            txn = Transaction()
+            try:
+                yield txn
+                if txn:
+                    self._pending.commit(txn, self._doc, self._manifest.write)
+            except BaseException:
+                txn.discard()
+                self._doc = self._manifest.read() or self._doc
+                raise
+
+    def _patch(self, txn: Transaction, op: str, **args: Any) -> None:
+        txn.patch(op, **args)
+        apply_patches(self._doc, [txn.patches[-1]])
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[LocalDatastore]:
+        """Group many changes into one locked transaction and one manifest write.
+
+        An exception inside the block discards every change of the batch.
+
+        Examples:
+            >>> import tempfile
+            >>> store = LocalDatastore(tempfile.mkdtemp())
+            >>> with store.batch():
+            ...     store.set_name("a")
+            ...     store.set_description("b")
+            >>> store.name(), store.description()
+            ('a', 'b')
+        """
+        if self._txn is not None:
+            yield self
+            return
+        with self._mutation() as txn:
+            self._txn = txn
+            try:
+                yield self
+            finally:
+                self._txn = None
+
+    def close(self) -> None:
+        """Stop the watcher, if any. The store stays readable."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    def __enter__(self) -> LocalDatastore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start_watcher(self, watch: Literal["native", "poll"]) -> None:
+        from datastore.watch import StoreWatcher
+
+        self._watcher = StoreWatcher(self, mode=watch)
+        self._watcher.start()
+
+    # ------------------------------------------------------------------ refresh
+    def _linked_ids(self) -> set[str]:
+        return {
+            k for k, v in self._doc["objects"].items() if v["image"]["info"].get("source_path")
+        }
+
+    def _scan(self) -> DiskState:
+        from datastore.imaging_hooks import series_sniffer
+
+        return scan_disk(
+            self._layout,
+            self._extensions,
+            linked=self._linked_ids(),
+            is_series=series_sniffer(self._extensions),
+        )
+
+    def _reconcile_in_memory(self) -> None:
+        reconcile(self._doc, self._scan(), [])
+
+    def refresh(self, *, accept: Callable[[Path], bool] | None = None) -> DiskState:
+        """Reconcile the manifest with the files on disk; write only if something changed.
+
+        One directory scan per folder and set differences. Label files without an image are
+        reported in the log, never deleted; links pointing outside the root are not indexed.
+
+        Args:
+            accept: Optional test a *new* file must pass to be indexed now (the watcher's
+                stability rule); files failing it are left for a later refresh.
+
+        Returns:
+            What the scan found (``orphans``: label files without an image; ``skipped``).
+
+        Raises:
+            ReadOnlyError: On a read-only store.
+        """
+        self.check_writable()
+        with self._mutation() as txn:
+            patches: list[dict[str, Any]] = []
+            state = self._scan()
+            if accept is not None:
+                state = self._filter_new(state, accept)
+            reconcile(self._doc, state, patches)
+            txn.patches.extend(patches)
+            if state.orphans:
+                logger.warning("label files without an image: %s", ", ".join(state.orphans[:20]))
+        return state
+
+    def _filter_new(self, state: DiskState, accept: Callable[[Path], bool]) -> DiskState:
+        """Drop not-yet-indexed files that ``accept`` refuses (e.g. still being copied)."""
+        objects = self._doc["objects"]
+        for image_id, ext in list(state.images.items()):
+            if image_id not in objects and not accept(self._layout.image_path(image_id, ext)):
+                del state.images[image_id]
+        for tag, found in state.labels.items():
+            for image_id, ext in list(found.items()):
+                known = objects.get(image_id, {}).get("labels", {}).get(tag)
+                fresh = known is None or known["ext"] != ext
+                if image_id not in state.images or (
+                    fresh and not accept(self._layout.label_path(tag, image_id, ext))
+                ):
+                    del found[image_id]
+        return state
+
+    # ------------------------------------------------------------------ reads
+    def name(self) -> str:
+        """The store's name."""
+        self._sync_for_read()
+        return str(self._doc["name"])
+
+    def description(self) -> str:
+        """The store's description."""
+        self._sync_for_read()
+        return str(self._doc["description"])
+
+    def _object(self, image_id: str) -> dict[str, Any]:
+        self._sync_for_read()
+        obj = self._doc["objects"].get(image_id)
+        if obj is None:
+            raise ImageNotFoundError(f"image {image_id!r} not found in store {self.root}")
+        return obj
+
+    def _label(self, image_id: str, tag: str) -> dict[str, Any]:
+        self._sync_for_read()
+        obj = self._doc["objects"].get(image_id)
+        label = obj["labels"].get(tag) if obj else None
+        if label is None:
+            raise LabelNotFoundError(f"label {tag!r} of image {image_id!r} not found")
+        return label
+
+    def _image_path(self, image_id: str, obj: dict[str, Any]) -> Path:
+        return self._layout.image_path(image_id, obj["image"]["ext"])
+
+    def list_images(self) -> list[str]:
+        """Ids of every image in the store."""
+        self._sync_for_read()
+        return list(self._doc["objects"])
+
+    def has_image(self, image_id: str) -> bool:
+        """Whether ``image_id`` is in the store."""
+        self._sync_for_read()
+        return image_id in self._doc["objects"]
+
+    def get_image_uri(self, image_id: str) -> str:
+        """Absolute, resolved path of an image file (or DICOM series folder).
+
+        Raises:
+            ImageNotFoundError: Unknown id.
+        """
+        return os.path.realpath(self._image_path(image_id, self._object(image_id)))
+
+    def get_image(self, image_id: str) -> bytes:
+        """The image file's bytes (MONAI Label returns a stream; ``io.BytesIO(...)`` of this)."""
+        return Path(self.get_image_uri(image_id)).read_bytes()
+
+    def get_image_info(self, image_id: str) -> dict[str, Any]:
+        """A copy of the image's info, plus its ``path``.
+
+        Raises:
+            ImageNotFoundError: Unknown id.
+        """
+        obj = self._object(image_id)
+        info = copy.deepcopy(obj["image"]["info"])
+        info["path"] = os.path.realpath(self._image_path(image_id, obj))
+        return info
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str:
+        """Absolute, resolved path of a label file.
+
+        Raises:
+            LabelNotFoundError: No such label.
+        """
+        label = self._label(label_id, label_tag)
+        return os.path.realpath(self._layout.label_path(label_tag, label_id, label["ext"]))
+
+    def get_label(self, label_id: str, label_tag: str) -> bytes:
+        """The label file's bytes."""
+        return Path(self.get_label_uri(label_id, label_tag)).read_bytes()
+
+    def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
+        """A copy of the label's info.
+
+        Raises:
+            LabelNotFoundError: No such label.
+        """
+        return copy.deepcopy(self._label(label_id, label_tag)["info"])
+
+    def get_labels_by_image_id(self, image_id: str) -> dict[str, str]:
+        """``{tag: label_id}`` for every label of an image (``{}`` when none).
+
+        Raises:
+            ImageNotFoundError: Unknown id.
+        """
+        return {tag: image_id for tag in self._object(image_id)["labels"]}
+
+    def get_label_by_image_id(self, image_id: str, tag: str) -> str:
+        """The label id of ``image_id`` under ``tag``, or ``""`` when it has none."""
+        return self.get_labels_by_image_id(image_id).get(tag, "")
+
+    def _has_classes(self, obj: dict[str, Any], tag: str, labels: Sequence[str] | None) -> bool:
+        label = obj["labels"].get(tag)
+        if label is None:
+            return False
+        if not labels:
+            return True
+        names = {c.get("name") for c in label["info"].get("label_info", []) if isinstance(c, dict)}
+        return set(labels) <= names
+
+    def get_labeled_images(
+        self, label_tag: str | None = None, labels: Sequence[str] | None = None
+    ) -> list[str]:
+        """Images with a label under ``label_tag`` (default ``final``) naming all ``labels``."""
+        self._sync_for_read()
+        tag = label_tag or DefaultLabelTag.FINAL
+        return [k for k, v in self._doc["objects"].items() if self._has_classes(v, tag, labels)]
+
+    def get_unlabeled_images(
+        self, label_tag: str | None = None, labels: Sequence[str] | None = None
+    ) -> list[str]:
+        """The complement of :meth:`get_labeled_images` over all images."""
+        labeled = set(self.get_labeled_images(label_tag, labels))
+        return [k for k in self._doc["objects"] if k not in labeled]
+
+    def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
+        """``[{"image", "label", "meta"}]`` for labelled images, ready for MONAI's ``LoadImaged``.
+
+        Args:
+            full_path: Absolute resolved paths; ``False`` gives paths relative to the root.
+            label_tag: Which tag's labels (default ``final``).
+
+        Returns:
+            The list (MONAI's own layout: the files as they are, not medstore's canonical one).
+        """
+        self._sync_for_read()
+        tag = label_tag or DefaultLabelTag.FINAL
+        out = []
+        for image_id, obj in self._doc["objects"].items():
+            label = obj["labels"].get(tag)
+            if label is None:
+                continue
+            image = self._image_path(image_id, obj)
+            lab = self._layout.label_path(tag, image_id, label["ext"])
+            if full_path:
+                paths = (os.path.realpath(image), os.path.realpath(lab))
+            else:
+                paths = (self._layout.relative(image), self._layout.relative(lab))
+            out.append(
+                {
+                    "image": paths[0],
+                    "label": paths[1],
+                    "meta": copy.deepcopy({"image": obj["image"]["info"], "label": label["info"]}),
+                }
+            )
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """``{"total", "completed", "label_tags": {tag: count}}`` as MONAI Label reports it."""
+        self._sync_for_read()
+        tags: dict[str, int] = {}
+        completed = 0
+        for obj in self._doc["objects"].values():
+            completed += DefaultLabelTag.FINAL in obj["labels"]
+            for tag in obj["labels"]:
+                tags[tag] = tags.get(tag, 0) + 1
+        return {"total": len(self._doc["objects"]), "completed": completed, "label_tags": tags}
+
+    def json(self) -> dict[str, Any]:
+        """A deep copy of the manifest."""
+        self._sync_for_read()
+        return copy.deepcopy(self._doc)
+
+    def label_history(self, image_id: str, tag: str) -> list[dict[str, Any]]:
+        """Every version of a label, oldest first; the current one last, with ``current: True``.
+
+        Raises:
+            ImageNotFoundError: Unknown image.
+        """
+        obj = self._object(image_id)
+        records = self._history.records(tag, image_id)
+        label = obj["labels"].get(tag)
+        if label is not None:
+            info = copy.deepcopy(label["info"])
+            records.append(
+                {
+                    "version": (records[-1]["version"] + 1) if records else 1,
+                    "saved_at": info.get("saved_at"),
+                    "checksum": info.get("checksum"),
+                    "ext": label["ext"],
+                    "info": info,
+                    "current": True,
+                }
+            )
+        return records
+
+    def get_dataset_archive(self, limit_cases: int | None = None) -> str:
+        """Zip the ``final``-labelled cases in MONAI Label 0.8.5's layout and return its path.
+
+        The zip goes to ``<tempdir>/medstore-archives/`` (``tempfile.gettempdir()``); the caller
+        owns it. Only files inside the store (and images imported with ``--link``) are included.
+
+        Args:
+            limit_cases: At most this many cases (all when ``None``).
+
+        Returns:
+            The zip file's path.
+        """
+        self._sync_for_read()
+        return str(write_dataset_archive(self, limit_cases=limit_cases))
+
