@@ -40,7 +40,17 @@ TYPE_SYNONYMS: dict[str, str] = {
 
 #: Fields that do not belong to an annotation's content (left out of its deterministic id).
 NON_CONTENT_FIELDS = frozenset(
-    {"id", "created_at", "status", "deleted", "deleted_at", "deleted_by", "origin", "updated_at"}
+    {
+        "id",
+        "created_at",
+        "updated_at",
+        "status",
+        "deleted",
+        "deleted_at",
+        "deleted_by",
+        "origin",
+        "label_tag",
+    }
 )
 
 

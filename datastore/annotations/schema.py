@@ -56,6 +56,12 @@ class AnnotationSpec(BaseModel):
     values: list[str] | None = None
     color: str | tuple[float, ...] | None = None
 
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise wrap_validation_error(err, "annotation spec") from err
+
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
