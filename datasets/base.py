@@ -1,0 +1,523 @@
+"""The common dataset core: indexing a store, items, label sets, selection and loading."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self, Unpack
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datastore.errors import LabelGeometryError
+
+from .cache import CachedVolume, VolumeCache, default_user_cache_dir
+from .collate import collate_items, make_dataloader
+from .entities import EntityRecord
+from .items import categories_entry, frame_labels_entry, image_labels_entry, segmentation_entries
+from .options import DatasetKwargs, DatasetOptions
+from .processing import LabelSpace, entity_space, segmentation_classes, to_codes, value_lut
+from .source import ImageRecord, LabelRecord, build_records, filter_records, open_store
+
+if TYPE_CHECKING:
+    from .splits import SplitResult
+
+__all__ = ["Ref", "StoreDataset"]
+
+Ref = tuple[int, int]
+"""``(record index, frame)``; frame ``-1`` means the whole image."""
+
+
+def _cache_folder(store: Any, root: Path) -> Path:
+    """``.medstore/cache`` for a writable store, else a per-store user cache folder."""
+    if not getattr(store, "read_only", False):
+        side = getattr(store, "side_path", None)
+        return Path(side("cache")) if callable(side) else root / ".medstore" / "cache"
+    import hashlib
+
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return default_user_cache_dir() / digest
+
+
+class StoreDataset(Dataset[dict[str, Any]]):
+    """Base of the dataset classes: a list of images of a store and how to turn one into an item.
+
+    Subclasses decide the view (whole volume, 2-D image, one slice) through :meth:`_view`.
+    Datasets only read the store; decoded arrays come from the decode-once
+    :class:`~datasets.cache.VolumeCache`.
+
+    Args:
+        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        image_ids: Restrict to these ids (in this order); default all, sorted.
+        cache_dir: Cache folder (default ``.medstore/cache`` or the user cache when read-only).
+        options: Pre-built options (instead of keyword options).
+        **kwargs: The keyword options of :class:`~datasets.options.DatasetOptions.from_kwargs`.
+
+    Raises:
+        ValueError: Conflicting options.
+        ImageNotFoundError: An id in ``image_ids`` is not in the store.
+    """
+
+    _frame_axis_name: str | None = None
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        image_ids: Iterable[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        options: DatasetOptions | None = None,
+        **kwargs: Unpack[DatasetKwargs],
+    ) -> None:
+        if options is not None and kwargs:
+            raise ValueError("give options= or keyword options, not both")
+        self.options = options or DatasetOptions.from_kwargs(**kwargs)
+        self._store = open_store(store)
+        self._root = Path(getattr(self._store, "root", "."))
+        folder = (
+            Path(cache_dir) if cache_dir is not None else _cache_folder(self._store, self._root)
+        )
+        self._cache = VolumeCache(folder)
+        self._records = filter_records(
+            build_records(self._store, image_ids), self.options, store=self._store
+        )
+        self._refs: list[Ref] = [(i, -1) for i in range(len(self._records))]
+        labels, categories, frames = entity_space(self._records)
+        self._space = LabelSpace((), labels, categories, frames)
+        self._seg_ready = False
+        self._present: dict[str, tuple[int, ...]] = {}
+        self.split_name: str | None = None
+        self.split_source: str | None = None
+        self.split_as_of_timestamp: str | None = None
+
+    # ----------------------------------------------------------------- pickling / store access
+    def __getstate__(self) -> dict[str, Any]:
+        self._label_space()  # compute once in the parent, never in each worker
+        state = self.__dict__.copy()
+        state["_store"] = None
+        return state
+
+    @property
+    def store(self) -> Any:
+        """The store (reopened from its folder after unpickling)."""
+        if self._store is None:
+            self._store = open_store(self._root)
+        return self._store
+
+    @property
+    def cache(self) -> VolumeCache:
+        """The decode-once cache used by this dataset."""
+        return self._cache
+
+    # ----------------------------------------------------------------- label sets
+    def _label_space(self) -> LabelSpace:
+        if not self._seg_ready:
+            classes = segmentation_classes(
+                self._records, self.options.filters, self._present_values
+            )
+            self._space = LabelSpace(classes, *self._space_entities())
+            self._seg_ready = True
+        return self._space
+
+    def _space_entities(self) -> tuple[Any, Any, Any]:
+        s = self._space
+        return s.image_labels, s.image_categories, s.frame_labels
+
+    def _present_values(self, record: ImageRecord, label: LabelRecord) -> tuple[int, ...]:
+        """Nonzero values of a label without ``label_info`` (read through the cache once)."""
+        if label.path not in self._present:
+            array = self._label_volume(record, label).array
+            flat = np.asarray(array).ravel()
+            if flat.dtype.kind not in "iub":
+                flat = np.rint(flat).astype(np.int64)
+            flat = flat[flat > 0] if flat.dtype.kind == "i" else flat
+            counts = np.bincount(flat.astype(np.int64, copy=False))
+            self._present[label.path] = tuple(int(v) for v in np.nonzero(counts)[0] if v)
+        return self._present[label.path]
+
+    @property
+    def segmentation_labels_set(self) -> list[str]:
+        """Global segmentation class names; name ``i`` has code ``i + 1``."""
+        return list(self._label_space().segmentation)
+
+    @property
+    def image_labels_set(self) -> list[str]:
+        """Image-level label names (one-hot positions)."""
+        return list(self._space.image_labels)
+
+    @property
+    def image_categories_set(self) -> list[tuple[str, str]]:
+        """Image-level ``(identifier, value)`` category pairs (class indices)."""
+        return list(self._space.image_categories)
+
+    @property
+    def frame_labels_set(self) -> list[str]:
+        """Frame-level label names (one-hot positions)."""
+        return list(self._space.frame_labels)
+
+    def _record_ids(self) -> list[int]:
+        seen: dict[int, None] = {}
+        for rec, _ in self._refs:
+            seen.setdefault(rec, None)
+        return list(seen)
+
+    def get_segmentationlabel_distribution(self, normalize: bool = False) -> dict[str, float]:
+        """How many images have a label naming each segmentation class.
+
+        Args:
+            normalize: Divide by the number of images.
+
+        Returns:
+            ``{class name: count or fraction}`` over :attr:`segmentation_labels_set`.
+        """
+        codes = self.segmentation_labels_set
+        counts = dict.fromkeys(codes, 0.0)
+        records = [self._records[i] for i in self._record_ids()]
+        for record in records:
+            names: set[str] = set()
+            for label in record.labels:
+                if label.classes is not None:
+                    names.update(label.classes.values())
+                else:
+                    names.update(str(v) for v in self._present_values(record, label))
+            for name in names & set(codes):
+                counts[name] += 1
+        return self._normalized(counts, len(records), normalize)
+
+    def get_framelabel_distribution(self, normalize: bool = False) -> dict[str, float]:
+        """How many distinct (image, frame) pairs carry each frame label.
+
+        Args:
+            normalize: Divide by the total number of labelled (image, frame, name) triples.
+
+        Returns:
+            ``{frame label: count or fraction}``.
+        """
+        counts = dict.fromkeys(self._space.frame_labels, 0.0)
+        for i in self._record_ids():
+            seen = {
+                (e.frame_index, e.name)
+                for e in self._records[i].entities
+                if e.kind == "label" and e.frame_index is not None and e.name in counts
+            }
+            for _, name in seen:
+                counts[name] += 1
+        return self._normalized(counts, int(sum(counts.values())), normalize)
+
+    @staticmethod
+    def _normalized(counts: dict[str, float], total: int, normalize: bool) -> dict[str, float]:
+        if normalize and total:
+            return {k: v / total for k, v in counts.items()}
+        return counts
+
+    # ----------------------------------------------------------------- items
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def get_image_id(self, index: int) -> str:
+        """The store id of the image behind item ``index``.
+
+        Args:
+            index: Item index (negative counts from the end).
+
+        Returns:
+            The image id.
+        """
+        return self._records[self._refs[index][0]].image_id
+
+    def _image_volume(self, record: ImageRecord) -> CachedVolume:
+        return self._cache.get(
+            record.path, checksum=record.checksum, what=f"image {record.image_id!r}"
+        )
+
+    def _label_volume(self, record: ImageRecord, label: LabelRecord) -> CachedVolume:
+        return self._cache.get(
+            label.path,
+            checksum=str(label.info.get("checksum") or "") or None,
+            what=f"label {label.tag!r} of image {record.image_id!r}",
+        )
+
+    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+        """Cut the item's view from a channels-first canonical array (subclasses override)."""
+        raise NotImplementedError
+
+    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+        """``(num_frames, frame)`` for :func:`frame_labels_entry` (subclasses override)."""
+        return None, None
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec_index, frame = self._refs[index]
+        record = self._records[rec_index]
+        volume = self._image_volume(record)
+        view = self._view(volume.array, frame, record)
+        item: dict[str, Any] = {"image": torch.from_numpy(np.array(view, dtype=np.float32))}
+        if self.options.return_metainfo:
+            item["metainfo"] = self._metainfo(record, volume, frame)
+        if self.options.segmentation.return_segmentations:
+            item.update(self._segmentations(record, volume, frame, tuple(view.shape[1:])))
+        self._entity_entries(item, record.entities, volume.array, frame)
+        transform = self.options.transform
+        return transform(item) if transform is not None else item
+
+    def _metainfo(self, record: ImageRecord, volume: CachedVolume, frame: int) -> dict[str, Any]:
+        info = dict(record.info)
+        meta: dict[str, Any] = {
+            "id": record.image_id,
+            "path": record.path,
+            "affine": torch.from_numpy(np.array(volume.affine, dtype=np.float64)),
+            "spacing": torch.tensor(volume.spacing, dtype=torch.float64),
+            "modality": str(info.get("modality") or volume.meta.get("modality") or ""),
+            "tags": record.tags,
+            "label_tags": [label.tag for label in record.labels],
+            "info": info,
+        }
+        if self._frame_axis_name is not None:
+            meta["slice_index"] = frame
+            meta["slice_axis"] = self._frame_axis_name
+        return meta
+
+    def _segmentations(
+        self, record: ImageRecord, volume: CachedVolume, frame: int, spatial: tuple[int, ...]
+    ) -> dict[str, Any]:
+        space = self._label_space()
+        codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}
+        codes: dict[str, np.ndarray] = {}
+        for label in record.labels:
+            lab = self._label_volume(record, label)
+            image_spatial = volume.array.shape[1:]
+            if lab.array.shape[0] != 1 or lab.array.shape[1:] != image_spatial:
+                raise LabelGeometryError(
+                    f"label {label.tag!r} of image {record.image_id!r} has shape "
+                    f"{tuple(lab.array.shape[1:])} (channels {lab.array.shape[0]}) but the "
+                    f"image has spatial shape {tuple(image_spatial)}"
+                )
+            view = self._view(lab.array, frame, record)[0]
+            lut = value_lut(label.classes, codes_of, view.dtype)
+            codes[label.tag] = to_codes(view, lut)
+        return segmentation_entries(
+            codes,
+            num_classes=len(space.segmentation),
+            options=self.options.segmentation,
+            spatial_shape=spatial,
+        )
+
+    def _entity_entries(
+        self, item: dict[str, Any], entities: Sequence[EntityRecord], array: np.ndarray, frame: int
+    ) -> None:
+        opts = self.options
+        item["image_labels"] = image_labels_entry(
+            entities, self._space, opts.image_labels_merge_strategy
+        )
+        item["image_categories"] = categories_entry(
+            entities, self._space, opts.image_categories_merge_strategy
+        )
+        num_frames, one_frame = self._frame_entry_args(array, frame)
+        item["frame_labels"] = frame_labels_entry(
+            entities,
+            self._space,
+            opts.image_labels_merge_strategy,
+            num_frames=num_frames,
+            frame=one_frame,
+        )
+
+    # ----------------------------------------------------------------- selection
+    def _derive(self, records: list[ImageRecord], refs: list[Ref]) -> Self:
+        new = copy.copy(self)
+        new._records, new._refs = records, refs
+        new._present = self._present
+        new.split_name = new.split_source = new.split_as_of_timestamp = None
+        return new
+
+    def _keep_records(self, keep: set[int]) -> Self:
+        return self._derive(self._records, [r for r in self._refs if r[0] in keep])
+
+    def subset(self, indices: Iterable[int]) -> Self:
+        """A dataset of the items at ``indices`` (same class, options and class lists).
+
+        Args:
+            indices: Item indices.
+
+        Returns:
+            The subset.
+
+        Raises:
+            IndexError: An index is out of range.
+        """
+        try:
+            refs = [self._refs[i] for i in indices]
+        except IndexError as err:
+            raise IndexError(f"subset index out of range for a dataset of {len(self)}") from err
+        return self._derive(self._records, refs)
+
+    def filter(
+        self,
+        *,
+        tags: Sequence[str] | None = None,
+        filename_pattern: str | None = None,
+        has_annotations: bool | None = None,
+        annotation_names: Sequence[str] | None = None,
+        custom_fn: Callable[[ImageRecord], bool] | None = None,
+    ) -> Self:
+        """Keep the images matching **all** given criteria (chainable).
+
+        Args:
+            tags: Keep images whose ``info["tags"]`` hold any of these.
+            filename_pattern: ``fnmatch`` glob on the image file name.
+            has_annotations: Keep images with (``True``) or without (``False``) annotations.
+            annotation_names: Keep images with a segmentation class or entity of these names.
+            custom_fn: Predicate on the :class:`~datasets.source.ImageRecord`.
+
+        Returns:
+            The filtered dataset.
+
+        Raises:
+            ValueError: No criterion given.
+        """
+        if all(
+            v is None
+            for v in (tags, filename_pattern, has_annotations, annotation_names, custom_fn)
+        ):
+            raise ValueError("filter() needs at least one criterion")
+        keep = set()
+        for i in self._record_ids():
+            record = self._records[i]
+            if tags is not None and not set(tags) & set(record.tags):
+                continue
+            if filename_pattern is not None and not fnmatch.fnmatch(
+                os.path.basename(record.path.rstrip("/")), filename_pattern
+            ):
+                continue
+            if has_annotations is not None and record.has_annotations != has_annotations:
+                continue
+            if annotation_names is not None and not set(annotation_names) & self._names(record):
+                continue
+            if custom_fn is not None and not custom_fn(record):
+                continue
+            keep.add(i)
+        return self._keep_records(keep)
+
+    def _names(self, record: ImageRecord) -> set[str]:
+        names = {e.name for e in record.entities}
+        for label in record.labels:
+            if label.classes is not None:
+                names.update(label.classes.values())
+            else:
+                names.update(str(v) for v in self._present_values(record, label))
+        return names
+
+    def __add__(self, other: Self) -> Self:  # type: ignore[override]
+        if type(other) is not type(self):
+            return NotImplemented
+        if self._frame_axis_name != other._frame_axis_name:
+            raise ValueError("cannot add datasets sliced along different axes")
+        offset = len(self._records)
+        refs = self._refs + [(r + offset, f) for r, f in other._refs]
+        new = self._derive(self._records + other._records, refs)
+        mine, theirs = self._label_space(), other._label_space()
+        if mine != theirs:
+            new._space = LabelSpace(
+                *(
+                    tuple(sorted(set(a) | set(b)))
+                    for a, b in zip(mine.__dict__.values(), theirs.__dict__.values(), strict=True)
+                )
+            )
+        new._present = {**self._present, **other._present}
+        return new
+
+    # ----------------------------------------------------------------- splits and loading
+    def split(
+        self,
+        *,
+        seed: int | None = None,
+        use_project_splits: bool | None = None,
+        use_server_splits: bool | None = None,
+        as_of_timestamp: str | None = None,
+        by_patient: bool = False,
+        **ratios: float,
+    ) -> SplitResult[Self]:
+        """Split into named parts; see :func:`datasets.splits.split_dataset` for the modes.
+
+        Args:
+            seed: Seed of a local split (reproducible across processes and machines).
+            use_project_splits: Use assignments persisted in the store's split log.
+            use_server_splits: Deprecated: use legacy ``split:<name>`` image tags.
+            as_of_timestamp: ISO-8601 UTC time at which to replay persisted assignments.
+            by_patient: Keep each ``info["patient_id"]`` in one part (local splits).
+            **ratios: Part name → fraction; must sum to 1 ± 0.01.
+
+        Returns:
+            A :class:`~datasets.splits.SplitResult` mapping names to datasets.
+
+        Raises:
+            ValueError: Invalid ratios or conflicting modes.
+        """
+        from .splits import split_dataset
+
+        return split_dataset(
+            self,
+            seed=seed,
+            use_project_splits=use_project_splits,
+            use_server_splits=use_server_splits,
+            as_of_timestamp=as_of_timestamp,
+            by_patient=by_patient,
+            ratios=ratios,
+        )
+
+    def get_collate_fn(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """Collate function: equal-shape tensors stacked, others listed, dicts key by key.
+
+        Returns:
+            The function.
+        """
+        return collate_items
+
+    def get_dataloader(
+        self, *args: Any, distributed: bool = False, **kwargs: Any
+    ) -> DataLoader[dict[str, Any]]:
+        """A DataLoader with :meth:`get_collate_fn`; see :func:`datasets.collate.make_dataloader`.
+
+        Args:
+            *args: Positional DataLoader arguments (e.g. ``batch_size``).
+            distributed: Use ``torch.utils.data.DistributedSampler`` (needs an initialised
+                process group, or ``num_replicas``/``rank`` keyword arguments).
+            **kwargs: DataLoader arguments; ``shuffle``, ``drop_last`` and ``seed`` go to the
+                sampler when ``distributed``.
+
+        Returns:
+            The loader.
+        """
+        self._label_space()
+        return make_dataloader(self, *args, distributed=distributed, **kwargs)
+
+    def prefetch(self, *, progress: bool = True) -> int:
+        """Decode every image (and label) of the dataset into the cache, with a progress bar.
+
+        Args:
+            progress: Show a tqdm progress bar.
+
+        Returns:
+            The number of files processed.
+        """
+        sources: list[tuple[str, str | None, str]] = []
+        for i in self._record_ids():
+            record = self._records[i]
+            sources.append((record.path, record.checksum, f"image {record.image_id!r}"))
+            for label in record.labels:
+                checksum = str(label.info.get("checksum") or "") or None
+                what = f"label {label.tag!r} of image {record.image_id!r}"
+                sources.append((label.path, checksum, what))
+        return self._cache.prefetch(sources, progress=progress)
+
+    def __repr__(self) -> str:
+        parts = [f"{type(self).__name__}({len(self)} items from {self._root}"]
+        if self.split_name is not None:
+            parts.append(f", split={self.split_name!r} ({self.split_source})")
+        return "".join(parts) + ")"

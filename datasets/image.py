@@ -1,0 +1,47 @@
+"""2-D image dataset: items ``(C, H, W)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from datastore.errors import UnsupportedFormatError
+
+from .base import StoreDataset
+from .source import ImageRecord
+
+__all__ = ["ImageDataset"]
+
+
+class ImageDataset(StoreDataset):
+    """2-D images of a store as items: ``image`` float32 ``(C, H, W)``.
+
+    A file holding a single-slice volume (``D == 1``) counts as 2-D. Segmentations are
+    ``(N, H, W)`` / ``(L+1, H, W)``; ``frame_labels`` are those of frame 0, ``(L,)``.
+
+    Args:
+        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        image_ids: Restrict to these ids.
+        cache_dir: Decode-once cache folder.
+        **kwargs: Keyword options (:class:`~datasets.options.DatasetKwargs`).
+
+    Raises:
+        UnsupportedFormatError: (on item access) the image is a multi-slice volume.
+
+    Example:
+        >>> ds = ImageDataset("xray_store")                           # doctest: +SKIP
+        >>> ds[0]["image"].ndim                                       # doctest: +SKIP
+        3
+    """
+
+    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+        if array.ndim == 3:
+            return array
+        if array.ndim == 4 and array.shape[1] == 1:
+            return array[:, 0]
+        raise UnsupportedFormatError(
+            f"image {record.image_id!r} has shape {tuple(array.shape)}, not 2-D; use "
+            "VolumeDataset(...).slice() or VideoDataset(...).frame_by_frame()"
+        )
+
+    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+        return None, 0

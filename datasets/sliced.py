@@ -1,0 +1,204 @@
+"""Slice-per-item views of volume and video datasets, read from the memory-mapped cache."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable
+from typing import Any, Literal, Self, Unpack
+
+import numpy as np
+
+from .base import Ref, StoreDataset
+from .options import DatasetKwargs, DatasetOptions
+from .processing import LabelSpace, entity_space
+from .source import ImageRecord, build_records, filter_records
+from .volume import as_volume
+
+__all__ = ["AXES", "AxisName", "SlicedVideoDataset", "SlicedVolumeDataset", "axis_index"]
+
+AxisName = Literal["axial", "coronal", "sagittal"]
+AXES: tuple[str, ...] = ("axial", "coronal", "sagittal")
+
+
+def axis_index(axis: AxisName | int) -> int:
+    """Spatial axis index of the canonical ``(D, H, W)`` layout for an axis name or number.
+
+    Args:
+        axis: ``"axial"``/0 (D), ``"coronal"``/1 (H) or ``"sagittal"``/2 (W).
+
+    Returns:
+        0, 1 or 2.
+
+    Raises:
+        ValueError: Anything else.
+
+    Example:
+        >>> axis_index("coronal"), axis_index(2)
+        (1, 2)
+    """
+    if isinstance(axis, str) and axis.lower() in AXES:
+        return AXES.index(axis.lower())
+    if isinstance(axis, int) and not isinstance(axis, bool) and axis in (0, 1, 2):
+        return axis
+    raise ValueError(f"axis must be one of {AXES} or 0, 1, 2; got {axis!r}")
+
+
+class SlicedVolumeDataset(StoreDataset):
+    """One item per slice of every volume: ``image`` float32 ``(C, H, W)``.
+
+    The slice is ``volume[:, k]`` (axial), ``volume[:, :, k]`` (coronal) or
+    ``volume[:, :, :, k]`` (sagittal) of the canonical ``(C, D, H, W)`` array, without flips;
+    so a coronal slice's rows run inferior→superior. ``metainfo`` adds ``slice_index`` and
+    ``slice_axis`` (the affine and spacing stay those of the volume). Frame labels apply to
+    axial slices only (frame = D index); other axes give empty frame labels. Splits and
+    ``filter()`` work per image, so slices of one volume never land in two parts.
+
+    Args:
+        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        axis: Slicing axis (see :func:`axis_index`).
+        image_ids: Restrict to these ids.
+        cache_dir: Decode-once cache folder.
+        **kwargs: Keyword options (:class:`~datasets.options.DatasetKwargs`).
+
+    Example:
+        >>> ds = SlicedVolumeDataset("sample_store", axis="axial")    # doctest: +SKIP
+        >>> ds[0]["metainfo"]["slice_index"]                          # doctest: +SKIP
+        0
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        axis: AxisName | int = "axial",
+        image_ids: Iterable[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Unpack[DatasetKwargs],
+    ) -> None:
+        super().__init__(store, image_ids=image_ids, cache_dir=cache_dir, **kwargs)
+        self._set_axis(axis)
+        self._refs = self._slice_refs(range(len(self._records)))
+
+    def _set_axis(self, axis: AxisName | int) -> None:
+        self._axis = axis_index(axis)
+        self._frame_axis_name = AXES[self._axis]
+
+    @property
+    def axis(self) -> int:
+        """The sliced spatial axis (0 axial, 1 coronal, 2 sagittal)."""
+        return self._axis
+
+    def _slice_refs(self, record_indices: Iterable[int]) -> list[Ref]:
+        """``(record, k)`` for every slice; volume shapes come from the cache (decoded once)."""
+        refs: list[Ref] = []
+        for i in record_indices:
+            shape = as_volume(self._image_volume(self._records[i]).array).shape
+            refs.extend((i, k) for k in range(shape[1 + self._axis]))
+        return refs
+
+    @classmethod
+    def from_dataset(
+        cls,
+        parent: StoreDataset,
+        *,
+        axis: AxisName | int = "axial",
+        **kwargs: Unpack[DatasetKwargs],
+    ) -> Self:
+        """Slice the images of an existing dataset (same store, cache and, by default, options).
+
+        Args:
+            parent: A volume (or video) dataset, possibly filtered or split.
+            axis: Slicing axis.
+            **kwargs: Options overriding the parent's; changed filters re-read the store.
+
+        Returns:
+            The sliced dataset (split attributes carried over).
+        """
+        new = cls.__new__(cls)
+        new.__dict__.update(copy.copy(parent.__dict__))
+        new._set_axis(axis)
+        record_ids = parent._record_ids()
+        if kwargs:
+            merged = {**parent.options.to_kwargs(), **kwargs}
+            new.options = DatasetOptions.from_kwargs(**merged)  # type: ignore[arg-type]
+            if _needs_refilter(parent.options, new.options):
+                ids = [parent._records[i].image_id for i in record_ids]
+                new._records = filter_records(
+                    build_records(parent.store, ids), new.options, store=parent.store
+                )
+                record_ids = list(range(len(new._records)))
+                labels, categories, frames = entity_space(new._records)
+                new._space = LabelSpace((), labels, categories, frames)
+                new._seg_ready = False
+            elif new.options.filters != parent.options.filters:
+                new._seg_ready = False
+        new._refs = new._slice_refs(record_ids)
+        return new
+
+    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+        index: tuple[slice | int, ...] = (slice(None),) * (1 + self._axis) + (frame,)
+        return as_volume(array)[index]
+
+    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+        return None, (frame if self._axis == 0 else None)
+
+
+def _needs_refilter(old: DatasetOptions, new: DatasetOptions) -> bool:
+    """Whether record-level filtering differs (segmentation-name filters do not count)."""
+    keys = (
+        "include_annotators",
+        "exclude_annotators",
+        "include_image_label_names",
+        "exclude_image_label_names",
+        "include_frame_label_names",
+        "exclude_frame_label_names",
+    )
+    return (
+        old.include_unannotated != new.include_unannotated
+        or old.allow_external_annotations != new.allow_external_annotations
+        or any(getattr(old.filters, k) != getattr(new.filters, k) for k in keys)
+    )
+
+
+class SlicedVideoDataset(SlicedVolumeDataset):
+    """One item per video frame: ``image`` float32 ``(C, H, W)``, ``frame_labels`` ``(L,)``.
+
+    Built by :meth:`VideoDataset.frame_by_frame` or :meth:`from_dataset`; ``metainfo`` has
+    ``slice_index`` (the frame) and ``slice_axis == "frame"``.
+
+    Example:
+        >>> frames = SlicedVideoDataset("video_store")               # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        image_ids: Iterable[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Unpack[DatasetKwargs],
+    ) -> None:
+        super().__init__(store, axis=0, image_ids=image_ids, cache_dir=cache_dir, **kwargs)
+
+    def _set_axis(self, axis: AxisName | int) -> None:
+        if axis_index(axis) != 0:
+            raise ValueError("videos are sliced frame by frame (axis 0) only")
+        self._axis = 0
+        self._frame_axis_name = "frame"
+
+    @classmethod
+    def from_dataset(
+        cls, parent: StoreDataset, *, axis: AxisName | int = 0, **kwargs: Unpack[DatasetKwargs]
+    ) -> Self:
+        """One item per frame of ``parent``'s videos (see :meth:`SlicedVolumeDataset.from_dataset`).
+
+        Args:
+            parent: A video dataset.
+            axis: Must be 0 (frames).
+            **kwargs: Options overriding the parent's.
+
+        Returns:
+            The per-frame dataset.
+        """
+        return super().from_dataset(parent, axis=axis, **kwargs)

@@ -1,0 +1,115 @@
+"""Whole-volume and whole-video datasets (items ``(C, D, H, W)``) and their slicing entry points."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Unpack
+
+import numpy as np
+
+from .base import StoreDataset
+from .options import DatasetKwargs
+from .source import ImageRecord
+
+if TYPE_CHECKING:
+    from .sliced import AxisName, SlicedVideoDataset, SlicedVolumeDataset
+
+__all__ = ["MultiFrameDataset", "VideoDataset", "VolumeDataset", "as_volume"]
+
+
+def as_volume(array: np.ndarray) -> np.ndarray:
+    """View a channels-first array as ``(C, D, H, W)`` (a 2-D ``(C, H, W)`` gets ``D = 1``).
+
+    Args:
+        array: Channels-first canonical array.
+
+    Returns:
+        A 4-D view.
+
+    Raises:
+        ValueError: Not 3-D or 4-D.
+
+    Example:
+        >>> as_volume(np.zeros((1, 4, 5))).shape
+        (1, 1, 4, 5)
+    """
+    if array.ndim == 4:
+        return array
+    if array.ndim == 3:
+        return array[:, None]
+    raise ValueError(f"expected a channels-first 2-D or 3-D array, got shape {array.shape}")
+
+
+class MultiFrameDataset(StoreDataset):
+    """Items are whole multi-frame images: ``image`` float32 ``(C, D, H, W)``.
+
+    Arrays follow the canonical layout of DESIGN §5 (D inferior→superior, H anterior→posterior,
+    W right→left), unlike ``store.datalist()`` + MONAI ``LoadImaged``, which gives MONAI's own
+    layout. ``segmentations`` are ``{annotator: uint8 (N, D, H, W)}`` with ``seg_labels``
+    ``{annotator: int64 (N,)}`` (codes 1..L into :attr:`segmentation_labels_set`), or semantic
+    ``(L+1, D, H, W)`` per annotator or merged; ``frame_labels`` are ``{annotator: (D, L)}``.
+    """
+
+    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+        return as_volume(array)
+
+    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+        return int(as_volume(array).shape[1]), None
+
+
+class VolumeDataset(MultiFrameDataset):
+    """3-D volumes of a store as items (see :class:`MultiFrameDataset`).
+
+    Args:
+        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        image_ids: Restrict to these ids.
+        cache_dir: Decode-once cache folder.
+        **kwargs: Keyword options (:class:`~datasets.options.DatasetKwargs`).
+
+    Example:
+        >>> ds = VolumeDataset("sample_store")                       # doctest: +SKIP
+        >>> ds[0]["image"].shape                                      # doctest: +SKIP
+        torch.Size([1, 32, 64, 64])
+    """
+
+    def slice(
+        self, axis: AxisName | int = "axial", **kwargs: Unpack[DatasetKwargs]
+    ) -> SlicedVolumeDataset:
+        """Slice every volume along ``axis`` into 2-D items ``(C, H, W)``.
+
+        Args:
+            axis: ``"axial"`` (0, along D), ``"coronal"`` (1, along H) or ``"sagittal"``
+                (2, along W) of the canonical layout.
+            **kwargs: Options overriding this dataset's.
+
+        Returns:
+            The sliced dataset (reads slices from the memory-mapped cache).
+
+        Raises:
+            ValueError: Unknown axis.
+        """
+        from .sliced import SlicedVolumeDataset
+
+        return SlicedVolumeDataset.from_dataset(self, axis=axis, **kwargs)
+
+
+class VideoDataset(MultiFrameDataset):
+    """Videos (or other frame sequences) of a store as items ``(C, T, H, W)``.
+
+    Frames are the D axis of :class:`MultiFrameDataset`; ``frame_labels`` index them.
+
+    Example:
+        >>> VideoDataset("video_store").frame_by_frame()             # doctest: +SKIP
+    """
+
+    def frame_by_frame(self, **kwargs: Unpack[DatasetKwargs]) -> SlicedVideoDataset:
+        """One item per frame ``(C, H, W)``.
+
+        Args:
+            **kwargs: Options overriding this dataset's.
+
+        Returns:
+            The per-frame dataset.
+        """
+        from .sliced import SlicedVideoDataset
+
+        return SlicedVideoDataset.from_dataset(self, **kwargs)
