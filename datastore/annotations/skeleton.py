@@ -138,8 +138,8 @@ class BoundingBox(BaseModel):
     name: str | None = None
     is_visible: bool | None = None
     color: Colour | None = None
-    top_left: Vec3
-    size: Vec3
+    top_left: tuple[int, int, int]
+    size: tuple[int, int, int]
 
 
 class SegmentInfo(BaseModel):

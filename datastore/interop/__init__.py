@@ -1,0 +1,1 @@
+"""Import and export in other tools' formats (WEBKNOSSOS NML, Scale Nucleus, Datamint, ...)."""

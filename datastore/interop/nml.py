@@ -1,0 +1,350 @@
+"""WEBKNOSSOS NML skeleton files (``.nml``, or a ``.zip`` holding one) read and written.
+
+Parsing uses defusedxml with entities and DTDs forbidden, so entity-expansion bombs and external
+entities are refused. Volume layers whose voxel data sit in the zip are not supported (their
+segment information in the NML is kept).
+
+Examples:
+    >>> from datastore.annotations import SkeletonAnnotation, Tree, SkeletonNode, VoxelSize
+    >>> sk = SkeletonAnnotation(voxel_size=VoxelSize(x=1, y=1, z=2, unit="millimeter"),
+    ...     trees=[Tree(id=1, name="t", nodes=[SkeletonNode(id=1, position=(1, 2, 3))])])
+    >>> parse_nml(dump_nml(sk)) == sk
+    True
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+from pydantic import ValidationError
+
+from datastore._atomic import atomic_write_bytes
+from datastore.annotations.base import wrap_validation_error
+from datastore.annotations.skeleton import (
+    BoundingBox,
+    Branchpoint,
+    Comment,
+    MetadataEntry,
+    SegmentInfo,
+    SkeletonAnnotation,
+    SkeletonEdge,
+    SkeletonNode,
+    Tree,
+    TreeGroup,
+    VolumeLayer,
+    VoxelSize,
+)
+from datastore.errors import AnnotationError, UnsupportedFormatError
+from datastore.interop.nml_writer import dump_nml
+
+__all__ = ["MAX_NML_BYTES", "dump_nml", "load_nml", "parse_nml", "save_nml"]
+
+#: Largest NML (uncompressed) read, against zip bombs.
+MAX_NML_BYTES = 512 * 1024 * 1024
+_T = TypeVar("_T")
+_NODE_ATTRS = {
+    "id", "x", "y", "z", "radius", "rotX", "rotY", "rotZ",
+    "inVp", "inMag", "bitDepth", "interpolation", "time",
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _get(
+    el: ET.Element, name: str, conv: Callable[[str], _T], *, required: bool = False
+) -> _T | None:
+    raw = el.get(name)
+    if raw is None:
+        if required:
+            raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
+        return None
+    try:
+        return conv(raw)
+    except ValueError as err:
+        raise AnnotationError(f"<{el.tag}> has a bad {name!r}: {raw!r}") from err
+
+
+def _int(text: str) -> int:
+    return int(float(text)) if "." in text or "e" in text.lower() else int(text)
+
+
+def _colour(el: ET.Element) -> tuple[float, float, float, float] | None:
+    parts = [_get(el, f"color.{c}", float) for c in "rgba"]
+    if all(p is None for p in parts):
+        return None
+    r, g, b, a = (1.0 if p is None else p for p in parts)
+    return (r, g, b, a)
+
+
+def _vec(el: ET.Element, names: tuple[str, str, str]) -> tuple[float, float, float] | None:
+    values = [_get(el, n, float) for n in names]
+    if any(v is None for v in values):
+        return None
+    x, y, z = (float(v or 0.0) for v in values)
+    return (x, y, z)
+
+
+def _metadata(parent: ET.Element | None) -> list[MetadataEntry]:
+    entries: list[MetadataEntry] = []
+    for el in parent.findall("metadataEntry") if parent is not None else []:
+        key = _get(el, "key", str, required=True)
+        value: Any
+        if "stringValue" in el.attrib:
+            value = el.attrib["stringValue"]
+        elif "numberValue" in el.attrib:
+            value = _get(el, "numberValue", float)
+        elif "boolValue" in el.attrib:
+            value = _get(el, "boolValue", _bool)
+        else:
+            items = sorted(
+                (int(k.rsplit("-", 1)[1]), v)
+                for k, v in el.attrib.items()
+                if k.startswith("stringListValue-")
+            )
+            value = [v for _, v in items]
+        entries.append(MetadataEntry(key=str(key), value=value))
+    return entries
+
+
+def _bbox(el: ET.Element) -> BoundingBox:
+    names = ("topLeftX", "topLeftY", "topLeftZ", "width", "height", "depth")
+    values = [_get(el, name, _int, required=True) for name in names]
+    top = (int(values[0] or 0), int(values[1] or 0), int(values[2] or 0))
+    size = (int(values[3] or 0), int(values[4] or 0), int(values[5] or 0))
+    return BoundingBox(
+        id=_get(el, "id", _int),
+        name=el.get("name"),
+        is_visible=_get(el, "isVisible", _bool),
+        color=_colour(el),
+        top_left=top,
+        size=size,
+    )
+
+
+def _node(el: ET.Element) -> SkeletonNode:
+    position = _vec(el, ("x", "y", "z"))
+    if position is None:
+        raise AnnotationError("<node> needs x, y and z")
+    return SkeletonNode(
+        id=_get(el, "id", _int, required=True),
+        position=position,
+        radius=_get(el, "radius", float),
+        rotation=_vec(el, ("rotX", "rotY", "rotZ")),
+        in_vp=_get(el, "inVp", _int),
+        in_mag=_get(el, "inMag", _int),
+        bit_depth=_get(el, "bitDepth", _int),
+        interpolation=_get(el, "interpolation", _bool),
+        time=_get(el, "time", _int),
+        extra={k: v for k, v in el.attrib.items() if k not in _NODE_ATTRS},
+    )
+
+
+def _tree(el: ET.Element) -> Tree:
+    nodes_el, edges_el = el.find("nodes"), el.find("edges")
+    return Tree(
+        id=_get(el, "id", _int, required=True),
+        name=el.get("name", ""),
+        color=_colour(el),
+        is_visible=_get(el, "isVisible", _bool),
+        group_id=_get(el, "groupId", _int),
+        type=el.get("type"),
+        nodes=[_node(n) for n in (nodes_el.findall("node") if nodes_el is not None else [])],
+        edges=[
+            SkeletonEdge(
+                source=_get(e, "source", _int, required=True),
+                target=_get(e, "target", _int, required=True),
+            )
+            for e in (edges_el.findall("edge") if edges_el is not None else [])
+        ],
+        metadata=_metadata(el.find("metadata")),
+    )
+
+
+def _group(el: ET.Element) -> TreeGroup:
+    return TreeGroup(
+        id=_get(el, "id", _int, required=True),
+        name=el.get("name", ""),
+        is_expanded=_get(el, "isExpanded", _bool),
+        children=[_group(child) for child in el.findall("group")],
+    )
+
+
+def _volume(el: ET.Element) -> VolumeLayer:
+    segments_el = el.find("segments")
+    segments = [
+        SegmentInfo(
+            id=_get(s, "id", _int, required=True),
+            name=s.get("name"),
+            anchor_position=_vec(s, ("anchorPositionX", "anchorPositionY", "anchorPositionZ")),
+            color=_colour(s),
+            metadata=_metadata(s.find("metadata")),
+        )
+        for s in (segments_el.findall("segment") if segments_el is not None else [])
+    ]
+    return VolumeLayer(
+        id=_get(el, "id", _int, required=True),
+        name=el.get("name"),
+        location=el.get("location"),
+        fallback_layer=el.get("fallbackLayer"),
+        segments=segments,
+    )
+
+
+def _parameters(el: ET.Element | None, fields: dict[str, Any]) -> None:
+    fields["parameters"] = {}
+    fields["user_bounding_boxes"] = []
+    for child in el if el is not None else []:
+        if child.tag == "experiment":
+            fields["experiment"] = dict(child.attrib)
+        elif child.tag == "scale":
+            xyz = _vec(child, ("x", "y", "z"))
+            if xyz is None:
+                raise AnnotationError("<scale> needs x, y and z")
+            fields["voxel_size"] = VoxelSize(
+                x=xyz[0], y=xyz[1], z=xyz[2], unit=child.get("unit", "nanometer")
+            )
+        elif child.tag == "userBoundingBox":
+            fields["user_bounding_boxes"].append(_bbox(child))
+        elif child.tag == "taskBoundingBox":
+            fields["task_bounding_box"] = _bbox(child)
+        else:
+            fields["parameters"][child.tag] = dict(child.attrib)
+
+
+def parse_nml(data: bytes | str, *, identifier: str = "skeleton") -> SkeletonAnnotation:
+    """Parse NML text into a :class:`SkeletonAnnotation`.
+
+    Args:
+        data: The NML document.
+        identifier: The annotation's name.
+
+    Returns:
+        The skeleton, with every tree, node attribute, edge, group, comment, branchpoint,
+        metadata entry, bounding box, voxel size and volume segment information.
+
+    Raises:
+        AnnotationError: Not XML, entities/DTD present, not an NML, or an inconsistent graph.
+    """
+    try:
+        root = SafeET.fromstring(data, forbid_dtd=True)
+    except (defusedxml.DefusedXmlException, ET.ParseError) as err:
+        raise AnnotationError(f"not a safe, well-formed NML document: {err}") from err
+    if root.tag != "things":
+        raise AnnotationError(f"not an NML document (root element <{root.tag}>, not <things>)")
+    try:
+        return _skeleton(root, identifier)
+    except ValidationError as err:
+        raise wrap_validation_error(err, "NML document") from err
+
+
+def _skeleton(root: ET.Element, identifier: str) -> SkeletonAnnotation:
+    fields: dict[str, Any] = {
+        "identifier": identifier,
+        "meta": [(m.get("name", ""), m.get("content", "")) for m in root.findall("meta")],
+    }
+    _parameters(root.find("parameters"), fields)
+    fields["trees"] = [_tree(t) for t in root.findall("thing")]
+    fields["branchpoints"] = [
+        Branchpoint(id=_get(b, "id", _int, required=True), time=_get(b, "time", _int))
+        for b in root.findall("branchpoints/branchpoint")
+    ]
+    fields["comments"] = [
+        Comment(node=_get(c, "node", _int, required=True), content=c.get("content", ""))
+        for c in root.findall("comments/comment")
+    ]
+    fields["groups"] = [_group(g) for g in root.findall("groups/group")]
+    fields["volumes"] = [_volume(v) for v in root.findall("volume")]
+    return SkeletonAnnotation(**fields)
+
+
+def _read_zip(path: Path) -> bytes:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [i for i in archive.infolist() if not i.is_dir()]
+            nmls = [i for i in members if i.filename.lower().endswith(".nml")]
+            if len(nmls) != 1:
+                raise AnnotationError(f"{path.name} holds {len(nmls)} .nml files, expected one")
+            others = [i.filename for i in members if i is not nmls[0]]
+            if others:
+                raise UnsupportedFormatError(
+                    f"{path.name} holds volume layer data ({', '.join(others[:3])}); volume "
+                    "annotations are not supported, only the skeleton NML"
+                )
+            if nmls[0].file_size > MAX_NML_BYTES:
+                raise AnnotationError(f"{nmls[0].filename} is larger than {MAX_NML_BYTES} bytes")
+            return archive.read(nmls[0])
+    except zipfile.BadZipFile as err:
+        raise AnnotationError(f"{path.name} is not a valid zip file: {err}") from err
+
+
+def load_nml(path: str | os.PathLike[str], *, identifier: str = "skeleton") -> SkeletonAnnotation:
+    """Read an ``.nml`` file, or a ``.zip`` holding one.
+
+    Args:
+        path: The file.
+        identifier: The annotation's name.
+
+    Returns:
+        The skeleton annotation.
+
+    Raises:
+        AnnotationError: Malformed NML (see :func:`parse_nml`) or a bad zip.
+        UnsupportedFormatError: A zip holding volume layer data.
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        data = _read_zip(path)
+    else:
+        if path.stat().st_size > MAX_NML_BYTES:
+            raise AnnotationError(f"{path.name} is larger than {MAX_NML_BYTES} bytes")
+        data = path.read_bytes()
+    return parse_nml(data, identifier=identifier)
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def save_nml(annotation: SkeletonAnnotation, path: str | os.PathLike[str]) -> Path:
+    """Write ``annotation`` as ``.nml``, or as a ``.zip`` holding ``<stem>.nml``, durably.
+
+    Args:
+        annotation: The skeleton.
+        path: Target file; a ``.zip`` suffix makes a zip.
+
+    Returns:
+        The path written.
+
+    Raises:
+        AnnotationError: ``annotation`` is not a skeleton.
+    """
+    if not isinstance(annotation, SkeletonAnnotation):
+        raise AnnotationError(
+            f"only skeleton annotations export to NML, not {type(annotation).__name__}"
+        )
+    path = Path(path)
+    data = dump_nml(annotation).encode("utf-8")
+    if path.suffix.lower() == ".zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(f"{path.stem}.nml", data)
+        data = buffer.getvalue()
+    atomic_write_bytes(path, data, point="nml")
+    return path
