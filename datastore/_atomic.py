@@ -34,6 +34,7 @@ __all__ = [
     "atomic_copy",
     "atomic_write_bytes",
     "crashpoint",
+    "create_durable",
     "current_umask",
     "fsync_dir",
     "new_file_mode",
@@ -205,3 +206,49 @@ def atomic_copy(
         while chunk := source.read(_CHUNK):
             handle.write(chunk)
             on_chunk(chunk)
+
+
+def create_durable(
+    dest: str | os.PathLike[str],
+    *,
+    src: str | os.PathLike[str] | None = None,
+    data: bytes = b"",
+    mode: int | None = None,
+    on_chunk: Callable[[bytes], None] | None = None,
+) -> None:
+    """Create a *new* file (never replacing one) from ``src`` or ``data`` and fsync it.
+
+    The folder is not fsynced: callers creating many files fsync it once afterwards. On failure
+    the partial file is removed.
+
+    Args:
+        dest: A path that must not exist yet.
+        src: File to copy, or ``None`` to write ``data``.
+        data: Content when ``src`` is ``None``.
+        mode: Permission bits (``None``: the umask's default).
+        on_chunk: Called with each chunk copied.
+
+    Raises:
+        FileExistsError: ``dest`` exists.
+        OSError: Any other failure.
+    """
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, new_file_mode(mode))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if src is None:
+                handle.write(data)
+            else:
+                with open(src, "rb") as source:
+                    while chunk := source.read(_CHUNK):
+                        handle.write(chunk)
+                        if on_chunk is not None:
+                            on_chunk(chunk)
+            crashpoint("create.before_fsync")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(dest, mode)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dest)
+        raise

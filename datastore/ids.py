@@ -10,8 +10,9 @@ Examples:
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
-import unicodedata
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -37,6 +38,10 @@ _WINDOWS_DEVICES = frozenset(
 )
 
 
+# Path separators, NUL and every Unicode "Cc" control character (C0, DEL, C1).
+_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f-\x9f]")
+
+
 def _check_name(value: object, kind: str) -> str:
     if not isinstance(value, str):
         raise InvalidIdError(f"{kind} must be a string, got {type(value).__name__}")
@@ -47,11 +52,11 @@ def _check_name(value: object, kind: str) -> str:
         raise InvalidIdError(f"{kind} {shown} is a relative path component")
     if value.startswith("."):
         raise InvalidIdError(f"{kind} {shown} must not start with '.'")
-    for char in value:
-        if char in "/\\":
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        if bad.group() in "/\\":
             raise InvalidIdError(f"{kind} {shown} must not contain path separators")
-        if char == "\x00" or unicodedata.category(char) == "Cc":
-            raise InvalidIdError(f"{kind} {shown} must not contain control characters")
+        raise InvalidIdError(f"{kind} {shown} must not contain control characters")
     if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise InvalidIdError(f"{kind} {shown}... is longer than {MAX_NAME_BYTES} bytes")
     if value.split(".")[0].strip().upper() in _WINDOWS_DEVICES:
@@ -118,6 +123,17 @@ def pattern_suffix(pattern: str) -> str:
     return "" if any(c in tail for c in "?[]") else tail
 
 
+@functools.lru_cache(maxsize=64)
+def _matchers(patterns: tuple[str, ...]) -> list[tuple[str, re.Pattern[str] | None]]:
+    """Per pattern: its suffix and, unless it is a plain ``*<suffix>``, a compiled matcher."""
+    out: list[tuple[str, re.Pattern[str] | None]] = []
+    for pattern in patterns:
+        suffix = pattern_suffix(pattern)
+        plain = pattern == "*" + suffix and not any(c in suffix for c in "*?[]")
+        out.append((suffix, None if plain else re.compile(fnmatch.translate(pattern))))
+    return out
+
+
 def derive_id(filename: str, patterns: Sequence[str] | Iterable[str]) -> tuple[str, str] | None:
     """Derive ``(id, ext)`` from a file name like MONAI Label, minus its bugs.
 
@@ -140,11 +156,10 @@ def derive_id(filename: str, patterns: Sequence[str] | Iterable[str]) -> tuple[s
     if is_hidden(filename) or os.sep in filename or "/" in filename:
         return None
     best: str | None = None
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(filename, pattern):
-            suffix = pattern_suffix(pattern)
-            if best is None or len(suffix) > len(best):
-                best = suffix
+    for suffix, pattern in _matchers(tuple(patterns)):
+        matched = filename.endswith(suffix) if pattern is None else bool(pattern.match(filename))
+        if matched and (best is None or len(suffix) > len(best)):
+            best = suffix
     if best is None:
         return None
     image_id = filename[: len(filename) - len(best)] if best else filename

@@ -63,33 +63,44 @@ class StoreLayout:
         """
         return self.side.joinpath(*parts)
 
-    def image_path(self, image_id: str, ext: str) -> Path:
+    def image_path(self, image_id: str, ext: str, *, for_write: bool = False) -> Path:
         """The image file (or DICOM series folder) of ``image_id``.
 
+        Args:
+            image_id: The id (validated).
+            ext: Its extension.
+            for_write: Also check that the resolved path stays inside the root (symlinks).
+
         Raises:
-            InvalidIdError: The id is invalid or the path escapes the root.
+            InvalidIdError: The id is invalid or (``for_write``) the path escapes the root.
         """
         validate_id(image_id)
-        return resolve_inside(self.root, self.images_dir, image_id + ext)
+        if for_write:
+            return resolve_inside(self.root, self.images_dir, image_id + ext)
+        return self.images / (image_id + ext)
 
-    def tag_dir(self, tag: str) -> Path:
+    def tag_dir(self, tag: str, *, for_write: bool = False) -> Path:
         """The folder of one label tag.
 
         Raises:
-            InvalidIdError: The tag is invalid or its folder escapes the root.
+            InvalidIdError: The tag is invalid or (``for_write``) its folder escapes the root.
         """
         validate_tag(tag)
-        return resolve_inside(self.root, self.labels_dir, tag)
+        if for_write:
+            return resolve_inside(self.root, self.labels_dir, tag)
+        return self.labels / tag
 
-    def label_path(self, tag: str, image_id: str, ext: str) -> Path:
+    def label_path(self, tag: str, image_id: str, ext: str, *, for_write: bool = False) -> Path:
         """The label file of ``image_id`` under ``tag``.
 
         Raises:
-            InvalidIdError: An invalid id or tag, or a path escaping the root.
+            InvalidIdError: An invalid id or tag, or (``for_write``) a path escaping the root.
         """
         validate_id(image_id)
-        self.tag_dir(tag)
-        return resolve_inside(self.root, self.labels_dir, tag, image_id + ext)
+        self.tag_dir(tag, for_write=for_write)
+        if for_write:
+            return resolve_inside(self.root, self.labels_dir, tag, image_id + ext)
+        return self.labels / tag / (image_id + ext)
 
     def history_dir(self, tag: str, image_id: str) -> Path:
         """Where previous versions of one label are kept."""

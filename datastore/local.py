@@ -14,7 +14,6 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import threading
@@ -33,7 +32,7 @@ from datastore.errors import (
 )
 from datastore.history import LabelHistory
 from datastore.layout import StoreLayout
-from datastore.manifest import ManifestFile, empty_manifest
+from datastore.manifest import ManifestFile, deep_copy, empty_manifest
 from datastore.mutations import MutationsMixin
 from datastore.reconcile import reconcile
 from datastore.scan import DiskState, scan_disk
@@ -388,7 +387,7 @@ class LocalDatastore(MutationsMixin):
             ImageNotFoundError: Unknown id.
         """
         obj = self._object(image_id)
-        info = copy.deepcopy(obj["image"]["info"])
+        info = deep_copy(obj["image"]["info"])
         info["path"] = os.path.realpath(self._image_path(image_id, obj))
         return info
 
@@ -411,7 +410,7 @@ class LocalDatastore(MutationsMixin):
         Raises:
             LabelNotFoundError: No such label.
         """
-        return copy.deepcopy(self._label(label_id, label_tag)["info"])
+        return deep_copy(self._label(label_id, label_tag)["info"])
 
     def get_labels_by_image_id(self, image_id: str) -> dict[str, str]:
         """``{tag: label_id}`` for every label of an image (``{}`` when none).
@@ -461,25 +460,30 @@ class LocalDatastore(MutationsMixin):
         """
         self._sync_for_read()
         tag = label_tag or DefaultLabelTag.FINAL
+        if full_path:
+            images = os.path.realpath(self._layout.images) + os.sep
+            labels = os.path.join(os.path.realpath(self._layout.labels), tag) + os.sep
+        else:
+            rel = os.path.relpath(self._layout.images, self.root)
+            images = "" if rel == "." else rel + "/"
+            labels = f"{self._layout.labels_dir}/{tag}/"
         out = []
         for image_id, obj in self._doc["objects"].items():
             label = obj["labels"].get(tag)
             if label is None:
                 continue
-            image = self._image_path(image_id, obj)
-            lab = self._layout.label_path(tag, image_id, label["ext"])
-            if full_path:
-                paths = (os.path.realpath(image), os.path.realpath(lab))
-            else:
-                paths = (self._layout.relative(image), self._layout.relative(lab))
+            image_info = obj["image"]["info"]
+            image = f"{images}{image_id}{obj['image']['ext']}"
+            if full_path and "source_path" in image_info:
+                image = os.path.realpath(image)
             out.append(
                 {
-                    "image": paths[0],
-                    "label": paths[1],
-                    "meta": copy.deepcopy({"image": obj["image"]["info"], "label": label["info"]}),
+                    "image": image,
+                    "label": f"{labels}{image_id}{label['ext']}",
+                    "meta": {"image": image_info, "label": label["info"]},
                 }
             )
-        return out
+        return deep_copy(out)
 
     def status(self) -> dict[str, Any]:
         """``{"total", "completed", "label_tags": {tag: count}}`` as MONAI Label reports it."""
@@ -495,7 +499,7 @@ class LocalDatastore(MutationsMixin):
     def json(self) -> dict[str, Any]:
         """A deep copy of the manifest."""
         self._sync_for_read()
-        return copy.deepcopy(self._doc)
+        return deep_copy(self._doc)
 
     def label_history(self, image_id: str, tag: str) -> list[dict[str, Any]]:
         """Every version of a label, oldest first; the current one last, with ``current: True``.
@@ -507,7 +511,7 @@ class LocalDatastore(MutationsMixin):
         records = self._history.records(tag, image_id)
         label = obj["labels"].get(tag)
         if label is not None:
-            info = copy.deepcopy(label["info"])
+            info = deep_copy(label["info"])
             records.append(
                 {
                     "version": (records[-1]["version"] + 1) if records else 1,

@@ -26,12 +26,17 @@ from datastore._atomic import atomic_write_bytes
 from datastore.errors import InvalidIdError, ManifestCorruptError
 from datastore.ids import validate_id, validate_tag
 
-__all__ = ["ManifestFile", "empty_manifest", "parse_manifest", "serialize_manifest"]
+__all__ = ["ManifestFile", "deep_copy", "empty_manifest", "parse_manifest", "serialize_manifest"]
 
 _TOP_DEFAULTS: dict[str, Any] = {"images_dir": "", "labels_dir": "labels", "objects": {}}
 # A file whose mtime is this close to our last look may have changed again within one
 # timestamp tick: compare its bytes instead of trusting the stat signature (racy-git rule).
 _RACY_WINDOW_NS = 50_000_000
+
+
+def deep_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (an order of magnitude faster than ``copy.deepcopy``)."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def empty_manifest(images_dir: str, labels_dir: str) -> dict[str, Any]:

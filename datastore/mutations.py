@@ -205,7 +205,7 @@ class MutationsMixin:
             raise UnsupportedFormatError(f"{source.name!r} is a folder; DICOM is not enabled")
         derived_id, ext = _split_name(source, patterns)
         image_id = validate_id(image_id or derived_id)
-        dest = self._layout.image_path(image_id, ext)
+        dest = self._layout.image_path(image_id, ext, for_write=True)
         info = copy.deepcopy(dict(image_info or {}))
         if link:
             staged, checksum = self._staging.link(source, ext), None
@@ -274,9 +274,8 @@ class MutationsMixin:
             entry = record["entry"]
             src = stamps[-1].parent / f"{image_id}{entry['ext']}"
             staged, _ = self._staging.copy_file(src, entry["ext"])
-            txn.replace(
-                staged, self._layout.image_path(image_id, entry["ext"]), None, self._layout.root
-            )
+            dest = self._layout.image_path(image_id, entry["ext"], for_write=True)
+            txn.replace(staged, dest, None, self._layout.root)
             self._patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=False)
             for tag, version in record["label_versions"].items():
                 self._restore_label(txn, image_id, tag, version)
@@ -331,7 +330,8 @@ class MutationsMixin:
             self._retire_label(txn, image_id, tag, "replaced")
         elif old is not None:
             keep = self._keep_version(txn, image_id, tag, old, "replaced")[1]
-        txn.replace(staged, self._layout.label_path(tag, image_id, ext), keep, self._layout.root)
+        dest = self._layout.label_path(tag, image_id, ext, for_write=True)
+        txn.replace(staged, dest, keep, self._layout.root)
         info.update(
             {
                 "ts": int(time.time()),

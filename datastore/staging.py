@@ -19,7 +19,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from datastore._atomic import atomic_copy, atomic_write_bytes, fsync_dir
+from datastore._atomic import create_durable, fsync_dir
 
 __all__ = ["StagingArea", "file_checksum"]
 
@@ -62,7 +62,7 @@ class StagingArea:
         return self.folder / f"{uuid.uuid4().hex}{ext}"
 
     def copy_file(self, src: str | os.PathLike[str], ext: str) -> tuple[Path, str]:
-        """Copy a file (or a series folder) into staging, durably, and hash it on the way.
+        """Copy a file (or a series folder) into staging, fsynced, hashing it on the way.
 
         Args:
             src: The source.
@@ -81,11 +81,11 @@ class StagingArea:
             fsync_dir(staged)
             return staged, file_checksum(staged)
         digest = hashlib.sha256()
-        atomic_copy(src, staged, mode=self.file_mode, point="stage", on_chunk=digest.update)
+        create_durable(staged, src=src, mode=self.file_mode, on_chunk=digest.update)
         return staged, f"SHA256:{digest.hexdigest()}"
 
     def write_bytes(self, data: bytes, ext: str) -> Path:
-        """Stage in-memory content durably.
+        """Stage in-memory content (fsynced; call :meth:`sync` before relying on its name).
 
         Args:
             data: The bytes.
@@ -95,7 +95,7 @@ class StagingArea:
             The staged path.
         """
         staged = self._new_path(ext)
-        atomic_write_bytes(staged, data, mode=self.file_mode, point="stage")
+        create_durable(staged, data=data, mode=self.file_mode)
         return staged
 
     def link(self, target: str | os.PathLike[str], ext: str) -> Path:
@@ -110,8 +110,12 @@ class StagingArea:
         """
         staged = self._new_path(ext)
         os.symlink(os.path.abspath(target), staged)
-        fsync_dir(self.folder)
         return staged
+
+    def sync(self) -> None:
+        """Make the staged files' names durable (one folder fsync for any number of files)."""
+        if self.folder.exists():
+            fsync_dir(self.folder)
 
     def clear_orphans(self) -> int:
         """Delete staged leftovers of saves that never wrote a redo record (lock held).

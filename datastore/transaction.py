@@ -109,35 +109,46 @@ def _keep_copy(dest: Path, keep: Path) -> None:
         os.link(dest, keep, follow_symlinks=False)
     except OSError:
         atomic_copy(dest, keep, point="history")
-    fsync_dir(keep.parent)
 
 
-def run_step(root: Path, step: dict[str, Any]) -> None:
-    """Perform one step idempotently (see the module docstring)."""
+def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
+    """Perform one step idempotently (see the module docstring).
+
+    Args:
+        root: The store root.
+        step: The step.
+        touched: Receives the folders whose entries changed (fsynced once by the caller).
+    """
     dest = _under(root, step["dest"])
     keep = _under(root, step["keep"]) if step.get("keep") else None
     if step.get("src"):
         src = _under(root, step["src"])
-        if not src.exists():
+        if not os.path.lexists(src):
             return
         if keep is not None and os.path.lexists(dest) and not os.path.lexists(keep):
             _keep_copy(dest, keep)
+            touched.add(keep.parent)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         os.replace(src, dest)
-        fsync_dir(dest.parent)
+        touched.update((dest.parent, src.parent))
         return
     if step.get("unlink"):
         if dest.is_symlink():
             dest.unlink()
-            fsync_dir(dest.parent)
+            touched.add(dest.parent)
         return
     if keep is not None and os.path.lexists(dest) and not os.path.lexists(keep):
         keep.parent.mkdir(parents=True, exist_ok=True)
         os.replace(dest, keep)
-        fsync_dir(keep.parent)
-        fsync_dir(dest.parent)
+        touched.update((keep.parent, dest.parent))
+
+
+def _sync_dirs(touched: set[Path]) -> None:
+    for folder in sorted(touched):
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(folder)
 
 
 def _undo_step(root: Path, step: dict[str, Any]) -> None:
@@ -240,17 +251,21 @@ class PendingRecords:
         """
         record = None
         if txn.steps:
+            if txn.staged:
+                fsync_dir(txn.staged[0].parent)
             self.folder.mkdir(parents=True, exist_ok=True)
             record = self.folder / f"{uuid.uuid4().hex}.json"
             payload = {"format_version": FORMAT_VERSION, "steps": txn.steps, "patches": txn.patches}
             atomic_write_bytes(record, orjson.dumps(payload), point="pending")
             crashpoint("txn.after_record")
         done: list[dict[str, Any]] = []
+        touched: set[Path] = set()
         try:
             for step in txn.steps:
-                run_step(self.root, step)
+                run_step(self.root, step, touched)
                 done.append(step)
                 crashpoint("txn.after_step")
+            _sync_dirs(touched)
             write_manifest(doc)
         except Exception:
             if record is not None and _roll_back(self.root, done):
@@ -286,8 +301,10 @@ class PendingRecords:
                 logger.warning("discarding incomplete pending record %s", record.name)
                 record.unlink()
                 continue
+            touched: set[Path] = set()
             for step in payload["steps"]:
-                run_step(self.root, step)
+                run_step(self.root, step, touched)
+            _sync_dirs(touched)
             apply_patches(doc, payload["patches"])
         write_manifest(doc)
         for record in records:
