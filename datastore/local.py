@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import filelock
 
@@ -38,6 +38,9 @@ from datastore.reconcile import reconcile
 from datastore.scan import DiskState, scan_disk
 from datastore.staging import StagingArea
 from datastore.transaction import PendingRecords, Transaction, apply_patches
+
+if TYPE_CHECKING:
+    from datastore.annotations.storage import AnnotationStore
 
 __all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
 
@@ -106,6 +109,7 @@ class LocalDatastore(MutationsMixin):
         self._mutex = threading.RLock()
         self._txn: Transaction | None = None
         self._watcher: Any = None
+        self._annotations: AnnotationStore | None = None
         self._manifest = ManifestFile(root / datastore_config, file_mode=file_mode)
         if read_only and not root.is_dir():
             raise FileNotFoundError(f"store folder {root} does not exist")
@@ -148,6 +152,15 @@ class LocalDatastore(MutationsMixin):
     def extensions(self) -> tuple[str, ...]:
         """The configured file-name patterns."""
         return self._extensions
+
+    @property
+    def annotations(self) -> AnnotationStore:
+        """Entity annotations (boxes, lines, skeletons...) of this store's images (DESIGN §6)."""
+        from datastore.annotations.storage import AnnotationStore
+
+        if self._annotations is None:
+            self._annotations = AnnotationStore(self)
+        return self._annotations
 
     def side_path(self, *parts: str) -> Path:
         """A path under ``<root>/.medstore/`` (not created)."""

@@ -38,8 +38,11 @@ _Records = dict[str, dict[str, Any]]
 
 
 class _Store(Protocol):
-    root: Path
-    read_only: bool
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def read_only(self) -> bool: ...
 
     def side_path(self, *parts: str) -> Path: ...
 
