@@ -35,7 +35,8 @@ SCHEMA_FORMAT_VERSION = 1
 
 
 class _SideStore(Protocol):
-    read_only: bool
+    @property
+    def read_only(self) -> bool: ...
 
     def side_path(self, *parts: str) -> Path: ...
 

@@ -80,7 +80,7 @@ def _common(payload: Mapping[str, Any]) -> dict[str, Any]:
 def _build(payload: Mapping[str, Any], kind: str) -> Annotation:
     geo = payload.get("geometry") or {}
     fields = _common(payload)
-    label = payload.get("label")
+    label: Any = payload.get("label")
     if kind == "box":
         x, y, w, h = geo["x"], geo["y"], geo["width"], geo["height"]
         return BoxAnnotation.from_points([(x, y), (x + w, y + h)], identifier=label, **fields)
