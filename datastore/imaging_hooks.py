@@ -39,7 +39,7 @@ def series_sniffer(patterns: Sequence[str]) -> Callable[[Path], bool] | None:
         from datastore.imaging import is_dicom_series_dir
     except ImportError:  # pragma: no cover - the imaging package is part of the distribution
         return None
-    return is_dicom_series_dir  # type: ignore[no-any-return]
+    return is_dicom_series_dir
 
 
 def header_facts(path: Path) -> dict[str, Any]:

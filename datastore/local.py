@@ -47,7 +47,7 @@ __all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
 logger = logging.getLogger(__name__)
 logging.getLogger("filelock").setLevel(logging.ERROR)
 
-DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii")
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii", "*.dcm")
 
 
 class DefaultLabelTag:

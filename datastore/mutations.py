@@ -14,22 +14,27 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from datastore.errors import (
     ImageNotFoundError,
+    ImageReadError,
     InvalidIdError,
+    LabelGeometryError,
     LabelNotFoundError,
     UnsupportedFormatError,
 )
 from datastore.history import LabelHistory, utc_now_iso
 from datastore.ids import derive_id, validate_id, validate_tag
+from datastore.imaging import check_label_geometry, label_nifti_bytes, probe_image
 from datastore.imaging_hooks import header_facts, wants_dicom
 from datastore.transaction import Transaction
 
@@ -284,19 +289,25 @@ class MutationsMixin:
     def save_label(
         self,
         image_id: str,
-        label_filename: str | os.PathLike[str],
+        label_filename: str | os.PathLike[str] | np.ndarray,
         label_tag: str,
         label_info: Mapping[str, Any] | None = None,
+        *,
+        force: bool = False,
     ) -> str:
         """Save (or replace) the label of ``image_id`` under ``label_tag``.
 
-        The replaced version (file and info) is kept in the label history.
+        The replaced version (file and info) is kept in the label history. The label must fit
+        its image (same canonical shape, affine within 1e-3 mm, integer dtype) unless ``force``.
 
         Args:
             image_id: The image.
-            label_filename: The label file.
+            label_filename: The label file, or a numpy array in the canonical layout of
+                ``datastore.imaging.read_image`` (``(D, H, W)``), written as NIfTI in the image
+                file's own orientation and affine.
             label_tag: The tag (annotator, model, ``final``...).
             label_info: Extra info (e.g. ``label_info`` class names); copied, never mutated.
+            force: Skip the geometry check.
 
         Returns:
             The label id (the image id, as in MONAI Label).
@@ -304,15 +315,34 @@ class MutationsMixin:
         Raises:
             ImageNotFoundError: Unknown image. InvalidIdError: bad tag.
             UnsupportedFormatError: The file matches no pattern.
+            LabelGeometryError: The label does not fit its image.
         """
         validate_tag(label_tag)
         with self._mutation() as txn:
-            self._object(image_id)
-            _, ext = _split_name(label_filename, self._extensions)
-            staged, checksum = self._staging.copy_file(label_filename, ext)
+            obj = self._object(image_id)
+            image_path = txn.source_of(self._layout.image_path(image_id, obj["image"]["ext"]))
+            if isinstance(label_filename, np.ndarray):
+                staged, checksum, ext = self._stage_array(label_filename, image_path)
+                shown = "array"
+            else:
+                _, ext = _split_name(label_filename, self._extensions)
+                staged, checksum = self._staging.copy_file(label_filename, ext)
+                shown = Path(label_filename).name
+            if not force:
+                try:
+                    check_label_geometry(staged, image_path)
+                except (LabelGeometryError, ImageReadError) as err:
+                    txn.discard_one(staged)
+                    reason = str(err).replace(str(staged), shown)
+                    raise type(err)(f"label {label_tag!r} of image {image_id!r}: {reason}") from err
             info = copy.deepcopy(dict(label_info or {}))
             self._put_label(txn, image_id, label_tag, staged, ext, info, checksum)
         return image_id
+
+    def _stage_array(self, array: np.ndarray, image_path: Path) -> tuple[Path, str, str]:
+        data = label_nifti_bytes(array, probe_image(image_path))
+        staged = self._staging.write_bytes(data, ".nii.gz")
+        return staged, f"SHA256:{hashlib.sha256(data).hexdigest()}", ".nii.gz"
 
     def _put_label(
         self,

@@ -55,10 +55,12 @@ class Transaction:
     patches: list[dict[str, Any]] = field(default_factory=list)
     staged: list[Path] = field(default_factory=list)
     reserved: dict[tuple[str, str], int] = field(default_factory=dict)
+    sources: dict[Path, Path] = field(default_factory=dict)
 
     def replace(self, staged: Path, dest: Path, keep: Path | None, root: Path) -> None:
         """Add a step putting ``staged`` at ``dest``, keeping the old ``dest`` at ``keep``."""
         self.staged.append(staged)
+        self.sources[dest] = staged
         self.steps.append(
             {
                 "src": _rel(staged, root),
@@ -66,6 +68,14 @@ class Transaction:
                 "keep": _rel(keep, root) if keep else None,
             }
         )
+
+    def source_of(self, dest: Path) -> Path:
+        """Where ``dest``'s content is now: its staged file if this transaction replaces it."""
+        return self.sources.get(dest, dest)
+
+    def discard_one(self, staged: Path) -> None:
+        """Delete one staged file that will not be used."""
+        staged.unlink(missing_ok=True)
 
     def retire(self, dest: Path, keep: Path, root: Path) -> None:
         """Add a step moving ``dest`` to ``keep`` (a removal that can be undone)."""
