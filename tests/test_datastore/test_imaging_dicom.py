@@ -66,7 +66,7 @@ def test_missing_decoder_names_what_to_install() -> None:
         pytest.skip("a JPEG-LS decoder is installed")
     except ImportError:
         pass
-    with pytest.raises(UnsupportedFormatError, match="install .*pylibjpeg"):
+    with pytest.raises(UnsupportedFormatError, match=r"install .*pylibjpeg"):
         read_image(path)
 
 
