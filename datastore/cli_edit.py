@@ -135,6 +135,7 @@ def run_rm(args: argparse.Namespace, store: LocalDatastore) -> int:
 
 def run_restore(args: argparse.Namespace, store: LocalDatastore) -> int:
     """Restore a removed image, or a kept label version."""
+    store.check_writable()
     image_id = validate_id(args.image_id)
     if args.tag is None:
         if args.version is not None:

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from datastore.cli import StoreOptions, open_store
 from datastore.errors import ReadOnlyError
 from datastore.ids import validate_id, validate_tag
 from datastore.local import DefaultLabelTag, LocalDatastore
@@ -178,11 +179,13 @@ def run_history(args: argparse.Namespace, store: LocalDatastore) -> int:
 
 
 # ---------------------------------------------------------------------------- refresh / archive
-def run_refresh(args: argparse.Namespace, store: LocalDatastore) -> int:
+def run_refresh(args: argparse.Namespace, store: None) -> int:
     """Reconcile the manifest with the files on disk."""
-    before = set(store.list_images())
-    state = store.refresh()
-    after = set(store.list_images())
+    options = StoreOptions.from_args(args)
+    before = set(open_store(options, mode="read").list_images())  # opening to write refreshes
+    with open_store(options, mode="write") as live:
+        state = live.refresh()
+        after = set(live.list_images())
     print(
         f"{len(after)} images ({len(after - before)} new, {len(before - after)} gone); "
         f"{len(state.orphans)} label files without an image; {len(state.skipped)} skipped"
@@ -262,7 +265,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run_history, store_mode="read")
 
     p = subparsers.add_parser("refresh", help="index files added or removed by hand")
-    p.set_defaults(handler=run_refresh, store_mode="write")
+    p.set_defaults(handler=run_refresh, store_mode="none")
 
     p = subparsers.add_parser("archive", help="zip the final-labelled cases (MONAI Label layout)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N cases")
