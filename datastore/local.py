@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import filelock
 
+from datastore._atomic import crashpoint
 from datastore.archive import write_dataset_archive
 from datastore.errors import (
     ImageNotFoundError,
@@ -189,6 +190,7 @@ class LocalDatastore(MutationsMixin):
                 f"(waited {self._lock_timeout:g} s for {self._layout.lock})"
             ) from err
         try:
+            crashpoint("lock.acquired")
             with self._mutex:
                 yield
         finally:
