@@ -245,3 +245,18 @@ def test_volume_segmentation_becomes_a_monai_label(
     history = store.label_history("case_1", "reader-a")
     again = anns.add("case_1", seg, allow_external=True)
     assert again == ann_id and store.label_history("case_1", "reader-a") == history
+
+
+def test_add_bulk_writes_many_images_and_validates_first(
+    make_store: Callable[..., LocalDatastore],
+) -> None:
+    store = make_store("case_1", "case_2")
+    anns = AnnotationStore(store)
+    result = anns.add_bulk({"case_1": [_box(), _box(x=30)], "case_2": [_box(frame=3)]})
+    assert [len(v) for v in result.values()] == [2, 1]
+    assert len(anns.list("case_1")) == 2 and anns.list("case_2")[0].frame_index == 3
+    assert anns.add_bulk({"case_1": [_box()]}) == {"case_1": [_box().id]}
+    assert len(anns.list("case_1")) == 2
+    with pytest.raises(AnnotationError, match="outside image"):
+        anns.add_bulk({"case_2": [_box(x=99)], "case_1": [_box(frame=9)]})
+    assert len(anns.list("case_2")) == 1  # nothing written for the valid image either
