@@ -9,7 +9,8 @@ Examples:
     >>> import contextlib, io, tempfile
     >>> root = tempfile.mkdtemp()
     >>> with contextlib.redirect_stdout(io.StringIO()):
-    ...     main(["init", root])
+    ...     code = main(["init", root])
+    >>> code
     0
 """
 

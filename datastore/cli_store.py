@@ -71,7 +71,7 @@ def format_status(summary: dict[str, Any]) -> str:
     lines = [
         f"Store       {summary['root']}",
         f"Name        {summary['name']}"
-        + (f" — {summary['description']}" if summary["description"] else ""),
+        + (f" - {summary['description']}" if summary["description"] else ""),
         f"Images      {summary['images']}",
         f"Labelled    {summary['labelled']}  (tag 'final')",
         f"Unlabelled  {summary['unlabelled']}",
@@ -103,7 +103,8 @@ def run_init(args: argparse.Namespace, store: None) -> int:
         if args.description is not None:
             new.set_description(args.description)
     verb = "Store already existed at" if existed else "Initialised store at"
-    print(f"{verb} {new.root}: {len(new.list_images())} images")
+    count = len(new.list_images())
+    print(f"{verb} {new.root}: {count} image{'' if count == 1 else 's'}")
     return 0
 
 

@@ -98,7 +98,7 @@ def test_init_creates_a_store_named_after_its_folder(tmp_path: Path, cli: Run) -
 def test_init_indexes_files_already_there(tmp_path: Path, cli: Run, make_nifti: MakeNifti) -> None:
     make_nifti("x.nii.gz")
     code, out, _ = cli("init", tmp_path / "src")
-    assert code == 0 and "1 images" in out
+    assert code == 0 and "1 image" in out
     assert LocalDatastore(tmp_path / "src").list_images() == ["x"]
 
 
@@ -658,3 +658,42 @@ def test_installed_entry_point(store: Path) -> None:
     assert bad.stderr.strip().splitlines() == [
         "medstore: error: image id '../evil' must not start with '.'"
     ]
+
+
+def test_watch_stops_cleanly_on_ctrl_c(
+    store: Path, cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datastore.cli_watch as cli_watch
+
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_watch.time, "sleep", interrupt)
+    code, out, err = cli("--store", store, "watch")
+    assert code == 0 and err == ""
+    assert out.strip().endswith("stopped")
+
+
+def test_optional_command_groups_are_wired_in(
+    store: Path, cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import types
+
+    seen: list[object] = []
+
+    def run(args: argparse.Namespace, store: LocalDatastore) -> int:
+        seen.append((args.image_id, store.read_only, sorted(store.list_images())))
+        return 0
+
+    def register(subparsers: object) -> None:
+        p = subparsers.add_parser("annotate-probe")  # type: ignore[attr-defined]
+        p.add_argument("image_id")
+        p.set_defaults(handler=run)
+
+    fake = types.ModuleType("datastore.cli_annotate")
+    fake.register = register  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "datastore.cli_annotate", fake)
+    code, _, err = cli("annotate-probe", "a", "--store", store)
+    assert code == 0, err
+    assert seen == [("a", False, ["a", "b", "c"])]
