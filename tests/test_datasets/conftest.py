@@ -63,8 +63,8 @@ def simple_case(seed: int, shape: tuple[int, int, int] = (6, 5, 4)) -> Case:
     rng = np.random.default_rng(seed)
     image = rng.integers(-100, 100, size=shape, dtype=np.int16)
     label = np.zeros(shape, dtype=np.uint8)
-    label[1:3, 1:3, 1:3] = 1
-    label[3, 3, 2] = 2
+    label[1:3, 1:3, : min(2, shape[2])] = 1
+    label[shape[0] - 1, shape[1] - 1, shape[2] - 1] = 2
     info = [{"name": "liver", "idx": 1}, {"name": "tumor", "idx": 2}]
     return Case(image=image, labels={"final": (label, info)})
 
