@@ -65,14 +65,26 @@ def _expand(arg: str) -> list[Path]:
     return [Path(m) for m in matches]
 
 
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return real == base or base in real.parents
+
+
 def _walk(
-    folder: Path, patterns: Sequence[str], is_series: Callable[[Path], bool] | None
+    folder: Path,
+    patterns: Sequence[str],
+    is_series: Callable[[Path], bool] | None,
+    exclude: Path | None,
 ) -> list[Path]:
     """Matching files under ``folder`` (recursively); series folders count as one source."""
     found: list[Path] = []
     for current, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
         here = Path(current)
+        dirs[:] = sorted(
+            d for d in dirs if not is_hidden(d) and not _inside(here / d, exclude)
+        )
         if is_series is not None:
             series = [d for d in dirs if is_series(here / d)]
             found.extend(here / d for d in series)
@@ -81,7 +93,9 @@ def _walk(
     return found
 
 
-def collect_sources(args: Sequence[str], patterns: Sequence[str]) -> list[Path]:
+def collect_sources(
+    args: Sequence[str], patterns: Sequence[str], *, exclude: Path | None = None
+) -> list[Path]:
     """Expand the ``add`` arguments into image sources.
 
     Files must match a pattern; folders are searched recursively for matching files, except that a
@@ -91,6 +105,7 @@ def collect_sources(args: Sequence[str], patterns: Sequence[str]) -> list[Path]:
     Args:
         args: Files, folders and glob patterns.
         patterns: The store's file-name patterns.
+        exclude: A folder never searched (the store itself, so ``add .`` inside a store works).
 
     Returns:
         The sources, in argument order, without duplicates.
@@ -106,10 +121,13 @@ def collect_sources(args: Sequence[str], patterns: Sequence[str]) -> list[Path]:
             if not path.exists():
                 raise FileNotFoundError(f"{path} does not exist")
             if path.is_dir():
+                if _inside(path, exclude):
+                    logger.warning("not searching %s: it is inside the store", path)
+                    continue
                 if is_series is not None and is_series(path):
                     out[path] = None
                     continue
-                found = _walk(path, patterns, is_series)
+                found = _walk(path, patterns, is_series, exclude)
                 if not found:
                     logger.warning("no files matching %s in %s", " ".join(patterns), path)
                 out.update(dict.fromkeys(found))
@@ -163,7 +181,7 @@ def source_ids(
 def run_add(args: argparse.Namespace, store: LocalDatastore) -> int:
     """Import images in one batch: all or nothing."""
     info = parse_info(args.info)
-    sources = collect_sources(args.paths, store.extensions)
+    sources = collect_sources(args.paths, store.extensions, exclude=store.root)
     if not sources:
         raise FileNotFoundError("no image files found in the given paths")
     ids = source_ids(sources, store.extensions, image_id=args.image_id)

@@ -697,3 +697,17 @@ def test_optional_command_groups_are_wired_in(
     code, _, err = cli("annotate-probe", "a", "--store", store)
     assert code == 0, err
     assert seen == [("a", False, ["a", "b", "c"])]
+
+
+def test_add_never_searches_the_store_itself(
+    tmp_path: Path, cli: Run, make_nifti: MakeNifti, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_nifti("new.nii.gz")
+    root = tmp_path / "src" / "store"
+    cli("init", root)
+    cli("--store", root, "add", make_nifti("old.nii.gz"))
+    monkeypatch.chdir(tmp_path / "src")
+    code, out, err = cli("--store", root, "add", ".")
+    assert code == 0, err
+    assert "added 2 images" in out
+    assert sorted(LocalDatastore(root).list_images()) == ["new", "old"]
