@@ -43,6 +43,7 @@ _GROUPS = (
     "datastore.cli_add",
     "datastore.cli_edit",
     "datastore.cli_watch",
+    "datastore.cli_upkeep",
     "datastore.cli_annotate",
     "datastore.cli_demo",
 )
