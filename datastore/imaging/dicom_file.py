@@ -90,7 +90,7 @@ def _planes(dh: DicomHeader) -> list[Plane] | None:
                 f"{dh.path}: {len(planes)} per-frame functional groups for {n} frames"
             )
         return planes
-    base = classic_plane(dh.ds)
+    base = classic_plane(dh.values)
     if base is None:
         return None
     if n == 1:
@@ -151,11 +151,11 @@ def plan_file(path: Path, limits: ReadLimits) -> FramePlan:
 
 
 def _flat_spacing(dh: DicomHeader) -> tuple[float, float]:
-    plane = classic_plane(dh.ds)
+    plane = classic_plane(dh.values)
     if plane is not None:
         return plane.spacing
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = dh.ds.get(key)
+        value = dh.values.get(key)
         try:
             sp = (float(value[0]), float(value[1])) if value else None
         except (TypeError, ValueError, IndexError):

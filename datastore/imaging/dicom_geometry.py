@@ -16,7 +16,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,7 @@ def _floats(value: Any, n: int) -> npt.NDArray[np.float64] | None:
     return arr if arr.shape == (n,) and np.isfinite(arr).all() else None
 
 
-def _thickness(*sources: Dataset | None) -> float | None:
+def _thickness(*sources: Dataset | Mapping[str, Any] | None) -> float | None:
     for src in sources:
         if src is None:
             continue
@@ -99,7 +99,7 @@ def _thickness(*sources: Dataset | None) -> float | None:
     return None
 
 
-def _spacing(*sources: Dataset | None) -> tuple[float, float]:
+def _spacing(*sources: Dataset | Mapping[str, Any] | None) -> tuple[float, float]:
     for src in sources:
         if src is None:
             continue
@@ -110,11 +110,11 @@ def _spacing(*sources: Dataset | None) -> tuple[float, float]:
     return 1.0, 1.0
 
 
-def classic_plane(ds: Dataset) -> Plane | None:
+def classic_plane(ds: Dataset | Mapping[str, Any]) -> Plane | None:
     """The plane of a classic (single-frame style) image, or ``None`` without patient geometry.
 
     Args:
-        ds: The dataset.
+        ds: The dataset, or its ``fast_values`` dict.
 
     Returns:
         The plane from top-level ImagePositionPatient / ImageOrientationPatient / PixelSpacing.

@@ -36,6 +36,7 @@ from pydicom.uid import (
 
 from datastore.errors import ImageReadError, UnsupportedFormatError
 from datastore.imaging._values import check_declared_size
+from datastore.imaging.dicom_fast import fast_values
 
 __all__ = [
     "DicomHeader",
@@ -56,6 +57,7 @@ _INSTALL_HINT = {
     "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",
     "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",
 }
+_HEAD_CHUNK = 64 << 10
 _SMALL_READ = 12  # tag + VR + length reads may legitimately run into the end of file
 
 
@@ -196,6 +198,7 @@ class DicomHeader:
         frame: Pixel layout.
         transfer_syntax: Transfer syntax UID string.
         pixel_offset: File offset of the pixel data element (its tag), or -1 if none.
+        values: Top-level geometry/pixel values as plain Python values (see ``fast_values``).
     """
 
     path: Path
@@ -203,24 +206,25 @@ class DicomHeader:
     frame: FrameLayout
     transfer_syntax: str
     pixel_offset: int
+    values: dict[str, Any]
 
 
-def _layout(ds: Dataset, path: Path, float_kind: int) -> FrameLayout:
+def _layout(v: dict[str, Any], path: Path, float_kind: int) -> FrameLayout:
     try:
-        bits = int(ds.get("BitsAllocated", 32 if float_kind == 32 else 64 if float_kind else 16))
+        bits = int(v.get("BitsAllocated") or (32 if float_kind == 32 else 64 if float_kind else 16))
         return FrameLayout(
-            rows=int(ds.Rows),
-            cols=int(ds.Columns),
-            frames=int(ds.get("NumberOfFrames") or 1),
-            samples=int(ds.get("SamplesPerPixel") or 1),
+            rows=int(v["Rows"]),
+            cols=int(v["Columns"]),
+            frames=int(v.get("NumberOfFrames") or 1),
+            samples=int(v.get("SamplesPerPixel") or 1),
             bits_allocated=bits,
-            bits_stored=int(ds.get("BitsStored") or bits),
-            signed=int(ds.get("PixelRepresentation") or 0) == 1,
-            photometric=str(ds.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
-            planar=int(ds.get("PlanarConfiguration") or 0),
+            bits_stored=int(v.get("BitsStored") or bits),
+            signed=int(v.get("PixelRepresentation") or 0) == 1,
+            photometric=str(v.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
+            planar=int(v.get("PlanarConfiguration") or 0),
             float_kind=float_kind,
         )
-    except (AttributeError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise ImageReadError(f"{path}: DICOM file has no usable image pixel module ({err})") from (
             err
         )
@@ -246,12 +250,17 @@ def read_header(
         ImageReadError: Not DICOM, corrupt, a length beyond the file, no image, or over the cap.
     """
     p = Path(path)
+    parsed = _parse_head(p, specific_tags)
+    ds: Dataset
     try:
-        with _GuardedFile(p) as fh:
-            ds = pydicom.dcmread(
-                fh, stop_before_pixels=True, force=True, specific_tags=specific_tags
-            )
-            pixel_offset, float_kind = _pixel_element(fh)
+        if parsed is None:
+            with _GuardedFile(p) as fh:
+                ds = pydicom.dcmread(
+                    fh, stop_before_pixels=True, force=True, specific_tags=specific_tags
+                )
+                pixel_offset, float_kind = _pixel_element(fh)
+        else:
+            ds, pixel_offset, float_kind = parsed
     except ImageReadError:
         raise
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error) as err:
@@ -271,13 +280,38 @@ def read_header(
             if little is not False
             else ExplicitVRBigEndian
         )
-    frame = _layout(ds, p, float_kind)
+    values = fast_values(ds)
+    frame = _layout(values, p, float_kind)
     try:
         nbytes = frame.nbytes
     except ValueError as err:
         raise ImageReadError(f"{p}: {err}") from err
     check_declared_size(nbytes, max_bytes=max_bytes, available=None, path=p, what="pixel data")
-    return DicomHeader(p, ds, frame, ts, pixel_offset)
+    return DicomHeader(p, ds, frame, ts, pixel_offset, values)
+
+
+def _parse_head(p: Path, specific_tags: list[Any] | None) -> tuple[Dataset, int, int] | None:
+    """Parse the header from the file's first bytes in memory; ``None`` to use the file.
+
+    Accepted only when the pixel data element starts inside those bytes, i.e. every element
+    before it was complete; otherwise (long headers, corrupt lengths) the guarded file is used.
+    """
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(_HEAD_CHUNK)
+    except OSError as err:
+        raise ImageReadError(f"{p}: cannot open ({err})") from err
+    buf = io.BytesIO(head)
+    try:
+        ds = pydicom.dcmread(buf, stop_before_pixels=True, force=True, specific_tags=specific_tags)
+    except Exception:  # any failure here falls back to the guarded full parse
+        return None
+    if _is_deflated(ds):
+        return None
+    pixel_offset, float_kind = _pixel_element(buf)
+    if pixel_offset < 0 or pixel_offset + 12 > len(head):
+        return None
+    return ds, pixel_offset, float_kind
 
 
 def _is_deflated(ds: Dataset) -> bool:
@@ -285,7 +319,7 @@ def _is_deflated(ds: Dataset) -> bool:
     return str(getattr(meta, "TransferSyntaxUID", "")) == str(DeflatedExplicitVRLittleEndian)
 
 
-def _pixel_element(fh: _GuardedFile) -> tuple[int, int]:
+def _pixel_element(fh: Any) -> tuple[int, int]:
     """Offset and float kind of the pixel data element the file is positioned at, if any."""
     pos = fh.tell()
     tag = fh.read(4)

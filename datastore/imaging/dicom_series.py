@@ -1,9 +1,9 @@
 """Reader for a folder holding one DICOM series: one image, slices sorted along the normal.
 
-Probing reads only the headers (``stop_before_pixels`` with a short tag list), checks that the
-folder holds exactly one series with one orientation and pixel size and evenly spaced slices, and
-records where each slice's pixel data starts; reading then fills the output array slice by slice
-in sorted order (uncompressed pixel data straight from the file into the array).
+Probing reads only the headers (``stop_before_pixels``, from each file's first 64 KiB),
+checks that the folder holds exactly one series with one orientation and pixel size and evenly
+spaced slices, and records where each slice's pixel data starts; reading then fills the output
+array slice by slice in sorted order (uncompressed pixel data straight from file to array).
 
 Examples:
     >>> import pathlib, pydicom.data
@@ -41,13 +41,6 @@ __all__ = ["DICOM_SERIES_READER", "DicomSeriesReader", "is_dicom_series_dir", "s
 
 _SNIFF_FILES = 3
 _IGNORED = {"dicomdir", "thumbs.db", "desktop.ini"}
-_TAGS = [
-    "SOPClassUID", "Modality", "StudyInstanceUID", "SeriesInstanceUID", "PatientID",
-    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing",
-    "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns", "NumberOfFrames",
-    "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
-    "PhotometricInterpretation", "PlanarConfiguration", "RescaleSlope", "RescaleIntercept",
-]  # fmt: skip
 
 
 def _candidates(folder: Path) -> list[Path]:
@@ -109,7 +102,7 @@ class _SeriesPlan:
 
 
 def _check_same(headers: list[DicomHeader], where: str) -> None:
-    uids = {str(h.ds.get("SeriesInstanceUID", "")) for h in headers}
+    uids = {str(h.values.get("SeriesInstanceUID") or "") for h in headers}
     if len(uids) > 1:
         raise ImageReadError(
             f"{where}: mixed series: {len(uids)} different SeriesInstanceUIDs in one folder "
@@ -159,7 +152,7 @@ class DicomSeriesReader:
         skipped = []
         for f in files:
             try:
-                headers.append(read_header(f, max_bytes=limits.max_bytes, specific_tags=_TAGS))
+                headers.append(read_header(f, max_bytes=limits.max_bytes))
             except ImageReadError as err:
                 if "holds no image" not in str(err):
                     raise ImageReadError(f"{folder}: {err}") from err
@@ -168,14 +161,14 @@ class DicomSeriesReader:
             raise ImageReadError(f"{folder}: no DICOM image files in the folder")
         where = str(folder)
         _check_same(headers, where)
-        planes = [classic_plane(h.ds) for h in headers]
+        planes = [classic_plane(h.values) for h in headers]
         if any(p is None for p in planes):
             if len(headers) == 1:
                 raise _SingleFileError(headers[0].path)
             raise ImageReadError(f"{where}: slices without ImagePositionPatient/Orientation")
         stack = stack_planes([p for p in planes if p is not None], where=where)
         slices = tuple(headers[i] for i in stack.order)
-        pairs = tuple(rescale_pair(h.ds) for h in slices)
+        pairs = tuple(rescale_pair(h.values) for h in slices)
         first = slices[0].frame
         total = first.nbytes * len(slices)
         check_declared_size(total, max_bytes=limits.max_bytes, available=None, path=folder)

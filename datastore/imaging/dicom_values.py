@@ -10,7 +10,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ def _float(value: Any, default: float) -> float:
     return v if np.isfinite(v) else default
 
 
-def rescale_pair(*sources: Dataset | None) -> tuple[float, float]:
+def rescale_pair(*sources: Dataset | Mapping[str, Any] | None) -> tuple[float, float]:
     """RescaleSlope/RescaleIntercept from the first source that has them (default 1, 0).
 
     Args:
