@@ -90,6 +90,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         self._space = LabelSpace((), labels, categories, frames)
         self._seg_ready = False
         self._present: dict[str, tuple[int, ...]] = {}
+        self._luts: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
         self.split_name: str | None = None
         self.split_source: str | None = None
         self.split_as_of_timestamp: str | None = None
@@ -288,7 +289,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         self, record: ImageRecord, volume: CachedVolume, frame: int, spatial: tuple[int, ...]
     ) -> dict[str, Any]:
         space = self._label_space()
-        codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}
+        codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}  # cheap: L names
         codes: dict[str, np.ndarray] = {}
         for label in record.labels:
             lab = self._label_volume(record, label)
@@ -300,7 +301,10 @@ class StoreDataset(Dataset[dict[str, Any]]):
                     f"image has spatial shape {tuple(image_spatial)}"
                 )
             view = self._view(lab.array, frame, record)[0]
-            lut = value_lut(label.classes, codes_of, view.dtype)
+            key = (label.path, view.dtype.str, space.segmentation)
+            lut = self._luts.get(key)
+            if lut is None:
+                lut = self._luts[key] = value_lut(label.classes, codes_of, view.dtype)
             codes[label.tag] = to_codes(view, lut)
         return segmentation_entries(
             codes,

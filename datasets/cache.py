@@ -143,6 +143,7 @@ class VolumeCache:
         self._reader = reader
         self._max_open = max_open
         self._open: OrderedDict[str, CachedVolume] = OrderedDict()
+        self._real: dict[str, str] = {}
         self._mutex = threading.Lock()
         self._warned = False
 
@@ -157,7 +158,10 @@ class VolumeCache:
         self._mutex = threading.Lock()
 
     def _entry(self, path: str, version: str, checksum: str | None) -> tuple[str, Path]:
-        source_key = _digest(os.path.realpath(path))
+        real = self._real.get(path)
+        if real is None:
+            real = self._real[path] = os.path.realpath(path)
+        source_key = _digest(real)
         version_key = _digest(f"{_FORMAT_VERSION}|{version}|{checksum or ''}")
         return source_key, self.folder / f"{source_key}-{version_key}.npy"
 
