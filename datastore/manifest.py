@@ -254,11 +254,38 @@ class ManifestFile:
             doc: The manifest dict.
 
         Raises:
-            OSError: The write failed; the previous manifest is intact.
+            OSError: The write failed; the previous manifest is intact. If the new one had already
+                replaced it (only the folder fsync failed) it is put back; should even that fail,
+                the error carries ``manifest_landed = True``: the new manifest is what is on disk.
         """
         raw = serialize_manifest(doc)
-        atomic_write_bytes(self.path, raw, mode=self._file_mode, point="manifest")
+        previous = self._bytes
+        try:
+            atomic_write_bytes(self.path, raw, mode=self._file_mode, point="manifest")
+        except OSError as err:
+            if self._holds(raw) and not self._put_back(previous):
+                err.manifest_landed = True  # type: ignore[attr-defined]
+                self._remember(self._stat(), raw, time.time_ns())
+            raise
         self._remember(self._stat(), raw, time.time_ns())
+
+    def _holds(self, raw: bytes) -> bool:
+        try:
+            return self.path.read_bytes() == raw
+        except OSError:
+            return False
+
+    def _put_back(self, previous: bytes | None) -> bool:
+        """Restore the manifest this process last saw on disk; ``False`` if that fails too."""
+        try:
+            if previous is None:
+                self.path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(self.path, previous, mode=self._file_mode, point="manifest")
+        except OSError:
+            return self._holds(previous) if previous is not None else not self.path.exists()
+        self._remember(self._stat(), previous, time.time_ns())
+        return True
 
     def _remember(self, sig: _Signature | None, raw: bytes | None, seen_at: int) -> None:
         self._signature = sig

@@ -59,7 +59,8 @@ class Transaction:
 
     def replace(self, staged: Path, dest: Path, keep: Path | None, root: Path) -> None:
         """Add a step putting ``staged`` at ``dest``, keeping the old ``dest`` at ``keep``."""
-        self.staged.append(staged)
+        if staged not in self.staged:
+            self.staged.append(staged)
         self.sources[dest] = staged
         self.steps.append(
             {
@@ -266,7 +267,13 @@ class PendingRecords:
             self.folder.mkdir(parents=True, exist_ok=True)
             record = self.folder / f"{uuid.uuid4().hex}.json"
             payload = {"format_version": FORMAT_VERSION, "steps": txn.steps, "patches": txn.patches}
-            atomic_write_bytes(record, orjson.dumps(payload), point="pending")
+            try:
+                atomic_write_bytes(record, orjson.dumps(payload), point="pending")
+            except BaseException:
+                # Nothing ran yet: a record that did land (the folder fsync failed) must not be
+                # rolled forward by the next writer after the caller was told the save failed.
+                record.unlink(missing_ok=True)
+                raise
             crashpoint("txn.after_record")
         done: list[dict[str, Any]] = []
         touched: set[Path] = set()
@@ -277,10 +284,17 @@ class PendingRecords:
                 crashpoint("txn.after_step")
             _sync_dirs(touched)
             write_manifest(doc)
-        except Exception:
-            if record is not None and _roll_back(self.root, done):
+        except Exception as err:
+            if getattr(err, "manifest_landed", False):
+                # The new manifest is on disk after all: keep the record (all steps are done);
+                # the next writer completes it rather than undoing files the manifest names.
+                txn.staged.clear()
+            elif record is not None and _roll_back(self.root, done):
                 record.unlink()
                 txn.discard()
+            elif record is not None:
+                # The record stays and the next writer rolls it forward: it needs the staged files.
+                txn.staged.clear()
             raise
         crashpoint("txn.after_manifest")
         txn.staged.clear()
