@@ -11,7 +11,6 @@ import contextlib
 import errno
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
@@ -171,7 +170,9 @@ class FaultInjector:
             injector.hit("replace")
             real_replace(src, dst, **kw)
 
-        class _Writer(io.RawIOBase):
+        class _Writer:
+            """A writable file object whose ``write`` may fail; everything else delegates."""
+
             def __init__(self, inner: Any) -> None:
                 self.inner = inner
 
