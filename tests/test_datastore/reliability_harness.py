@@ -592,6 +592,23 @@ def _fresh_write(root: Path) -> None:
     print(f"elapsed {time.monotonic() - t0:.3f}")
 
 
+def _probe_open(root: Path, read_only: bool) -> None:
+    """Open a store and print what happened, how long it took and the peak memory (JSON)."""
+    import resource
+
+    from datastore import LocalDatastore
+
+    t0 = time.monotonic()
+    outcome: dict[str, Any] = {"error": None, "message": ""}
+    try:
+        LocalDatastore(root, read_only=read_only, lock_timeout=5.0)
+    except Exception as err:
+        outcome = {"error": type(err).__name__, "message": str(err)[:500]}
+    outcome["seconds"] = time.monotonic() - t0
+    outcome["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(outcome))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Script entry point (see the module docstring)."""
     parser = argparse.ArgumentParser()
@@ -608,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     ops.add_argument("ops_file", type=Path)
     fresh = sub.add_parser("fresh-write")
     fresh.add_argument("root", type=Path)
+    probe = sub.add_parser("open")
+    probe.add_argument("root", type=Path)
+    probe.add_argument("--read-only", action="store_true")
     args = parser.parse_args(argv)
     if args.cmd == "torture":
         import nibabel  # noqa: F401
@@ -624,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
             os.write(1, f"ack {i}\n".encode())
 
         run_ops(args.root, json.loads(args.ops_file.read_text()), ack)
+    elif args.cmd == "open":
+        _probe_open(args.root, args.read_only)
     else:
         _fresh_write(args.root)
     return 0
