@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,6 +123,20 @@ def _keep_copy(dest: Path, keep: Path) -> None:
         atomic_copy(dest, keep, point="history")
 
 
+def _inherit_mode(dest: Path, src: Path) -> None:
+    """Give ``src`` the permission bits and group of the regular file it is about to replace."""
+    try:
+        st = os.stat(dest, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode) or src.is_symlink() or not src.is_file():
+        return
+    os.chmod(src, stat.S_IMODE(st.st_mode))
+    if hasattr(os, "chown"):
+        with contextlib.suppress(OSError):
+            os.chown(src, -1, st.st_gid)
+
+
 def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
     """Perform one step idempotently (see the module docstring).
 
@@ -140,6 +155,7 @@ def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
             _keep_copy(dest, keep)
             touched.add(keep.parent)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _inherit_mode(dest, src)
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         os.replace(src, dest)
