@@ -59,6 +59,9 @@ class MultiFrameDataset(StoreDataset):
 class VolumeDataset(MultiFrameDataset):
     """3-D volumes of a store as items (see :class:`MultiFrameDataset`).
 
+    Arrays are in medstore's canonical layout (DESIGN §5), whatever the file's orientation;
+    ``store.datalist()`` fed to MONAI's ``LoadImaged`` gives MONAI's layout instead.
+
     Args:
         store: A :class:`~datastore.local.LocalDatastore` or a store folder.
         image_ids: Restrict to these ids.
