@@ -183,8 +183,13 @@ def run(n: int, shape: tuple[int, int, int], seed_sample: int, keep: Path | None
     with_labels = VolumeDataset(store)
     t_label_fill = timed(lambda: with_labels.prefetch(progress=False))  # decodes the labels
     t_warm_labels = timed(lambda: consume(with_labels.slice(0)))
-    rows.append(("warm axial slice() pass with instance segmentations", t_warm_labels,
-                 f"after prefetch() of the labels ({t_label_fill:.1f} s)"))
+    rows.append(
+        (
+            "warm axial slice() pass with instance segmentations",
+            t_warm_labels,
+            f"after prefetch() of the labels ({t_label_fill:.1f} s)",
+        )
+    )
 
     # 3. VolumeDataset warm epoch vs MONAI Dataset and warm PersistentDataset
     from monai.data import Dataset, PersistentDataset

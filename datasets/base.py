@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -15,12 +14,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from datastore.errors import LabelGeometryError
 
-from .cache import CachedVolume, VolumeCache, default_user_cache_dir
+from .cache import CachedVolume, VolumeCache, store_cache_folder
 from .collate import collate_items, make_dataloader
 from .entities import EntityRecord
-from .items import categories_entry, frame_labels_entry, image_labels_entry, segmentation_entries
+from .items import (
+    categories_entry,
+    frame_labels_entry,
+    image_labels_entry,
+    metainfo_entry,
+    segmentation_entries,
+)
 from .options import DatasetKwargs, DatasetOptions
 from .processing import LabelSpace, entity_space, segmentation_classes, to_codes, value_lut
+from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
 from .source import ImageRecord, LabelRecord, build_records, filter_records, open_store
 
 if TYPE_CHECKING:
@@ -30,17 +36,6 @@ __all__ = ["Ref", "StoreDataset"]
 
 Ref = tuple[int, int]
 """``(record index, frame)``; frame ``-1`` means the whole image."""
-
-
-def _cache_folder(store: Any, root: Path) -> Path:
-    """``.medstore/cache`` for a writable store, else a per-store user cache folder."""
-    if not getattr(store, "read_only", False):
-        side = getattr(store, "side_path", None)
-        return Path(side("cache")) if callable(side) else root / ".medstore" / "cache"
-    import hashlib
-
-    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return default_user_cache_dir() / digest
 
 
 class StoreDataset(Dataset[dict[str, Any]]):
@@ -79,7 +74,9 @@ class StoreDataset(Dataset[dict[str, Any]]):
         self._store = open_store(store)
         self._root = Path(getattr(self._store, "root", "."))
         folder = (
-            Path(cache_dir) if cache_dir is not None else _cache_folder(self._store, self._root)
+            Path(cache_dir)
+            if cache_dir is not None
+            else store_cache_folder(self._store, self._root)
         )
         self._cache = VolumeCache(folder)
         self._records = filter_records(
@@ -166,6 +163,18 @@ class StoreDataset(Dataset[dict[str, Any]]):
             seen.setdefault(rec, None)
         return list(seen)
 
+    def _class_names(self, record: ImageRecord) -> set[str]:
+        names: set[str] = set()
+        for label in record.labels:
+            if label.classes is not None:
+                names.update(label.classes.values())
+            else:
+                names.update(str(v) for v in self._present_values(record, label))
+        return names
+
+    def _names(self, record: ImageRecord) -> set[str]:
+        return {e.name for e in record.entities} | self._class_names(record)
+
     def get_segmentationlabel_distribution(self, normalize: bool = False) -> dict[str, float]:
         """How many images have a label naming each segmentation class.
 
@@ -175,19 +184,11 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             ``{class name: count or fraction}`` over :attr:`segmentation_labels_set`.
         """
-        codes = self.segmentation_labels_set
-        counts = dict.fromkeys(codes, 0.0)
-        records = [self._records[i] for i in self._record_ids()]
-        for record in records:
-            names: set[str] = set()
-            for label in record.labels:
-                if label.classes is not None:
-                    names.update(label.classes.values())
-                else:
-                    names.update(str(v) for v in self._present_values(record, label))
-            for name in names & set(codes):
-                counts[name] += 1
-        return self._normalized(counts, len(records), normalize)
+        records = (self._records[i] for i in self._record_ids())
+        counts, total = segmentation_counts(
+            records, self.segmentation_labels_set, self._class_names
+        )
+        return normalized(counts, total, normalize)
 
     def get_framelabel_distribution(self, normalize: bool = False) -> dict[str, float]:
         """How many distinct (image, frame) pairs carry each frame label.
@@ -198,22 +199,9 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             ``{frame label: count or fraction}``.
         """
-        counts = dict.fromkeys(self._space.frame_labels, 0.0)
-        for i in self._record_ids():
-            seen = {
-                (e.frame_index, e.name)
-                for e in self._records[i].entities
-                if e.kind == "label" and e.frame_index is not None and e.name in counts
-            }
-            for _, name in seen:
-                counts[name] += 1
-        return self._normalized(counts, int(sum(counts.values())), normalize)
-
-    @staticmethod
-    def _normalized(counts: dict[str, float], total: int, normalize: bool) -> dict[str, float]:
-        if normalize and total:
-            return {k: v / total for k, v in counts.items()}
-        return counts
+        records = (self._records[i] for i in self._record_ids())
+        counts, total = frame_label_counts(records, self._space.frame_labels)
+        return normalized(counts, total, normalize)
 
     # ----------------------------------------------------------------- items
     def __len__(self) -> int:
@@ -269,21 +257,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         return transform(item) if transform is not None else item
 
     def _metainfo(self, record: ImageRecord, volume: CachedVolume, frame: int) -> dict[str, Any]:
-        info = dict(record.info)
-        meta: dict[str, Any] = {
-            "id": record.image_id,
-            "path": record.path,
-            "affine": torch.from_numpy(np.array(volume.affine, dtype=np.float64)),
-            "spacing": torch.tensor(volume.spacing, dtype=torch.float64),
-            "modality": str(info.get("modality") or volume.meta.get("modality") or ""),
-            "tags": record.tags,
-            "label_tags": [label.tag for label in record.labels],
-            "info": info,
-        }
-        if self._frame_axis_name is not None:
-            meta["slice_index"] = frame
-            meta["slice_axis"] = self._frame_axis_name
-        return meta
+        return metainfo_entry(record, volume, self._frame_axis_name, frame)
 
     def _segmentations(
         self, record: ImageRecord, volume: CachedVolume, frame: int, spatial: tuple[int, ...]
@@ -385,37 +359,11 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Raises:
             ValueError: No criterion given.
         """
-        if all(
-            v is None
-            for v in (tags, filename_pattern, has_annotations, annotation_names, custom_fn)
-        ):
-            raise ValueError("filter() needs at least one criterion")
-        keep = set()
-        for i in self._record_ids():
-            record = self._records[i]
-            if tags is not None and not set(tags) & set(record.tags):
-                continue
-            if filename_pattern is not None and not fnmatch.fnmatch(
-                os.path.basename(record.path.rstrip("/")), filename_pattern
-            ):
-                continue
-            if has_annotations is not None and record.has_annotations != has_annotations:
-                continue
-            if annotation_names is not None and not set(annotation_names) & self._names(record):
-                continue
-            if custom_fn is not None and not custom_fn(record):
-                continue
-            keep.add(i)
+        criteria = FilterCriteria(
+            tags, filename_pattern, has_annotations, annotation_names, custom_fn
+        )
+        keep = {i for i in self._record_ids() if criteria.matches(self._records[i], self._names)}
         return self._keep_records(keep)
-
-    def _names(self, record: ImageRecord) -> set[str]:
-        names = {e.name for e in record.entities}
-        for label in record.labels:
-            if label.classes is not None:
-                names.update(label.classes.values())
-            else:
-                names.update(str(v) for v in self._present_values(record, label))
-        return names
 
     def __add__(self, other: Self) -> Self:  # type: ignore[override]
         if type(other) is not type(self):

@@ -21,7 +21,13 @@ from filelock import FileLock
 from datastore._atomic import atomic_write_bytes
 from datastore.errors import ImageNotFoundError, ImageReadError
 
-__all__ = ["CachedVolume", "VolumeCache", "default_user_cache_dir", "read_canonical"]
+__all__ = [
+    "CachedVolume",
+    "VolumeCache",
+    "default_user_cache_dir",
+    "read_canonical",
+    "store_cache_folder",
+]
 
 _LOG = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
@@ -95,6 +101,23 @@ def default_user_cache_dir() -> Path:
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "medstore"
+
+
+def store_cache_folder(store: Any, root: Path) -> Path:
+    """Default cache folder of a store: ``.medstore/cache``, or the user cache when read-only.
+
+    Args:
+        store: The store (``read_only`` and ``side_path`` are consulted).
+        root: Its folder.
+
+    Returns:
+        The folder (not created).
+    """
+    if not getattr(store, "read_only", False):
+        side = getattr(store, "side_path", None)
+        return Path(side("cache")) if callable(side) else root / ".medstore" / "cache"
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return default_user_cache_dir() / digest
 
 
 def _digest(text: str) -> str:

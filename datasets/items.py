@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cache import CachedVolume
 from .entities import EntityRecord
 from .options import SegmentationOptions
 from .processing import (
@@ -18,8 +19,15 @@ from .processing import (
     merge_vectors,
     semantic_masks,
 )
+from .source import ImageRecord
 
-__all__ = ["categories_entry", "frame_labels_entry", "image_labels_entry", "segmentation_entries"]
+__all__ = [
+    "categories_entry",
+    "frame_labels_entry",
+    "image_labels_entry",
+    "metainfo_entry",
+    "segmentation_entries",
+]
 
 
 def segmentation_entries(
@@ -165,3 +173,34 @@ def frame_labels_entry(
                 arr[e.frame_index, index[e.name]] = 1
         per[annotator] = arr
     return _merge_or_dict(per, strategy, shape)
+
+
+def metainfo_entry(
+    record: ImageRecord, volume: CachedVolume, axis_name: str | None, frame: int
+) -> dict[str, Any]:
+    """``metainfo``: id, path, affine, spacing, modality, tags, label tags, info (+ slice).
+
+    Args:
+        record: The image record.
+        volume: Its decoded volume (affine and spacing of the canonical array).
+        axis_name: ``"axial"``/``"coronal"``/``"sagittal"``/``"frame"`` for one-slice items.
+        frame: The slice index (ignored without ``axis_name``).
+
+    Returns:
+        The entry (the info dict is a copy).
+    """
+    info = dict(record.info)
+    meta: dict[str, Any] = {
+        "id": record.image_id,
+        "path": record.path,
+        "affine": torch.from_numpy(np.array(volume.affine, dtype=np.float64)),
+        "spacing": torch.tensor(volume.spacing, dtype=torch.float64),
+        "modality": str(info.get("modality") or volume.meta.get("modality") or ""),
+        "tags": record.tags,
+        "label_tags": [label.tag for label in record.labels],
+        "info": info,
+    }
+    if axis_name is not None:
+        meta["slice_index"] = frame
+        meta["slice_axis"] = axis_name
+    return meta
