@@ -104,7 +104,8 @@ def open_store(store: Any) -> Any:
     if isinstance(store, (str, os.PathLike)):
         from datastore.local import LocalDatastore
 
-        return LocalDatastore(str(Path(store)))
+        # Index without writing: workers and ranks must not race to refresh the manifest.
+        return LocalDatastore(str(Path(store)), refresh=False)
     if isinstance(store, StoreLike):
         return store
     raise TypeError(f"expected a LocalDatastore or a store path, got {type(store).__name__}")

@@ -71,6 +71,9 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         watch: ``"native"`` (inotify/FSEvents) or ``"poll"`` (NFS/SMB) when ``auto_reload``.
         file_mode: Permission bits for new files (e.g. ``0o600`` for patient data); ``None``
             follows the process umask. Replaced files always keep their own mode.
+        refresh: Reconcile with the disk on opening (MONAI Label does). ``False`` opens the
+            manifest as it is and writes nothing until a mutator is called (what datasets,
+            DataLoader workers and torch.distributed ranks use).
 
     Raises:
         ManifestCorruptError: The manifest cannot be trusted (it is never overwritten).
@@ -97,6 +100,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         lock_timeout: float = 30.0,
         watch: Literal["native", "poll"] = "native",
         file_mode: int | None = None,
+        refresh: bool = True,
     ) -> None:
         root = Path(datastore_path).absolute()
         self._extensions: tuple[str, ...] = (
@@ -119,15 +123,14 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         self._history = LabelHistory(self._layout)
         self._staging = StagingArea(self._layout.side_path("staging"), file_mode=file_mode)
         self._pending = PendingRecords(root, self._layout.side_path("pending"))
-        if read_only:
-            if doc is None:
-                self._reconcile_in_memory()
-        else:
+        if not read_only and refresh:
             for folder in (self._layout.images, self._layout.labels):
                 folder.mkdir(parents=True, exist_ok=True)
             for tag in (DefaultLabelTag.FINAL, DefaultLabelTag.ORIGINAL):
                 (self._layout.labels / tag).mkdir(exist_ok=True)
             self.refresh()
+        elif doc is None:
+            self._reconcile_in_memory()
         if auto_reload:
             self._start_watcher(watch)
 

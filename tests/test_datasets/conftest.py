@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,35 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import datasets.cache as cache_module
 from datastore.local import LocalDatastore
-
-
-def _shim_reader(path: str) -> cache_module.CachedVolume:
-    """Stand-in for ``datastore.imaging.read_image`` until it lands (tests only)."""
-    img = nib.as_closest_canonical(nib.load(path))
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 2:
-        data = data[:, :, None]
-    # RAS array (x→R, y→A, z→S) to the canonical (D: I→S, H: A→P, W: R→L)
-    canonical = np.ascontiguousarray(data.transpose(2, 1, 0)[:, ::-1, ::-1])
-    zooms = img.header.get_zooms()[:3]
-    return cache_module.CachedVolume(
-        array=canonical[None],
-        affine=np.asarray(img.affine, dtype=np.float64),
-        spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])),
-        meta={},
-    )
-
-
-@pytest.fixture(autouse=True)
-def _imaging_reader(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Use the shim only when ``datastore.imaging.read_image`` is not available yet."""
-    try:
-        from datastore.imaging import read_image  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(cache_module, "read_canonical", _shim_reader)
-    yield
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
