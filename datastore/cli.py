@@ -45,6 +45,7 @@ _GROUPS = (
     "datastore.cli_watch",
     "datastore.cli_upkeep",
     "datastore.cli_annotate",
+    "datastore.cli_io",
     "datastore.cli_demo",
 )
 _OPTIONAL_GROUPS = frozenset({"datastore.cli_annotate"})
