@@ -40,6 +40,7 @@ from datastore.transaction import PendingRecords, Transaction, apply_patches
 
 if TYPE_CHECKING:
     from datastore.annotations.storage import AnnotationStore
+    from datastore.watch import WatchOptions
 
 __all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
 
@@ -74,6 +75,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         refresh: Reconcile with the disk on opening (MONAI Label does). ``False`` opens the
             manifest as it is and writes nothing until a mutator is called (what datasets,
             DataLoader workers and torch.distributed ranks use).
+        watch_options: Timing of the watcher (debounce, stability window, poll interval...).
 
     Raises:
         ManifestCorruptError: The manifest cannot be trusted (it is never overwritten).
@@ -101,6 +103,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         watch: Literal["native", "poll"] = "native",
         file_mode: int | None = None,
         refresh: bool = True,
+        watch_options: WatchOptions | None = None,
     ) -> None:
         root = Path(datastore_path).absolute()
         self._extensions: tuple[str, ...] = (
@@ -132,7 +135,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         elif doc is None:
             self._reconcile_in_memory()
         if auto_reload:
-            self._start_watcher(watch)
+            self._start_watcher(watch, watch_options)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -276,10 +279,12 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _start_watcher(self, watch: Literal["native", "poll"]) -> None:
+    def _start_watcher(
+        self, watch: Literal["native", "poll"], options: WatchOptions | None
+    ) -> None:
         from datastore.watch import StoreWatcher
 
-        self._watcher = StoreWatcher(self, mode=watch)
+        self._watcher = StoreWatcher(self, mode=watch, options=options)
         self._watcher.start()
 
     # ------------------------------------------------------------------ refresh
