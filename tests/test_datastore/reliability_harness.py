@@ -609,6 +609,34 @@ def _probe_open(root: Path, read_only: bool) -> None:
     print(json.dumps(outcome))
 
 
+def _probe_files(root: Path, cases_file: Path) -> None:
+    """Feed hostile images and archives to a store; print per-case outcome, time, peak memory."""
+    import resource
+
+    from datastore import LocalDatastore
+    from datastore.archive_import import import_archive
+    from datastore.imaging import read_image
+
+    store = LocalDatastore(root, lock_timeout=5.0)
+    results = []
+    for case in json.loads(cases_file.read_text()):
+        outcome: dict[str, Any] = {"name": case["name"], "error": None, "added": None}
+        t0 = time.monotonic()
+        try:
+            if case["kind"] == "archive":
+                import_archive(store, case["path"])
+            else:
+                outcome["added"] = store.add_image("", case["path"])
+                data = read_image(store.get_image_uri(outcome["added"]))
+                outcome["finite"] = bool(__import__("numpy").isfinite(data.array).all())
+        except Exception as err:
+            outcome.update(error=type(err).__name__, message=str(err)[:300])
+        outcome["seconds"] = time.monotonic() - t0
+        outcome["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results.append(outcome)
+    print(json.dumps(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Script entry point (see the module docstring)."""
     parser = argparse.ArgumentParser()
@@ -628,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
     probe = sub.add_parser("open")
     probe.add_argument("root", type=Path)
     probe.add_argument("--read-only", action="store_true")
+    files = sub.add_parser("files")
+    files.add_argument("root", type=Path)
+    files.add_argument("cases_file", type=Path)
     args = parser.parse_args(argv)
     if args.cmd == "torture":
         import nibabel  # noqa: F401
@@ -644,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
             os.write(1, f"ack {i}\n".encode())
 
         run_ops(args.root, json.loads(args.ops_file.read_text()), ack)
+    elif args.cmd == "files":
+        _probe_files(args.root, args.cases_file)
     elif args.cmd == "open":
         _probe_open(args.root, args.read_only)
     else:
