@@ -29,10 +29,12 @@ def _operations(src: Path) -> dict[str, Callable[[LocalDatastore, int], object]]
         return store.save_label("img001", path, f"t{i}", {"mark": i})
 
     def update_info(store: LocalDatastore, i: int) -> object:
-        return store.update_image_info("img002", {"mark": i})
+        store.update_image_info("img002", {"mark": i})
+        return None
 
     def remove_label(store: LocalDatastore, i: int) -> object:
-        return store.remove_label("img003", "final")
+        store.remove_label("img003", "final")
+        return None
 
     def add_image(store: LocalDatastore, i: int) -> object:
         path = src / f"img{i}.nii.gz"

@@ -71,7 +71,9 @@ def _images(folder: Path) -> dict[str, tuple[Path, set[str] | None]]:
     inf = nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4))
     inf.header["scl_slope"] = np.inf
     put("inf_scaling.nii.gz", gzip.compress(inf.to_bytes()), READ_ERRORS | {None})  # type: ignore[arg-type]
-    dcm = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    ct_small = get_testdata_file("CT_small.dcm")
+    assert isinstance(ct_small, str)
+    dcm = Path(ct_small).read_bytes()
     pos = dcm.index(b"\xe0\x7f\x10\x00OW")
     # Pixel data declaring 3 GB at the end of a 39 kB file: refusing it and reading the bytes that
     # are there are both safe; allocating 3 GB is not (the memory cap checks that).

@@ -57,7 +57,7 @@ def test_new_store_layout_and_defaults(tmp_path: Path) -> None:
 
 def test_add_image_copies_and_records_info(store: LocalDatastore, make_file: Any) -> None:
     src = make_file("ct scan.nii.gz", 5, image=True)
-    info = {"patient_id": "P7", "nested": {"a": [1, 2]}}
+    info: dict[str, Any] = {"patient_id": "P7", "nested": {"a": [1, 2]}}
     frozen = json.dumps(info)
     assert store.add_image("case", src, info) == "case"
     assert json.dumps(info) == frozen, "the caller's dict was mutated"

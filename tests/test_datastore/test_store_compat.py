@@ -63,6 +63,7 @@ def _fixture_doc() -> dict[str, Any]:
 
 def _label_like(root: Path, image_id: str, seed: int) -> Path:
     image = nib.load(root / f"{image_id}.nii.gz")
+    assert isinstance(image, nib.Nifti1Image)
     data = np.random.default_rng(seed).integers(0, 3, image.shape).astype(np.uint8)
     path = root.parent / f"label-{image_id}-{seed}.nii.gz"
     nib.save(nib.Nifti1Image(data, image.affine), path)

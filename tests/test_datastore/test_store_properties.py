@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import reliability_harness as h
 from hypothesis import HealthCheck, given, settings
@@ -23,8 +23,9 @@ PATTERNS = ("*.nii.gz", "*.nii", "*.gz", "*.seg.nrrd", "*.nrrd", "*.dcm")
 ROOT = Path("/data/store")
 
 # ------------------------------------------------------------------ ids
+LETTERS: list[Literal["L"]] = ["L"]
 words = st.text(
-    alphabet=st.characters(categories=("L",), include_characters=" -_"), min_size=1, max_size=40
+    alphabet=st.characters(categories=LETTERS, include_characters=" -_"), min_size=1, max_size=40
 ).filter(lambda s: s[0].isalpha())
 DEVICE_STEMS = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
 
