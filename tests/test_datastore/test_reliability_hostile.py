@@ -22,6 +22,7 @@ from datastore import (
     ReadOnlyError,
     StoreLockedError,
 )
+from datastore.annotations import CategoryAnnotation
 
 GOOD = {
     "name": "n",
@@ -286,6 +287,10 @@ def _mutators(src: Path) -> dict[str, Callable[[LocalDatastore], object]]:
         "remove_tags": lambda s: s.remove_tags("img000", ["t"]),
         "refresh": lambda s: s.refresh(),
         "batch": batch,
+        "annotations.add": lambda s: s.annotations.add(
+            "img000", CategoryAnnotation(identifier="finding", value="benign")
+        ),
+        "annotations.delete": lambda s: s.annotations.delete("img000", "x"),
     }
 
 
