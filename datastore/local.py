@@ -114,6 +114,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         self._file_mode = file_mode
         self._mutex = threading.RLock()
         self._txn: Transaction | None = None
+        self._txn_thread: int | None = None
         self._watcher: Any = None
         self._annotations: AnnotationStore | None = None
         self._manifest = ManifestFile(root / datastore_config, file_mode=file_mode)
@@ -202,7 +203,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
 
     def _sync_for_read(self) -> None:
         """Re-read the manifest if its identity changed (no lock: replaces are atomic)."""
-        if self._txn is None and self._manifest.changed(strict=False):
+        if self._txn_thread != threading.get_ident() and self._manifest.changed(strict=False):
             with self._mutex:
                 doc = self._manifest.read()
                 if doc is not None:
@@ -223,7 +224,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
     def _mutation(self) -> Iterator[Transaction]:
         """Run one change under DESIGN §3 (or join the open ``batch()``)."""
         self.check_writable()
-        if self._txn is not None:
+        if self._txn is not None and self._txn_thread == threading.get_ident():
             yield self._txn
             return
         with self.locked():
@@ -257,15 +258,15 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
             >>> store.name(), store.description()
             ('a', 'b')
         """
-        if self._txn is not None:
+        if self._txn is not None and self._txn_thread == threading.get_ident():
             yield self
             return
         with self._mutation() as txn:
-            self._txn = txn
+            self._txn, self._txn_thread = txn, threading.get_ident()
             try:
                 yield self
             finally:
-                self._txn = None
+                self._txn, self._txn_thread = None, None
 
     def close(self) -> None:
         """Stop the watcher, if any. The store stays readable."""

@@ -11,10 +11,12 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from datastore.archive import write_dataset_archive
 from datastore.errors import ImageNotFoundError, LabelNotFoundError
@@ -27,6 +29,21 @@ if TYPE_CHECKING:
 __all__ = ["FINAL_TAG", "QueriesMixin"]
 
 FINAL_TAG = "final"
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
+
+
+def _consistent_read(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a getter with the manifest freshly synced and no writer thread mid-change."""
+
+    @functools.wraps(method)
+    def read(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        store: Any = args[0]
+        with store._mutex:
+            store._sync_for_read()
+            return method(*args, **kwargs)
+
+    return read
 
 
 class QueriesMixin:
@@ -35,6 +52,7 @@ class QueriesMixin:
     _doc: dict[str, Any]
     _layout: StoreLayout
     _history: LabelHistory
+    _mutex: threading.RLock
 
     if TYPE_CHECKING:
 
@@ -43,25 +61,24 @@ class QueriesMixin:
 
         def _sync_for_read(self) -> None: ...
 
+    @_consistent_read
     def name(self) -> str:
         """The store's name."""
-        self._sync_for_read()
         return str(self._doc["name"])
 
+    @_consistent_read
     def description(self) -> str:
         """The store's description."""
-        self._sync_for_read()
         return str(self._doc["description"])
 
     def _object(self, image_id: str) -> dict[str, Any]:
-        self._sync_for_read()
+        """The manifest object of an image (call within a read or a mutation)."""
         obj = self._doc["objects"].get(image_id)
         if obj is None:
             raise ImageNotFoundError(f"image {image_id!r} not found in store {self.root}")
         return obj
 
     def _label(self, image_id: str, tag: str) -> dict[str, Any]:
-        self._sync_for_read()
         obj = self._doc["objects"].get(image_id)
         label = obj["labels"].get(tag) if obj else None
         if label is None:
@@ -71,16 +88,17 @@ class QueriesMixin:
     def _image_path(self, image_id: str, obj: dict[str, Any]) -> Path:
         return self._layout.image_path(image_id, obj["image"]["ext"])
 
+    @_consistent_read
     def list_images(self) -> list[str]:
         """Ids of every image in the store."""
-        self._sync_for_read()
         return list(self._doc["objects"])
 
+    @_consistent_read
     def has_image(self, image_id: str) -> bool:
         """Whether ``image_id`` is in the store."""
-        self._sync_for_read()
         return image_id in self._doc["objects"]
 
+    @_consistent_read
     def get_image_uri(self, image_id: str) -> str:
         """Absolute, resolved path of an image file (or DICOM series folder).
 
@@ -93,6 +111,7 @@ class QueriesMixin:
         """The image file's bytes (MONAI Label returns a stream; ``io.BytesIO(...)`` of this)."""
         return Path(self.get_image_uri(image_id)).read_bytes()
 
+    @_consistent_read
     def get_image_info(self, image_id: str) -> dict[str, Any]:
         """A copy of the image's info, plus its ``path``.
 
@@ -104,6 +123,7 @@ class QueriesMixin:
         info["path"] = os.path.realpath(self._image_path(image_id, obj))
         return info
 
+    @_consistent_read
     def get_label_uri(self, label_id: str, label_tag: str) -> str:
         """Absolute, resolved path of a label file.
 
@@ -117,6 +137,7 @@ class QueriesMixin:
         """The label file's bytes."""
         return Path(self.get_label_uri(label_id, label_tag)).read_bytes()
 
+    @_consistent_read
     def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
         """A copy of the label's info.
 
@@ -125,6 +146,7 @@ class QueriesMixin:
         """
         return deep_copy(self._label(label_id, label_tag)["info"])
 
+    @_consistent_read
     def get_labels_by_image_id(self, image_id: str) -> dict[str, str]:
         """``{tag: label_id}`` for every label of an image (``{}`` when none).
 
@@ -146,14 +168,15 @@ class QueriesMixin:
         names = {c.get("name") for c in label["info"].get("label_info", []) if isinstance(c, dict)}
         return set(labels) <= names
 
+    @_consistent_read
     def get_labeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None
     ) -> list[str]:
         """Images with a label under ``label_tag`` (default ``final``) naming all ``labels``."""
-        self._sync_for_read()
         tag = label_tag or FINAL_TAG
         return [k for k, v in self._doc["objects"].items() if self._has_classes(v, tag, labels)]
 
+    @_consistent_read
     def get_unlabeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None
     ) -> list[str]:
@@ -161,6 +184,7 @@ class QueriesMixin:
         labeled = set(self.get_labeled_images(label_tag, labels))
         return [k for k in self._doc["objects"] if k not in labeled]
 
+    @_consistent_read
     def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
         """``[{"image", "label", "meta"}]`` for labelled images, ready for MONAI's ``LoadImaged``.
 
@@ -171,7 +195,6 @@ class QueriesMixin:
         Returns:
             The list (MONAI's own layout: the files as they are, not medstore's canonical one).
         """
-        self._sync_for_read()
         tag = label_tag or FINAL_TAG
         if full_path:
             images = os.path.realpath(self._layout.images) + os.sep
@@ -198,9 +221,9 @@ class QueriesMixin:
             )
         return deep_copy(out)
 
+    @_consistent_read
     def status(self) -> dict[str, Any]:
         """``{"total", "completed", "label_tags": {tag: count}}`` as MONAI Label reports it."""
-        self._sync_for_read()
         tags: dict[str, int] = {}
         completed = 0
         for obj in self._doc["objects"].values():
@@ -209,11 +232,12 @@ class QueriesMixin:
                 tags[tag] = tags.get(tag, 0) + 1
         return {"total": len(self._doc["objects"]), "completed": completed, "label_tags": tags}
 
+    @_consistent_read
     def json(self) -> dict[str, Any]:
         """A deep copy of the manifest."""
-        self._sync_for_read()
         return deep_copy(self._doc)
 
+    @_consistent_read
     def label_history(self, image_id: str, tag: str) -> list[dict[str, Any]]:
         """Every version of a label, oldest first; the current one last, with ``current: True``.
 
@@ -249,6 +273,5 @@ class QueriesMixin:
         Returns:
             The zip file's path.
         """
-        self._sync_for_read()
         return str(write_dataset_archive(self, limit_cases=limit_cases))  # type: ignore[arg-type]
 
