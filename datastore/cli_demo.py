@@ -1,4 +1,10 @@
-"""``medstore demo``: open a temporary copy of ``sample_store/`` and show its status and datalist.
+"""``medstore demo``: on a temporary copy of ``sample_store/``, show the store, train, preview.
+
+The store is copied (the original is never written), its status table and MONAI datalist are
+printed, a ``VolumeDataset`` is split with the store's persisted splits (a seeded split is created
+and saved in the copy when there are none), a small MONAI UNet is trained on the CPU with a
+progress bar, loss and validation Dice are printed per epoch, and a PNG of a validation case with
+the reference and the prediction outlined on three planes is written.
 
 Examples:
     >>> sample_store_path().name
@@ -13,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from datastore._atomic import atomic_write_bytes
 from datastore.cli_store import format_status, status_summary
 from datastore.local import LocalDatastore
 
@@ -48,8 +55,48 @@ def copy_store(source: Path, parent: Path) -> Path:
     return target
 
 
+def _train_and_preview(demo: LocalDatastore, args: argparse.Namespace) -> Path:
+    """Train on the demo store, print per-epoch lines, write the validation preview."""
+    from datastore.demo_training import TrainConfig, demo_splits, train_demo
+    from datastore.preview import Overlay, PreviewOptions, png_bytes, render_planes
+
+    train, val, how = demo_splits(demo, seed=args.seed)
+    ids = ", ".join(val.get_image_id(i) for i in range(len(val)))
+    print(f"\nSplits: {how}: train {len(train)} image(s), val {len(val)} ({ids})")
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
+    print(
+        f"Training a MONAI UNet (3-D, channels {config.channels}) on the CPU for "
+        f"{config.epochs} epoch(s), {config.threads} threads...",
+        flush=True,
+    )
+    result = train_demo(train, val, config)
+    best = max(result.history, key=lambda h: h.mean_dice)
+    print(
+        f"Done in {result.seconds:.1f} s; validation Dice (foreground mean) "
+        f"{result.history[-1].mean_dice:.3f} after the last epoch, best {best.mean_dice:.3f} "
+        f"(epoch {best.epoch})"
+    )
+    assert result.preview_case is not None
+    image_id, volume, spacing, reference, prediction = result.preview_case
+    picture = render_planes(
+        volume,
+        spacing,
+        overlays=[
+            Overlay(reference, f"{image_id}: reference (final)", "outline"),
+            Overlay(prediction, f"{image_id}: prediction", "outline"),
+        ],
+        classes=dict(enumerate(result.classes, start=1)),
+        modality=str(demo.get_image_info(image_id).get("modality") or "") or None,
+        options=PreviewOptions(),
+    )
+    out = Path(args.out) if args.out else Path(tempfile.gettempdir()) / "medstore-demo-preview.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, png_bytes(picture), point="preview")
+    return out
+
+
 def run_demo(args: argparse.Namespace, store: None) -> int:
-    """Show the status table and the MONAI datalist of a throw-away copy of the sample store."""
+    """Copy the sample store, show its status, train a small UNet and write a preview PNG."""
     source = Path(args.source) if args.source else sample_store_path()
     workdir = Path(tempfile.mkdtemp(prefix="medstore-demo-"))
     try:
@@ -63,6 +110,9 @@ def run_demo(args: argparse.Namespace, store: None) -> int:
                 print(f"  image: {item['image']:<32} label: {item['label']}")
             if len(datalist) > _SHOWN:
                 print(f"  ... and {len(datalist) - _SHOWN} more")
+            if args.epochs > 0:
+                path = _train_and_preview(demo, args)
+                print(f"\nPreview of a validation case (reference and prediction): {path}")
         if args.keep:
             print(f"\nThe copy is kept at {copy}")
     finally:
@@ -77,12 +127,22 @@ def register(subparsers: Any) -> None:
     Args:
         subparsers: The object ``ArgumentParser.add_subparsers()`` returned.
     """
-    p = subparsers.add_parser("demo", help="status and datalist of a copy of the sample store")
+    p = subparsers.add_parser(
+        "demo", help="train a small UNet on a copy of the sample store and preview a prediction"
+    )
     p.add_argument(
         "source",
         nargs="?",
         metavar="STORE",
         help="the store to copy (default: the repository's sample_store/)",
     )
+    p.add_argument("--epochs", type=int, default=80, help="training epochs (0: no training)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
+    p.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="where to write the preview (default: <tmp>/medstore-demo-preview.png)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep", action="store_true", help="keep the temporary copy")
     p.set_defaults(handler=run_demo, store_mode="none")
