@@ -26,6 +26,7 @@ from datastore.local import LocalDatastore
 __all__ = ["copy_store", "register", "sample_store_path"]
 
 _SHOWN = 5  # datalist entries printed
+_MIN_LABELLED = 2  # one to train on, one to validate
 
 
 def sample_store_path() -> Path:
@@ -110,7 +111,13 @@ def run_demo(args: argparse.Namespace, store: None) -> int:
                 print(f"  image: {item['image']:<32} label: {item['label']}")
             if len(datalist) > _SHOWN:
                 print(f"  ... and {len(datalist) - _SHOWN} more")
-            if args.epochs > 0:
+            labelled = len(demo.get_labeled_images())
+            if args.epochs > 0 and labelled < _MIN_LABELLED:
+                print(
+                    f"\nTraining skipped: it needs at least {_MIN_LABELLED} images with a "
+                    f"'final' label, this store has {labelled}."
+                )
+            elif args.epochs > 0:
                 path = _train_and_preview(demo, args)
                 print(f"\nPreview of a validation case (reference and prediction): {path}")
         if args.keep:

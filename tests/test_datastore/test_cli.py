@@ -474,7 +474,7 @@ def test_demo_on_the_repository_sample_store(cli: Run) -> None:
     if not (sample_store_path() / "datastore_v2.json").is_file():
         pytest.skip("sample_store/ is not generated yet")
     before = tree(sample_store_path())
-    code, out, _ = cli("demo")
+    code, out, _ = cli("demo", "--epochs", "1", "--no-progress")
     assert code == 0 and "MONAI datalist" in out
     assert tree(sample_store_path()) == before
 
