@@ -78,6 +78,7 @@ class ProblemReport:
     Args:
         source: The folder being read (named in the message).
         what: What it should be, e.g. ``"Decathlon task folder"``.
+        action: ``"import"`` or ``"export"`` (for the message).
 
     Example:
         >>> report = ProblemReport(Path("/data/Task01"), "Decathlon task folder")
@@ -85,12 +86,13 @@ class ProblemReport:
         >>> report.raise_if_any()
         Traceback (most recent call last):
         ...
-        datastore.errors.UnsupportedFormatError: /data/Task01 is not a valid ...
+        datastore.errors.UnsupportedFormatError: cannot import /data/Task01 ...
     """
 
-    def __init__(self, source: Path, what: str) -> None:
+    def __init__(self, source: Path, what: str, *, action: str = "import") -> None:
         self.source = source
         self.what = what
+        self.action = action
         self.problems: list[str] = []
 
     def add(self, problem: str) -> None:
@@ -111,8 +113,8 @@ class ProblemReport:
         shown = self.problems[:_MAX_SHOWN]
         more = len(self.problems) - len(shown)
         lines = [
-            f"{self.source} is not a valid {self.what}: {len(self.problems)} problem(s); "
-            "nothing was imported:",
+            f"cannot {self.action} {self.source} ({self.what}): {len(self.problems)} "
+            f"problem(s); nothing was {self.action}ed:",
             *(f"  - {p}" for p in shown),
         ]
         if more:
