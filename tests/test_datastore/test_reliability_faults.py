@@ -92,7 +92,7 @@ def test_io_error_leaves_old_state_and_next_call_succeeds(
             where = f"{name}: {code} on {kind} #{nth}"
             assert _visible(root) == before, f"{where}: the old state is not intact"
             assert h.stray_temp_files(root) == [], f"{where}: partial files left"
-            assert not list((root / ".medstore" / "pending").glob("*.json")), where
+            assert not h.has_redo_records(root), where
             # Another instance sees the old state too, and the fault has stopped: next call works.
             assert LocalDatastore(root, read_only=True).json() == store.json()
             op(store, attempt)
@@ -145,5 +145,5 @@ def test_persistent_fault_then_recovery(
             assert state["img001"]["labels"]["final"]["file"] == h.sha256_bytes(
                 h.nifti_bytes(100 + nth)
             )
-            assert not list((root / ".medstore" / "pending").glob("*.json"))
+            assert not h.has_redo_records(root)
     print(f"\nFAULTS persistent {code}: {injected} injected")
