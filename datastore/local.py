@@ -125,7 +125,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         self._doc: dict[str, Any] = doc or empty_manifest(images_dir, labels_dir)
         self._layout = StoreLayout(root, self._doc["images_dir"] or ".", self._doc["labels_dir"])
         self._history = LabelHistory(self._layout)
-        self._staging = StagingArea(self._layout.side_path("staging"), file_mode=file_mode)
+        self._staging = StagingArea(self._layout.side_path("pending"), file_mode=file_mode)
         self._pending = PendingRecords(root, self._layout.side_path("pending"))
         if not read_only and refresh:
             for folder in (self._layout.images, self._layout.labels):
@@ -218,6 +218,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
             )
         if self._pending.exist():
             self._pending.recover(self._doc, self._manifest.write)
+        if self._staging.has_leftovers():
             self._staging.clear_orphans()
 
     @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """Staging new files inside the store before a transaction moves them into place (DESIGN §3).
 
-Staged files live in ``.medstore/staging/``, on the same file system as their destination, and are
-fsynced before any redo record names them.
+Staged files (``staged-<uuid><ext>``) live in ``.medstore/pending/`` beside the redo records, on the
+same file system as their destination; they are fsynced, and the record's folder fsync makes their
+names durable before anything depends on them.
 
 Examples:
     >>> import tempfile, pathlib
@@ -24,6 +25,7 @@ from datastore._atomic import create_durable, fsync_dir
 __all__ = ["StagingArea", "file_checksum"]
 
 _CHUNK = 1 << 20
+STAGED_PREFIX = "staged-"
 
 
 def file_checksum(path: str | os.PathLike[str]) -> str:
@@ -45,11 +47,15 @@ def file_checksum(path: str | os.PathLike[str]) -> str:
     return f"SHA256:{digest.hexdigest()}"
 
 
+def _is_leftover(name: str) -> bool:
+    return name.startswith(STAGED_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
+
+
 class StagingArea:
     """A folder for files on their way into the store.
 
     Args:
-        folder: ``<root>/.medstore/staging``.
+        folder: ``<root>/.medstore/pending``.
         file_mode: Permission bits for new files (``None``: the process umask).
     """
 
@@ -59,7 +65,7 @@ class StagingArea:
 
     def _new_path(self, ext: str) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder / f"{uuid.uuid4().hex}{ext}"
+        return self.folder / f"{STAGED_PREFIX}{uuid.uuid4().hex}{ext}"
 
     def copy_file(self, src: str | os.PathLike[str], ext: str) -> tuple[Path, str]:
         """Copy a file (or a series folder) into staging, fsynced, hashing it on the way.
@@ -117,14 +123,27 @@ class StagingArea:
         if self.folder.exists():
             fsync_dir(self.folder)
 
+    def has_leftovers(self) -> bool:
+        """Whether staged files or temp files are lying in the folder (one listing)."""
+        try:
+            return any(_is_leftover(name) for name in os.listdir(self.folder))
+        except FileNotFoundError:
+            return False
+
     def clear_orphans(self) -> int:
-        """Delete staged leftovers of saves that never wrote a redo record (lock held).
+        """Delete staged leftovers of saves that never wrote a redo record (lock held, after
+        recovery), and temp files of interrupted writes.
 
         Returns:
             How many were deleted.
         """
         try:
-            entries = list(self.folder.iterdir())
+            entries = [
+                p
+                for p in self.folder.iterdir()
+                if p.name.startswith(STAGED_PREFIX)
+                or (p.name.startswith(".") and p.name.endswith(".tmp"))
+            ]
         except FileNotFoundError:
             return 0
         for entry in entries:

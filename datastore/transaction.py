@@ -46,6 +46,11 @@ __all__ = ["PendingRecords", "Transaction", "apply_patches"]
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
+RECORD_PREFIX = "record-"
+
+
+def _is_record(name: str) -> bool:
+    return name.startswith(RECORD_PREFIX) and name.endswith(".json")
 
 
 @dataclass
@@ -255,7 +260,7 @@ class PendingRecords:
     def exist(self) -> bool:
         """Whether any record is waiting to be completed."""
         try:
-            return any(name.endswith(".json") for name in os.listdir(self.folder))
+            return any(_is_record(name) for name in os.listdir(self.folder))
         except FileNotFoundError:
             return False
 
@@ -278,10 +283,12 @@ class PendingRecords:
         """
         record = None
         if txn.steps:
-            if txn.staged:
-                fsync_dir(txn.staged[0].parent)
             self.folder.mkdir(parents=True, exist_ok=True)
-            record = self.folder / f"{uuid.uuid4().hex}.json"
+            for folder in {p.parent for p in txn.staged} - {self.folder}:
+                fsync_dir(folder)
+            # Staged files normally live in this folder: the record's own folder fsync below
+            # makes their names durable too, before anything depends on them.
+            record = self.folder / f"{RECORD_PREFIX}{uuid.uuid4().hex}.json"
             payload = {"format_version": FORMAT_VERSION, "steps": txn.steps, "patches": txn.patches}
             try:
                 atomic_write_bytes(record, orjson.dumps(payload), point="pending")
@@ -328,7 +335,10 @@ class PendingRecords:
             How many records were completed.
         """
         try:
-            records = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+            records = sorted(
+                (p for p in self.folder.iterdir() if _is_record(p.name)),
+                key=lambda p: p.stat().st_mtime_ns,
+            )
         except FileNotFoundError:
             return 0
         if not records:

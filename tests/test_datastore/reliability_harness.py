@@ -133,9 +133,9 @@ def stray_temp_files(root: Path) -> list[str]:
         for name in filenames:
             if name.endswith(".tmp"):
                 found.append(os.path.relpath(Path(dirpath) / name, root))
-    staging = root / ".medstore" / "staging"
-    if staging.is_dir():
-        found += [f".medstore/staging/{p.name}" for p in staging.iterdir()]
+    pending = root / ".medstore" / "pending"
+    if pending.is_dir():
+        found += [f".medstore/pending/{p.name}" for p in pending.glob("staged-*")]
     return found
 
 
@@ -597,10 +597,23 @@ def _fresh_write(root: Path) -> None:
     print(f"elapsed {time.monotonic() - t0:.3f}")
 
 
-def _probe_open(root: Path, read_only: bool) -> None:
-    """Open a store and print what happened, how long it took and the peak memory (JSON)."""
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM), in MiB.
+
+    ``ru_maxrss`` is not used: Linux carries it across ``execve``, so a child started from a big
+    pytest worker would report the worker's peak instead of its own.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _probe_open(root: Path, read_only: bool) -> None:
+    """Open a store and print what happened, how long it took and the peak memory (JSON)."""
     from datastore import LocalDatastore
 
     t0 = time.monotonic()
@@ -610,14 +623,12 @@ def _probe_open(root: Path, read_only: bool) -> None:
     except Exception as err:
         outcome = {"error": type(err).__name__, "message": str(err)[:500]}
     outcome["seconds"] = time.monotonic() - t0
-    outcome["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    outcome["peak_mb"] = peak_rss_mb()
     print(json.dumps(outcome))
 
 
 def _probe_files(root: Path, cases_file: Path) -> None:
     """Feed hostile images and archives to a store; print per-case outcome, time, peak memory."""
-    import resource
-
     from datastore import LocalDatastore
     from datastore.archive_import import import_archive
     from datastore.imaging import read_image
@@ -637,7 +648,7 @@ def _probe_files(root: Path, cases_file: Path) -> None:
         except Exception as err:
             outcome.update(error=type(err).__name__, message=str(err)[:300])
         outcome["seconds"] = time.monotonic() - t0
-        outcome["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        outcome["peak_mb"] = peak_rss_mb()
         results.append(outcome)
     print(json.dumps(results))
 
