@@ -127,7 +127,7 @@ def class_names(
     Raises:
         UnsupportedFormatError: Two labels give one index two names (all conflicts listed).
     """
-    report = ProblemReport(store.root, f"source for this export to {source}")
+    report = ProblemReport(store.root, f"store, to {source}", action="export")
     names: dict[int, str] = {}
     seen: dict[int, str] = {}
     for case in cases:

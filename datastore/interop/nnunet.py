@@ -392,7 +392,7 @@ def export_nnunet(
             (nnU-Net needs labels 0..N); all listed, nothing written.
     """
     cases = export_cases(store, label_tag=label_tag)
-    report = ProblemReport(store.root, f"source for an {_WHAT}")
+    report = ProblemReport(store.root, f"store, as an {_WHAT}", action="export")
     channel_names = _channel_names(cases, report)
     report.raise_if_any()
     writer = ExportWriter(Path(out), force=force)
