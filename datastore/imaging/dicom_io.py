@@ -1,10 +1,9 @@
-"""Guarded DICOM file access: sniffing, header parsing that refuses absurd lengths, pixel decoding.
+"""Guarded DICOM header access: sniffing and header parsing that refuses absurd lengths.
 
-pydicom reads a value by asking the file for its declared length; a hostile or corrupt length
-would make it allocate gigabytes. Files are therefore handed to pydicom through
-:class:`_GuardedFile`, which refuses any read longer than what remains in the file. Uncompressed
-pixel data is read straight into the caller's buffer; compressed transfer syntaxes go through
-pydicom's decoders, and a missing decoder is reported with what to install.
+Files are handed to pydicom through :class:`~datastore.imaging.dicom_guard.GuardedFile`, which
+refuses any read longer than what remains in the file; small headers are parsed from their first
+bytes in memory. Pixel decoding lives in :mod:`datastore.imaging.dicom_pixels`
+(:func:`decode_pixels` is re-exported here).
 
 Examples:
     >>> from pydicom.data import get_testdata_file
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -34,9 +32,11 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from datastore.errors import ImageReadError, UnsupportedFormatError
+from datastore.errors import ImageReadError
 from datastore.imaging._values import check_declared_size
 from datastore.imaging.dicom_fast import fast_values
+from datastore.imaging.dicom_guard import GuardedFile
+from datastore.imaging.dicom_pixels import decode_pixels
 
 __all__ = [
     "DicomHeader",
@@ -46,63 +46,8 @@ __all__ = [
     "read_header",
 ]
 
-_NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
-_INSTALL_HINT = {
-    "1.2.840.10008.1.2.4.80": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
-    "1.2.840.10008.1.2.4.81": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",
-}
 _HEAD_CHUNK = 64 << 10
-_SMALL_READ = 12  # tag + VR + length reads may legitimately run into the end of file
-
-
-class _GuardedFile(io.RawIOBase):
-    """A read-only file whose ``read(n)`` refuses ``n`` beyond the bytes that remain."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self._size = os.fstat(self._fh.fileno()).st_size
-        self.name = str(path)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            return self._fh.read()
-        remaining = self._size - self._fh.tell()
-        if n > remaining and n > _SMALL_READ:
-            raise ImageReadError(
-                f"{self.name}: a DICOM element declares {n} bytes at offset "
-                f"{self._fh.tell()} but only {max(remaining, 0)} remain (corrupt or hostile length)"
-            )
-        return self._fh.read(n)
-
-    def readinto(self, buf: Any) -> int:
-        return self._fh.readinto(buf)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._fh.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._fh.tell()
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def close(self) -> None:
-        self._fh.close()
-        super().close()
 
 
 def is_dicom_file(path: str | os.PathLike[str], head: bytes | None = None) -> bool:
@@ -254,7 +199,7 @@ def read_header(
     ds: Dataset
     try:
         if parsed is None:
-            with _GuardedFile(p) as fh:
+            with GuardedFile(p) as fh:
                 ds = pydicom.dcmread(
                     fh, stop_before_pixels=True, force=True, specific_tags=specific_tags
                 )
@@ -332,97 +277,3 @@ def _pixel_element(fh: Any) -> tuple[int, int]:
         if value in _PIXEL_TAGS:
             return pos, {0x7FE00008: 32, 0x7FE00009: 64}.get(value, 0)
     return -1, 0
-
-
-def _read_native(h: DicomHeader, into: npt.NDArray[Any]) -> None:
-    """Read uncompressed pixel data straight into ``into`` (frames, rows, cols, samples)."""
-    implicit = h.transfer_syntax == ImplicitVRLittleEndian
-    big = h.transfer_syntax == ExplicitVRBigEndian
-    with _GuardedFile(h.path) as fh:
-        fh.seek(h.pixel_offset)
-        head = fh.read(8)
-        if len(head) < 8:
-            raise ImageReadError(f"{h.path}: pixel data element is truncated")
-        order = ">" if big else "<"
-        if implicit:
-            length = struct.unpack("<I", head[4:8])[0]
-        elif head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OL", b"OV"):
-            length = struct.unpack(f"{order}I", fh.read(4))[0]
-        else:
-            length = struct.unpack(f"{order}H", head[6:8])[0]
-        need = into.nbytes
-        if length == 0xFFFFFFFF:
-            raise ImageReadError(f"{h.path}: encapsulated pixel data in a native transfer syntax")
-        if length < need or fh.tell() + need > fh.size:
-            raise ImageReadError(
-                f"{h.path}: pixel data truncated: {min(length, fh.size - fh.tell())} bytes, "
-                f"{need} expected for {h.frame.frames}x{h.frame.rows}x{h.frame.cols}"
-            )
-        got = fh.readinto(into.data.cast("B"))
-        if got != need:
-            raise ImageReadError(f"{h.path}: pixel data truncated ({got} of {need} bytes)")
-    if big and into.dtype.itemsize > 1:
-        into.byteswap(inplace=True)
-
-
-def _fix_bits(arr: npt.NDArray[Any], f: FrameLayout) -> None:
-    """Mask unused high bits (unsigned) or sign-extend (signed) in place."""
-    if f.float_kind or f.bits_stored >= f.bits_allocated or arr.dtype.kind not in "iu":
-        return
-    shift = f.bits_allocated - f.bits_stored
-    if f.signed:
-        arr <<= shift
-        arr >>= shift
-    else:
-        arr &= arr.dtype.type((1 << f.bits_stored) - 1)
-
-
-def _native_ok(h: DicomHeader) -> bool:
-    f = h.frame
-    return (
-        h.transfer_syntax in _NATIVE
-        and f.bits_allocated in (8, 16, 32, 64)
-        and (f.photometric.startswith("MONOCHROME") or (f.photometric == "RGB" and f.planar == 0))
-    )
-
-
-def decode_pixels(h: DicomHeader, into: npt.NDArray[Any]) -> None:
-    """Decode all frames of a file into ``into`` of shape (frames, rows, cols, out_samples).
-
-    Colour data (YBR, palette) is converted to RGB; stored values are otherwise unchanged.
-
-    Args:
-        h: The file's header.
-        into: Destination with the layout's stored dtype (float32 for palette colour: no; uint8
-            or uint16 RGB after lookup).
-
-    Raises:
-        UnsupportedFormatError: A compressed transfer syntax without an installed decoder.
-        ImageReadError: Truncated or undecodable pixel data.
-    """
-    if _native_ok(h):
-        _read_native(h, into)
-        _fix_bits(into, h.frame)
-        return
-    try:
-        with _GuardedFile(h.path) as fh:
-            ds = pydicom.dcmread(fh, force=True)
-            ds.pixel_array_options(as_rgb=True)
-            arr = ds.pixel_array
-    except ImageReadError:
-        raise
-    except (RuntimeError, NotImplementedError) as err:
-        hint = _INSTALL_HINT.get(h.transfer_syntax, "pylibjpeg with its plugins, or python-gdcm")
-        name = getattr(pydicom.uid.UID(h.transfer_syntax), "name", h.transfer_syntax)
-        raise UnsupportedFormatError(
-            f"{h.path}: cannot decode '{name}' pixel data; install {hint} "
-            f"(pydicom said: {str(err).splitlines()[0]})"
-        ) from err
-    except (ValueError, OSError, EOFError, AttributeError, KeyError) as err:
-        raise ImageReadError(f"{h.path}: cannot decode pixel data ({err})") from err
-    if h.frame.photometric == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
-
-        arr = apply_color_lut(arr, ds)
-    arr = arr.reshape(into.shape)
-    into[...] = arr
