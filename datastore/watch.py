@@ -8,8 +8,10 @@ the manifest already explains (the store's own saves and removals) cause no refr
 
 A new file is indexed only once its size and mtime have been unchanged for
 ``stability_window`` seconds *and* :func:`~datastore.completeness.why_incomplete` finds it
-complete; the expensive part of that check runs outside the store lock. A periodic rescan
-covers lost events. Errors in the worker are logged; the worker keeps going.
+complete (:class:`~datastore.watch_arrivals.ArrivalGate`); the expensive part of that check
+runs outside the store lock. A periodic rescan covers lost events. Errors in the worker are
+logged; the worker keeps going. :class:`RefreshReport` and :func:`run_foreground` live in
+:mod:`datastore.watch_report` and are re-exported here.
 
 Examples:
     >>> import tempfile
@@ -24,10 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -37,9 +38,10 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from datastore.completeness import why_incomplete
 from datastore.errors import DatastoreError, ImageNotFoundError, LabelNotFoundError
 from datastore.ids import derive_id, is_hidden
+from datastore.watch_arrivals import ArrivalGate
+from datastore.watch_report import RefreshReport, diff, run_foreground, snapshot
 
 if TYPE_CHECKING:
     from datastore.local import LocalDatastore
@@ -77,69 +79,12 @@ class WatchOptions:
                 raise ValueError(f"WatchOptions.{name} must be positive")
 
 
-@dataclass(frozen=True)
-class RefreshReport:
-    """What one background refresh changed (label entries are ``(tag, image_id)``)."""
-
-    added_images: tuple[str, ...] = ()
-    removed_images: tuple[str, ...] = ()
-    added_labels: tuple[tuple[str, str], ...] = ()
-    removed_labels: tuple[tuple[str, str], ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.added_images or self.removed_images or self.added_labels or self.removed_labels
-        )
-
-
-@dataclass
-class _Candidate:
-    """A new file seen by a refresh but not yet accepted."""
-
-    signature: Hashable
-    since: float
-    verdict: str | None = None  # why it was found incomplete at ``signature``
-    checked: bool = False
-
-
 @dataclass
 class _State:
     events: list[tuple[bool, str]] = field(default_factory=list)  # (present?, path)
     last_event: float = 0.0
     busy: bool = False
     retry_at: float | None = None
-
-
-def _signature(path: Path) -> Hashable | None:
-    """(size, mtime_ns) of a file; for a folder (a DICOM series), that of every file in it."""
-    try:
-        st = os.stat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            return (st.st_size, st.st_mtime_ns)
-        entries = []
-        for entry in os.scandir(path):
-            if not is_hidden(entry.name):
-                est = entry.stat()
-                entries.append((entry.name, est.st_size, est.st_mtime_ns))
-        return tuple(sorted(entries))
-    except OSError:
-        return None
-
-
-def _snapshot(store: LocalDatastore) -> dict[str, frozenset[str]]:
-    return {k: frozenset(v["labels"]) for k, v in store.json()["objects"].items()}
-
-
-def _diff(before: dict[str, frozenset[str]], after: dict[str, frozenset[str]]) -> RefreshReport:
-    def labels(doc: dict[str, frozenset[str]]) -> set[tuple[str, str]]:
-        return {(tag, k) for k, tags in doc.items() for tag in tags}
-
-    return RefreshReport(
-        added_images=tuple(sorted(after.keys() - before.keys())),
-        removed_images=tuple(sorted(before.keys() - after.keys())),
-        added_labels=tuple(sorted(labels(after) - labels(before))),
-        removed_labels=tuple(sorted(labels(before) - labels(after))),
-    )
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -183,9 +128,9 @@ class StoreWatcher:
         self._on_change = on_change
         self._cond = threading.Condition()
         self._state = _State()
-        self._candidates: dict[Path, _Candidate] = {}
-        self._verified: dict[Path, Hashable] = {}
-        self._seen: set[Path] = set()
+        self._arrivals = ArrivalGate(
+            stability_window=self.options.stability_window, describe=store.layout.relative
+        )
         self._stopping = False
         self._observer: BaseObserver | None = None
         self._worker: threading.Thread | None = None
@@ -288,7 +233,7 @@ class StoreWatcher:
         s = self._state
         if s.busy or s.events or s.retry_at is not None:
             return False  # (candidates are only changed by the worker while busy)
-        return not self._verified and all(c.checked for c in self._candidates.values())
+        return self._arrivals.settled()
 
     # ------------------------------------------------------------------ events
     def _on_event(self, event: FileSystemEvent) -> None:
@@ -324,7 +269,7 @@ class StoreWatcher:
     def _explained(self, present: bool, path: str) -> bool:
         """Whether the manifest already accounts for this event (no refresh needed)."""
         p = Path(path)
-        if p in self._candidates:
+        if p in self._arrivals:
             return True
         layout = self.store.layout
         is_image = p.parent == layout.images
@@ -388,128 +333,29 @@ class StoreWatcher:
             dues.append(s.last_event + opts.debounce)
         if s.retry_at is not None:
             dues.append(s.retry_at)
-        if self._verified:
-            dues.append(0.0)
-        for cand in self._candidates.values():
-            # a file not yet stable is looked at once per window; a rejected one every second
-            wait = max(opts.stability_window, 1.0) if cand.checked else opts.stability_window
-            dues.append(cand.since + wait)
+        dues.extend(self._arrivals.dues())
         return min(dues)
 
     def _step(self, events: list[tuple[bool, str]]) -> None:
         now = time.monotonic()
-        need = now >= self._next_rescan or bool(self._verified)
+        need = now >= self._next_rescan or self._arrivals.pending
         if not need and events:
             need = not all(self._explained(present, path) for present, path in events)
-        need = self._check_candidates() or need
+        need = self._arrivals.check() or need
         if need:
             self._refresh()
 
-    def _check_candidates(self) -> bool:
-        """Stat every candidate; run the content check on stable ones. ``True``: some passed."""
-        passed = False
-        window = self.options.stability_window
-        for path, cand in list(self._candidates.items()):
-            now = time.monotonic()
-            sig = _signature(path)
-            if sig is None:
-                del self._candidates[path]  # gone before it was indexed
-                continue
-            if sig != cand.signature:
-                self._candidates[path] = _Candidate(sig, now)
-                continue
-            if cand.checked:
-                cand.since = now  # re-stat later; nothing changed
-                continue
-            if now - cand.since < window:
-                continue
-            reason = why_incomplete(path)
-            if _signature(path) != sig:
-                continue  # it changed under the check; look again next tick
-            cand.checked, cand.verdict = True, reason
-            if reason is None:
-                self._verified[path] = sig
-                del self._candidates[path]
-                passed = True
-            else:
-                logger.warning("not indexing %s yet: %s", self.store.layout.relative(path), reason)
-        return passed
-
-    def _accept(self, path: Path) -> bool:
-        """``refresh``'s test for a new file: only verified files whose stat still matches."""
-        self._seen.add(path)
-        sig = _signature(path)
-        if sig is not None and self._verified.get(path) == sig:
-            return True
-        if path not in self._candidates:
-            self._candidates[path] = _Candidate(sig, time.monotonic())
-        return False
-
     def _refresh(self) -> None:
         store = self.store
-        self._seen = set()
+        self._arrivals.begin_refresh()
         with store.locked():  # taken first: never join a batch() open in another thread
-            before = _snapshot(store) if self._on_change else None
-            store.refresh(accept=self._accept)
-            after = _snapshot(store) if self._on_change else None
+            before = snapshot(store) if self._on_change else None
+            store.refresh(accept=self._arrivals.accept)
+            after = snapshot(store) if self._on_change else None
         self.refreshes += 1
         self._next_rescan = time.monotonic() + self.options.rescan_interval
-        for path in list(self._candidates):
-            if path not in self._seen:
-                del self._candidates[path]
-        self._verified.clear()
+        self._arrivals.end_refresh()
         if before is not None and after is not None and self._on_change is not None:
-            report = _diff(before, after)
+            report = diff(before, after)
             if report:
                 self._on_change(report)
-
-
-def _log_report(report: RefreshReport) -> None:
-    for image_id in report.added_images:
-        logger.info("indexed image %s", image_id)
-    for tag, image_id in report.added_labels:
-        logger.info("indexed label %s/%s", tag, image_id)
-    for image_id in report.removed_images:
-        logger.info("removed image %s", image_id)
-    for tag, image_id in report.removed_labels:
-        logger.info("removed label %s/%s", tag, image_id)
-
-
-def run_foreground(
-    store: LocalDatastore,
-    *,
-    on_change: Callable[[RefreshReport], None] | None = None,
-    mode: Literal["native", "poll"] = "native",
-    options: WatchOptions | None = None,
-    stop: threading.Event | None = None,
-) -> None:
-    """Watch ``store`` in the foreground until Ctrl-C (or ``stop`` is set) — ``medstore watch``.
-
-    Args:
-        store: A writable store (opened without ``auto_reload``).
-        on_change: Called after each refresh that changed something; by default each indexed
-            or removed file is logged at INFO level.
-        mode: ``"native"`` or ``"poll"``.
-        options: Watcher timing.
-        stop: Set it (from another thread) to return.
-
-    Raises:
-        ReadOnlyError: The store is read-only.
-
-    Examples:
-        >>> import tempfile, threading
-        >>> from datastore.local import LocalDatastore
-        >>> done = threading.Event(); done.set()
-        >>> run_foreground(LocalDatastore(tempfile.mkdtemp()), stop=done)
-    """
-    store.check_writable()
-    stop = stop or threading.Event()
-    watcher = StoreWatcher(store, mode=mode, options=options, on_change=on_change or _log_report)
-    watcher.start()
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        watcher.stop()
