@@ -1,4 +1,4 @@
-"""The common dataset core: indexing a store, items, label sets, selection and loading."""
+"""The common dataset core: indexing a store, label sets, selection, splits and loading."""
 
 from __future__ import annotations
 
@@ -9,23 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datastore.errors import LabelGeometryError
-
+from .assembly import ItemAssembler, image_volume, label_volume, volume_sources
 from .cache import CachedVolume, VolumeCache, store_cache_folder
 from .collate import collate_items, make_dataloader
-from .entities import EntityRecord
-from .items import (
-    categories_entry,
-    frame_labels_entry,
-    image_labels_entry,
-    metainfo_entry,
-    segmentation_entries,
-)
 from .options import DatasetKwargs, DatasetOptions
-from .processing import LabelSpace, entity_space, segmentation_classes, to_codes, value_lut
+from .processing import LabelSpace, entity_space, segmentation_classes
 from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
 from .source import ImageRecord, LabelRecord, build_records, filter_records, open_store
 
@@ -223,16 +213,10 @@ class StoreDataset(Dataset[dict[str, Any]]):
         return self._records[self._refs[index][0]].image_id
 
     def _image_volume(self, record: ImageRecord) -> CachedVolume:
-        return self._cache.get(
-            record.path, checksum=record.checksum, what=f"image {record.image_id!r}"
-        )
+        return image_volume(self._cache, record)
 
     def _label_volume(self, record: ImageRecord, label: LabelRecord) -> CachedVolume:
-        return self._cache.get(
-            label.path,
-            checksum=str(label.info.get("checksum") or "") or None,
-            what=f"label {label.tag!r} of image {record.image_id!r}",
-        )
+        return label_volume(self._cache, record, label)
 
     def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
         """Cut the item's view from a channels-first canonical array (subclasses override)."""
@@ -244,67 +228,17 @@ class StoreDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec_index, frame = self._refs[index]
-        record = self._records[rec_index]
-        volume = self._image_volume(record)
-        view = self._view(volume.array, frame, record)
-        item: dict[str, Any] = {"image": torch.from_numpy(np.array(view, dtype=np.float32))}
-        if self.options.return_metainfo:
-            item["metainfo"] = self._metainfo(record, volume, frame)
-        if self.options.segmentation.return_segmentations:
-            item.update(self._segmentations(record, volume, frame, tuple(view.shape[1:])))
-        self._entity_entries(item, record.entities, volume.array, frame)
-        transform = self.options.transform
-        return transform(item) if transform is not None else item
-
-    def _metainfo(self, record: ImageRecord, volume: CachedVolume, frame: int) -> dict[str, Any]:
-        return metainfo_entry(record, volume, self._frame_axis_name, frame)
-
-    def _segmentations(
-        self, record: ImageRecord, volume: CachedVolume, frame: int, spatial: tuple[int, ...]
-    ) -> dict[str, Any]:
-        space = self._label_space()
-        codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}  # cheap: L names
-        codes: dict[str, np.ndarray] = {}
-        for label in record.labels:
-            lab = self._label_volume(record, label)
-            image_spatial = volume.array.shape[1:]
-            if lab.array.shape[0] != 1 or lab.array.shape[1:] != image_spatial:
-                raise LabelGeometryError(
-                    f"label {label.tag!r} of image {record.image_id!r} has shape "
-                    f"{tuple(lab.array.shape[1:])} (channels {lab.array.shape[0]}) but the "
-                    f"image has spatial shape {tuple(image_spatial)}"
-                )
-            view = self._view(lab.array, frame, record)[0]
-            key = (label.path, view.dtype.str, space.segmentation)
-            lut = self._luts.get(key)
-            if lut is None:
-                lut = self._luts[key] = value_lut(label.classes, codes_of, view.dtype)
-            codes[label.tag] = to_codes(view, lut)
-        return segmentation_entries(
-            codes,
-            num_classes=len(space.segmentation),
-            options=self.options.segmentation,
-            spatial_shape=spatial,
+        assembler = ItemAssembler(
+            options=self.options,
+            cache=self._cache,
+            view=self._view,
+            frame_entry_args=self._frame_entry_args,
+            label_space=self._label_space,
+            space=self._space,
+            luts=self._luts,
+            frame_axis_name=self._frame_axis_name,
         )
-
-    def _entity_entries(
-        self, item: dict[str, Any], entities: Sequence[EntityRecord], array: np.ndarray, frame: int
-    ) -> None:
-        opts = self.options
-        item["image_labels"] = image_labels_entry(
-            entities, self._space, opts.image_labels_merge_strategy
-        )
-        item["image_categories"] = categories_entry(
-            entities, self._space, opts.image_categories_merge_strategy
-        )
-        num_frames, one_frame = self._frame_entry_args(array, frame)
-        item["frame_labels"] = frame_labels_entry(
-            entities,
-            self._space,
-            opts.image_labels_merge_strategy,
-            num_frames=num_frames,
-            frame=one_frame,
-        )
+        return assembler.item(self._records[rec_index], frame)
 
     # ----------------------------------------------------------------- selection
     def _derive(self, records: list[ImageRecord], refs: list[Ref]) -> Self:
@@ -458,14 +392,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             The number of files processed.
         """
-        sources: list[tuple[str, str | None, str]] = []
-        for i in self._record_ids():
-            record = self._records[i]
-            sources.append((record.path, record.checksum, f"image {record.image_id!r}"))
-            for label in record.labels:
-                checksum = str(label.info.get("checksum") or "") or None
-                what = f"label {label.tag!r} of image {record.image_id!r}"
-                sources.append((label.path, checksum, what))
+        sources = volume_sources(self._records[i] for i in self._record_ids())
         return self._cache.prefetch(sources, progress=progress)
 
     def __repr__(self) -> str:
