@@ -629,6 +629,9 @@ def _probe_open(root: Path, read_only: bool) -> None:
 
 def _probe_files(root: Path, cases_file: Path) -> None:
     """Feed hostile images and archives to a store; print per-case outcome, time, peak memory."""
+    import nibabel  # noqa: F401  imports are not the cases' time
+    import pydicom  # noqa: F401
+
     from datastore import LocalDatastore
     from datastore.archive_import import import_archive
     from datastore.imaging import read_image

@@ -55,7 +55,7 @@ def test_kill9_torture_loses_no_acknowledged_save(tmp_path: Path) -> None:
     assert run["exits"] == 0, "a writer died of an error, not of a kill"
     assert run["kills"] >= MIN_KILLS
     assert run["duration"] >= DURATION
-    assert figures["acked_labels"] >= 50 and figures["acked_infos"] >= 50
+    assert figures["acked_labels"] >= 20 and figures["acked_infos"] >= 20
 
 
 @pytest.mark.parametrize("kind", ["broken", "stale"])
