@@ -19,6 +19,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import psutil
+import torch
 
 from datasets import VolumeDataset
 from datastore.imaging import read_image
@@ -91,7 +92,23 @@ def smaps(pid: int) -> tuple[int, int]:
     return pss, uss
 
 
-def loader_memory(ds: VolumeDataset, workers: int) -> dict[str, float]:
+class _NoImages(torch.utils.data.Dataset):
+    """As many items as a dataset, each a one-element tensor: a worker's cost without images."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": torch.zeros(1)}
+
+    def get_dataloader(self, **kwargs: Any) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self, **kwargs)
+
+
+def loader_memory(ds: Any, workers: int) -> dict[str, float]:
     """Peak PSS/USS (MiB) of the main process and each worker over one DataLoader epoch."""
     me = psutil.Process()
     peaks: dict[int, tuple[int, int]] = {}
@@ -226,11 +243,18 @@ def run(n: int, shape: tuple[int, int, int], seed_sample: int, keep: Path | None
         )
     )
 
-    # 4. memory of DataLoader epochs over the warm cache
+    # 4. memory of DataLoader epochs over the warm cache. A worker process costs memory before it
+    # loads anything (interpreter, torch, copy-on-write pages): measure that with the same loader
+    # over tiny items, and report what the volumes add beyond it.
     volume_mib = float(np.prod(shape)) * 4 / 2**20
     one = loader_memory(volume_ds, 1)
     two = loader_memory(volume_ds, 2)
-    growth = two["worker_pss"] - one["worker_pss"]
+    empty = _NoImages(len(volume_ds))
+    base_one = loader_memory(empty, 1)
+    base_two = loader_memory(empty, 2)
+    growth = (two["worker_pss"] - one["worker_pss"]) - (
+        base_two["worker_pss"] - base_one["worker_pss"]
+    )
     rows.append(
         (
             "1-worker epoch: peak PSS main / worker (MiB)",
@@ -248,6 +272,15 @@ def run(n: int, shape: tuple[int, int, int], seed_sample: int, keep: Path | None
     rows.append(
         (
             "extra worker's PSS growth (MiB)",
+            0.0,
+            f"{two['worker_pss'] - one['worker_pss']:.0f} in all, of which "
+            f"{base_two['worker_pss'] - base_one['worker_pss']:.0f} is an idle worker's own cost "
+            f"(same loader, tiny items)",
+        )
+    )
+    rows.append(
+        (
+            "extra worker's PSS growth from volumes (MiB)",
             0.0,
             f"{growth:.0f} vs one float32 volume = {volume_mib:.1f}",
         )
