@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datastore.errors import (
     AnnotationError,
+    ArchiveError,
     DatastoreError,
     ImageNotFoundError,
     ImageReadError,
@@ -28,6 +29,7 @@ from datastore.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
 __all__ = [
     "DEFAULT_EXTENSIONS",
     "AnnotationError",
+    "ArchiveError",
     "DatastoreError",
     "DefaultLabelTag",
     "ImageNotFoundError",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from datastore.errors import DatastoreError, InvalidIdError, UnsupportedFormatError
+from datastore.errors import ArchiveError, InvalidIdError, UnsupportedFormatError
 from datastore.ids import derive_id, validate_id
 
 if TYPE_CHECKING:
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["ArchiveError", "ArchiveLimits", "import_archive"]
 
 _CHUNK = 1 << 20
-
-
-class ArchiveError(DatastoreError, ValueError):
-    """An archive is malformed or unsafe to extract."""
 
 
 @dataclass(frozen=True)

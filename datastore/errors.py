@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "AnnotationError",
+    "ArchiveError",
     "DatastoreError",
     "ImageNotFoundError",
     "ImageReadError",
@@ -84,3 +85,7 @@ class LabelGeometryError(DatastoreError, ValueError):
 
 class AnnotationError(DatastoreError, ValueError):
     """An annotation is malformed or breaks the project schema."""
+
+
+class ArchiveError(DatastoreError, ValueError):
+    """An archive is malformed or unsafe to extract (nothing was imported)."""

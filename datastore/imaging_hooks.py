@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from datastore.errors import ImageReadError, UnsupportedFormatError
+
 __all__ = ["header_facts", "series_sniffer", "wants_dicom"]
 
 logger = logging.getLogger(__name__)
@@ -42,19 +44,29 @@ def series_sniffer(patterns: Sequence[str]) -> Callable[[Path], bool] | None:
     return is_dicom_series_dir
 
 
-def header_facts(path: Path) -> dict[str, Any]:
-    """Header facts (shape, spacing, dtype, modality) for manifest info; ``{}`` if unreadable.
+def header_facts(path: Path, *, shown: str) -> dict[str, Any]:
+    """Header facts (shape, spacing, dtype, modality) for manifest info.
+
+    A file of a format no reader knows (a pattern the user added, e.g. ``*.mha``) is stored
+    without facts, as MONAI Label would store it; a file of a known format that is broken
+    (truncated, absurd header) is refused.
 
     Args:
         path: Image file or series folder.
+        shown: The name to use in messages (the caller's file name, not a staged one).
 
     Returns:
         JSON-safe facts, never voxel data or patient names.
-    """
-    try:
-        from datastore.imaging import probe_image
 
+    Raises:
+        ImageReadError: The file is of a known format but unreadable or unsafe.
+    """
+    from datastore.imaging import probe_image
+
+    try:
         return dict(probe_image(path).info_facts())
-    except Exception as err:
-        logger.warning("no header facts for %s: %s", path.name, err)
+    except UnsupportedFormatError as err:
+        logger.warning("no header facts for %s: %s", shown, err)
         return {}
+    except ImageReadError as err:
+        raise ImageReadError(str(err).replace(str(path), shown)) from err

@@ -334,7 +334,13 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
             txn.patches.extend(patches)
             if state.orphans:
                 logger.warning("label files without an image: %s", ", ".join(state.orphans[:20]))
+            self._clear_stale_manifest_temps()
         return state
+
+    def _clear_stale_manifest_temps(self) -> None:
+        """Delete temp files of manifest writes killed mid-way (lock held: none is in use)."""
+        for stale in self.root.glob(f".{self._manifest.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _filter_new(self, state: DiskState, accept: Callable[[Path], bool]) -> DiskState:
         """Drop not-yet-indexed files that ``accept`` refuses (e.g. still being copied)."""

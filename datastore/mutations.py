@@ -222,7 +222,7 @@ class MutationsMixin:
             self._retire_image_file(txn, image_id, old)
         keep = self._trash_path(image_id, ext) if old is not None else None
         txn.replace(staged, dest, keep, self._layout.root)
-        info.update(header_facts(staged))
+        info.update(header_facts(staged, shown=source.name))
         info.update({"ts": int(time.time()), "name": image_id + ext})
         if checksum:
             info["checksum"] = checksum

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from datastore import LocalDatastore, ManifestCorruptError
+from datastore import ImageReadError, LocalDatastore, ManifestCorruptError
 from datastore.archive_import import ArchiveError, ArchiveLimits, import_archive
 from datastore.maintenance import collect_garbage, doctor, verify
 
@@ -198,3 +198,27 @@ def test_gc_keeps_recent_and_newest_versions(labelled_store: LocalDatastore, mak
     history = labelled_store.label_history("case_0", "final")
     assert [r["version"] for r in history] == [4, 5]
     assert history[-1]["current"]
+
+
+def test_refresh_clears_temp_files_of_killed_manifest_writes(labelled_store: LocalDatastore):
+    stale = labelled_store.root / ".datastore_v2.json.abc123.tmp"
+    stale.write_bytes(b'{"name": "half a manif')
+    other = labelled_store.root / ".someone-elses.tmp"
+    other.write_bytes(b"not ours")
+    labelled_store.refresh()
+    assert not stale.exists()
+    assert other.exists()
+
+
+def test_add_image_refuses_a_broken_file_of_a_known_format(
+    labelled_store: LocalDatastore, make_nifti: Callable[..., Path], tmp_path: Path
+):
+    whole = make_nifti("whole.nii.gz").read_bytes()
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(whole[: len(whole) // 2])
+    before = labelled_store.json()
+    with pytest.raises(ImageReadError, match=r"broken\.nii\.gz"):
+        labelled_store.add_image("broken", broken)
+    assert labelled_store.json() == before
+    assert not (labelled_store.root / "broken.nii.gz").exists()
+    assert not list(labelled_store.side_path("pending").glob("staged-*"))
