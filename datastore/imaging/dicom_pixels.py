@@ -63,6 +63,12 @@ def _read_native(h: DicomHeader, into: npt.NDArray[Any]) -> None:
         need = into.nbytes
         if length == 0xFFFFFFFF:
             raise ImageReadError(f"{h.path}: encapsulated pixel data in a native transfer syntax")
+        remaining = fh.size - fh.tell()
+        if need <= length and length > remaining:
+            raise ImageReadError(
+                f"{h.path}: pixel data element declares {length} bytes but only {remaining} "
+                "remain in the file"
+            )
         if length < need or fh.tell() + need > fh.size:
             raise ImageReadError(
                 f"{h.path}: pixel data truncated: {min(length, fh.size - fh.tell())} bytes, "

@@ -276,3 +276,13 @@ def test_is_dicom_sniffing(tmp_path: Path) -> None:
     assert not is_dicom_series_dir(tmp_path / "empty")
     assert not is_dicom_series_dir(TD / "CT_small.dcm")
     assert is_dicom_series_dir(DIRS / "98892001" / "CT5N")
+
+
+def test_pixel_data_declaring_more_than_the_file_holds_is_refused(tmp_path: Path) -> None:
+    raw = bytearray(Path(pydicom.data.get_testdata_file("CT_small.dcm")).read_bytes())
+    at = raw.rfind(b"\xe0\x7f\x10\x00")  # (7FE0,0010) explicit VR: tag, "OW", 2 reserved, length
+    raw[at + 8 : at + 12] = struct.pack("<I", 3_000_000_000)
+    path = tmp_path / "huge.dcm"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ImageReadError, match="declares 3000000000 bytes"):
+        read_image(path)
