@@ -354,7 +354,7 @@ class MutationsMixin:
         info: dict[str, Any],
         checksum: str,
     ) -> None:
-        txn.staged.append(staged)  # so a failure below (e.g. staging the history record) drops it
+        txn.staged[staged] = None  # so a failure below (e.g. staging the history record) drops it
         old = self._doc["objects"][image_id]["labels"].get(tag)
         keep = None
         if old is not None and old["ext"] != ext:

@@ -59,14 +59,13 @@ class Transaction:
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     patches: list[dict[str, Any]] = field(default_factory=list)
-    staged: list[Path] = field(default_factory=list)
+    staged: dict[Path, None] = field(default_factory=dict)  # an ordered set
     reserved: dict[tuple[str, str], int] = field(default_factory=dict)
     sources: dict[Path, Path] = field(default_factory=dict)
 
     def replace(self, staged: Path, dest: Path, keep: Path | None, root: Path) -> None:
         """Add a step putting ``staged`` at ``dest``, keeping the old ``dest`` at ``keep``."""
-        if staged not in self.staged:
-            self.staged.append(staged)
+        self.staged[staged] = None
         self.sources[dest] = staged
         self.steps.append(
             {
