@@ -13,9 +13,12 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,14 @@ from datastore._atomic import atomic_write_bytes
 from datastore.errors import InvalidIdError, ManifestCorruptError
 from datastore.ids import validate_id, validate_tag
 
-__all__ = ["ManifestFile", "deep_copy", "empty_manifest", "parse_manifest", "serialize_manifest"]
+__all__ = [
+    "ManifestFile",
+    "deep_copy",
+    "empty_manifest",
+    "gc_paused",
+    "parse_manifest",
+    "serialize_manifest",
+]
 
 _TOP_DEFAULTS: dict[str, Any] = {"images_dir": "", "labels_dir": "labels", "objects": {}}
 # A file whose mtime is this close to our last look may have changed again within one
@@ -34,9 +44,26 @@ _TOP_DEFAULTS: dict[str, Any] = {"images_dir": "", "labels_dir": "labels", "obje
 _RACY_WINDOW_NS = 50_000_000
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building large acyclic JSON-shaped data.
+
+    Such data allocates many containers that cannot form cycles; a full collection triggered
+    halfway only adds a pause proportional to the whole heap.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def deep_copy(value: Any) -> Any:
     """A deep copy of JSON-shaped data (an order of magnitude faster than ``copy.deepcopy``)."""
-    return orjson.loads(orjson.dumps(value))
+    with gc_paused():
+        return orjson.loads(orjson.dumps(value))
 
 
 def empty_manifest(images_dir: str, labels_dir: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from datastore.archive import write_dataset_archive
 from datastore.errors import ImageNotFoundError, LabelNotFoundError
-from datastore.manifest import deep_copy
+from datastore.manifest import deep_copy, gc_paused
 
 if TYPE_CHECKING:
     from datastore.history import LabelHistory
@@ -203,6 +203,12 @@ class QueriesMixin:
             rel = os.path.relpath(self._layout.images, self.root)
             images = "" if rel == "." else rel + "/"
             labels = f"{self._layout.labels_dir}/{tag}/"
+        with gc_paused():
+            return deep_copy(self._datalist_entries(tag, images, labels, full_path=full_path))
+
+    def _datalist_entries(
+        self, tag: str, images: str, labels: str, *, full_path: bool
+    ) -> list[dict[str, Any]]:
         out = []
         for image_id, obj in self._doc["objects"].items():
             label = obj["labels"].get(tag)
@@ -211,7 +217,7 @@ class QueriesMixin:
             image_info = obj["image"]["info"]
             image = f"{images}{image_id}{obj['image']['ext']}"
             if full_path and "source_path" in image_info:
-                image = os.path.realpath(image)
+                image = os.path.realpath(image)  # a linked image: where it really is
             out.append(
                 {
                     "image": image,
@@ -219,7 +225,7 @@ class QueriesMixin:
                     "meta": {"image": image_info, "label": label["info"]},
                 }
             )
-        return deep_copy(out)
+        return out
 
     @_consistent_read
     def status(self) -> dict[str, Any]:
