@@ -143,7 +143,7 @@ def register(subparsers: Any) -> None:
         metavar="STORE",
         help="the store to copy (default: the repository's sample_store/)",
     )
-    p.add_argument("--epochs", type=int, default=80, help="training epochs (0: no training)")
+    p.add_argument("--epochs", type=int, default=200, help="training epochs (0: no training)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
     p.add_argument(
         "--out",

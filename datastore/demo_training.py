@@ -49,7 +49,7 @@ class TrainConfig:
         progress: Show a tqdm progress bar (on stderr).
     """
 
-    epochs: int = 80
+    epochs: int = 200
     spacing: tuple[float, float, float] = (2.5, 1.6, 1.6)
     grid: tuple[int, int, int] = (32, 32, 32)
     channels: tuple[int, ...] = (8, 16, 32)
