@@ -285,7 +285,7 @@ def run(n: int, shape: tuple[int, int, int], seed_sample: int, keep: Path | None
             "extra worker: growth due to the volumes (MiB)",
             0.0,
             f"{extra - idle_extra:.0f} vs one float32 volume = {volume_mib:.1f} "
-            f"(items in flight: prefetch_factor 2 per worker)",
+            f"(get_dataloader's default: one item in flight per worker)",
         )
     )
 
