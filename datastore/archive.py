@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from datastore.ids import is_inside
+
 if TYPE_CHECKING:
     from datastore.local import LocalDatastore
 
@@ -28,11 +30,6 @@ __all__ = ["archive_folder", "write_dataset_archive"]
 def archive_folder() -> Path:
     """Where archives go: ``<tempfile.gettempdir()>/medstore-archives``."""
     return Path(tempfile.gettempdir()) / "medstore-archives"
-
-
-def _inside(root: Path, path: Path) -> bool:
-    real = Path(os.path.realpath(path))
-    return real == root or root in real.parents
 
 
 def write_dataset_archive(store: LocalDatastore, *, limit_cases: int | None) -> Path:
@@ -64,9 +61,9 @@ def write_dataset_archive(store: LocalDatastore, *, limit_cases: int | None) -> 
             image = Path(store.get_image_uri(image_id))
             label = Path(store.get_label_uri(image_id, "final"))
             linked = obj["image"]["info"].get("source_path")
-            if not image.is_file() or not (_inside(root, image) or linked):
+            if not image.is_file() or not (is_inside(root, image) or linked):
                 continue
-            if not label.is_file() or not _inside(root, label):
+            if not label.is_file() or not is_inside(root, label):
                 continue
             zf.write(image, f"image/{image_id}{obj['image']['ext']}")
             zf.write(label, f"label/{image_id}{obj['labels']['final']['ext']}")

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from datastore.cli import UsageError
 from datastore.cli_edit import parse_info
 from datastore.errors import UnsupportedFormatError
-from datastore.ids import derive_id, is_hidden, validate_id
-from datastore.imaging_hooks import series_sniffer, wants_dicom
+from datastore.ids import derive_id, is_hidden, is_inside, validate_id
+from datastore.imaging_hooks import series_sniffer
 from datastore.local import LocalDatastore
 
 __all__ = ["collect_sources", "register", "source_ids"]
@@ -34,25 +34,6 @@ __all__ = ["collect_sources", "register", "source_ids"]
 logger = logging.getLogger(__name__)
 
 _LISTED = 20  # ids printed one per line up to this many (all of them with -v)
-
-
-def _dicom_folder_fallback(patterns: Sequence[str]) -> Callable[[Path], bool]:
-    """A folder whose visible entries are all files matching a DICOM pattern is one series."""
-    dicom = [p for p in patterns if p.lower().endswith(".dcm")]
-
-    def is_series(folder: Path) -> bool:
-        entries = [e for e in os.scandir(folder) if not is_hidden(e.name)]
-        return bool(entries) and all(
-            e.is_file() and derive_id(e.name, dicom) is not None for e in entries
-        )
-
-    return is_series
-
-
-def _series_test(patterns: Sequence[str]) -> Callable[[Path], bool] | None:
-    if not wants_dicom(patterns):
-        return None
-    return series_sniffer(patterns) or _dicom_folder_fallback(patterns)
 
 
 def _expand(arg: str) -> list[Path]:
@@ -66,10 +47,7 @@ def _expand(arg: str) -> list[Path]:
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
-    return real == base or base in real.parents
+    return folder is not None and is_inside(folder, path)
 
 
 def _walk(
@@ -114,7 +92,7 @@ def collect_sources(
         FileNotFoundError: A path does not exist or a glob matches nothing.
         UnsupportedFormatError: A named file matches no pattern.
     """
-    is_series = _series_test(patterns)
+    is_series = series_sniffer(patterns)
     out: dict[Path, None] = {}
     for arg in args:
         for path in _expand(arg):

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "derive_id",
     "is_hidden",
+    "is_inside",
     "pattern_suffix",
     "resolve_inside",
     "validate_id",
@@ -166,6 +167,25 @@ def derive_id(filename: str, patterns: Sequence[str] | Iterable[str]) -> tuple[s
     return (image_id, best) if image_id else None
 
 
+def is_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """Whether ``path``, with every symlink resolved, is ``root`` or lies under it.
+
+    Args:
+        root: The folder.
+        path: The path to check.
+
+    Returns:
+        ``True`` when the resolved path stays inside the resolved root.
+
+    Examples:
+        >>> is_inside("/data/store", "/data/store/../elsewhere")
+        False
+    """
+    base = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def resolve_inside(root: str | os.PathLike[str], *parts: str) -> Path:
     """Join ``parts`` under ``root`` and check the resolved path stays inside the root.
 
@@ -179,9 +199,7 @@ def resolve_inside(root: str | os.PathLike[str], *parts: str) -> Path:
     Raises:
         InvalidIdError: The path escapes the root (``..``, absolute parts or symlinks).
     """
-    base = Path(os.path.realpath(root))
     joined = Path(root).joinpath(*parts)
-    real = Path(os.path.realpath(joined))
-    if real != base and base not in real.parents:
+    if not is_inside(root, joined):
         raise InvalidIdError(f"path {'/'.join(parts)!r} resolves outside the store root")
     return joined

@@ -37,10 +37,8 @@ def series_sniffer(patterns: Sequence[str]) -> Callable[[Path], bool] | None:
     """
     if not wants_dicom(patterns):
         return None
-    try:
-        from datastore.imaging import is_dicom_series_dir
-    except ImportError:  # pragma: no cover - the imaging package is part of the distribution
-        return None
+    from datastore.imaging import is_dicom_series_dir
+
     return is_dicom_series_dir
 
 

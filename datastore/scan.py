@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datastore.errors import InvalidIdError
-from datastore.ids import derive_id, is_hidden, validate_tag
+from datastore.ids import derive_id, is_hidden, is_inside, validate_tag
 from datastore.layout import StoreLayout
 
 __all__ = ["DiskState", "scan_disk"]
@@ -38,11 +38,6 @@ class DiskState:
     skipped: list[str] = field(default_factory=list)
 
 
-def _inside(root_real: str, path: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real + os.sep)
-
-
 def _scan_images(
     layout: StoreLayout,
     patterns: Sequence[str],
@@ -51,7 +46,6 @@ def _scan_images(
     is_series: SeriesSniffer | None,
     state: DiskState,
 ) -> None:
-    root_real = os.path.realpath(layout.root)
     excluded = {os.path.realpath(layout.labels), os.path.realpath(layout.side)}
     try:
         entries = sorted(os.scandir(layout.images), key=lambda e: e.name)
@@ -74,7 +68,7 @@ def _scan_images(
         if found is None:
             continue
         image_id, ext = found
-        if entry.is_symlink() and not _inside(root_real, entry.path) and image_id not in linked:
+        if entry.is_symlink() and not is_inside(layout.root, entry.path) and image_id not in linked:
             logger.warning("not indexing %s: it links outside the store", entry.name)
             state.skipped.append(entry.name)
             continue
@@ -86,7 +80,6 @@ def _scan_images(
 
 
 def _scan_labels(layout: StoreLayout, patterns: Sequence[str], state: DiskState) -> None:
-    root_real = os.path.realpath(layout.root)
     try:
         tag_dirs = sorted(os.scandir(layout.labels), key=lambda e: e.name)
     except FileNotFoundError:
@@ -99,7 +92,7 @@ def _scan_labels(layout: StoreLayout, patterns: Sequence[str], state: DiskState)
         except InvalidIdError:
             logger.warning("ignoring label folder %r: not a valid tag", tag_dir.name)
             continue
-        if tag_dir.is_symlink() and not _inside(root_real, tag_dir.path):
+        if tag_dir.is_symlink() and not is_inside(layout.root, tag_dir.path):
             logger.warning("ignoring label folder %r: it links outside the store", tag_dir.name)
             state.skipped.append(f"{layout.labels_dir}/{tag_dir.name}")
             continue
@@ -108,7 +101,7 @@ def _scan_labels(layout: StoreLayout, patterns: Sequence[str], state: DiskState)
             derived = derive_id(entry.name, patterns)
             if derived is None or not entry.is_file():
                 continue
-            if entry.is_symlink() and not _inside(root_real, entry.path):
+            if entry.is_symlink() and not is_inside(layout.root, entry.path):
                 state.skipped.append(f"{layout.labels_dir}/{tag_dir.name}/{entry.name}")
                 continue
             label_id, ext = derived

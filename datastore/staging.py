@@ -118,11 +118,6 @@ class StagingArea:
         os.symlink(os.path.abspath(target), staged)
         return staged
 
-    def sync(self) -> None:
-        """Make the staged files' names durable (one folder fsync for any number of files)."""
-        if self.folder.exists():
-            fsync_dir(self.folder)
-
     def has_leftovers(self) -> bool:
         """Whether staged files or temp files are lying in the folder (one listing)."""
         try:
