@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from datastore.errors import LabelGeometryError
 
@@ -29,6 +28,7 @@ from .items import (
 from .options import DatasetOptions
 from .processing import LabelSpace, to_codes, value_lut
 from .source import ImageRecord, LabelRecord
+from .worker_memory import float32_tensor
 
 __all__ = ["ItemAssembler", "image_volume", "label_volume", "volume_sources"]
 
@@ -48,31 +48,47 @@ def _label_what(record: ImageRecord, label: LabelRecord) -> str:
     return f"label {label.tag!r} of image {record.image_id!r}"
 
 
-def image_volume(cache: VolumeCache, record: ImageRecord) -> CachedVolume:
+def image_volume(
+    cache: VolumeCache, record: ImageRecord, *, keep_open: bool = True
+) -> CachedVolume:
     """The decoded image of ``record``, from ``cache``.
 
     Args:
         cache: The decode-once cache.
         record: The image record.
+        keep_open: Keep its memory map open (see :meth:`~datasets.cache.VolumeCache.get`).
 
     Returns:
         The cached volume (channels-first canonical array).
     """
-    return cache.get(record.path, checksum=record.checksum, what=f"image {record.image_id!r}")
+    return cache.get(
+        record.path,
+        checksum=record.checksum,
+        what=f"image {record.image_id!r}",
+        keep_open=keep_open,
+    )
 
 
-def label_volume(cache: VolumeCache, record: ImageRecord, label: LabelRecord) -> CachedVolume:
+def label_volume(
+    cache: VolumeCache, record: ImageRecord, label: LabelRecord, *, keep_open: bool = True
+) -> CachedVolume:
     """The decoded label ``label`` of ``record``, from ``cache``.
 
     Args:
         cache: The decode-once cache.
         record: The image record.
         label: One of its labels.
+        keep_open: Keep its memory map open (see :meth:`~datasets.cache.VolumeCache.get`).
 
     Returns:
         The cached volume.
     """
-    return cache.get(label.path, checksum=_label_checksum(label), what=_label_what(record, label))
+    return cache.get(
+        label.path,
+        checksum=_label_checksum(label),
+        what=_label_what(record, label),
+        keep_open=keep_open,
+    )
 
 
 def volume_sources(records: Iterable[ImageRecord]) -> list[tuple[str, str | None, str]]:
@@ -120,12 +136,17 @@ class ItemAssembler:
     luts: dict[LutKey, np.ndarray]
     frame_axis_name: str | None = None
 
-    def item(self, record: ImageRecord, frame: int) -> dict[str, Any]:
+    def item(
+        self, record: ImageRecord, frame: int, *, shared_image: bool = False
+    ) -> dict[str, Any]:
         """Build the item of ``record`` at ``frame`` and apply the dataset's transform.
 
         Args:
             record: The image record.
             frame: The frame or slice index, ``-1`` for the whole image.
+            shared_image: Build the image tensor in shared memory, owned by this item (for a
+                DataLoader worker's batch of one; see
+                :func:`~datasets.worker_memory.float32_tensor`).
 
         Returns:
             The item dict (or what the transform returns).
@@ -133,15 +154,20 @@ class ItemAssembler:
         Raises:
             LabelGeometryError: A label's shape does not match its image.
         """
-        volume = image_volume(self.cache, record)
+        # A whole-volume item reads its maps once: close them with the item (frame -1).
+        keep_open = frame >= 0
+        volume = image_volume(self.cache, record, keep_open=keep_open)
         view = self.view(volume.array, frame, record)
-        item: dict[str, Any] = {"image": torch.from_numpy(np.array(view, dtype=np.float32))}
+        image = float32_tensor(view, shared=shared_image, release_source=not keep_open)
+        item: dict[str, Any] = {"image": image}
         if self.options.return_metainfo:
             item["metainfo"] = metainfo_entry(record, volume, self.frame_axis_name, frame)
         space = self.space
         if self.options.segmentation.return_segmentations:
             space = self.label_space()
-            item.update(self._segmentations(record, volume, frame, tuple(view.shape[1:]), space))
+            item.update(
+                self._segmentations(record, volume, frame, tuple(view.shape[1:]), space, keep_open)
+            )
         self._entity_entries(item, record.entities, volume.array, frame, space)
         transform = self.options.transform
         return transform(item) if transform is not None else item
@@ -153,11 +179,12 @@ class ItemAssembler:
         frame: int,
         spatial: tuple[int, ...],
         space: LabelSpace,
+        keep_open: bool,
     ) -> dict[str, Any]:
         codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}  # cheap: L names
         codes: dict[str, np.ndarray] = {}
         for label in record.labels:
-            lab = label_volume(self.cache, record, label)
+            lab = label_volume(self.cache, record, label, keep_open=keep_open)
             image_spatial = volume.array.shape[1:]
             if lab.array.shape[0] != 1 or lab.array.shape[1:] != image_spatial:
                 raise LabelGeometryError(

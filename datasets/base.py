@@ -15,9 +15,10 @@ from .assembly import ItemAssembler, image_volume, label_volume, volume_sources
 from .cache import CachedVolume, VolumeCache, store_cache_folder
 from .collate import collate_items, make_dataloader
 from .options import DatasetKwargs, DatasetOptions
-from .processing import LabelSpace, entity_space, segmentation_classes
+from .processing import LabelSpace, entity_space, nonzero_values, segmentation_classes
 from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
 from .source import ImageRecord, LabelRecord, build_records, filter_records, open_store
+from .worker_memory import in_worker
 
 if TYPE_CHECKING:
     from .splits import SplitResult
@@ -118,13 +119,8 @@ class StoreDataset(Dataset[dict[str, Any]]):
     def _present_values(self, record: ImageRecord, label: LabelRecord) -> tuple[int, ...]:
         """Nonzero values of a label without ``label_info`` (read through the cache once)."""
         if label.path not in self._present:
-            array = self._label_volume(record, label).array
-            flat = np.asarray(array).ravel()
-            if flat.dtype.kind not in "iub":
-                flat = np.rint(flat).astype(np.int64)
-            flat = flat[flat > 0] if flat.dtype.kind == "i" else flat
-            counts = np.bincount(flat.astype(np.int64, copy=False))
-            self._present[label.path] = tuple(int(v) for v in np.nonzero(counts)[0] if v)
+            array = label_volume(self._cache, record, label, keep_open=False).array
+            self._present[label.path] = nonzero_values(array)
         return self._present[label.path]
 
     @property
@@ -215,9 +211,6 @@ class StoreDataset(Dataset[dict[str, Any]]):
     def _image_volume(self, record: ImageRecord) -> CachedVolume:
         return image_volume(self._cache, record)
 
-    def _label_volume(self, record: ImageRecord, label: LabelRecord) -> CachedVolume:
-        return label_volume(self._cache, record, label)
-
     def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
         """Cut the item's view from a channels-first canonical array (subclasses override)."""
         raise NotImplementedError
@@ -227,6 +220,24 @@ class StoreDataset(Dataset[dict[str, Any]]):
         return None, None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._item(index, shared=False)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The items of one batch (PyTorch's DataLoader fetches batches through this).
+
+        In a DataLoader worker, a batch of one item builds its image directly in shared memory
+        and hands it to the main process without another copy (:mod:`datasets.worker_memory`).
+
+        Args:
+            indices: Item indices.
+
+        Returns:
+            The items, in order.
+        """
+        shared = len(indices) == 1 and in_worker()
+        return [self._item(index, shared=shared) for index in indices]
+
+    def _item(self, index: int, *, shared: bool) -> dict[str, Any]:
         rec_index, frame = self._refs[index]
         assembler = ItemAssembler(
             options=self.options,
@@ -238,7 +249,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
             luts=self._luts,
             frame_axis_name=self._frame_axis_name,
         )
-        return assembler.item(self._records[rec_index], frame)
+        return assembler.item(self._records[rec_index], frame, shared_image=shared)
 
     # ----------------------------------------------------------------- selection
     def _derive(self, records: list[ImageRecord], refs: list[Ref]) -> Self:

@@ -188,13 +188,24 @@ class VolumeCache:
         version_key = _digest(f"{_FORMAT_VERSION}|{version}|{checksum or ''}")
         return source_key, self.folder / f"{source_key}-{version_key}.npy"
 
-    def get(self, path: str, *, checksum: str | None = None, what: str = "image") -> CachedVolume:
+    def get(
+        self,
+        path: str,
+        *,
+        checksum: str | None = None,
+        what: str = "image",
+        keep_open: bool = True,
+    ) -> CachedVolume:
         """Return the cached volume for ``path``, decoding and storing it on a miss.
 
         Args:
             path: Source image or label file (or DICOM series folder).
             checksum: Manifest checksum, mixed into the version key when known.
             what: Human name used in errors, e.g. ``"image 'case_1'"``.
+            keep_open: Keep the memory map among the ``max_open`` this process holds (for
+                slices read one after another). ``False`` for a volume read whole once: its
+                map is closed when the returned volume is dropped, so a DataLoader worker does
+                not keep every volume it has read mapped (and counted in its resident memory).
 
         Returns:
             The volume; its ``array`` is a read-only memory map when the cache is usable.
@@ -220,6 +231,8 @@ class VolumeCache:
         volume = self._load(npy)
         if volume is None:
             volume = self._fill(path, source_key, npy, what)
+        if not keep_open:
+            return volume
         with self._mutex:
             self._open[str(npy)] = volume
             while len(self._open) > self._max_open:
@@ -318,7 +331,7 @@ class VolumeCache:
 
         items = list(sources)
         for path, checksum, what in tqdm(items, desc="medstore cache", disable=not progress):
-            self.get(path, checksum=checksum, what=what)
+            self.get(path, checksum=checksum, what=what, keep_open=False)
         return len(items)
 
     def clear(self) -> None:

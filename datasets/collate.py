@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .worker_memory import stack_arrays, stack_tensors
+
 __all__ = ["collate_items", "make_dataloader"]
 
 
@@ -17,11 +19,11 @@ def _collate_values(values: Sequence[Any]) -> Any:
     first = values[0]
     if isinstance(first, torch.Tensor) and all(isinstance(v, torch.Tensor) for v in values):
         if all(v.shape == first.shape and v.dtype == first.dtype for v in values):
-            return torch.stack(list(values))
+            return stack_tensors(values)
         return list(values)
     if isinstance(first, np.ndarray) and all(isinstance(v, np.ndarray) for v in values):
         if all(v.shape == first.shape for v in values):
-            return torch.from_numpy(np.stack(values))
+            return stack_arrays(values)
         return list(values)
     if isinstance(first, Mapping) and all(isinstance(v, Mapping) for v in values):
         keys: dict[Any, None] = {}
@@ -41,7 +43,9 @@ def collate_items(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     Equal-shape tensors are stacked; tensors of different shapes (e.g. instance masks with
     different ``N``) are kept as a list; nested dicts (per-annotator entries, ``metainfo``) are
     collated key by key, an annotator missing from some items giving a list with ``None``;
-    anything else becomes a list.
+    anything else becomes a list. In a DataLoader worker, stacked tensors are built in shared
+    memory (see :mod:`datasets.worker_memory`), so a batch is not copied again on its way to the
+    main process.
 
     Args:
         batch: Items from a dataset.

@@ -17,6 +17,7 @@ __all__ = [
     "merge_categories",
     "merge_masks",
     "merge_vectors",
+    "nonzero_values",
     "segmentation_classes",
     "semantic_masks",
     "to_codes",
@@ -88,6 +89,27 @@ def segmentation_classes(
             else:
                 names.update(str(v) for v in present_values(record, label) if v != 0)
     return tuple(sorted(n for n in names if filters.keeps_segmentation(n)))
+
+
+def nonzero_values(array: np.ndarray) -> tuple[int, ...]:
+    """The distinct positive values of a label map (floats rounded), ascending.
+
+    Args:
+        array: A label map of any numeric dtype.
+
+    Returns:
+        The values.
+
+    Example:
+        >>> nonzero_values(np.array([[0, 2], [2, 5]], dtype=np.uint8))
+        (2, 5)
+    """
+    flat = np.asarray(array).ravel()
+    if flat.dtype.kind not in "iub":
+        flat = np.rint(flat).astype(np.int64)
+    flat = flat[flat > 0] if flat.dtype.kind == "i" else flat
+    counts = np.bincount(flat.astype(np.int64, copy=False))
+    return tuple(int(v) for v in np.nonzero(counts)[0] if v)
 
 
 def value_lut(

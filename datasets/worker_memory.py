@@ -1,0 +1,175 @@
+"""Batches of DataLoader workers built straight in shared memory, so a volume exists once.
+
+A DataLoader worker hands each batch to the main process through shared memory. Built the plain
+way, a volume is copied three times on that road: converted to float32 in private memory, stacked
+into a private batch, then moved into shared memory when the batch is pickled. Here:
+
+- a batch of one item (the usual case for whole volumes) has its image converted from the cached
+  memory map straight into a shared-memory tensor, which the collate step hands over as the
+  batch, as a view, without copying it;
+- a batch of several items is stacked straight into shared memory, as PyTorch's
+  ``default_collate`` does;
+- a whole volume read once releases its memory map's pages as it is converted, so a worker does
+  not go on holding the cache files it has read.
+
+Outside workers everything stays in ordinary private memory.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import get_worker_info
+
+__all__ = ["float32_tensor", "in_worker", "stack_arrays", "stack_tensors"]
+
+_SLAB_BYTES = 4 * 1024 * 1024
+"""Source bytes converted between two releases of a map's pages."""
+_SOLE_OWNER = "_medstore_sole_owner"
+"""Attribute set on tensors :func:`float32_tensor` created in a worker and gave to one item."""
+
+
+def in_worker() -> bool:
+    """Whether this code runs in a DataLoader worker process.
+
+    Returns:
+        ``True`` inside a worker.
+
+    Example:
+        >>> in_worker()
+        False
+    """
+    return get_worker_info() is not None
+
+
+def _shared_empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor whose storage is in shared memory (no private copy touched)."""
+    # The private buffer of torch.empty is never written, so its pages are never made resident;
+    # share_memory_() moves it to a shared-memory segment.
+    return torch.empty(tuple(shape), dtype=dtype).share_memory_()
+
+
+def _mapping_of(array: np.ndarray) -> mmap.mmap | None:
+    """The memory map ``array`` reads from (``np.load(mmap_mode=...)`` arrays), if any."""
+    base: object = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base if isinstance(base, mmap.mmap) else None
+
+
+def _convert(array: np.ndarray, out: np.ndarray, *, release_source: bool) -> None:
+    """Copy ``array`` into ``out`` with a cast, slab by slab when its map's pages are released.
+
+    Dropping a read-only file map's pages from the page tables (``MADV_DONTNEED``) leaves them in
+    the OS page cache; this process just stops holding them, so converting a whole volume never
+    holds more than one slab of its source beside the output.
+    """
+    mapping = _mapping_of(array) if release_source else None
+    axis = next((i for i, n in enumerate(array.shape) if n > 1), None)
+    if mapping is None or axis is None or array.nbytes <= _SLAB_BYTES:
+        np.copyto(out, array, casting="unsafe")
+        return
+    step = max(1, _SLAB_BYTES * array.shape[axis] // array.nbytes)
+    for start in range(0, array.shape[axis], step):
+        slab = (slice(None),) * axis + (slice(start, start + step),)
+        np.copyto(out[slab], array[slab], casting="unsafe")
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def float32_tensor(
+    array: np.ndarray, *, shared: bool = False, release_source: bool = False
+) -> torch.Tensor:
+    """Convert an array (typically a read-only memory map) to a new float32 tensor.
+
+    Args:
+        array: The source array (any numeric dtype, any layout).
+        shared: Write the tensor directly into shared memory and mark it as owned by the one
+            item it is made for, so :func:`stack_tensors` can hand it to the main process as a
+            batch of one without another copy. For a DataLoader worker's batch of one item:
+            a shared-memory segment costs more to set up than private memory, so batches of
+            several items are stacked from private tensors instead.
+        release_source: ``array`` is read whole, once: release the pages of its memory map as
+            they are converted, so they are not counted in this process's memory (they stay in
+            the OS page cache).
+
+    Returns:
+        A float32 tensor of the same shape that shares no memory with ``array``.
+
+    Example:
+        >>> t = float32_tensor(np.arange(6, dtype=np.int16).reshape(2, 3))
+        >>> t.dtype, tuple(t.shape), float(t[1, 2])
+        (torch.float32, (2, 3), 5.0)
+    """
+    if shared:
+        tensor = _shared_empty(array.shape, torch.float32)
+        setattr(tensor, _SOLE_OWNER, True)
+    else:
+        # numpy's allocator asks for transparent huge pages on large arrays: far fewer page
+        # faults than torch.empty for a whole volume.
+        tensor = torch.from_numpy(np.empty(array.shape, dtype=np.float32))
+    _convert(array, tensor.numpy(), release_source=release_source)
+    return tensor
+
+
+def _handed_over(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a whole shared storage built by :func:`float32_tensor`."""
+    return (
+        getattr(tensor, _SOLE_OWNER, False)
+        and tensor.is_shared()
+        and tensor.storage_offset() == 0
+        and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    )
+
+
+def stack_tensors(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack equal-shape tensors along a new first dimension.
+
+    In a worker the result lives in shared memory; a single tensor built by
+    :func:`float32_tensor` becomes the batch as a view, without a copy (its item is collated
+    once and dropped, so nothing else sees the storage).
+
+    Args:
+        values: Tensors of one shape and dtype.
+
+    Returns:
+        The stacked tensor.
+
+    Example:
+        >>> tuple(stack_tensors([torch.zeros(2, 3), torch.ones(2, 3)]).shape)
+        (2, 2, 3)
+    """
+    if not in_worker():
+        return torch.stack(list(values))
+    first = values[0]
+    if len(values) == 1 and _handed_over(first):
+        delattr(first, _SOLE_OWNER)
+        return first.unsqueeze(0)
+    out = _shared_empty((len(values), *first.shape), first.dtype)
+    return torch.stack(list(values), out=out)
+
+
+def stack_arrays(values: Sequence[np.ndarray]) -> torch.Tensor:
+    """Stack equal-shape numpy arrays into a tensor (in shared memory inside a worker).
+
+    Args:
+        values: Arrays of one shape.
+
+    Returns:
+        The stacked tensor.
+
+    Example:
+        >>> tuple(stack_arrays([np.zeros(3), np.ones(3)]).shape)
+        (2, 3)
+    """
+    if not in_worker():
+        return torch.from_numpy(np.stack(values))
+    try:
+        dtype = torch.from_numpy(np.empty(0, np.result_type(*values))).dtype
+    except TypeError:  # a dtype torch has no tensor for: fail as outside workers
+        return torch.from_numpy(np.stack(values))
+    out = _shared_empty((len(values), *values[0].shape), dtype)
+    np.stack(values, out=out.numpy())
+    return out
