@@ -141,9 +141,9 @@ def stack_tensors(values: Sequence[torch.Tensor]) -> torch.Tensor:
         >>> tuple(stack_tensors([torch.zeros(2, 3), torch.ones(2, 3)]).shape)
         (2, 2, 3)
     """
-    if not in_worker():
-        return torch.stack(list(values))
     first = values[0]
+    if not in_worker() or type(first) is not torch.Tensor:
+        return torch.stack(list(values))  # subclasses (MetaTensor) batch their own metadata
     if len(values) == 1 and _handed_over(first):
         delattr(first, _SOLE_OWNER)
         return first.unsqueeze(0)

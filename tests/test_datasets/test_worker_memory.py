@@ -115,3 +115,16 @@ def test_getitems_outside_workers_matches_getitem(make_store: MakeStore) -> None
     assert [float(item["image"].max()) for item in batch] == [2.0, 0.0]
     assert not any(item["image"].is_shared() for item in batch)
     assert torch.equal(dataset.__getitems__([1])[0]["image"], dataset[1]["image"])
+
+
+def test_monai_meta_tensors_are_stacked_as_before(make_store: MakeStore) -> None:
+    from monai.data import MetaTensor
+    from monai.transforms import EnsureTyped
+
+    store = make_store({f"case_{i}": Case(np.full((5, 4, 3), i, dtype=np.int16)) for i in range(2)})
+    dataset = VolumeDataset(
+        store, return_segmentations=False, transform=EnsureTyped(keys="image", track_meta=True)
+    )
+    for batch in dataset.get_dataloader(batch_size=1, num_workers=1):
+        assert isinstance(batch["image"], MetaTensor)
+        assert tuple(batch["image"].shape) == (1, 1, 3, 4, 5)  # canonical (z, y, x)
