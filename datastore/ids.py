@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from datastore.errors import InvalidIdError
+from datastore.errors import InvalidIdError, UnsupportedFormatError
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -25,6 +25,7 @@ __all__ = [
     "is_inside",
     "pattern_suffix",
     "resolve_inside",
+    "split_source_name",
     "validate_id",
     "validate_tag",
 ]
@@ -165,6 +166,39 @@ def derive_id(filename: str, patterns: Sequence[str] | Iterable[str]) -> tuple[s
         return None
     image_id = filename[: len(filename) - len(best)] if best else filename
     return (image_id, best) if image_id else None
+
+
+def split_source_name(filename: str | os.PathLike[str], patterns: Sequence[str]) -> tuple[str, str]:
+    """``(id, ext)`` of a file to be added to a store; a folder (DICOM series) has no extension.
+
+    Args:
+        filename: A file or folder path.
+        patterns: The store's ``fnmatch`` patterns.
+
+    Returns:
+        ``(id, ext)``.
+
+    Raises:
+        UnsupportedFormatError: The name matches none of the patterns.
+
+    Examples:
+        >>> split_source_name("/data/ct.nii.gz", ["*.nii.gz"])
+        ('ct', '.nii.gz')
+        >>> try:
+        ...     split_source_name("/data/notes.txt", ["*.nii.gz"])
+        ... except UnsupportedFormatError as err:
+        ...     print(err)
+        'notes.txt' matches none of the store's patterns ['*.nii.gz']
+    """
+    path = Path(filename)
+    if path.is_dir():
+        return path.name, ""
+    derived = derive_id(path.name, patterns)
+    if derived is None:
+        raise UnsupportedFormatError(
+            f"{path.name!r} matches none of the store's patterns {list(patterns)}"
+        )
+    return derived
 
 
 def is_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:

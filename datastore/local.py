@@ -29,6 +29,7 @@ from datastore.errors import (
     StoreLockedError,
 )
 from datastore.history import LabelHistory
+from datastore.label_mutations import LabelMutationsMixin
 from datastore.layout import StoreLayout
 from datastore.manifest import ManifestFile, empty_manifest
 from datastore.mutations import MutationsMixin
@@ -57,7 +58,7 @@ class DefaultLabelTag:
     ORIGINAL = "original"
 
 
-class LocalDatastore(QueriesMixin, MutationsMixin):
+class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
     """A MONAI Label studies folder, opened for reading and durable writing.
 
     Args:
@@ -213,8 +214,10 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
         """With the lock held: complete interrupted saves and load the latest manifest."""
         if self._manifest.changed(strict=True):
             doc = self._manifest.read()
-            self._doc = doc if doc is not None else empty_manifest(
-                self._layout.images_dir, self._layout.labels_dir
+            self._doc = (
+                doc
+                if doc is not None
+                else empty_manifest(self._layout.images_dir, self._layout.labels_dir)
             )
         if self._pending.exist():
             self._pending.recover(self._doc, self._manifest.write)
@@ -291,9 +294,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin):
 
     # ------------------------------------------------------------------ refresh
     def _linked_ids(self) -> set[str]:
-        return {
-            k for k, v in self._doc["objects"].items() if v["image"]["info"].get("source_path")
-        }
+        return {k for k, v in self._doc["objects"].items() if v["image"]["info"].get("source_path")}
 
     def _scan(self) -> DiskState:
         from datastore.imaging_hooks import series_sniffer
