@@ -26,40 +26,22 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from datastore.errors import ImageReadError, LabelGeometryError, LabelNotFoundError
-from datastore.history import LabelHistory, utc_now_iso
+from datastore.history import utc_now_iso
 from datastore.ids import split_source_name, validate_tag
 from datastore.imaging import check_label_geometry, label_nifti_bytes, probe_image
 from datastore.transaction import Transaction
-
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from datastore.layout import StoreLayout
-    from datastore.staging import StagingArea
+from datastore.writer_plumbing import WriterPlumbing
 
 __all__ = ["LabelMutationsMixin"]
 
 
-class LabelMutationsMixin:
+class LabelMutationsMixin(WriterPlumbing):
     """Label writers of :class:`datastore.local.LocalDatastore` (which supplies the plumbing)."""
-
-    _doc: dict[str, Any]
-    _layout: StoreLayout
-    _staging: StagingArea
-    _history: LabelHistory
-    _extensions: tuple[str, ...]
-
-    if TYPE_CHECKING:
-
-        def _mutation(self) -> AbstractContextManager[Transaction]: ...
-        def _patch(self, txn: Transaction, op: str, **args: Any) -> None: ...
-        def _object(self, image_id: str) -> dict[str, Any]: ...
-        def _label(self, image_id: str, tag: str) -> dict[str, Any]: ...
 
     def save_label(
         self,

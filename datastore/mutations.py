@@ -29,14 +29,14 @@ from datastore.errors import (
     InvalidIdError,
     UnsupportedFormatError,
 )
-from datastore.history import LabelHistory, utc_now_iso
+from datastore.history import utc_now_iso
 from datastore.ids import split_source_name, validate_id
 from datastore.imaging_hooks import header_facts, wants_dicom
 from datastore.transaction import Transaction
+from datastore.writer_plumbing import WriterPlumbing
 
 if TYPE_CHECKING:
-    from datastore.layout import StoreLayout
-    from datastore.staging import StagingArea
+    pass
 
 __all__ = ["MutationsMixin"]
 
@@ -50,23 +50,13 @@ def _check_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-class MutationsMixin:
+class MutationsMixin(WriterPlumbing):
     """Mutators of :class:`datastore.local.LocalDatastore` (which supplies the plumbing)."""
 
-    _doc: dict[str, Any]
-    _layout: StoreLayout
-    _staging: StagingArea
-    _history: LabelHistory
-    _extensions: tuple[str, ...]
     _txn: Transaction | None
 
     if TYPE_CHECKING:
-        from contextlib import AbstractContextManager
 
-        def _mutation(self) -> AbstractContextManager[Transaction]: ...
-        def _patch(self, txn: Transaction, op: str, **args: Any) -> None: ...
-        def _object(self, image_id: str) -> dict[str, Any]: ...
-        def _label(self, image_id: str, tag: str) -> dict[str, Any]: ...
         def _retire_label(self, txn: Transaction, image_id: str, tag: str, reason: str) -> int: ...
         def _restore_label(
             self, txn: Transaction, image_id: str, tag: str, version: int
