@@ -225,16 +225,21 @@ class StoreDataset(Dataset[dict[str, Any]]):
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """The items of one batch (PyTorch's DataLoader fetches batches through this).
 
-        In a DataLoader worker, a batch of one item builds its image directly in shared memory
-        and hands it to the main process without another copy (:mod:`datasets.worker_memory`).
+        In a DataLoader worker, a batch of one item without a transform builds its image
+        directly in shared memory, handed to the main process without another copy
+        (:mod:`datasets.worker_memory`).
 
         Args:
             indices: Item indices.
 
         Returns:
             The items, in order.
+
+        Example:
+            >>> [item["image"].shape for item in ds.__getitems__([0, 1])]  # doctest: +SKIP
+            [torch.Size([1, 32, 64, 64]), torch.Size([1, 32, 64, 64])]
         """
-        shared = len(indices) == 1 and in_worker()
+        shared = len(indices) == 1 and self.options.transform is None and in_worker()
         return [self._item(index, shared=shared) for index in indices]
 
     def _item(self, index: int, *, shared: bool) -> dict[str, Any]:
@@ -318,14 +323,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         offset = len(self._records)
         refs = self._refs + [(r + offset, f) for r, f in other._refs]
         new = self._derive(self._records + other._records, refs)
-        mine, theirs = self._label_space(), other._label_space()
-        if mine != theirs:
-            new._space = LabelSpace(
-                *(
-                    tuple(sorted(set(a) | set(b)))
-                    for a, b in zip(mine.__dict__.values(), theirs.__dict__.values(), strict=True)
-                )
-            )
+        new._space = self._label_space().union(other._label_space())
         new._present = {**self._present, **other._present}
         return new
 

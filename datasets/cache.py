@@ -203,9 +203,10 @@ class VolumeCache:
             checksum: Manifest checksum, mixed into the version key when known.
             what: Human name used in errors, e.g. ``"image 'case_1'"``.
             keep_open: Keep the memory map among the ``max_open`` this process holds (for
-                slices read one after another). ``False`` for a volume read whole once: its
-                map is closed when the returned volume is dropped, so a DataLoader worker does
-                not keep every volume it has read mapped (and counted in its resident memory).
+                slices read one after another). ``False`` for a volume read whole once: a map
+                opened for this call is closed when the returned volume is dropped, so a
+                DataLoader worker does not keep every volume it has read mapped (and counted in
+                its resident memory); a map already held open is returned as it is.
 
         Returns:
             The volume; its ``array`` is a read-only memory map when the cache is usable.

@@ -41,6 +41,27 @@ class LabelSpace:
     image_categories: tuple[tuple[str, str], ...] = ()
     frame_labels: tuple[str, ...] = ()
 
+    def union(self, other: LabelSpace) -> LabelSpace:
+        """Both spaces' classes, each list sorted again (codes may change).
+
+        Args:
+            other: Another label space.
+
+        Returns:
+            The union (``self`` when both are equal).
+
+        Example:
+            >>> LabelSpace(("liver",)).union(LabelSpace(("kidney",))).segmentation
+            ('kidney', 'liver')
+        """
+        if other == self:
+            return self
+        merged = (
+            tuple(sorted(set(mine) | set(theirs)))
+            for mine, theirs in zip(self.__dict__.values(), other.__dict__.values(), strict=True)
+        )
+        return LabelSpace(*merged)
+
 
 def entity_space(
     records: Iterable[ImageRecord],

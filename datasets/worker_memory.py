@@ -4,19 +4,23 @@ A DataLoader worker hands each batch to the main process through shared memory. 
 way, a volume is copied three times on that road: converted to float32 in private memory, stacked
 into a private batch, then moved into shared memory when the batch is pickled. Here:
 
-- a batch of one item (the usual case for whole volumes) has its image converted from the cached
-  memory map straight into a shared-memory tensor, which the collate step hands over as the
-  batch, as a view, without copying it;
+- a batch of one item (the usual case for whole volumes) without a transform has its image
+  converted from the cached memory map straight into a shared-memory tensor, which the collate
+  step hands over as the batch, as a view, without copying it (a transform might keep a
+  reference to the image, so items with one are built privately and copied into the batch);
 - a batch of several items is stacked straight into shared memory, as PyTorch's
   ``default_collate`` does;
 - a whole volume read once releases its memory map's pages as it is converted, so a worker does
   not go on holding the cache files it has read.
 
-Outside workers everything stays in ordinary private memory.
+Outside workers everything stays in ordinary private memory. A ``collate_fn`` of one's own gets
+the shared-memory image of a batch of one and, like PyTorch's ``default_collate``, copies it into
+a second segment.
 """
 
 from __future__ import annotations
 
+import math
 import mmap
 from collections.abc import Sequence
 
@@ -26,8 +30,10 @@ from torch.utils.data import get_worker_info
 
 __all__ = ["float32_tensor", "in_worker", "stack_arrays", "stack_tensors"]
 
-_SLAB_BYTES = 4 * 1024 * 1024
+_SLAB_BYTES = 1024 * 1024
 """Source bytes converted between two releases of a map's pages."""
+_CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
+"""Whether maps can drop their pages here (not on Windows)."""
 _SOLE_OWNER = "_medstore_sole_owner"
 """Attribute set on tensors :func:`float32_tensor` created in a worker and gave to one item."""
 
@@ -45,11 +51,23 @@ def in_worker() -> bool:
     return get_worker_info() is not None
 
 
+def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    strides = [1] * len(shape)
+    for axis in range(len(shape) - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * max(shape[axis + 1], 1)
+    return tuple(strides)
+
+
 def _shared_empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised tensor whose storage is in shared memory (no private copy touched)."""
-    # The private buffer of torch.empty is never written, so its pages are never made resident;
-    # share_memory_() moves it to a shared-memory segment.
-    return torch.empty(tuple(shape), dtype=dtype).share_memory_()
+    """An uninitialised contiguous tensor whose storage is a new shared-memory segment."""
+    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+    if new_shared is None:  # a torch without it: the public route copies an empty buffer first
+        return torch.empty(tuple(shape), dtype=dtype).share_memory_()
+    # torch's own default_collate allocates its worker batches this way.
+    storage: torch.UntypedStorage = new_shared(nbytes)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, tuple(shape), _contiguous_strides(shape))
 
 
 def _mapping_of(array: np.ndarray) -> mmap.mmap | None:
@@ -61,21 +79,21 @@ def _mapping_of(array: np.ndarray) -> mmap.mmap | None:
 
 
 def _convert(array: np.ndarray, out: np.ndarray, *, release_source: bool) -> None:
-    """Copy ``array`` into ``out`` with a cast, slab by slab when its map's pages are released.
+    """Copy ``array`` into ``out`` with a cast, in slabs when its map's pages are released.
 
     Dropping a read-only file map's pages from the page tables (``MADV_DONTNEED``) leaves them in
-    the OS page cache; this process just stops holding them, so converting a whole volume never
-    holds more than one slab of its source beside the output.
+    the OS page cache; this process just stops holding them, so converting a whole contiguous
+    volume never holds more than one slab of its source beside the output.
     """
-    mapping = _mapping_of(array) if release_source else None
-    axis = next((i for i, n in enumerate(array.shape) if n > 1), None)
-    if mapping is None or axis is None or array.nbytes <= _SLAB_BYTES:
+    mapping = _mapping_of(array) if release_source and _CAN_RELEASE else None
+    contiguous = array.flags.c_contiguous and out.flags.c_contiguous
+    if mapping is None or not contiguous or array.nbytes <= _SLAB_BYTES:
         np.copyto(out, array, casting="unsafe")
         return
-    step = max(1, _SLAB_BYTES * array.shape[axis] // array.nbytes)
-    for start in range(0, array.shape[axis], step):
-        slab = (slice(None),) * axis + (slice(start, start + step),)
-        np.copyto(out[slab], array[slab], casting="unsafe")
+    source, target = array.reshape(-1), out.reshape(-1)  # views: both are contiguous
+    step = max(1, _SLAB_BYTES // array.itemsize)
+    for start in range(0, source.size, step):
+        np.copyto(target[start : start + step], source[start : start + step], casting="unsafe")
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
@@ -88,9 +106,10 @@ def float32_tensor(
         array: The source array (any numeric dtype, any layout).
         shared: Write the tensor directly into shared memory and mark it as owned by the one
             item it is made for, so :func:`stack_tensors` can hand it to the main process as a
-            batch of one without another copy. For a DataLoader worker's batch of one item:
-            a shared-memory segment costs more to set up than private memory, so batches of
-            several items are stacked from private tensors instead.
+            batch of one without another copy. Only for a tensor that nothing but its item will
+            reference (the batch shares its memory): the datasets use it for a DataLoader
+            worker's batch of one item when no transform is set. A shared-memory segment costs
+            more to set up than private memory, so items of larger batches stay private.
         release_source: ``array`` is read whole, once: release the pages of its memory map as
             they are converted, so they are not counted in this process's memory (they stay in
             the OS page cache).
@@ -115,11 +134,10 @@ def float32_tensor(
 
 
 def _handed_over(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is a whole shared storage built by :func:`float32_tensor`."""
+    """Whether ``tensor`` is a whole, contiguous shared storage built by :func:`float32_tensor`."""
     return (
         getattr(tensor, _SOLE_OWNER, False)
-        and tensor.is_shared()
-        and tensor.storage_offset() == 0
+        and tensor.is_contiguous()
         and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
     )
 
