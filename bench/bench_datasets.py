@@ -83,23 +83,31 @@ def memory_rows(
     """Peak memory of 0-, 1- and 2-worker epochs, beyond the same epochs over tiny volumes.
 
     Each configuration runs five times, each run paired with a run over ``tiny`` (a store of as
-    many 2x2x2 volumes, cache warm); a run's peak depends on how the workers' items happen to
-    overlap in time, so the rows give the median and the largest of the five; the target is
-    judged on the medians (a single run's peak can be a few MiB off either way).
+    many 2x2x2 volumes, cache warm); see ``bench/loader_memory.py`` for what is counted. A run's
+    peak depends on how the workers' items happen to overlap in time, so the rows give the
+    median and the largest of the five; the target is judged on the medians.
+
+    Args:
+        root: The benchmark store (cache warm).
+        tiny: The tiny-volume store (cache warm).
+        shape: The benchmark volumes' shape.
+
+    Returns:
+        Table rows ``(measurement, seconds, note)``.
     """
     volume_mib = float(np.prod(shape)) * 4 / 2**20
     beyond: dict[int, list[float]] = {}
     rows: list[tuple[str, float, str]] = []
     for w in (0, 1, 2):
         pairs = [(measure(root, w), measure(tiny, w)) for _ in range(5)]
-        beyond[w] = [run["total_pss"] - base["total_pss"] for run, base in pairs]
-        copies = [run["worker_copies"] - base["worker_copies"] for run, base in pairs]
-        pss = float(np.median([run["total_pss"] for run, _ in pairs]))
+        beyond[w] = [run["total"] - base["total"] for run, base in pairs]
+        own = [run["worker_anon_shmem"] - base["worker_anon_shmem"] for run, base in pairs]
+        total = float(np.median([run["total"] for run, _ in pairs]))
         rss = float(np.median([run["total_rss"] for run, _ in pairs]))
-        note = f"PSS {pss:.0f} (RSS summed {rss:.0f}); beyond the same epoch over tiny volumes: "
+        note = f"{total:.0f} (RSS summed {rss:.0f}); beyond the same epoch over tiny volumes: "
         note += f"median {np.median(beyond[w]):.0f}, max {max(beyond[w]):.0f}"
         if w:
-            note += f"; one worker's anonymous + shared memory beyond: max {max(copies):.0f}"
+            note += f"; one worker's anonymous + shared memory beyond: max {max(own):.0f}"
         rows.append((f"{w}-worker epoch, peak of main + workers (MiB)", 0.0, note))
     by_median = float(np.median(beyond[2]) - np.median(beyond[1]))
     by_max = max(beyond[2]) - max(beyond[1])

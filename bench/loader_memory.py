@@ -1,16 +1,21 @@
 """Memory of a DataLoader epoch over a store's warm cache, measured from outside the process.
 
 Each measurement runs in a fresh child process (``--child``), so no earlier work of the benchmark
-(open memory maps, allocator state) leaks into it. The parent samples the child and its DataLoader
-workers every few milliseconds from ``/proc/<pid>/smaps_rollup`` and keeps the peak of the
-*instantaneous sum* over the processes:
+(open memory maps, allocator state) leaks into it. The child runs one epoch like a training loop:
+it reads every batch and spends ``--step`` seconds on it, so the workers run ahead and their
+batches wait in the queue. The parent samples the child and its DataLoader workers every few
+milliseconds and keeps the peak of the *instantaneous* footprint:
 
-- PSS (proportional set size) counts each shared page once across the processes, so the decode-
-  once cache mapped by several workers, or a batch in shared memory seen by a worker and the main
-  process, is not counted twice;
-- RSS is reported as well, as ``top`` would add it up (shared pages counted in every process);
-- per worker, the peak of anonymous plus shared-memory pages it holds privately: the copies of
-  volumes a worker makes (page cache of the mapped cache files is excluded; it is shared).
+- the PSS (proportional set size, ``/proc/<pid>/smaps_rollup``) of every process without its
+  shared-memory part, so pages several processes map (libraries, the decode-once cache files)
+  count once;
+- plus the machine's shared memory (``Shmem`` in ``/proc/meminfo``) above what it was before the
+  child started: every batch on its way through shared memory, whether a worker still maps it,
+  it waits in the queue mapped by nobody, or the main process holds it. This figure is
+  machine-wide: run on an otherwise idle machine.
+
+RSS summed over the processes is reported as ``top`` would add it up (shared pages counted in
+every process), and, per worker, the PSS of its anonymous and shared-memory pages.
 
 What the volumes cost is the difference from the same measurement on a store of as many tiny
 volumes: the same code runs in the same processes, only the volume size differs.
@@ -24,6 +29,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +39,17 @@ MIB = 1024 * 1024
 
 
 def rollup(pid: int) -> dict[str, int]:
-    """Fields of ``/proc/<pid>/smaps_rollup`` in bytes (``Rss``, ``Pss``, ``Anonymous``...)."""
+    """Read ``/proc/<pid>/smaps_rollup``.
+
+    Args:
+        pid: A process id.
+
+    Returns:
+        Its fields in bytes (``Rss``, ``Pss``, ``Pss_Anon``, ``Pss_Shmem``...).
+
+    Raises:
+        OSError: The process is gone.
+    """
     fields: dict[str, int] = {}
     with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
         for line in handle:
@@ -44,32 +60,38 @@ def rollup(pid: int) -> dict[str, int]:
     return fields
 
 
-def worker_copies(pid: int) -> int:
-    """Private bytes of anonymous and shared-memory (``/dev/shm``, ``memfd``) mappings of ``pid``.
+def machine_shmem() -> int:
+    """Bytes of shared memory (tmpfs, ``/dev/shm``, memfd) in use on the machine.
 
-    Pages inherited from the parent by ``fork`` and not written since are shared, not counted.
+    Returns:
+        ``Shmem`` of ``/proc/meminfo`` in bytes.
     """
-    total = 0
-    counting = False
-    with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as handle:
+    with open("/proc/meminfo", encoding="ascii") as handle:
         for line in handle:
-            head = line.split(maxsplit=6)
-            if head and "-" in head[0] and not head[0].endswith(":"):
-                name = head[5].strip() if len(head) > 5 else ""
-                shared_memory = name.startswith(("/dev/shm/", "/memfd:"))
-                counting = name in ("", "[heap]") or shared_memory
-            elif counting and head and head[0] in ("Private_Clean:", "Private_Dirty:"):
-                total += int(head[1]) * 1024
-    return total
+            if line.startswith("Shmem:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
-def sample_peaks(child: subprocess.Popen[str], period: float = 0.004) -> dict[str, float]:
-    """Sample a child and its descendants until it exits; peaks in MiB."""
+def sample_peaks(child: subprocess.Popen[bytes], period: float = 0.002) -> dict[str, float]:
+    """Sample a child and its descendants until it exits.
+
+    Args:
+        child: The measured process, just started.
+        period: Pause between samples (seconds).
+
+    Returns:
+        Peaks in MiB: ``total`` (PSS without shared memory, plus the machine's shared memory
+        above its level at the start), ``total_rss`` and ``worker_anon_shmem`` (the largest
+        per-worker PSS of anonymous and shared-memory pages); ``samples`` taken.
+    """
+    shmem_before = machine_shmem()
     proc = psutil.Process(child.pid)
-    peak_pss = peak_rss = 0
-    copies: dict[int, int] = {}
+    peak_total = peak_rss = 0
+    worker_peak = 0
+    samples = 0
     while child.poll() is None:
-        pss = rss = 0
+        private = rss = 0
         try:
             family = [proc, *proc.children(recursive=True)]
         except psutil.Error:
@@ -77,45 +99,54 @@ def sample_peaks(child: subprocess.Popen[str], period: float = 0.004) -> dict[st
         for member in family:
             try:
                 fields = rollup(member.pid)
-                if member.pid != child.pid:
-                    copies[member.pid] = max(copies.get(member.pid, 0), worker_copies(member.pid))
             except OSError:
                 continue
-            pss += fields.get("Pss", 0)
+            private += fields.get("Pss", 0) - fields.get("Pss_Shmem", 0)
             rss += fields.get("Rss", 0)
-        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+            if member.pid != child.pid:
+                mine = fields.get("Pss_Anon", 0) + fields.get("Pss_Shmem", 0)
+                worker_peak = max(worker_peak, mine)
+        total = private + max(0, machine_shmem() - shmem_before)
+        peak_total, peak_rss = max(peak_total, total), max(peak_rss, rss)
+        samples += 1
         time.sleep(period)
     return {
-        "total_pss": peak_pss / MIB,
+        "total": peak_total / MIB,
         "total_rss": peak_rss / MIB,
-        "worker_copies": max(copies.values(), default=0) / MIB,
+        "worker_anon_shmem": worker_peak / MIB,
+        "samples": samples,
     }
 
 
-def measure(store: Path, workers: int) -> dict[str, float]:
-    """Run one epoch in a fresh child process and return its memory peaks (MiB).
+def measure(store: Path, workers: int, *, step: float = 0.05) -> dict[str, float]:
+    """Run one epoch in a fresh child process and return its memory peaks.
 
     Args:
         store: The store folder (its cache already warm).
         workers: DataLoader workers.
+        step: Seconds the child spends on each batch, like a training step.
 
     Returns:
-        ``total_pss``, ``total_rss`` (peak sums over main + workers) and ``worker_copies`` (the
-        largest per-worker peak of anonymous + shared-memory pages).
+        The peaks of :func:`sample_peaks` and the child's ``batches`` and ``seconds``.
 
     Raises:
         RuntimeError: The child process failed.
     """
-    cmd = [sys.executable, __file__, str(store), "--workers", str(workers), "--child"]
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peaks = sample_peaks(child)
-    out, err = child.communicate()
-    if child.returncode != 0:
-        raise RuntimeError(f"memory child failed ({child.returncode}): {err[-2000:]}")
-    return {**peaks, **json.loads(out.strip().splitlines()[-1])}
+    cmd = [sys.executable, __file__, str(store), "--workers", str(workers), "--step", str(step)]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen([*cmd, "--child"], stdout=out, stderr=err)
+        peaks = sample_peaks(child)
+        child.wait()
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            tail = err.read()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"memory child failed ({child.returncode}): {tail}")
+        report = json.loads(out.read().decode().strip().splitlines()[-1])
+    return {**peaks, **report}
 
 
-def _child(store: Path, workers: int) -> None:
+def _child(store: Path, workers: int, step: float) -> None:
     """The measured process: one DataLoader epoch, batch size 1, ``get_dataloader`` defaults."""
     from datasets import VolumeDataset
 
@@ -125,10 +156,8 @@ def _child(store: Path, workers: int) -> None:
     batches = 0
     for batch in loader:
         batches += 1
-        # A training step reads its batch (so its shared-memory pages count in this process's
-        # PSS, as they would in training) and takes some time, so the workers run ahead.
-        float(batch["image"].sum())
-        time.sleep(0.005)
+        float(batch["image"].sum())  # a training step reads its batch...
+        time.sleep(step)  # ...and takes a while, so the workers' batches wait in the queue
     print(json.dumps({"batches": batches, "seconds": time.perf_counter() - start}))
 
 
@@ -137,12 +166,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("store", type=Path)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--step", type=float, default=0.05, help="seconds per training step")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.store, args.workers)
+        _child(args.store, args.workers, args.step)
     else:
-        print(json.dumps(measure(args.store, args.workers)))
+        print(json.dumps(measure(args.store, args.workers, step=args.step)))
 
 
 if __name__ == "__main__":
