@@ -37,7 +37,7 @@ from datastore.interop.case_import import ProblemReport, load_nifti
 if TYPE_CHECKING:
     from datastore.local import LocalDatastore
 
-__all__ = ["ExportCase", "ExportWriter", "class_names", "export_cases"]
+__all__ = ["ExportCase", "ExportWriter", "channel_names", "class_names", "export_cases"]
 
 _NIFTI = (".nii.gz", ".nii")
 
@@ -149,6 +149,32 @@ def class_names(
             seen.setdefault(idx, case.image_id)
     report.raise_if_any()
     return names
+
+
+def channel_names(cases: list[ExportCase]) -> dict[str, str]:
+    """Channel index → name for a task's ``dataset.json``, taken from the first case.
+
+    Its own channel names when it has them, else its modality (``"CT"`` by default), suffixed
+    ``_<i>`` when there are several channels.
+
+    Args:
+        cases: The exported cases.
+
+    Returns:
+        ``{"0": name, ...}``.
+
+    Example:
+        >>> channel_names([])
+        {'0': 'CT'}
+    """
+    first = cases[0] if cases else None
+    if first is not None and first.channel_names:
+        return {str(i): n for i, n in enumerate(first.channel_names)}
+    modality = (first.modality if first is not None else None) or "CT"
+    channels = first.channels if first is not None else 1
+    if channels == 1:
+        return {"0": modality}
+    return {str(i): f"{modality}_{i}" for i in range(channels)}
 
 
 def _gzipped(path: Path) -> bytes:

@@ -40,7 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datastore.interop.case_export import ExportCase, ExportWriter, class_names, export_cases
+from datastore.interop.case_export import (
+    ExportWriter,
+    channel_names,
+    class_names,
+    export_cases,
+)
 from datastore.interop.case_import import CaseSource, ProblemReport, check_cases, import_cases
 
 if TYPE_CHECKING:
@@ -225,17 +230,6 @@ def import_decathlon(
     return DecathlonImport(ids, plan.labelled, plan.label_info, plan.cases)
 
 
-def _modality_map(cases: list[ExportCase]) -> dict[str, str]:
-    first = cases[0] if cases else None
-    if first is not None and first.channel_names:
-        return {str(i): n for i, n in enumerate(first.channel_names)}
-    channels = first.channels if first is not None else 1
-    modality = (first.modality if first is not None else None) or "CT"
-    if channels == 1:
-        return {"0": modality}
-    return {str(i): f"{modality}_{i}" for i in range(channels)}
-
-
 def export_decathlon(
     store: LocalDatastore,
     out: str | os.PathLike[str],
@@ -287,7 +281,7 @@ def export_decathlon(
         "reference": "",
         "licence": "",
         "release": "",
-        "modality": _modality_map(cases),
+        "modality": channel_names(cases),
         "labels": {"0": "background", **{str(i): n for i, n in sorted(labels.items())}},
         "numTraining": len(training),
         "numTest": len(test),

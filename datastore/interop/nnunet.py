@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datastore.interop.case_export import ExportCase, ExportWriter, class_names, export_cases
+from datastore.interop.case_export import (
+    ExportCase,
+    ExportWriter,
+    channel_names,
+    class_names,
+    export_cases,
+)
 from datastore.interop.case_import import CaseSource, ProblemReport, check_cases, import_cases
 from datastore.interop.decathlon import load_dataset_json
 
@@ -354,14 +360,7 @@ def _channel_names(cases: list[ExportCase], report: ProblemReport) -> dict[str, 
     counts = {c.channels for c in cases}
     if len(counts) > 1:
         report.add(f"images have different channel counts {sorted(counts)}")
-    first = cases[0] if cases else None
-    if first is not None and first.channel_names:
-        return {str(i): n for i, n in enumerate(first.channel_names)}
-    modality = (first.modality if first else None) or "CT"
-    channels = first.channels if first else 1
-    if channels == 1:
-        return {"0": modality}
-    return {str(i): f"{modality}_{i}" for i in range(channels)}
+    return channel_names(cases)
 
 
 def export_nnunet(
