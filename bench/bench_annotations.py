@@ -16,15 +16,14 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-
-from datastore.annotations import (
+from medstore.datastore.annotations import (
     Annotation,
     AnnotationStore,
     BoxAnnotation,
     CategoryAnnotation,
     LineAnnotation,
 )
-from datastore.local import LocalDatastore
+from medstore.datastore.store.local import LocalDatastore
 
 
 def _make_annotations(count: int, *, seed: int) -> list[Annotation]:

@@ -18,10 +18,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from loader_memory import measure
-
-from datasets import VolumeDataset
-from datastore.imaging import read_image
-from datastore.local import LocalDatastore
+from medstore.datasets import VolumeDataset
+from medstore.datastore.imaging import read_image
+from medstore.datastore.store.local import LocalDatastore
 
 LABEL_INFO = [{"name": "organ", "idx": 1}, {"name": "lesion", "idx": 2}]
 

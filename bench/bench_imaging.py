@@ -24,10 +24,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pydicom
+from medstore.datastore.imaging import probe_image, read_image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-from datastore.imaging import probe_image, read_image
 
 
 def phantom(slices: int, size: int = 512) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datastore import LocalDatastore
+from medstore.datastore import LocalDatastore
 
 # A valid 2x2x2 uint8 NIfTI-1, gzipped once and written N times (tiny files, as the issue asks).
 _HEADER_SIZE = 352

@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_store import build_store, tiny_nifti_bytes
-
-from datastore import LocalDatastore
+from medstore.datastore import LocalDatastore
 
 
 def main() -> int:

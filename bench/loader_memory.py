@@ -148,7 +148,7 @@ def measure(store: Path, workers: int, *, step: float = 0.05) -> dict[str, float
 
 def _child(store: Path, workers: int, step: float) -> None:
     """The measured process: one DataLoader epoch, batch size 1, ``get_dataloader`` defaults."""
-    from datasets import VolumeDataset
+    from medstore.datasets import VolumeDataset
 
     dataset = VolumeDataset(store, return_segmentations=False)
     loader = dataset.get_dataloader(batch_size=1, num_workers=workers)

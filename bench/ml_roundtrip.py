@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datastore import LocalDatastore
+from medstore.datastore import LocalDatastore
 
 ML_STEP = """
 import json, sys

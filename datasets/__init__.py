@@ -4,16 +4,16 @@ Note: this import name is also Hugging Face's ``datasets``; do not install medst
 environment that has it.
 
 Example:
-    >>> from datasets import VolumeDataset                              # doctest: +SKIP
+    >>> from medstore.datasets import VolumeDataset                              # doctest: +SKIP
     >>> parts = VolumeDataset("sample_store").split(train=0.8, val=0.2, seed=0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from .base import StoreDataset
-from .cache import CachedVolume, VolumeCache
-from .collate import collate_items, make_dataloader
 from .image import ImageDataset
+from .loading.cache import CachedVolume, VolumeCache
+from .loading.collate import collate_items, make_dataloader
 from .options import AnnotationFilters, DatasetOptions, SegmentationOptions
 from .sliced import SlicedVideoDataset, SlicedVolumeDataset
 from .splits import SplitResult

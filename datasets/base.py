@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from .assembly import ItemAssembler, image_volume, label_volume, volume_sources
-from .cache import CachedVolume, VolumeCache, store_cache_folder
-from .collate import collate_items, make_dataloader
+from .item.assembly import ItemAssembler, image_volume, label_volume, volume_sources
+from .item.label_space import LabelSpace, entity_space, nonzero_values, segmentation_classes
+from .loading.cache import CachedVolume, VolumeCache, store_cache_folder
+from .loading.collate import collate_items, make_dataloader
+from .loading.worker_memory import in_worker
 from .options import DatasetKwargs, DatasetOptions
-from .processing import LabelSpace, entity_space, nonzero_values, segmentation_classes
+from .records import ImageRecord, LabelRecord, build_records, filter_records, open_store
 from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
-from .source import ImageRecord, LabelRecord, build_records, filter_records, open_store
-from .worker_memory import in_worker
 
 if TYPE_CHECKING:
     from .splits import SplitResult
@@ -34,14 +34,14 @@ class StoreDataset(Dataset[dict[str, Any]]):
 
     Subclasses decide the view (whole volume, 2-D image, one slice) through :meth:`_view`.
     Datasets only read the store; decoded arrays come from the decode-once
-    :class:`~datasets.cache.VolumeCache`.
+    :class:`~medstore.datasets.VolumeCache`.
 
     Args:
-        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        store: A :class:`~medstore.datastore.LocalDatastore` or a store folder.
         image_ids: Restrict to these ids (in this order); default all, sorted.
         cache_dir: Cache folder (default ``.medstore/cache`` or the user cache when read-only).
         options: Pre-built options (instead of keyword options).
-        **kwargs: The keyword options of :class:`~datasets.options.DatasetOptions.from_kwargs`.
+        **kwargs: The keyword options of :class:`~medstore.datasets.DatasetOptions.from_kwargs`.
 
     Raises:
         ValueError: Conflicting options.
@@ -227,7 +227,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
 
         In a DataLoader worker, a batch of one item without a transform builds its image
         directly in shared memory, handed to the main process without another copy
-        (:mod:`datasets.worker_memory`).
+        (:mod:`.worker_memory`).
 
         Args:
             indices: Item indices.
@@ -301,7 +301,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
             filename_pattern: ``fnmatch`` glob on the image file name.
             has_annotations: Keep images with (``True``) or without (``False``) annotations.
             annotation_names: Keep images with a segmentation class or entity of these names.
-            custom_fn: Predicate on the :class:`~datasets.source.ImageRecord`.
+            custom_fn: Predicate on the :class:`~medstore.datasets.records.ImageRecord`.
 
         Returns:
             The filtered dataset.
@@ -338,7 +338,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         by_patient: bool = False,
         **ratios: float,
     ) -> SplitResult[Self]:
-        """Split into named parts; see :func:`datasets.splits.split_dataset` for the modes.
+        """Split into named parts; see :func:`medstore.datasets.splits.split_dataset` for the modes.
 
         Args:
             seed: Seed of a local split (reproducible across processes and machines).
@@ -349,7 +349,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
             **ratios: Part name → fraction; must sum to 1 ± 0.01.
 
         Returns:
-            A :class:`~datasets.splits.SplitResult` mapping names to datasets.
+            A :class:`~medstore.datasets.splits.SplitResult` mapping names to datasets.
 
         Raises:
             ValueError: Invalid ratios or conflicting modes.
@@ -377,7 +377,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
     def get_dataloader(
         self, *args: Any, distributed: bool = False, **kwargs: Any
     ) -> DataLoader[dict[str, Any]]:
-        """A DataLoader with :meth:`get_collate_fn`; see :func:`datasets.collate.make_dataloader`.
+        """A DataLoader with :meth:`get_collate_fn`; see :func:`~medstore.datasets.make_dataloader`.
 
         Args:
             *args: Positional DataLoader arguments (e.g. ``batch_size``).

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from datastore.errors import UnsupportedFormatError
+from medstore.datastore.errors import UnsupportedFormatError
 
 from .base import StoreDataset
-from .source import ImageRecord
+from .records import ImageRecord
 
 __all__ = ["ImageDataset"]
 
@@ -19,10 +18,10 @@ class ImageDataset(StoreDataset):
     ``(N, H, W)`` / ``(L+1, H, W)``; ``frame_labels`` are those of frame 0, ``(L,)``.
 
     Args:
-        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        store: A :class:`~medstore.datastore.LocalDatastore` or a store folder.
         image_ids: Restrict to these ids.
         cache_dir: Decode-once cache folder.
-        **kwargs: Keyword options (:class:`~datasets.options.DatasetKwargs`).
+        **kwargs: Keyword options (:class:`~medstore.datasets.options.DatasetKwargs`).
 
     Raises:
         UnsupportedFormatError: (on item access) the image is a multi-slice volume.

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .source import ImageRecord
+from .records import ImageRecord
 
 __all__ = ["FilterCriteria", "frame_label_counts", "normalized", "segmentation_counts"]
 

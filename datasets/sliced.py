@@ -10,9 +10,9 @@ from typing import Any, Literal, Self, Unpack
 import numpy as np
 
 from .base import Ref, StoreDataset
+from .item.label_space import LabelSpace, entity_space
 from .options import DatasetKwargs, DatasetOptions
-from .processing import LabelSpace, entity_space
-from .source import ImageRecord, build_records, filter_records
+from .records import ImageRecord, build_records, filter_records
 from .volume import as_volume
 
 __all__ = ["AXES", "AxisName", "SlicedVideoDataset", "SlicedVolumeDataset", "axis_index"]
@@ -55,11 +55,11 @@ class SlicedVolumeDataset(StoreDataset):
     ``filter()`` work per image, so slices of one volume never land in two parts.
 
     Args:
-        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        store: A :class:`~medstore.datastore.LocalDatastore` or a store folder.
         axis: Slicing axis (see :func:`axis_index`).
         image_ids: Restrict to these ids.
         cache_dir: Decode-once cache folder.
-        **kwargs: Keyword options (:class:`~datasets.options.DatasetKwargs`).
+        **kwargs: Keyword options (:class:`~medstore.datasets.options.DatasetKwargs`).
 
     Example:
         >>> ds = SlicedVolumeDataset("sample_store", axis="axial")    # doctest: +SKIP

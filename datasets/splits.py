@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from datastore._atomic import fsync_dir
-from datastore.errors import ReadOnlyError
+from medstore.datastore.durable import fsync_dir
+from medstore.datastore.errors import ReadOnlyError
 
 if TYPE_CHECKING:
     from .base import StoreDataset

@@ -8,7 +8,7 @@ import numpy as np
 
 from .base import StoreDataset
 from .options import DatasetKwargs
-from .source import ImageRecord
+from .records import ImageRecord
 
 if TYPE_CHECKING:
     from .sliced import AxisName, SlicedVideoDataset, SlicedVolumeDataset
@@ -63,10 +63,10 @@ class VolumeDataset(MultiFrameDataset):
     ``store.datalist()`` fed to MONAI's ``LoadImaged`` gives MONAI's layout instead.
 
     Args:
-        store: A :class:`~datastore.local.LocalDatastore` or a store folder.
+        store: A :class:`~medstore.datastore.LocalDatastore` or a store folder.
         image_ids: Restrict to these ids.
         cache_dir: Decode-once cache folder.
-        **kwargs: Keyword options (:class:`~datasets.options.DatasetKwargs`).
+        **kwargs: Keyword options (:class:`~medstore.datasets.options.DatasetKwargs`).
 
     Example:
         >>> ds = VolumeDataset("sample_store")                       # doctest: +SKIP

@@ -2,14 +2,14 @@
 
 Examples:
     >>> import tempfile
-    >>> from datastore import LocalDatastore
+    >>> from medstore.datastore import LocalDatastore
     >>> LocalDatastore(tempfile.mkdtemp()).status()
     {'total': 0, 'completed': 0, 'label_tags': {}}
 """
 
 from __future__ import annotations
 
-from datastore.errors import (
+from .errors import (
     AnnotationError,
     ArchiveError,
     DatastoreError,
@@ -24,7 +24,7 @@ from datastore.errors import (
     StoreLockedError,
     UnsupportedFormatError,
 )
-from datastore.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
+from .store.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
 
 __all__ = [
     "DEFAULT_EXTENSIONS",

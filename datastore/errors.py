@@ -5,7 +5,7 @@ handlers keep working, and every class is constructible from a single message st
 PyTorch DataLoader workers (which re-raise as ``type(exc)(message)``) and pickling preserve it.
 
 Examples:
-    >>> from datastore.errors import ImageNotFoundError, DatastoreError
+    >>> from medstore.datastore.errors import ImageNotFoundError, DatastoreError
     >>> err = ImageNotFoundError("image 'case_9' not found")
     >>> isinstance(err, LookupError) and isinstance(err, DatastoreError)
     True

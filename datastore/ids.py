@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from datastore.errors import InvalidIdError, UnsupportedFormatError
+from .errors import InvalidIdError, UnsupportedFormatError
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -83,7 +83,7 @@ def validate_id(image_id: object) -> str:
         >>> validate_id("../evil")
         Traceback (most recent call last):
         ...
-        datastore.errors.InvalidIdError: image id '../evil' must not start with '.'
+        medstore.datastore.errors.InvalidIdError: image id '../evil' must not start with '.'
     """
     return _check_name(image_id, "image id")
 

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from datastore._atomic import atomic_write_bytes
-from datastore.errors import LabelGeometryError, UnsupportedFormatError
+from .durable import atomic_write_bytes
+from .errors import LabelGeometryError, UnsupportedFormatError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from datastore.local import LocalDatastore
+    from .store.local import LocalDatastore
 
 __all__ = [
     "CT_WINDOW",
@@ -339,7 +339,7 @@ def preview_image(
         LabelGeometryError: The label's grid differs from the image's.
         UnsupportedFormatError: Pillow is missing.
     """
-    from datastore.imaging import read_image
+    from .imaging import read_image
 
     try:
         import PIL  # noqa: F401

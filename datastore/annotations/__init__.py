@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datastore.annotations.base import Annotation, Origin
-from datastore.annotations.classification import (
+from .base import Annotation, Origin
+from .classification import (
     CategoryAnnotation,
     LabelAnnotation,
     MultiCategoryAnnotation,
     NumericAnnotation,
     TextAnnotation,
 )
-from datastore.annotations.labels import save_segmentation_label
-from datastore.annotations.registry import (
+from .labels import save_segmentation_label
+from .registry import (
     ANNOTATION_TYPES,
     annotation_class,
     annotation_from_dict,
 )
-from datastore.annotations.schema import AnnotationSpec, ProjectSchema
-from datastore.annotations.segmentation import ImageSegmentation, Segment, VolumeSegmentation
-from datastore.annotations.shapes import (
+from .schema import AnnotationSpec, ProjectSchema
+from .segmentation import ImageSegmentation, Segment, VolumeSegmentation
+from .shapes import (
     BoxAnnotation,
     CircleAnnotation,
     CuboidAnnotation,
@@ -30,7 +30,7 @@ from datastore.annotations.shapes import (
     PolygonAnnotation,
     PolylineAnnotation,
 )
-from datastore.annotations.skeleton import (
+from .skeleton import (
     BoundingBox,
     Branchpoint,
     Comment,
@@ -44,7 +44,7 @@ from datastore.annotations.skeleton import (
     VolumeLayer,
     VoxelSize,
 )
-from datastore.annotations.storage import AnnotationStore
+from .storage import AnnotationStore
 
 __all__ = [
     "ANNOTATION_TYPES",

@@ -1,7 +1,7 @@
 """The base annotation entity: common fields of the Datamint, Nucleus and WEBKNOSSOS seeds.
 
 Examples:
-    >>> from datastore.annotations import LabelAnnotation
+    >>> from medstore.datastore.annotations import LabelAnnotation
     >>> ann = LabelAnnotation(name="has_artifact", added_by="reader-a")
     >>> (ann.identifier, ann.created_by, ann.scope, len(ann.id))
     ('has_artifact', 'reader-a', 'image', 24)
@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from datastore.errors import AnnotationError
+from ..errors import AnnotationError
 
 __all__ = ["TYPE_SYNONYMS", "Annotation", "Origin", "wrap_validation_error"]
 
@@ -88,7 +88,7 @@ class Annotation(BaseModel):
     ``created_by``, ``index`` for ``frame_index``, ``type`` for ``annotation_type``,
     ``annotation_id`` for ``id``. A missing ``id`` becomes a hash of the content, so importing the
     same payload twice yields the same annotation. Invalid input raises
-    :class:`~datastore.errors.AnnotationError`.
+    :class:`~medstore.datastore.errors.AnnotationError`.
     """
 
     model_config = ConfigDict(

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import AliasChoices, Field
 
-from datastore.annotations.base import Annotation
+from .base import Annotation
 
 __all__ = [
     "CategoryAnnotation",

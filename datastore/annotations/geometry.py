@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from datastore.errors import AnnotationError
+from ..errors import AnnotationError
 
 __all__ = [
     "as_affine",

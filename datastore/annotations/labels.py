@@ -20,14 +20,14 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from datastore.annotations.geometry import as_affine
-from datastore.annotations.segmentation import VolumeSegmentation
-from datastore.errors import AnnotationError, LabelGeometryError
-from datastore.ids import validate_tag
+from ..errors import AnnotationError, LabelGeometryError
+from ..ids import validate_tag
+from .geometry import as_affine
+from .segmentation import VolumeSegmentation
 
 __all__ = ["image_affine", "save_segmentation_label"]
 
-_IMAGING = "datastore.imaging"  # imported lazily: the imaging package is heavy
+_IMAGING = "medstore.datastore.imaging"  # imported lazily: the imaging package is heavy
 
 
 class _LabelStore(Protocol):

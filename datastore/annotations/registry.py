@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from datastore.annotations.base import TYPE_SYNONYMS, Annotation
-from datastore.annotations.classification import (
+from ..errors import AnnotationError
+from .base import TYPE_SYNONYMS, Annotation
+from .classification import (
     CategoryAnnotation,
     LabelAnnotation,
     MultiCategoryAnnotation,
     NumericAnnotation,
     TextAnnotation,
 )
-from datastore.annotations.segmentation import ImageSegmentation, VolumeSegmentation
-from datastore.annotations.shapes import (
+from .segmentation import ImageSegmentation, VolumeSegmentation
+from .shapes import (
     BoxAnnotation,
     CircleAnnotation,
     CuboidAnnotation,
@@ -31,8 +32,7 @@ from datastore.annotations.shapes import (
     PolygonAnnotation,
     PolylineAnnotation,
 )
-from datastore.annotations.skeleton import SkeletonAnnotation
-from datastore.errors import AnnotationError
+from .skeleton import SkeletonAnnotation
 
 __all__ = ["ANNOTATION_TYPES", "annotation_class", "annotation_from_dict"]
 

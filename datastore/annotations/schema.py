@@ -3,14 +3,14 @@
 Kept in ``<root>/.medstore/schema.json`` as ``{"format_version": 1, "annotations": [spec, ...]}``.
 
 Examples:
-    >>> from datastore.annotations import CategoryAnnotation
+    >>> from medstore.datastore.annotations import CategoryAnnotation
     >>> schema = ProjectSchema(annotations=[AnnotationSpec(identifier="finding", type="category",
     ...                                                    values=["benign", "malignant"])])
     >>> schema.check(CategoryAnnotation(identifier="finding", value="benign"))
     >>> schema.check(CategoryAnnotation(identifier="finding", value="odd"))
     Traceback (most recent call last):
     ...
-    datastore.errors.AnnotationError: 'finding': value 'odd' is not one of ['benign', 'malignant']
+    medstore.datastore.errors.AnnotationError: 'finding': value 'odd' is not one of [...]
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any, Literal, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from datastore._atomic import atomic_write_bytes
-from datastore.annotations.base import Annotation, wrap_validation_error
-from datastore.annotations.classification import CategoryAnnotation, MultiCategoryAnnotation
-from datastore.annotations.registry import annotation_class
-from datastore.errors import AnnotationError
+from ..durable import atomic_write_bytes
+from ..errors import AnnotationError
+from .base import Annotation, wrap_validation_error
+from .classification import CategoryAnnotation, MultiCategoryAnnotation
+from .registry import annotation_class
 
 __all__ = ["SCHEMA_FORMAT_VERSION", "AnnotationSpec", "ProjectSchema", "load_schema", "save_schema"]
 

@@ -2,7 +2,7 @@
 
 A :class:`VolumeSegmentation` keeps its class map (``segments``) and voxel counts in the
 annotation file; its voxels live in a label file in MONAI Label's layout (see
-:mod:`datastore.annotations.labels`).
+:mod:`medstore.datastore.annotations.labels`).
 
 Examples:
     >>> import numpy as np
@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from datastore.annotations.base import Annotation
-from datastore.annotations.geometry import as_affine, voxel_sizes
-from datastore.errors import AnnotationError
+from ..errors import AnnotationError
+from .base import Annotation
+from .geometry import as_affine, voxel_sizes
 
 __all__ = ["ImageSegmentation", "Segment", "VolumeSegmentation"]
 

@@ -20,15 +20,15 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from datastore.annotations.base import Annotation
-from datastore.annotations.geometry import (
+from ..errors import AnnotationError
+from .base import Annotation
+from .geometry import (
     FloatArray,
     patient_to_pixel,
     pixel_to_patient,
     polyline_length,
     voxel_sizes,
 )
-from datastore.errors import AnnotationError
 
 __all__ = [
     "BoxAnnotation",

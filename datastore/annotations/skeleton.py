@@ -16,7 +16,7 @@ from typing import ClassVar, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from datastore.annotations.base import Annotation
+from .base import Annotation
 
 __all__ = [
     "BoundingBox",

@@ -5,7 +5,7 @@ durably under the store lock (DESIGN §3), re-read on every call (no in-memory c
 across processes). Work on one image costs O(that image's annotations), whatever the store's size.
 
 Examples:
-    >>> from datastore.annotations import LabelAnnotation
+    >>> from medstore.datastore.annotations import LabelAnnotation
     >>> anns = store.annotations  # doctest: +SKIP
     >>> ann_id = anns.add("case_1", LabelAnnotation(identifier="artifact"))  # doctest: +SKIP
     >>> [a.identifier for a in anns.list("case_1")]  # doctest: +SKIP
@@ -23,14 +23,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from datastore._atomic import atomic_write_bytes
-from datastore.annotations.base import Annotation
-from datastore.annotations.labels import save_segmentation_label
-from datastore.annotations.registry import annotation_class, annotation_from_dict
-from datastore.annotations.schema import AnnotationSpec, ProjectSchema, load_schema, save_schema
-from datastore.annotations.segmentation import VolumeSegmentation
-from datastore.errors import AnnotationError, ImageNotFoundError
-from datastore.ids import validate_id
+from ..durable import atomic_write_bytes
+from ..errors import AnnotationError, ImageNotFoundError
+from ..ids import validate_id
+from .base import Annotation
+from .labels import save_segmentation_label
+from .registry import annotation_class, annotation_from_dict
+from .schema import AnnotationSpec, ProjectSchema, load_schema, save_schema
+from .segmentation import VolumeSegmentation
 
 __all__ = ["ANNOTATIONS_FORMAT_VERSION", "AnnotationStore", "frame_count"]
 

@@ -2,7 +2,7 @@
 
 Examples:
     >>> import pydicom.data
-    >>> from datastore.imaging import probe_image, read_image
+    >>> from medstore.datastore.imaging import probe_image, read_image
     >>> p = pydicom.data.get_testdata_file("CT_small.dcm")
     >>> probe_image(p).info_facts()["shape"], read_image(p).array.shape
     ([1, 128, 128], (1, 1, 128, 128))
@@ -10,10 +10,10 @@ Examples:
 
 from __future__ import annotations
 
-from datastore.imaging.dicom_io import is_dicom_file
-from datastore.imaging.dicom_series import is_dicom_series_dir
-from datastore.imaging.labels import check_label_geometry, label_nifti_bytes, write_label_like
-from datastore.imaging.orientation import (
+from .dicom_io import is_dicom_file
+from .dicom_series import is_dicom_series_dir
+from .labels import check_label_geometry, label_nifti_bytes, write_label_like
+from .orientation import (
     CANONICAL_CODES,
     CanonicalTransform,
     axis_codes,
@@ -21,7 +21,7 @@ from datastore.imaging.orientation import (
     from_canonical,
     to_canonical,
 )
-from datastore.imaging.registry import (
+from .registry import (
     ImageReader,
     find_reader,
     probe_image,
@@ -29,7 +29,7 @@ from datastore.imaging.registry import (
     readers,
     register_reader,
 )
-from datastore.imaging.types import (
+from .types import (
     DEFAULT_MAX_BYTES,
     ImageData,
     ImageHeader,

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from nibabel.orientations import inv_ornt_aff
 
-from datastore.imaging.orientation import axis_codes, canonical_transform, to_canonical
-from datastore.imaging.types import ImageData, ImageHeader, ImageKind, matrix
+from .orientation import axis_codes, canonical_transform, to_canonical
+from .types import ImageData, ImageHeader, ImageKind, matrix
 
 __all__ = ["flat_affine", "spacing_of", "to_image_data", "volume_header"]
 

@@ -19,7 +19,7 @@ import os
 import zlib
 from collections.abc import Generator
 
-from datastore.errors import ImageReadError
+from ..errors import ImageReadError
 
 __all__ = ["MAX_DEFLATE_RATIO", "gzip_head", "read_span"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from datastore.errors import ImageReadError
+from ..errors import ImageReadError
 
 __all__ = ["apply_rescale", "check_declared_size", "is_integral", "rescaled_dtype"]
 

@@ -21,22 +21,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from datastore.errors import ImageReadError
-from datastore.imaging._geometry import flat_affine, to_image_data, volume_header
-from datastore.imaging.dicom_geometry import (
+from ..errors import ImageReadError
+from ._geometry import flat_affine, to_image_data, volume_header
+from .dicom_geometry import (
     Plane,
     classic_plane,
     enhanced_planes,
     stack_planes,
 )
-from datastore.imaging.dicom_io import DicomHeader, decode_pixels, is_dicom_file, read_header
-from datastore.imaging.dicom_values import (
+from .dicom_io import DicomHeader, decode_pixels, is_dicom_file, read_header
+from .dicom_values import (
     apply_pairs,
     combined_dtype,
     dataset_facts,
     rescale_pairs,
 )
-from datastore.imaging.types import ImageData, ImageHeader, ImageKind, ReadLimits
+from .types import ImageData, ImageHeader, ImageKind, ReadLimits
 
 __all__ = ["DICOM_FILE_READER", "DicomFileReader", "FramePlan", "as_2d", "plan_file"]
 

@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
-from datastore.errors import ImageReadError
-from datastore.imaging.orientation import LPS_TO_RAS
+from ..errors import ImageReadError
+from .orientation import LPS_TO_RAS
 
 __all__ = ["Plane", "Stack", "classic_plane", "enhanced_planes", "stack_planes"]
 

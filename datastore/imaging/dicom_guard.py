@@ -18,7 +18,7 @@ import io
 import os
 from typing import Any
 
-from datastore.errors import ImageReadError
+from ..errors import ImageReadError
 
 __all__ = ["GuardedFile"]
 

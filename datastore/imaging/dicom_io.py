@@ -1,8 +1,8 @@
 """Guarded DICOM header access: sniffing and header parsing that refuses absurd lengths.
 
-Files are handed to pydicom through :class:`~datastore.imaging.dicom_guard.GuardedFile`, which
+Files are handed to pydicom through :class:`~.dicom_guard.GuardedFile`, which
 refuses any read longer than what remains in the file; small headers are parsed from their first
-bytes in memory. Pixel decoding lives in :mod:`datastore.imaging.dicom_pixels`
+bytes in memory. Pixel decoding lives in :mod:`medstore.datastore.imaging.dicom_pixels`
 (:func:`decode_pixels` is re-exported here).
 
 Examples:
@@ -32,11 +32,11 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from datastore.errors import ImageReadError
-from datastore.imaging._values import check_declared_size
-from datastore.imaging.dicom_fast import fast_values
-from datastore.imaging.dicom_guard import GuardedFile
-from datastore.imaging.dicom_pixels import decode_pixels
+from ..errors import ImageReadError
+from ._values import check_declared_size
+from .dicom_fast import fast_values
+from .dicom_guard import GuardedFile
+from .dicom_pixels import decode_pixels
 
 __all__ = [
     "DicomHeader",

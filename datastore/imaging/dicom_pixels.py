@@ -1,13 +1,13 @@
 """DICOM pixel decoding: native pixel data read straight into the caller's buffer, else pydicom.
 
-Uncompressed pixel data is read through :class:`~datastore.imaging.dicom_guard.GuardedFile`
+Uncompressed pixel data is read through :class:`~.dicom_guard.GuardedFile`
 directly into the destination array; compressed transfer syntaxes go through pydicom's decoders,
 and a missing decoder is reported with what to install.
 
 Examples:
     >>> import numpy as np
     >>> from pydicom.data import get_testdata_file
-    >>> from datastore.imaging.dicom_io import read_header
+    >>> from medstore.datastore.imaging.dicom_io import read_header
     >>> h = read_header(get_testdata_file("CT_small.dcm"))
     >>> f = h.frame
     >>> out = np.empty((f.frames, f.rows, f.cols, f.out_samples), f.dtype)
@@ -24,11 +24,11 @@ import numpy.typing as npt
 import pydicom
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from datastore.errors import ImageReadError, UnsupportedFormatError
-from datastore.imaging.dicom_guard import GuardedFile
+from ..errors import ImageReadError, UnsupportedFormatError
+from .dicom_guard import GuardedFile
 
 if TYPE_CHECKING:
-    from datastore.imaging.dicom_io import DicomHeader, FrameLayout
+    from .dicom_io import DicomHeader, FrameLayout
 
 __all__ = ["decode_pixels"]
 

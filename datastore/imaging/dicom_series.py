@@ -23,19 +23,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from datastore.errors import ImageReadError
-from datastore.imaging._geometry import to_image_data, volume_header
-from datastore.imaging._values import check_declared_size
-from datastore.imaging.dicom_file import decode_plan, plan_file
-from datastore.imaging.dicom_geometry import classic_plane, stack_planes
-from datastore.imaging.dicom_io import DicomHeader, decode_pixels, is_dicom_file, read_header
-from datastore.imaging.dicom_values import (
+from ..errors import ImageReadError
+from ._geometry import to_image_data, volume_header
+from ._values import check_declared_size
+from .dicom_file import decode_plan, plan_file
+from .dicom_geometry import classic_plane, stack_planes
+from .dicom_io import DicomHeader, decode_pixels, is_dicom_file, read_header
+from .dicom_values import (
     apply_pairs,
     combined_dtype,
     dataset_facts,
     rescale_pair,
 )
-from datastore.imaging.types import ImageData, ImageHeader, ReadLimits
+from .types import ImageData, ImageHeader, ReadLimits
 
 __all__ = ["DICOM_SERIES_READER", "DicomSeriesReader", "is_dicom_series_dir", "series_files"]
 
@@ -205,7 +205,7 @@ class DicomSeriesReader:
         try:
             return self._plan(path, limits).header
         except _SingleFileError as one:
-            from datastore.imaging.dicom_file import header_2d
+            from .dicom_file import header_2d
 
             return header_2d(plan_file(one.path, limits).header)
 

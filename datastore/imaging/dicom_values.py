@@ -2,7 +2,7 @@
 
 Examples:
     >>> import numpy as np
-    >>> from datastore.imaging.dicom_io import FrameLayout
+    >>> from medstore.datastore.imaging.dicom_io import FrameLayout
     >>> f = FrameLayout(4, 4, 1, 1, 16, 12, False, "MONOCHROME2", 0)
     >>> combined_dtype(f, [(1.0, -1024.0)])
     dtype('int16')
@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
-from datastore.imaging._values import apply_rescale, rescaled_dtype
-from datastore.imaging.dicom_io import FrameLayout
+from ._values import apply_rescale, rescaled_dtype
+from .dicom_io import FrameLayout
 
 __all__ = ["apply_pairs", "combined_dtype", "dataset_facts", "rescale_pair", "rescale_pairs"]
 
@@ -138,7 +138,7 @@ def dataset_facts(ds: Dataset) -> dict[str, Any]:
         ds: The dataset.
 
     Returns:
-        Keyword arguments for :class:`~datastore.imaging.types.ImageHeader`.
+        Keyword arguments for :class:`~medstore.datastore.imaging.types.ImageHeader`.
     """
 
     def text(key: str) -> str | None:

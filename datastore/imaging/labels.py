@@ -1,7 +1,7 @@
 """Labels against their image: write a canonical label in the image's own geometry, check one.
 
 A label computed on the canonical array of an image is brought back to the image file's voxel
-order (the inverse of :func:`~datastore.imaging.orientation.to_canonical`) and written as NIfTI
+order (the inverse of :func:`~.orientation.to_canonical`) and written as NIfTI
 with the image file's affine, durably (temp file, fsync, replace). :func:`check_label_geometry`
 refuses a label whose canonical shape, affine or dtype does not fit its image.
 
@@ -24,11 +24,11 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
-from datastore._atomic import atomic_write_bytes
-from datastore.errors import LabelGeometryError
-from datastore.imaging.orientation import canonical_transform, from_canonical
-from datastore.imaging.registry import probe_image
-from datastore.imaging.types import DEFAULT_MAX_BYTES, ImageHeader
+from ..durable import atomic_write_bytes
+from ..errors import LabelGeometryError
+from .orientation import canonical_transform, from_canonical
+from .registry import probe_image
+from .types import DEFAULT_MAX_BYTES, ImageHeader
 
 __all__ = ["check_label_geometry", "label_nifti_bytes", "write_label_like"]
 

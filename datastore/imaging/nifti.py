@@ -24,11 +24,11 @@ import numpy as np
 import numpy.typing as npt
 from nibabel.spatialimages import HeaderDataError
 
-from datastore.errors import ImageReadError
-from datastore.imaging._geometry import to_image_data, volume_header
-from datastore.imaging._gzip import MAX_DEFLATE_RATIO, gzip_head, read_span
-from datastore.imaging._values import apply_rescale, check_declared_size, rescaled_dtype
-from datastore.imaging.types import ImageData, ImageHeader, ReadLimits
+from ..errors import ImageReadError
+from ._geometry import to_image_data, volume_header
+from ._gzip import MAX_DEFLATE_RATIO, gzip_head, read_span
+from ._values import apply_rescale, check_declared_size, rescaled_dtype
+from .types import ImageData, ImageHeader, ReadLimits
 
 __all__ = ["NIFTI_READER", "NiftiReader"]
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from datastore.errors import ImageReadError, UnsupportedFormatError
-from datastore.imaging._geometry import flat_affine, to_image_data, volume_header
-from datastore.imaging._values import check_declared_size
-from datastore.imaging.dicom_file import as_2d, header_2d
-from datastore.imaging.types import ImageData, ImageHeader, ReadLimits
+from ..errors import ImageReadError, UnsupportedFormatError
+from ._geometry import flat_affine, to_image_data, volume_header
+from ._values import check_declared_size
+from .dicom_file import as_2d, header_2d
+from .types import ImageData, ImageHeader, ReadLimits
 
 __all__ = ["RASTER2D_READER", "Raster2DReader"]
 

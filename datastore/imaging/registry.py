@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from datastore.errors import ImageNotFoundError, UnsupportedFormatError
-from datastore.imaging.dicom_file import DICOM_FILE_READER
-from datastore.imaging.dicom_series import DICOM_SERIES_READER
-from datastore.imaging.nifti import NIFTI_READER
-from datastore.imaging.raster2d import RASTER2D_READER
-from datastore.imaging.types import DEFAULT_MAX_BYTES, ImageData, ImageHeader, ReadLimits
-from datastore.imaging.video import VIDEO_READER
+from ..errors import ImageNotFoundError, UnsupportedFormatError
+from .dicom_file import DICOM_FILE_READER
+from .dicom_series import DICOM_SERIES_READER
+from .nifti import NIFTI_READER
+from .raster2d import RASTER2D_READER
+from .types import DEFAULT_MAX_BYTES, ImageData, ImageHeader, ReadLimits
+from .video import VIDEO_READER
 
 __all__ = ["ImageReader", "find_reader", "probe_image", "read_image", "readers", "register_reader"]
 
@@ -35,8 +35,8 @@ class ImageReader(Protocol):
     """What a format reader provides.
 
     ``sniff`` must be cheap (no voxel reads); ``probe`` reads headers only; ``read`` decodes to
-    canonical layout. Both raise :class:`~datastore.errors.ImageReadError` for a bad file and
-    :class:`~datastore.errors.UnsupportedFormatError` for a missing optional dependency.
+    canonical layout. Both raise :class:`~medstore.datastore.ImageReadError` for a bad file and
+    :class:`~medstore.datastore.UnsupportedFormatError` for a missing optional dependency.
     """
 
     name: str

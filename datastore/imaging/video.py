@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from datastore.errors import ImageReadError, UnsupportedFormatError
-from datastore.imaging._geometry import flat_affine, to_image_data, volume_header
-from datastore.imaging._values import check_declared_size
-from datastore.imaging.types import ImageData, ImageHeader, ReadLimits
+from ..errors import ImageReadError, UnsupportedFormatError
+from ._geometry import flat_affine, to_image_data, volume_header
+from ._values import check_declared_size
+from .types import ImageData, ImageHeader, ReadLimits
 
 __all__ = ["VIDEO_READER", "VideoReader"]
 

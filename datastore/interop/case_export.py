@@ -5,7 +5,7 @@
 (``.nii`` is gzipped on the way); any other image the store reads (DICOM series, files...) is
 written as NIfTI from its canonical array and affine, and then its label too is written from its
 canonical array, so image and label always share a voxel grid. Every file goes through
-:mod:`datastore._atomic` (temp file, fsync, replace) and every destination is checked to stay
+:mod:`..durable` (temp file, fsync, replace) and every destination is checked to stay
 inside the output folder, even through symlinked sub-folders.
 
 Examples:
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 import nibabel as nib
 import numpy as np
 
-from datastore._atomic import atomic_copy, atomic_write_bytes
-from datastore.errors import InvalidIdError
-from datastore.imaging import probe_image, read_image
-from datastore.interop.case_import import ProblemReport, load_nifti
+from ..durable import atomic_copy, atomic_write_bytes
+from ..errors import InvalidIdError
+from ..imaging import probe_image, read_image
+from .case_import import ProblemReport, load_nifti
 
 if TYPE_CHECKING:
-    from datastore.local import LocalDatastore
+    from ..store.local import LocalDatastore
 
 __all__ = ["ExportCase", "ExportWriter", "channel_names", "class_names", "export_cases"]
 

@@ -3,7 +3,7 @@
 Both importers turn their folder into a list of :class:`CaseSource` and hand it here. Every case
 is checked first — files present and readable, ids valid and unique and not already in the store,
 labels on their image's grid (canonical shape and affine) — and every problem found goes into one
-:class:`~datastore.errors.UnsupportedFormatError` whose message lists them all. Only a clean plan
+:class:`~medstore.datastore.UnsupportedFormatError` whose message lists them all. Only a clean plan
 is imported, inside one ``store.batch()``: one manifest write, and an exception anywhere (disk
 full, Ctrl-C) writes nothing.
 
@@ -13,7 +13,7 @@ copied, even with ``link=True``. Labels are always copied (the store keeps their
 
 Examples:
     >>> import tempfile, pathlib, numpy as np, nibabel as nib
-    >>> from datastore import LocalDatastore
+    >>> from medstore.datastore import LocalDatastore
     >>> tmp = pathlib.Path(tempfile.mkdtemp())
     >>> nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), tmp / "a.nii.gz")
     >>> store = LocalDatastore(tmp / "store")
@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any, cast
 import nibabel as nib
 import numpy as np
 
-from datastore.errors import DatastoreError, UnsupportedFormatError
-from datastore.ids import derive_id, validate_id
-from datastore.imaging import check_label_geometry, probe_image
+from ..errors import DatastoreError, UnsupportedFormatError
+from ..ids import derive_id, validate_id
+from ..imaging import check_label_geometry, probe_image
 
 if TYPE_CHECKING:
-    from datastore.local import LocalDatastore
+    from ..store.local import LocalDatastore
 
 __all__ = [
     "CaseSource",
@@ -86,7 +86,7 @@ class ProblemReport:
         >>> report.raise_if_any()
         Traceback (most recent call last):
         ...
-        datastore.errors.UnsupportedFormatError: cannot import /data/Task01 ...
+        medstore.datastore.errors.UnsupportedFormatError: cannot import /data/Task01 ...
     """
 
     def __init__(self, source: Path, what: str, *, action: str = "import") -> None:

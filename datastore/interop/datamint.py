@@ -19,22 +19,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from datastore.annotations.base import Annotation, Origin
-from datastore.annotations.classification import (
+from ..annotations.base import Annotation, Origin
+from ..annotations.classification import (
     CategoryAnnotation,
     LabelAnnotation,
     NumericAnnotation,
     TextAnnotation,
 )
-from datastore.annotations.registry import annotation_class
-from datastore.annotations.shapes import (
+from ..annotations.registry import annotation_class
+from ..annotations.shapes import (
     BoxAnnotation,
     LineAnnotation,
     PointAnnotation,
     PointsAnnotation,
     PolylineAnnotation,
 )
-from datastore.errors import AnnotationError
+from ..errors import AnnotationError
 
 __all__ = ["from_datamint", "to_datamint"]
 

@@ -6,14 +6,14 @@ A task folder holds ``dataset.json`` (``name``, ``modality`` ``{"0": "CT"}``, ``
 Import: each training pair becomes an image with a ``final`` label whose ``label_info`` names the
 classes (background excluded); each test image an unlabelled image. 4-D (multi-modal) images are
 kept as they are. Everything is checked before anything is written; the problems found are
-reported together and nothing is imported (see :mod:`datastore.interop.case_import`).
+reported together and nothing is imported (see :mod:`medstore.datastore.interop.case_import`).
 
 Export writes the same layout from a store: ``final``-labelled images to ``imagesTr``/``labelsTr``,
 the others to ``imagesTs``; ``monai.data.load_decathlon_datalist`` reads it back.
 
 Examples:
     >>> import tempfile, pathlib, numpy as np, nibabel as nib, json
-    >>> from datastore import LocalDatastore
+    >>> from medstore.datastore import LocalDatastore
     >>> task = pathlib.Path(tempfile.mkdtemp())
     >>> for sub in ("imagesTr", "labelsTr"):
     ...     (task / sub).mkdir()
@@ -40,16 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datastore.interop.case_export import (
+from .case_export import (
     ExportWriter,
     channel_names,
     class_names,
     export_cases,
 )
-from datastore.interop.case_import import CaseSource, ProblemReport, check_cases, import_cases
+from .case_import import CaseSource, ProblemReport, check_cases, import_cases
 
 if TYPE_CHECKING:
-    from datastore.local import LocalDatastore
+    from ..store.local import LocalDatastore
 
 __all__ = ["DecathlonImport", "export_decathlon", "import_decathlon", "read_decathlon"]
 

@@ -5,7 +5,7 @@ entities are refused. Volume layers whose voxel data sit in the zip are not supp
 segment information in the NML is kept).
 
 Examples:
-    >>> from datastore.annotations import SkeletonAnnotation, Tree, SkeletonNode, VoxelSize
+    >>> from medstore.datastore.annotations import SkeletonAnnotation, Tree, SkeletonNode, VoxelSize
     >>> sk = SkeletonAnnotation(voxel_size=VoxelSize(x=1, y=1, z=2, unit="millimeter"),
     ...     trees=[Tree(id=1, name="t", nodes=[SkeletonNode(id=1, position=(1, 2, 3))])])
     >>> parse_nml(dump_nml(sk)) == sk
@@ -26,9 +26,8 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 from pydantic import ValidationError
 
-from datastore._atomic import atomic_write_bytes
-from datastore.annotations.base import wrap_validation_error
-from datastore.annotations.skeleton import (
+from ..annotations.base import wrap_validation_error
+from ..annotations.skeleton import (
     BoundingBox,
     Branchpoint,
     Comment,
@@ -42,8 +41,9 @@ from datastore.annotations.skeleton import (
     VolumeLayer,
     VoxelSize,
 )
-from datastore.errors import AnnotationError, UnsupportedFormatError
-from datastore.interop.nml_writer import dump_nml
+from ..durable import atomic_write_bytes
+from ..errors import AnnotationError, UnsupportedFormatError
+from .nml_writer import dump_nml
 
 __all__ = ["MAX_NML_BYTES", "dump_nml", "load_nml", "parse_nml", "save_nml"]
 

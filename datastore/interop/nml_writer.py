@@ -1,7 +1,7 @@
-"""Serialise a :class:`~datastore.annotations.SkeletonAnnotation` to WEBKNOSSOS NML XML.
+"""Serialise a :class:`~medstore.datastore.annotations.SkeletonAnnotation` to WEBKNOSSOS NML XML.
 
 Examples:
-    >>> from datastore.annotations import SkeletonAnnotation
+    >>> from medstore.datastore.annotations import SkeletonAnnotation
     >>> dump_nml(SkeletonAnnotation()).splitlines()[1]
     '<things>'
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from datastore.annotations.skeleton import (
+from ..annotations.skeleton import (
     BoundingBox,
     MetadataEntry,
     SkeletonAnnotation,

@@ -35,18 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datastore.interop.case_export import (
+from .case_export import (
     ExportCase,
     ExportWriter,
     channel_names,
     class_names,
     export_cases,
 )
-from datastore.interop.case_import import CaseSource, ProblemReport, check_cases, import_cases
-from datastore.interop.decathlon import load_dataset_json
+from .case_import import CaseSource, ProblemReport, check_cases, import_cases
+from .decathlon import load_dataset_json
 
 if TYPE_CHECKING:
-    from datastore.local import LocalDatastore
+    from ..store.local import LocalDatastore
 
 __all__ = ["NnUNetImport", "export_nnunet", "import_nnunet", "make_folds", "read_nnunet"]
 
@@ -245,8 +245,8 @@ def read_nnunet(
 
 def _save_assignments(store: LocalDatastore, assignments: Mapping[str, str]) -> int:
     """Append ``{image_id: split}`` to the store's split log through the datasets package."""
-    from datasets import VolumeDataset
-    from datasets.splits import SplitResult
+    from medstore.datasets import VolumeDataset
+    from medstore.datasets.splits import SplitResult
 
     parts: dict[str, list[str]] = {}
     for image_id, name in sorted(assignments.items()):
@@ -330,7 +330,7 @@ def make_folds(patients: Mapping[str, str], *, folds: int = 5, seed: int = 0) ->
 
 
 def _persisted_folds(store: LocalDatastore, training: list[str]) -> list[dict] | None:
-    from datasets.splits import read_assignments
+    from medstore.datasets.splits import read_assignments
 
     live = {k: v[0] for k, v in read_assignments(store).items() if k in set(training)}
     if not live:

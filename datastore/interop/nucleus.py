@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from datastore.annotations.base import Annotation, Origin
-from datastore.annotations.classification import CategoryAnnotation, MultiCategoryAnnotation
-from datastore.annotations.segmentation import Segment, VolumeSegmentation
-from datastore.annotations.shapes import (
+from ..annotations.base import Annotation, Origin
+from ..annotations.classification import CategoryAnnotation, MultiCategoryAnnotation
+from ..annotations.segmentation import Segment, VolumeSegmentation
+from ..annotations.shapes import (
     BoxAnnotation,
     CuboidAnnotation,
     Keypoint,
@@ -30,7 +30,7 @@ from datastore.annotations.shapes import (
     PolygonAnnotation,
     PolylineAnnotation,
 )
-from datastore.errors import AnnotationError
+from ..errors import AnnotationError
 
 __all__ = ["NUCLEUS_KEYS", "from_nucleus", "to_nucleus"]
 

@@ -10,8 +10,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-
-from datastore.local import LocalDatastore
+from medstore.datastore.store.local import LocalDatastore
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import torch.distributed as dist
-
-from datasets import VolumeDataset
+from medstore.datasets import VolumeDataset
 
 
 def main() -> None:

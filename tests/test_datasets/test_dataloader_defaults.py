@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-from datasets.collate import collate_items, make_dataloader
+from medstore.datasets.loading.collate import collate_items, make_dataloader
 
 
 def _data() -> torch.utils.data.TensorDataset:

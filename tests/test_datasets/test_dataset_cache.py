@@ -7,15 +7,14 @@ import os
 import time
 from pathlib import Path
 
+import medstore.datasets.loading.cache as cache_module
 import numpy as np
 import pytest
 from conftest import MakeStore, simple_case, write_nifti
-
-import datasets.cache as cache_module
-from datasets import VolumeCache, VolumeDataset
-from datasets.cache import CachedVolume
-from datastore.errors import ImageNotFoundError
-from datastore.local import LocalDatastore
+from medstore.datasets import VolumeCache, VolumeDataset
+from medstore.datasets.loading.cache import CachedVolume
+from medstore.datastore.errors import ImageNotFoundError
+from medstore.datastore.store.local import LocalDatastore
 
 
 def _counting_reader(log: Path):  # type: ignore[no-untyped-def]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import MakeStore, simple_case
-
-from datasets import VolumeDataset
-from datasets.options import MergeStrategy
-from datastore.annotations import CategoryAnnotation, LabelAnnotation
-from datastore.annotations.storage import AnnotationStore
-from datastore.local import LocalDatastore
+from medstore.datasets import VolumeDataset
+from medstore.datasets.options import MergeStrategy
+from medstore.datastore.annotations import CategoryAnnotation, LabelAnnotation
+from medstore.datastore.annotations.storage import AnnotationStore
+from medstore.datastore.store.local import LocalDatastore
 
 
 def _annotated(make_store: MakeStore) -> LocalDatastore:
@@ -112,7 +111,7 @@ def test_distributions(make_store: MakeStore) -> None:
 
 
 def test_schema_drops_external_unless_allowed(make_store: MakeStore) -> None:
-    from datastore.annotations import AnnotationSpec
+    from medstore.datastore.annotations import AnnotationSpec
 
     store = _annotated(make_store)
     AnnotationStore(store).set_schema([AnnotationSpec(identifier="fracture", type="label")])

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import Case, MakeStore, simple_case
-
-from datasets import ImageDataset, VolumeDataset
-from datasets.options import MergeStrategy
-from datastore.errors import ImageNotFoundError, LabelGeometryError
+from medstore.datasets import ImageDataset, VolumeDataset
+from medstore.datasets.options import MergeStrategy
+from medstore.datastore.errors import ImageNotFoundError, LabelGeometryError
 
 LIVER_TUMOR = [{"name": "liver", "idx": 1}, {"name": "tumor", "idx": 2}]
 

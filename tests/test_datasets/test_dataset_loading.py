@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import MakeStore, simple_case
-
-from datasets import VolumeDataset, collate_items
+from medstore.datasets import VolumeDataset, collate_items
 
 HERE = Path(__file__).parent
 

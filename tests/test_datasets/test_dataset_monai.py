@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from conftest import MakeStore, simple_case
-
-from datasets import VolumeDataset
-from datastore.local import LocalDatastore
+from medstore.datasets import VolumeDataset
+from medstore.datastore.store.local import LocalDatastore
 
 
 def _store(make_store: MakeStore) -> LocalDatastore:

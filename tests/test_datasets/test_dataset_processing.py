@@ -10,9 +10,8 @@ from conftest import MakeStore, simple_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from datasets import SlicedVideoDataset, VideoDataset, VolumeDataset
-from datasets.processing import (
+from medstore.datasets import SlicedVideoDataset, VideoDataset, VolumeDataset
+from medstore.datasets.item.label_space import (
     instance_masks,
     merge_categories,
     merge_masks,

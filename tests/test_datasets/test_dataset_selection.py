@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import MakeStore, simple_case
-
-from datasets import SlicedVolumeDataset, VolumeDataset
+from medstore.datasets import SlicedVolumeDataset, VolumeDataset
 
 
 def _store(make_store: MakeStore):  # type: ignore[no-untyped-def]

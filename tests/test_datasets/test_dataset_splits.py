@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import MakeStore, simple_case
-
-from datasets import VolumeDataset
-from datasets.splits import read_assignments
-from datastore.local import LocalDatastore
+from medstore.datasets import VolumeDataset
+from medstore.datasets.splits import read_assignments
+from medstore.datastore.store.local import LocalDatastore
 
 
 def _store(make_store: MakeStore, n: int = 10) -> LocalDatastore:
@@ -47,7 +46,7 @@ def test_seeded_split_identical_in_another_process(make_store: MakeStore) -> Non
     mine = _ids(VolumeDataset(store).split(train=0.5, val=0.5, seed=11)["val"])
     code = (
         "import sys; sys.path.insert(0, 'tests/test_datasets');"
-        "from datasets import VolumeDataset;"
+        "from medstore.datasets import VolumeDataset;"
         f"p = VolumeDataset({str(store.root)!r}).split(train=0.5, val=0.5, seed=11);"
         "print(sorted(p['val'].get_image_id(i) for i in range(len(p['val']))))"
     )

@@ -6,14 +6,13 @@ import gc
 from pathlib import Path
 from typing import Any
 
+import medstore.datasets.item.assembly
 import numpy as np
 import pytest
 import torch
 from conftest import Case, MakeStore
-
-import datasets.assembly
-from datasets import VolumeDataset, collate_items
-from datasets.worker_memory import float32_tensor, stack_arrays, stack_tensors
+from medstore.datasets import VolumeDataset, collate_items
+from medstore.datasets.loading.worker_memory import float32_tensor, stack_arrays, stack_tensors
 
 needs_proc_smaps = pytest.mark.skipif(
     not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/<pid>/smaps"
@@ -208,13 +207,13 @@ def test_whole_volume_items_release_their_source_and_slices_do_not(
 ) -> None:
     dataset = VolumeDataset(make_store(_random_cases(1)), return_segmentations=False)
     calls: list[bool] = []
-    convert = datasets.assembly.float32_tensor
+    convert = medstore.datasets.item.assembly.float32_tensor
 
     def spy(array: np.ndarray, **kwargs: Any) -> torch.Tensor:
         calls.append(kwargs["release_source"])
         return convert(array, **kwargs)
 
-    monkeypatch.setattr(datasets.assembly, "float32_tensor", spy)
+    monkeypatch.setattr(medstore.datasets.item.assembly, "float32_tensor", spy)
     dataset[0]
     dataset.slice("axial")[0]
     assert calls == [True, False]

@@ -79,7 +79,7 @@ def make_store_files(
 
 def make_store(root: Path, n_images: int, **kwargs: Any) -> list[str]:
     """Like :func:`make_store_files`, then open the store once so the manifest exists."""
-    from datastore import LocalDatastore
+    from medstore.datastore import LocalDatastore
 
     ids = make_store_files(root, n_images, **kwargs)
     LocalDatastore(root).close()
@@ -141,7 +141,7 @@ def stray_temp_files(root: Path) -> list[str]:
 
 def has_redo_records(root: Path) -> bool:
     """Whether interrupted saves wait in ``.medstore/pending`` (as the store itself tells)."""
-    from datastore.transaction import PendingRecords
+    from medstore.datastore.store.transaction import PendingRecords
 
     return PendingRecords(root, root / ".medstore" / "pending").exist()
 
@@ -232,7 +232,7 @@ def run_ops(root: Path, ops: list[dict[str, Any]], ack: Callable[[int], None]) -
     "image", "from", "to"}``, ``{"op": "add_image", "image", "src"}``, ``{"op": "remove_image",
     "image"}``, ``{"op": "restore_label", "image", "tag", "version"}``, ``{"op": "refresh"}``.
     """
-    from datastore import LocalDatastore
+    from medstore.datastore import LocalDatastore
 
     store = LocalDatastore(root, lock_timeout=30.0)
     for i, op in enumerate(ops):
@@ -286,7 +286,7 @@ def _emit(fd: int, *parts: object) -> None:
 
 def good_writer(root: Path, writer: int, seq: int, fd: int, images: list[str]) -> None:
     """Loop ``save_label`` and ``update_image_info`` through the real store, acking each."""
-    from datastore import LocalDatastore
+    from medstore.datastore import LocalDatastore
 
     scratch = root.parent / f"scratch-w{writer}"
     scratch.mkdir(exist_ok=True)
@@ -350,8 +350,7 @@ def stale_writer(root: Path, writer: int, seq: int, fd: int, images: list[str]) 
     Each write is atomic, so the manifest always parses; the harness must still see the losses.
     """
     import filelock
-
-    from datastore._atomic import atomic_write_bytes
+    from medstore.datastore.durable import atomic_write_bytes
 
     manifest = root / MANIFEST
     doc = json.loads(manifest.read_bytes())
@@ -393,7 +392,7 @@ def run_torture(
 
     Writers are forked from this (already warm) process, so kills land in their saves.
     """
-    from datastore import LocalDatastore
+    from medstore.datastore import LocalDatastore
 
     images = LocalDatastore(root, read_only=True).list_images()
     target = WRITERS[kind]
@@ -498,7 +497,7 @@ def verify_torture(
     """
     import subprocess
 
-    from datastore.manifest import parse_manifest
+    from medstore.datastore.store.manifest import parse_manifest
 
     problems: list[str] = []
     keys = _torture_keys(events)
@@ -585,7 +584,7 @@ def _history_checksums(root: Path, tag: str, image: str) -> set[str]:
 
 # --------------------------------------------------------------------------- entry points
 def _fresh_write(root: Path) -> None:
-    from datastore import LocalDatastore
+    from medstore.datastore import LocalDatastore
 
     t0 = time.monotonic()
     store = LocalDatastore(root, lock_timeout=10.0)
@@ -614,7 +613,7 @@ def peak_rss_mb() -> float:
 
 def _probe_open(root: Path, read_only: bool) -> None:
     """Open a store and print what happened, how long it took and the peak memory (JSON)."""
-    from datastore import LocalDatastore
+    from medstore.datastore import LocalDatastore
 
     t0 = time.monotonic()
     outcome: dict[str, Any] = {"error": None, "message": ""}
@@ -631,10 +630,9 @@ def _probe_files(root: Path, cases_file: Path) -> None:
     """Feed hostile images and archives to a store; print per-case outcome, time, peak memory."""
     import nibabel  # noqa: F401  imports are not the cases' time
     import pydicom  # noqa: F401
-
-    from datastore import LocalDatastore
-    from datastore.archive_import import import_archive
-    from datastore.imaging import read_image
+    from medstore.datastore import LocalDatastore
+    from medstore.datastore.imaging import read_image
+    from medstore.datastore.interop.archive_import import import_archive
 
     store = LocalDatastore(root, lock_timeout=5.0)
     results = []
@@ -680,9 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     files.add_argument("cases_file", type=Path)
     args = parser.parse_args(argv)
     if args.cmd == "torture":
+        import medstore.datastore  # noqa: F401  warm the parent before forking writers
         import nibabel  # noqa: F401
-
-        import datastore  # noqa: F401  warm the parent before forking writers
 
         result = run_torture(
             args.root, duration=args.duration, writers=args.writers, kind=args.kind, seed=args.seed

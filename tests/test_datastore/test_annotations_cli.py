@@ -8,10 +8,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-from datastore.cli import main
-from datastore.interop.nml import load_nml
-from datastore.local import LocalDatastore
+from medstore.datastore.cli.main import main
+from medstore.datastore.interop.nml import load_nml
+from medstore.datastore.store.local import LocalDatastore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from datastore.annotations import (
+from medstore.datastore.annotations import (
     ANNOTATION_TYPES,
     BoxAnnotation,
     CategoryAnnotation,
@@ -29,8 +28,8 @@ from datastore.annotations import (
     VolumeSegmentation,
     annotation_from_dict,
 )
-from datastore.annotations.geometry import patient_to_pixel, pixel_to_patient
-from datastore.errors import AnnotationError
+from medstore.datastore.annotations.geometry import patient_to_pixel, pixel_to_patient
+from medstore.datastore.errors import AnnotationError
 
 
 @pytest.fixture

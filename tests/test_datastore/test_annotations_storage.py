@@ -9,8 +9,7 @@ import nibabel as nib
 import numpy as np
 import orjson
 import pytest
-
-from datastore.annotations import (
+from medstore.datastore.annotations import (
     AnnotationSpec,
     AnnotationStore,
     BoxAnnotation,
@@ -19,8 +18,13 @@ from datastore.annotations import (
     LineAnnotation,
     VolumeSegmentation,
 )
-from datastore.errors import AnnotationError, ImageNotFoundError, InvalidIdError, ReadOnlyError
-from datastore.local import LocalDatastore
+from medstore.datastore.errors import (
+    AnnotationError,
+    ImageNotFoundError,
+    InvalidIdError,
+    ReadOnlyError,
+)
+from medstore.datastore.store.local import LocalDatastore
 
 SHAPE = (4, 5, 6)  # canonical (D, H, W) of the NIfTI written below
 AFFINE = np.diag([0.5, 0.7, 2.0, 1.0])  # the NIfTI file's own (x, y, z) affine

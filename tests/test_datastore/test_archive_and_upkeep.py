@@ -11,10 +11,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-from datastore import ImageReadError, LocalDatastore, ManifestCorruptError
-from datastore.archive_import import ArchiveError, ArchiveLimits, import_archive
-from datastore.maintenance import collect_garbage, doctor, verify
+from medstore.datastore import ImageReadError, LocalDatastore, ManifestCorruptError
+from medstore.datastore.interop.archive_import import ArchiveError, ArchiveLimits, import_archive
+from medstore.datastore.upkeep import collect_garbage, doctor, verify
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ import filelock
 import nibabel as nib
 import numpy as np
 import pytest
-
-from datastore import LocalDatastore
-from datastore.cli import main
+from medstore.datastore import LocalDatastore
+from medstore.datastore.cli.main import main
 
 MakeNifti = Callable[..., Path]
 
@@ -460,7 +459,7 @@ def test_demo_on_a_given_store_leaves_it_untouched(store: Path, cli: Run) -> Non
 def test_demo_without_sample_store_is_one_line(
     tmp_path: Path, cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import datastore.cli_demo as cli_demo
+    import medstore.datasets.demo.command as cli_demo
 
     monkeypatch.setattr(cli_demo, "sample_store_path", lambda: tmp_path / "sample_store")
     code, _, err = cli("demo")
@@ -469,7 +468,7 @@ def test_demo_without_sample_store_is_one_line(
 
 
 def test_demo_on_the_repository_sample_store(cli: Run) -> None:
-    from datastore.cli_demo import sample_store_path
+    from medstore.datasets.demo.command import sample_store_path
 
     if not (sample_store_path() / "datastore_v2.json").is_file():
         pytest.skip("sample_store/ is not generated yet")
@@ -605,7 +604,7 @@ def test_usage_errors_exit_2_with_one_line(cli: Run) -> None:
 def test_unexpected_errors_are_one_line_unless_verbose(
     store: Path, cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import datastore.cli_store as cli_store
+    import medstore.datastore.cli.store as cli_store
 
     def boom(*_: object) -> dict[str, object]:
         raise RuntimeError("boom")
@@ -663,7 +662,7 @@ def test_installed_entry_point(store: Path) -> None:
 def test_watch_stops_cleanly_on_ctrl_c(
     store: Path, cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import datastore.cli_watch as cli_watch
+    import medstore.datastore.cli.watch as cli_watch
 
     def interrupt(_: float) -> None:
         raise KeyboardInterrupt
@@ -691,9 +690,9 @@ def test_optional_command_groups_are_wired_in(
         p.add_argument("image_id")
         p.set_defaults(handler=run)
 
-    fake = types.ModuleType("datastore.cli_annotate")
+    fake = types.ModuleType("medstore.datastore.cli.annotate")
     fake.register = register  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "datastore.cli_annotate", fake)
+    monkeypatch.setitem(sys.modules, "medstore.datastore.cli.annotate", fake)
     code, _, err = cli("annotate-probe", "a", "--store", store)
     assert code == 0, err
     assert seen == [("a", False, ["a", "b", "c"])]

@@ -8,8 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-from datastore.cli import main
+from medstore.datastore.cli.main import main
 
 
 @pytest.fixture

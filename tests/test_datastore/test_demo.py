@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from medstore.datasets.demo.command import sample_store_path
+from medstore.datastore.cli.main import main
 from PIL import Image
-
-from datastore.cli import main
-from datastore.cli_demo import sample_store_path
 
 REPO = Path(__file__).resolve().parents[2]
 _DICE = re.compile(r"epoch +(\d+)/(\d+) +loss (\d+\.\d+) +val Dice (\d\.\d+) \(liver ")

@@ -10,10 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 from imaging_factories import make_dicom_series, make_enhanced_multiframe, pydicom_data_dir
-from pydicom.pixels import convert_color_space
-
-from datastore.errors import ImageReadError, UnsupportedFormatError
-from datastore.imaging import (
+from medstore.datastore.errors import ImageReadError, UnsupportedFormatError
+from medstore.datastore.imaging import (
     CANONICAL_CODES,
     axis_codes,
     is_dicom_file,
@@ -21,6 +19,7 @@ from datastore.imaging import (
     probe_image,
     read_image,
 )
+from pydicom.pixels import convert_color_space
 
 TD = pydicom_data_dir()
 DIRS = TD / "dicomdirtests"

@@ -10,14 +10,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 from imaging_factories import affine_for_codes, make_dicom_series, make_nifti, pydicom_data_dir
-
-from datastore.errors import (
+from medstore.datastore.errors import (
     ImageNotFoundError,
     ImageReadError,
     LabelGeometryError,
     UnsupportedFormatError,
 )
-from datastore.imaging import (
+from medstore.datastore.imaging import (
     check_label_geometry,
     find_reader,
     probe_image,
@@ -159,8 +158,8 @@ def test_series_folder_probe_reads_no_pixels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = make_dicom_series(tmp_path / "s", np.zeros((3, 4, 5), np.int16))
-    import datastore.imaging.dicom_file as dicom_file
-    import datastore.imaging.dicom_series as dicom_series
+    import medstore.datastore.imaging.dicom_file as dicom_file
+    import medstore.datastore.imaging.dicom_series as dicom_series
 
     def boom(*_: Any, **__: Any) -> None:
         raise AssertionError("probe decoded pixels")
@@ -173,7 +172,7 @@ def test_series_folder_probe_reads_no_pixels(
 
 def test_decode_is_really_patched_in_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = make_dicom_series(tmp_path / "s", np.zeros((3, 4, 5), np.int16))
-    import datastore.imaging.dicom_series as dicom_series
+    import medstore.datastore.imaging.dicom_series as dicom_series
 
     def boom(*_: Any, **__: Any) -> None:
         raise RuntimeError("decoded")

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from imaging_factories import affine_for_codes, make_nifti
-
-from datastore.errors import ImageReadError
-from datastore.imaging import (
+from medstore.datastore.errors import ImageReadError
+from medstore.datastore.imaging import (
     CANONICAL_CODES,
     axis_codes,
     from_canonical,

@@ -11,13 +11,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-
-from datastore import LocalDatastore
-from datastore.cli import main
-from datastore.errors import UnsupportedFormatError
-from datastore.imaging import read_image
-from datastore.interop.decathlon import export_decathlon, import_decathlon
-from datastore.interop.nnunet import export_nnunet, import_nnunet, make_folds
+from medstore.datastore import LocalDatastore
+from medstore.datastore.cli.main import main
+from medstore.datastore.errors import UnsupportedFormatError
+from medstore.datastore.imaging import read_image
+from medstore.datastore.interop.decathlon import export_decathlon, import_decathlon
+from medstore.datastore.interop.nnunet import export_nnunet, import_nnunet, make_folds
 
 SHAPE = (8, 7, 5)
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
@@ -272,8 +271,7 @@ def test_export_refuses_a_non_empty_folder_and_stays_inside(
 
 def test_decathlon_export_of_a_dicom_series_store(tmp_path: Path) -> None:
     from imaging_factories import make_dicom_series
-
-    from datastore.imaging import probe_image
+    from medstore.datastore.imaging import probe_image
 
     volume = np.arange(4 * 6 * 5, dtype=np.int16).reshape(4, 6, 5)
     make_dicom_series(tmp_path / "store" / "series1", volume)
@@ -326,8 +324,8 @@ def test_nnunet_single_channel_link(make_nnunet: Callable[..., Path], tmp_path: 
 def test_nnunet_splits_final_becomes_persisted_splits(
     make_nnunet: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from datasets import VolumeDataset
-    from datasets.splits import read_assignments
+    from medstore.datasets import VolumeDataset
+    from medstore.datasets.splits import read_assignments
 
     ids = [f"tiny_{i:03d}" for i in range(4)]
     folds = [
@@ -349,7 +347,7 @@ def test_nnunet_splits_final_becomes_persisted_splits(
 def test_nnunet_single_fold_is_train_and_val(
     make_nnunet: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from datasets.splits import read_assignments
+    from medstore.datasets.splits import read_assignments
 
     ids = [f"tiny_{i:03d}" for i in range(3)]
     store = LocalDatastore(tmp_path / "store")

@@ -6,10 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from datastore.annotations import MetadataEntry, SkeletonAnnotation
-from datastore.errors import AnnotationError, UnsupportedFormatError
-from datastore.interop.nml import dump_nml, load_nml, parse_nml, save_nml
+from medstore.datastore.annotations import MetadataEntry, SkeletonAnnotation
+from medstore.datastore.errors import AnnotationError, UnsupportedFormatError
+from medstore.datastore.interop.nml import dump_nml, load_nml, parse_nml, save_nml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WK_FILE = FIXTURES / "wk_skeleton_two_trees_groups.nml"
@@ -183,7 +182,7 @@ def test_bad_zips_are_refused(tmp_path: Path) -> None:
 
 
 def test_only_skeletons_export(tmp_path: Path) -> None:
-    from datastore.annotations import LabelAnnotation
+    from medstore.datastore.annotations import LabelAnnotation
 
     with pytest.raises(AnnotationError, match="only skeleton annotations"):
         save_nml(LabelAnnotation(identifier="x"), tmp_path / "x.nml")  # type: ignore[arg-type]

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from datastore.annotations import (
+from medstore.datastore.annotations import (
     BoxAnnotation,
     CategoryAnnotation,
     CircleAnnotation,
@@ -20,9 +19,9 @@ from datastore.annotations import (
     VolumeSegmentation,
     annotation_from_dict,
 )
-from datastore.errors import AnnotationError
-from datastore.interop.datamint import from_datamint, to_datamint
-from datastore.interop.nucleus import from_nucleus, to_nucleus
+from medstore.datastore.errors import AnnotationError
+from medstore.datastore.interop.datamint import from_datamint, to_datamint
+from medstore.datastore.interop.nucleus import from_nucleus, to_nucleus
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NUCLEUS = json.loads((FIXTURES / "nucleus_payloads.json").read_text())

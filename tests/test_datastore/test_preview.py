@@ -7,12 +7,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image
-
-from datastore import LocalDatastore
-from datastore.cli import main
-from datastore.errors import LabelGeometryError, LabelNotFoundError
-from datastore.preview import (
+from medstore.datastore import LocalDatastore
+from medstore.datastore.cli.main import main
+from medstore.datastore.errors import LabelGeometryError, LabelNotFoundError
+from medstore.datastore.preview import (
     CT_WINDOW,
     Overlay,
     PreviewOptions,
@@ -22,6 +20,7 @@ from datastore.preview import (
     render_planes,
     window_for,
 )
+from PIL import Image
 
 OPTS = PreviewOptions(panel_px=48, margin=4, title_px=16, legend_px=16)
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 import reliability_harness as h
-
-from datastore import LocalDatastore, _atomic
-from datastore.manifest import parse_manifest
+from medstore.datastore import LocalDatastore, durable
+from medstore.datastore.store.manifest import parse_manifest
 
 POINTS = [
     "lock.acquired",
@@ -88,13 +87,13 @@ def _reference(
     root = tmp_path / "reference"
     shutil.copytree(scenario["template"], root, symlinks=True)
     monkeypatch.setenv("MEDSTORE_CRASHPOINT", f"{point}:{10**9}")
-    _atomic._crash_counts.clear()
+    durable._crash_counts.clear()
     states = [h.logical_state(root, info_keys=INFO_KEYS)]
     h.run_ops(
         root, scenario["ops"], lambda i: states.append(h.logical_state(root, info_keys=INFO_KEYS))
     )
-    hits = _atomic._crash_counts[point]
-    _atomic._crash_counts.clear()
+    hits = durable._crash_counts[point]
+    durable._crash_counts.clear()
     monkeypatch.delenv("MEDSTORE_CRASHPOINT")
     return states, hits
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import reliability_harness as h
-
-from datastore import LocalDatastore
+from medstore.datastore import LocalDatastore
 
 CODES = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC}
 INFO_KEYS = ("mark",)

@@ -14,15 +14,14 @@ from typing import Any
 
 import pytest
 import reliability_harness as h
-
-from datastore import (
+from medstore.datastore import (
     InvalidIdError,
     LocalDatastore,
     ManifestCorruptError,
     ReadOnlyError,
     StoreLockedError,
 )
-from datastore.annotations import CategoryAnnotation
+from medstore.datastore.annotations import CategoryAnnotation
 
 GOOD = {
     "name": "n",

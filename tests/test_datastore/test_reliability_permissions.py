@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import reliability_harness as h
-
-from datastore import LocalDatastore
+from medstore.datastore import LocalDatastore
 
 
 def _mode(path: Path) -> int:

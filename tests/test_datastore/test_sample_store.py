@@ -9,9 +9,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-from datastore import LocalDatastore
-from datastore.imaging import check_label_geometry, read_image
+from medstore.datastore import LocalDatastore
+from medstore.datastore.imaging import check_label_geometry, read_image
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_store"

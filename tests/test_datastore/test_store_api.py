@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 import reliability_harness as h
-
-from datastore import (
+from medstore.datastore import (
     ImageNotFoundError,
     LabelNotFoundError,
     LocalDatastore,
     UnsupportedFormatError,
 )
-from datastore.manifest import ManifestFile
+from medstore.datastore.store.manifest import ManifestFile
 
 
 @pytest.fixture

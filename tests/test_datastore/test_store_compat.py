@@ -11,10 +11,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import reliability_harness as h
+from medstore.datastore import LocalDatastore
+from medstore.datastore.store.models import LocalDatastoreModel
 from pydantic import BaseModel, ConfigDict, Field
-
-from datastore import LocalDatastore
-from datastore.models import LocalDatastoreModel
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "monailabel-0.8.5"
 TOP_KEYS = {"name", "description", "images_dir", "labels_dir", "objects"}

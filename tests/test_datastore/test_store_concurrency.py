@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import reliability_harness as h
-
-from datastore import LocalDatastore
+from medstore.datastore import LocalDatastore
 
 PROCESSES = 8
 SAVES = 100

@@ -13,11 +13,21 @@ import reliability_harness as h
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from datastore import ImageNotFoundError, InvalidIdError, LabelNotFoundError, LocalDatastore
-from datastore.errors import ManifestCorruptError
-from datastore.ids import MAX_NAME_BYTES, derive_id, pattern_suffix, validate_id, validate_tag
-from datastore.manifest import parse_manifest, serialize_manifest
+from medstore.datastore import (
+    ImageNotFoundError,
+    InvalidIdError,
+    LabelNotFoundError,
+    LocalDatastore,
+)
+from medstore.datastore.errors import ManifestCorruptError
+from medstore.datastore.ids import (
+    MAX_NAME_BYTES,
+    derive_id,
+    pattern_suffix,
+    validate_id,
+    validate_tag,
+)
+from medstore.datastore.store.manifest import parse_manifest, serialize_manifest
 
 PATTERNS = ("*.nii.gz", "*.nii", "*.gz", "*.seg.nrrd", "*.nrrd", "*.dcm")
 ROOT = Path("/data/store")

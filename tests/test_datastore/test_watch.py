@@ -14,11 +14,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from medstore.datastore.store.local import LocalDatastore
+from medstore.datastore.watch.completeness import why_incomplete
+from medstore.datastore.watch.watcher import (
+    RefreshReport,
+    StoreWatcher,
+    WatchOptions,
+    run_foreground,
+)
 from pydicom.data import get_testdata_file
-
-from datastore.completeness import why_incomplete
-from datastore.local import LocalDatastore
-from datastore.watch import RefreshReport, StoreWatcher, WatchOptions, run_foreground
 
 SOAK = os.environ.get("MEDSTORE_SOAK") == "1"
 FAST = WatchOptions(debounce=0.1, stability_window=0.3, poll_interval=0.3, rescan_interval=60.0)
@@ -188,7 +192,7 @@ def test_file_that_stays_truncated_is_never_indexed_and_does_not_block_idle(
 ) -> None:
     store = make_store()
     watcher, _ = make_watcher(store)
-    with caplog.at_level(logging.WARNING, logger="datastore.watch"):
+    with caplog.at_level(logging.WARNING, logger="medstore.datastore.watch.watcher"):
         (store.root / "cut.nii").write_bytes(nifti_bytes((32, 32, 32))[:5000])
         time.sleep(0.05)
         assert watcher.wait_idle(5.0, settle=FAST.stability_window * 2)
@@ -326,7 +330,7 @@ def test_worker_survives_errors_and_logs_them(
             raise RuntimeError("callback exploded")
 
     with (
-        caplog.at_level(logging.ERROR, logger="datastore.watch"),
+        caplog.at_level(logging.ERROR, logger="medstore.datastore.watch.watcher"),
         StoreWatcher(store, options=FAST, on_change=flaky) as watcher,
     ):
         (store.root / "one.nii").write_bytes(nifti_bytes((8, 8, 8)))
@@ -342,7 +346,7 @@ def test_read_only_store_is_not_watched(
 ) -> None:
     root = make_store().root
     store = LocalDatastore(root, read_only=True)
-    with caplog.at_level(logging.WARNING, logger="datastore.watch"):
+    with caplog.at_level(logging.WARNING, logger="medstore.datastore.watch.watcher"):
         watcher = StoreWatcher(store, options=FAST)
         watcher.start()
     assert not watcher.running

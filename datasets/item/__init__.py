@@ -1,0 +1,1 @@
+"""Building one dataset item: label spaces, code maps, annotation entries and entity records."""

@@ -1,0 +1,227 @@
+"""Assemble one dataset item (image, metainfo, segmentations, entity labels) from a record.
+
+:class:`ItemAssembler` reads an image and its labels through the decode-once
+:class:`~medstore.datasets.VolumeCache`, cuts the item's view with the dataset's view function,
+turns label values into global class codes and builds the item dict of DESIGN §7 with the
+entry builders of :mod:`medstore.datasets.item.entries`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from medstore.datastore.errors import LabelGeometryError
+
+from ..loading.cache import CachedVolume, VolumeCache
+from ..loading.worker_memory import float32_tensor
+from ..options import DatasetOptions
+from ..records import ImageRecord, LabelRecord
+from .entities import EntityRecord
+from .entries import (
+    categories_entry,
+    frame_labels_entry,
+    image_labels_entry,
+    metainfo_entry,
+    segmentation_entries,
+)
+from .label_space import LabelSpace, to_codes, value_lut
+
+__all__ = ["ItemAssembler", "image_volume", "label_volume", "volume_sources"]
+
+ViewFn = Callable[[np.ndarray, int, ImageRecord], np.ndarray]
+"""Cuts an item's view (frame ``-1``: the whole image) from a channels-first canonical array."""
+FrameArgsFn = Callable[[np.ndarray, int], tuple[int | None, int | None]]
+"""``(num_frames, frame)`` for :func:`~medstore.datasets.item.entries.frame_labels_entry`."""
+LutKey = tuple[str, str, tuple[str, ...]]
+"""``(label path, view dtype, segmentation class names)``."""
+
+
+def _label_checksum(label: LabelRecord) -> str | None:
+    return str(label.info.get("checksum") or "") or None
+
+
+def _label_what(record: ImageRecord, label: LabelRecord) -> str:
+    return f"label {label.tag!r} of image {record.image_id!r}"
+
+
+def image_volume(
+    cache: VolumeCache, record: ImageRecord, *, keep_open: bool = True
+) -> CachedVolume:
+    """The decoded image of ``record``, from ``cache``.
+
+    Args:
+        cache: The decode-once cache.
+        record: The image record.
+        keep_open: Keep its memory map open (see :meth:`~medstore.datasets.VolumeCache.get`).
+
+    Returns:
+        The cached volume (channels-first canonical array).
+    """
+    return cache.get(
+        record.path,
+        checksum=record.checksum,
+        what=f"image {record.image_id!r}",
+        keep_open=keep_open,
+    )
+
+
+def label_volume(
+    cache: VolumeCache, record: ImageRecord, label: LabelRecord, *, keep_open: bool = True
+) -> CachedVolume:
+    """The decoded label ``label`` of ``record``, from ``cache``.
+
+    Args:
+        cache: The decode-once cache.
+        record: The image record.
+        label: One of its labels.
+        keep_open: Keep its memory map open (see :meth:`~medstore.datasets.VolumeCache.get`).
+
+    Returns:
+        The cached volume.
+    """
+    return cache.get(
+        label.path,
+        checksum=_label_checksum(label),
+        what=_label_what(record, label),
+        keep_open=keep_open,
+    )
+
+
+def volume_sources(records: Iterable[ImageRecord]) -> list[tuple[str, str | None, str]]:
+    """``(path, checksum, what)`` of every image and label of ``records``, for prefetching.
+
+    Args:
+        records: Image records.
+
+    Returns:
+        Triples as accepted by :meth:`~medstore.datasets.VolumeCache.prefetch`.
+
+    Examples:
+        >>> volume_sources([])
+        []
+    """
+    sources: list[tuple[str, str | None, str]] = []
+    for record in records:
+        sources.append((record.path, record.checksum, f"image {record.image_id!r}"))
+        for label in record.labels:
+            sources.append((label.path, _label_checksum(label), _label_what(record, label)))
+    return sources
+
+
+@dataclass(frozen=True)
+class ItemAssembler:
+    """How one dataset turns ``(record, frame)`` into an item dict.
+
+    Args:
+        options: The dataset options (entries to return, merge strategies, transform).
+        cache: The decode-once cache.
+        view: The dataset's view function.
+        frame_entry_args: The dataset's ``(num_frames, frame)`` function for frame labels.
+        label_space: Returns the full label space, computing the segmentation classes once.
+        space: The label space as it is now (its entity lists are always complete).
+        luts: Value-to-code lookup tables shared by the dataset, filled on demand.
+        frame_axis_name: Name of the axis of one-slice items (``None`` otherwise).
+    """
+
+    options: DatasetOptions
+    cache: VolumeCache
+    view: ViewFn
+    frame_entry_args: FrameArgsFn
+    label_space: Callable[[], LabelSpace]
+    space: LabelSpace
+    luts: dict[LutKey, np.ndarray]
+    frame_axis_name: str | None = None
+
+    def item(
+        self, record: ImageRecord, frame: int, *, shared_image: bool = False
+    ) -> dict[str, Any]:
+        """Build the item of ``record`` at ``frame`` and apply the dataset's transform.
+
+        Args:
+            record: The image record.
+            frame: The frame or slice index, ``-1`` for the whole image.
+            shared_image: Build the image tensor in shared memory, owned by this item (for a
+                DataLoader worker's batch of one; see
+                :func:`~medstore.datasets.loading.worker_memory.float32_tensor`).
+
+        Returns:
+            The item dict (or what the transform returns).
+
+        Raises:
+            LabelGeometryError: A label's shape does not match its image.
+        """
+        # A whole-volume item reads its maps once: close them with the item (frame -1).
+        keep_open = frame >= 0
+        volume = image_volume(self.cache, record, keep_open=keep_open)
+        view = self.view(volume.array, frame, record)
+        image = float32_tensor(view, shared=shared_image, release_source=not keep_open)
+        item: dict[str, Any] = {"image": image}
+        if self.options.return_metainfo:
+            item["metainfo"] = metainfo_entry(record, volume, self.frame_axis_name, frame)
+        space = self.space
+        if self.options.segmentation.return_segmentations:
+            space = self.label_space()
+            item.update(
+                self._segmentations(record, volume, frame, tuple(view.shape[1:]), space, keep_open)
+            )
+        self._entity_entries(item, record.entities, volume.array, frame, space)
+        transform = self.options.transform
+        return transform(item) if transform is not None else item
+
+    def _segmentations(
+        self,
+        record: ImageRecord,
+        volume: CachedVolume,
+        frame: int,
+        spatial: tuple[int, ...],
+        space: LabelSpace,
+        keep_open: bool,
+    ) -> dict[str, Any]:
+        codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}  # cheap: L names
+        codes: dict[str, np.ndarray] = {}
+        for label in record.labels:
+            lab = label_volume(self.cache, record, label, keep_open=keep_open)
+            image_spatial = volume.array.shape[1:]
+            if lab.array.shape[0] != 1 or lab.array.shape[1:] != image_spatial:
+                raise LabelGeometryError(
+                    f"label {label.tag!r} of image {record.image_id!r} has shape "
+                    f"{tuple(lab.array.shape[1:])} (channels {lab.array.shape[0]}) but the "
+                    f"image has spatial shape {tuple(image_spatial)}"
+                )
+            view = self.view(lab.array, frame, record)[0]
+            key = (label.path, view.dtype.str, space.segmentation)
+            lut = self.luts.get(key)
+            if lut is None:
+                lut = self.luts[key] = value_lut(label.classes, codes_of, view.dtype)
+            codes[label.tag] = to_codes(view, lut)
+        return segmentation_entries(
+            codes,
+            num_classes=len(space.segmentation),
+            options=self.options.segmentation,
+            spatial_shape=spatial,
+        )
+
+    def _entity_entries(
+        self,
+        item: dict[str, Any],
+        entities: Sequence[EntityRecord],
+        array: np.ndarray,
+        frame: int,
+        space: LabelSpace,
+    ) -> None:
+        opts = self.options
+        item["image_labels"] = image_labels_entry(entities, space, opts.image_labels_merge_strategy)
+        item["image_categories"] = categories_entry(
+            entities, space, opts.image_categories_merge_strategy
+        )
+        num_frames, one_frame = self.frame_entry_args(array, frame)
+        item["frame_labels"] = frame_labels_entry(
+            entities,
+            space,
+            opts.image_labels_merge_strategy,
+            num_frames=num_frames,
+            frame=one_frame,
+        )

@@ -1,0 +1,1 @@
+"""Getting items to the training loop: the decode-once cache, collation and worker memory."""

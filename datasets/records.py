@@ -1,0 +1,227 @@
+"""Index a store once into picklable per-image records (images, labels, entity annotations)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from medstore.datastore.errors import ImageNotFoundError
+
+from .item.entities import EntityRecord, entity_records, schema_names
+from .options import DatasetOptions
+
+__all__ = [
+    "ImageRecord",
+    "LabelRecord",
+    "StoreLike",
+    "build_records",
+    "filter_records",
+    "label_classes",
+    "open_store",
+]
+
+
+@runtime_checkable
+class StoreLike(Protocol):
+    """The read side of :class:`~medstore.datastore.LocalDatastore` the datasets rely on."""
+
+    def list_images(self) -> list[str]: ...
+    def get_image_uri(self, image_id: str) -> str: ...
+    def get_image_info(self, image_id: str) -> dict[str, Any]: ...
+    def get_labels_by_image_id(self, image_id: str) -> dict[str, str]: ...
+    def get_label_uri(self, label_id: str, label_tag: str) -> str: ...
+    def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class LabelRecord:
+    """One label file of an image.
+
+    Attributes:
+        tag: The label tag, i.e. the annotator (``final`` = approved reference).
+        path: Absolute path of the label file.
+        info: Its manifest info (a copy).
+        classes: ``{voxel value: class name}`` from ``label_info``, or ``None`` without one.
+    """
+
+    tag: str
+    path: str
+    info: Mapping[str, Any]
+    classes: Mapping[int, str] | None
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRecord:
+    """Everything a dataset needs about one image, resolved once at construction.
+
+    Attributes:
+        image_id: The store id.
+        path: Absolute image path (file or DICOM series folder).
+        info: The image's manifest info (a copy).
+        labels: Label files kept after the annotator filter.
+        entities: Entity annotations kept after the filters.
+    """
+
+    image_id: str
+    path: str
+    info: Mapping[str, Any]
+    labels: tuple[LabelRecord, ...] = ()
+    entities: tuple[EntityRecord, ...] = field(default=())
+
+    @property
+    def tags(self) -> list[str]:
+        """The image's own tags (``info["tags"]``), e.g. ``["split:train"]``."""
+        tags = self.info.get("tags") or []
+        return [str(t) for t in tags] if isinstance(tags, (list, tuple)) else [str(tags)]
+
+    @property
+    def has_annotations(self) -> bool:
+        """Whether any label file or entity annotation is left."""
+        return bool(self.labels or self.entities)
+
+    @property
+    def checksum(self) -> str | None:
+        """The manifest checksum, if recorded."""
+        value = self.info.get("checksum")
+        return str(value) if value else None
+
+
+def open_store(store: Any) -> Any:
+    """Return ``store`` itself, or open a :class:`LocalDatastore` at a path.
+
+    Args:
+        store: A store object or a folder path.
+
+    Returns:
+        A store offering the :class:`StoreLike` methods.
+
+    Raises:
+        TypeError: ``store`` is neither.
+    """
+    if isinstance(store, (str, os.PathLike)):
+        from medstore.datastore.store.local import LocalDatastore
+
+        # Index without writing: workers and ranks must not race to refresh the manifest.
+        return LocalDatastore(str(Path(store)), refresh=False)
+    if isinstance(store, StoreLike):
+        return store
+    raise TypeError(f"expected a LocalDatastore or a store path, got {type(store).__name__}")
+
+
+def label_classes(info: Mapping[str, Any]) -> dict[int, str] | None:
+    """Read MONAI Label's ``label_info`` (list of ``{"name", "idx"}``, or ``{name: idx}``).
+
+    Background (index 0) is skipped.
+
+    Args:
+        info: A label's info dict.
+
+    Returns:
+        ``{value: name}``, or ``None`` when the label has no usable ``label_info``.
+
+    Example:
+        >>> label_classes({"label_info": [{"name": "liver", "idx": 1}]})
+        {1: 'liver'}
+    """
+    raw = info.get("label_info")
+    pairs: Iterable[tuple[Any, Any]]
+    if isinstance(raw, Mapping):
+        pairs = ((idx, name) for name, idx in raw.items())
+    elif isinstance(raw, list):
+        pairs = ((e.get("idx"), e.get("name")) for e in raw if isinstance(e, Mapping))
+    else:
+        return None
+    classes: dict[int, str] = {}
+    for idx, name in pairs:
+        try:
+            value = int(idx)
+        except (TypeError, ValueError):
+            continue
+        if value != 0 and name is not None:
+            classes[value] = str(name)
+    return classes or None
+
+
+def _image_record(store: Any, image_id: str) -> ImageRecord:
+    try:
+        info = dict(store.get_image_info(image_id) or {})
+        path = str(store.get_image_uri(image_id))
+    except (KeyError, LookupError) as err:
+        raise ImageNotFoundError(f"image {image_id!r} is not in the store") from err
+    if not path:
+        raise ImageNotFoundError(f"image {image_id!r} is not in the store")
+    labels = []
+    for tag in sorted(store.get_labels_by_image_id(image_id) or {}):
+        label_info = dict(store.get_label_info(image_id, tag) or {})
+        labels.append(
+            LabelRecord(
+                tag=tag,
+                path=str(store.get_label_uri(image_id, tag)),
+                info=label_info,
+                classes=label_classes(label_info),
+            )
+        )
+    return ImageRecord(image_id, path, info, tuple(labels), entity_records(store, image_id))
+
+
+def build_records(store: Any, image_ids: Iterable[str] | None = None) -> list[ImageRecord]:
+    """Resolve every image (sorted by id, or in the given order) into a record.
+
+    Args:
+        store: The store (only read).
+        image_ids: A subset of ids, or ``None`` for all.
+
+    Returns:
+        Unfiltered records.
+
+    Raises:
+        ImageNotFoundError: An id in ``image_ids`` is not in the store.
+    """
+    ids = sorted(store.list_images()) if image_ids is None else list(image_ids)
+    return [_image_record(store, image_id) for image_id in ids]
+
+
+def _keep_entity(
+    entity: EntityRecord, options: DatasetOptions, allowed: frozenset[str] | None
+) -> bool:
+    filters = options.filters
+    if not filters.keeps_annotator(entity.annotator):
+        return False
+    if (
+        allowed is not None
+        and not options.allow_external_annotations
+        and entity.name not in allowed
+    ):
+        return False
+    if entity.kind == "label":
+        if entity.frame_index is None:
+            return filters.keeps_image_label(entity.name)
+        return filters.keeps_frame_label(entity.name)
+    return True
+
+
+def filter_records(
+    records: Iterable[ImageRecord], options: DatasetOptions, *, store: Any = None
+) -> list[ImageRecord]:
+    """Apply annotator/name filters and ``include_unannotated`` to records.
+
+    Args:
+        records: Unfiltered records.
+        options: The dataset options.
+        store: The store, consulted for an annotation schema.
+
+    Returns:
+        The filtered records.
+    """
+    allowed = schema_names(store) if store is not None else None
+    kept = []
+    for record in records:
+        labels = tuple(lb for lb in record.labels if options.filters.keeps_annotator(lb.tag))
+        entities = tuple(e for e in record.entities if _keep_entity(e, options, allowed))
+        new = replace(record, labels=labels, entities=entities)
+        if options.include_unannotated or new.has_annotations:
+            kept.append(new)
+    return kept

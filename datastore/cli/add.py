@@ -1,0 +1,215 @@
+"""``medstore add``: import files, folders (recursively) and glob matches in one transaction.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> (folder / "a.nii.gz").write_bytes(b"")
+    0
+    >>> [p.name for p in collect_sources([str(folder)], ("*.nii.gz",))]
+    ['a.nii.gz']
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..errors import UnsupportedFormatError
+from ..ids import derive_id, is_hidden, is_inside, validate_id
+from ..store.imaging_hooks import series_sniffer
+from ..store.local import LocalDatastore
+from .edit import parse_info
+from .main import UsageError
+
+__all__ = ["collect_sources", "register", "source_ids"]
+
+logger = logging.getLogger(__name__)
+
+_LISTED = 20  # ids printed one per line up to this many (all of them with -v)
+
+
+def _expand(arg: str) -> list[Path]:
+    """One argument as paths: itself if it exists, else its glob matches."""
+    if os.path.lexists(arg) or not glob.has_magic(arg):
+        return [Path(arg)]
+    matches = sorted(glob.glob(arg, recursive=True))
+    if not matches:
+        raise FileNotFoundError(f"no files match {arg!r}")
+    return [Path(m) for m in matches]
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and is_inside(folder, path)
+
+
+def _walk(
+    folder: Path,
+    patterns: Sequence[str],
+    is_series: Callable[[Path], bool] | None,
+    exclude: Path | None,
+) -> list[Path]:
+    """Matching files under ``folder`` (recursively); series folders count as one source."""
+    found: list[Path] = []
+    for current, dirs, files in os.walk(folder):
+        here = Path(current)
+        dirs[:] = sorted(
+            d for d in dirs if not is_hidden(d) and not _inside(here / d, exclude)
+        )
+        if is_series is not None:
+            series = [d for d in dirs if is_series(here / d)]
+            found.extend(here / d for d in series)
+            dirs[:] = [d for d in dirs if d not in series]
+        found.extend(here / f for f in sorted(files) if derive_id(f, patterns) is not None)
+    return found
+
+
+def collect_sources(
+    args: Sequence[str], patterns: Sequence[str], *, exclude: Path | None = None
+) -> list[Path]:
+    """Expand the ``add`` arguments into image sources.
+
+    Files must match a pattern; folders are searched recursively for matching files, except that a
+    folder of DICOM files is one series image when the patterns include ``*.dcm``. Globs are
+    expanded here too (for shells that do not, or quoted patterns). Hidden entries are skipped.
+
+    Args:
+        args: Files, folders and glob patterns.
+        patterns: The store's file-name patterns.
+        exclude: A folder never searched (the store itself, so ``add .`` inside a store works).
+
+    Returns:
+        The sources, in argument order, without duplicates.
+
+    Raises:
+        FileNotFoundError: A path does not exist or a glob matches nothing.
+        UnsupportedFormatError: A named file matches no pattern.
+    """
+    is_series = series_sniffer(patterns)
+    out: dict[Path, None] = {}
+    for arg in args:
+        for path in _expand(arg):
+            if not path.exists():
+                raise FileNotFoundError(f"{path} does not exist")
+            if path.is_dir():
+                if _inside(path, exclude):
+                    logger.warning("not searching %s: it is inside the store", path)
+                    continue
+                if is_series is not None and is_series(path):
+                    out[path] = None
+                    continue
+                found = _walk(path, patterns, is_series, exclude)
+                if not found:
+                    logger.warning("no files matching %s in %s", " ".join(patterns), path)
+                out.update(dict.fromkeys(found))
+            elif derive_id(path.name, patterns) is None:
+                raise UnsupportedFormatError(
+                    f"{path} matches none of the store's patterns ({' '.join(patterns)})"
+                )
+            else:
+                out[path] = None
+    return list(out)
+
+
+def source_ids(
+    sources: Sequence[Path], patterns: Sequence[str], *, image_id: str | None
+) -> list[str]:
+    """The id each source will get, validated, with clashes refused before anything is written.
+
+    Args:
+        sources: From :func:`collect_sources`.
+        patterns: The store's file-name patterns.
+        image_id: An explicit id (only with exactly one source).
+
+    Returns:
+        One id per source.
+
+    Raises:
+        UsageError: ``image_id`` with several sources.
+        InvalidIdError: An id breaks the naming rules.
+        ValueError: Two sources would get the same id.
+    """
+    if image_id is not None:
+        if len(sources) != 1:
+            raise UsageError(f"--id needs exactly one source, got {len(sources)}")
+        return [validate_id(image_id)]
+    ids: list[str] = []
+    seen: dict[str, Path] = {}
+    for src in sources:
+        derived = (src.name, "") if src.is_dir() else derive_id(src.name, patterns)
+        if derived is None:  # pragma: no cover - collect_sources only returns matching files
+            raise UnsupportedFormatError(f"{src} matches none of the store's patterns")
+        new = validate_id(derived[0])
+        if new in seen:
+            raise ValueError(
+                f"{seen[new]} and {src} would both get id {new!r}; add one of them with --id"
+            )
+        seen[new] = src
+        ids.append(new)
+    return ids
+
+
+def run_add(args: argparse.Namespace, store: LocalDatastore) -> int:
+    """Import images in one batch: all or nothing."""
+    info = parse_info(args.info)
+    sources = collect_sources(args.paths, store.extensions, exclude=store.root)
+    if not sources:
+        raise FileNotFoundError("no image files found in the given paths")
+    ids = source_ids(sources, store.extensions, image_id=args.image_id)
+    tags = args.tags or []
+    bar = tqdm(
+        list(zip(ids, sources, strict=True)),
+        desc="adding",
+        unit="image",
+        file=sys.stderr,
+        disable=None,
+        leave=False,
+    )
+    with store.batch():
+        for image_id, src in bar:
+            store.add_image(image_id, src, info, link=args.link)
+            if tags:
+                store.add_tags(image_id, tags)
+    bar.close()
+    if len(ids) <= _LISTED or args.verbose:
+        for image_id, src in zip(ids, sources, strict=True):
+            print(f"{image_id}\t{src}")
+    how = "linked" if args.link else "added"
+    print(f"{how} {len(ids)} image{'s' if len(ids) != 1 else ''} to {store.root}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``medstore add`` to the parser.
+
+    Args:
+        subparsers: The object ``ArgumentParser.add_subparsers()`` returned.
+    """
+    p = subparsers.add_parser("add", help="import image files, folders or globs")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files, folders (searched recursively) or glob patterns",
+    )
+    p.add_argument("--id", dest="image_id", metavar="ID", help="the id (one source only)")
+    p.add_argument(
+        "--link", action="store_true", help="record a symlink to the file instead of copying it"
+    )
+    p.add_argument(
+        "--info",
+        action="append",
+        metavar="KEY=VALUE",
+        help="image info; KEY:=JSON for non-string values; repeatable",
+    )
+    p.add_argument(
+        "--tag", dest="tags", action="append", metavar="TAG", help="image tag to set, repeatable"
+    )
+    p.set_defaults(handler=run_add, store_mode="write")

@@ -1,0 +1,290 @@
+"""The ``medstore`` command: argument parsing, store opening and one-line error reporting.
+
+Every command is registered by a ``datastore.cli_*`` module through ``register(subparsers)``; a
+command's parser sets ``handler=run`` (``run(args, store) -> int``) and, optionally,
+``store_mode`` — ``"write"`` (the default: the store must exist and is opened for writing),
+``"read"`` (opened ``read_only``: nothing is ever written) or ``"none"`` (``store`` is ``None``).
+
+Examples:
+    >>> import contextlib, io, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     code = main(["init", root])
+    >>> code
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import DatastoreError
+from ..store.local import DEFAULT_EXTENSIONS, LocalDatastore
+
+__all__ = ["PROG", "STORE_ENV", "StoreOptions", "UsageError", "build_parser", "main", "open_store"]
+
+PROG = "medstore"
+STORE_ENV = "MEDSTORE_STORE"
+MANIFEST = "datastore_v2.json"
+
+# The store's own command groups, in help order (modules of this package).
+_GROUPS = (".store", ".add", ".edit", ".watch", ".upkeep", ".annotate", ".exchange")
+# Other installed packages add commands through this entry-point group; each entry point names a
+# module with a ``register(subparsers)`` function (``medstore demo`` comes from the datasets this
+# way, so the store's commands never import torch or MONAI).
+COMMANDS_ENTRY_POINT_GROUP = "medstore.commands"
+
+
+class UsageError(ValueError):
+    """The command line itself is wrong (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors are raised, so ``main`` prints them as one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """How the CLI opens a store.
+
+    Args:
+        path: The store folder.
+        lock_timeout: Seconds to wait for the store lock.
+        extensions: File-name patterns of images and labels.
+        read_only: Open read-only (mutating commands then fail with ``ReadOnlyError``).
+    """
+
+    path: Path
+    lock_timeout: float = 30.0
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    read_only: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StoreOptions:
+        """Build the options from parsed global arguments."""
+        return cls(
+            path=Path(args.store),
+            lock_timeout=args.lock_timeout,
+            extensions=tuple(args.ext) if args.ext else DEFAULT_EXTENSIONS,
+            read_only=args.read_only,
+        )
+
+
+def open_store(options: StoreOptions, *, mode: str = "write", **kwargs: Any) -> LocalDatastore:
+    """Open an existing store for a command.
+
+    Args:
+        options: Where and how.
+        mode: ``"write"`` or ``"read"`` (``read_only=True``: nothing is written, not even a lock).
+        **kwargs: Further ``LocalDatastore`` keyword arguments (e.g. ``auto_reload``).
+
+    Returns:
+        The open store.
+
+    Raises:
+        FileNotFoundError: The folder or its manifest does not exist (run ``medstore init``).
+        NotADirectoryError: The path is a file.
+
+    Examples:
+        >>> import tempfile
+        >>> open_store(StoreOptions(Path(tempfile.mkdtemp())))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ... is not a medstore store (no datastore_v2.json); ...
+    """
+    root = options.path
+    if not root.exists():
+        raise FileNotFoundError(f"store folder {root} does not exist (see '{PROG} init')")
+    if not root.is_dir():
+        raise NotADirectoryError(f"store path {root} is not a folder")
+    if not (root / MANIFEST).is_file():
+        raise FileNotFoundError(
+            f"{root} is not a medstore store (no {MANIFEST}); create one with '{PROG} init {root}'"
+        )
+    read_only = options.read_only or mode == "read"
+    return LocalDatastore(
+        root,
+        extensions=options.extensions,
+        read_only=read_only,
+        lock_timeout=options.lock_timeout,
+        **kwargs,
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("medstore")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """The options every command accepts, before or after its name."""
+    parent = argparse.ArgumentParser(add_help=False)
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parent.add_argument_group("global options")
+    group.add_argument(
+        "--store",
+        metavar="PATH",
+        default=default(os.environ.get(STORE_ENV) or "."),
+        help=f"the store folder (default: ${STORE_ENV}, else the current folder)",
+    )
+    group.add_argument(
+        "--lock-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=default(30.0),
+        help="seconds to wait for the store lock (default: 30)",
+    )
+    group.add_argument(
+        "--ext",
+        metavar="PATTERN",
+        action="append",
+        default=default(None),
+        help=f"image/label file pattern, repeatable (default: {' '.join(DEFAULT_EXTENSIONS)})",
+    )
+    group.add_argument(
+        "--read-only",
+        action="store_true",
+        default=default(False),
+        help="open the store read-only: nothing is written",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more logging; tracebacks on errors (-vv: debug)",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``medstore`` argument parser, with every available command group registered.
+
+    Returns:
+        The parser.
+    """
+    parser = _Parser(
+        prog=PROG,
+        description="A local, file-backed, MONAI Label-compatible medical-imaging datastore.",
+        parents=[_global_options(suppress=False)],
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    common = _global_options(suppress=True)
+    wrapped = _SubparsersWithParents(subparsers, common)
+    for name in _GROUPS:
+        importlib.import_module(name, __package__).register(wrapped)
+    for entry_point in sorted(
+        metadata.entry_points(group=COMMANDS_ENTRY_POINT_GROUP), key=lambda ep: ep.name
+    ):
+        entry_point.load().register(wrapped)
+    return parser
+
+
+class _SubparsersWithParents:
+    """Wraps ``add_subparsers()`` so every command also accepts the global options."""
+
+    def __init__(self, subparsers: Any, parent: argparse.ArgumentParser) -> None:
+        self._subparsers = subparsers
+        self._parent = parent
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """Like ``add_parser``, with the global options appended to ``parents``."""
+        kwargs["parents"] = [*kwargs.get("parents", ()), self._parent]
+        parser: argparse.ArgumentParser = self._subparsers.add_parser(name, **kwargs)
+        return parser
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._subparsers, name)
+
+
+def _configure_logging(verbosity: int) -> None:
+    """Send the package's log records to the current stderr, once per ``main`` call."""
+    logger = logging.getLogger("medstore")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_medstore_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._medstore_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    levels = (logging.WARNING, logging.INFO, logging.DEBUG)
+    logger.setLevel(levels[min(verbosity, 2)])
+    logger.propagate = False
+
+
+def _one_line(err: BaseException) -> str:
+    """A single-line description of an error."""
+    if isinstance(err, OSError) and err.strerror and not isinstance(err, DatastoreError):
+        text = err.strerror + (f": {err.filename}" if err.filename else "")
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def _report(err: BaseException, *, verbose: bool, prefix: str = "error") -> None:
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+    print(f"{PROG}: {prefix}: {_one_line(err)}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    mode = getattr(args, "store_mode", "write")
+    if mode == "none":
+        return int(args.handler(args, None))
+    with open_store(StoreOptions.from_args(args), mode=mode) as store:
+        return int(args.handler(args, store))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``medstore`` command line.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 for a failed operation, 2 for a usage error,
+        130 when interrupted.
+    """
+    verbose = 0
+    try:
+        args = build_parser().parse_args(argv)
+        verbose = args.verbose
+        _configure_logging(verbose)
+        return _run(args)
+    except UsageError as err:
+        _report(err, verbose=False)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (DatastoreError, OSError, ValueError, LookupError) as err:
+        _report(err, verbose=bool(verbose))
+        return 1
+    except Exception as err:  # a bug: still one line unless -v
+        hint = "" if verbose else " (run with -v for the traceback)"
+        _report(err, verbose=bool(verbose), prefix=f"internal error{hint}: {type(err).__name__}")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Label history and image trash: nothing a user saved is ever destroyed by a later save (§3, §10).
+
+Previous versions of a label live in ``.medstore/history/<tag>/<image_id>/`` as ``vNNNN<ext>`` with
+a ``vNNNN.json`` record (version, saved_at, checksum, info, ext, reason). Removed images live in
+``.medstore/trash/<image_id>/<stamp>/`` with their manifest entry.
+
+Examples:
+    >>> from pathlib import Path
+    >>> LabelHistory(StoreLayout(Path("/nonexistent"))).records("final", "case")
+    []
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .layout import StoreLayout
+
+__all__ = ["FORMAT_VERSION", "LabelHistory", "utc_now_iso"]
+
+FORMAT_VERSION = 1
+_RECORD = re.compile(r"^v(\d{4,})\.json$")
+
+
+def utc_now_iso() -> str:
+    """The current UTC time as ISO-8601 with microseconds and ``Z``."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LabelHistory:
+    """Read access to kept label versions and the paths of the next one.
+
+    Args:
+        layout: The store's paths.
+    """
+
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+
+    def _versions(self, tag: str, image_id: str) -> list[int]:
+        folder = self.layout.history_dir(tag, image_id)
+        try:
+            names = [m.group(1) for p in folder.iterdir() if (m := _RECORD.match(p.name))]
+        except FileNotFoundError:
+            return []
+        return sorted(int(n) for n in names)
+
+    def records(self, tag: str, image_id: str) -> list[dict[str, Any]]:
+        """The kept (previous) versions, oldest first.
+
+        Args:
+            tag: Label tag.
+            image_id: Image id.
+
+        Returns:
+            Records with ``version``, ``saved_at``, ``checksum``, ``info``, ``ext``, ``reason``.
+        """
+        folder = self.layout.history_dir(tag, image_id)
+        out = []
+        for version in self._versions(tag, image_id):
+            record = orjson.loads((folder / f"v{version:04d}.json").read_bytes())
+            out.append(record)
+        return out
+
+    def next_paths(self, tag: str, image_id: str, ext: str) -> tuple[int, Path, Path]:
+        """Version number, file path and record path for the next kept version.
+
+        Args:
+            tag: Label tag.
+            image_id: Image id.
+            ext: The kept file's extension.
+
+        Returns:
+            ``(version, file_path, record_path)``.
+        """
+        versions = self._versions(tag, image_id)
+        version = (versions[-1] + 1) if versions else 1
+        folder = self.layout.history_dir(tag, image_id)
+        return version, folder / f"v{version:04d}{ext}", folder / f"v{version:04d}.json"
+
+    def version_file(self, tag: str, image_id: str, version: int) -> tuple[Path, dict[str, Any]]:
+        """The file and record of one kept version.
+
+        Raises:
+            FileNotFoundError: No such version.
+        """
+        folder = self.layout.history_dir(tag, image_id)
+        record = orjson.loads((folder / f"v{version:04d}.json").read_bytes())
+        return folder / f"v{version:04d}{record.get('ext', '')}", record
+
+    @staticmethod
+    def make_record(version: int, entry: dict[str, Any], reason: str) -> bytes:
+        """Serialise the record of a version being kept.
+
+        Args:
+            version: Its number.
+            entry: Its manifest entry (``ext`` and ``info``).
+            reason: ``"replaced"``, ``"removed"`` or ``"restored"``.
+
+        Returns:
+            JSON bytes.
+        """
+        info = entry.get("info", {})
+        record = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "saved_at": info.get("saved_at") or _ts_iso(info.get("ts")),
+            "kept_at": utc_now_iso(),
+            "checksum": info.get("checksum"),
+            "ext": entry.get("ext", ""),
+            "info": info,
+            "reason": reason,
+        }
+        return orjson.dumps(record, option=orjson.OPT_INDENT_2)
+
+
+def _ts_iso(ts: Any) -> str | None:
+    if not isinstance(ts, int | float):
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

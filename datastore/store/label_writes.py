@@ -1,0 +1,210 @@
+"""The label half of ``LocalDatastore``'s writers: save, replace, remove, restore, promote.
+
+Every replaced or removed label version is kept in the label history (DESIGN §3, §10); each call
+is one transaction.
+
+Examples:
+    >>> import tempfile, pathlib, numpy as np, nibabel as nib
+    >>> from medstore.datastore import LocalDatastore
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), tmp / "ct.nii.gz")
+    >>> store = LocalDatastore(tmp / "store")
+    >>> store.add_image("case", str(tmp / "ct.nii.gz"))
+    'case'
+    >>> store.save_label("case", np.ones((4, 4, 4), np.uint8), "alice")
+    'case'
+    >>> store.promote_label("case", "alice", approved_by="bob")
+    >>> sorted(store.get_labels_by_image_id("case"))
+    ['alice', 'final']
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageReadError, LabelGeometryError, LabelNotFoundError
+from ..ids import split_source_name, validate_tag
+from ..imaging import check_label_geometry, label_nifti_bytes, probe_image
+from .history import utc_now_iso
+from .transaction import Transaction
+from .writer_plumbing import WriterPlumbing
+
+__all__ = ["LabelMutationsMixin"]
+
+
+class LabelMutationsMixin(WriterPlumbing):
+    """Label writers of :class:`~medstore.datastore.LocalDatastore`."""
+
+    def save_label(
+        self,
+        image_id: str,
+        label_filename: str | os.PathLike[str] | np.ndarray,
+        label_tag: str,
+        label_info: Mapping[str, Any] | None = None,
+        *,
+        force: bool = False,
+    ) -> str:
+        """Save (or replace) the label of ``image_id`` under ``label_tag``.
+
+        The replaced version (file and info) is kept in the label history. The label must fit
+        its image (same canonical shape, affine within 1e-3 mm, integer dtype) unless ``force``.
+
+        Args:
+            image_id: The image.
+            label_filename: The label file, or a numpy array in the canonical layout of
+                ``imaging.read_image`` (``(D, H, W)``), written as NIfTI in the image
+                file's own orientation and affine.
+            label_tag: The tag (annotator, model, ``final``...).
+            label_info: Extra info (e.g. ``label_info`` class names); copied, never mutated.
+            force: Skip the geometry check.
+
+        Returns:
+            The label id (the image id, as in MONAI Label).
+
+        Raises:
+            ImageNotFoundError: Unknown image. InvalidIdError: bad tag.
+            UnsupportedFormatError: The file matches no pattern.
+            LabelGeometryError: The label does not fit its image.
+        """
+        validate_tag(label_tag)
+        with self._mutation() as txn:
+            obj = self._object(image_id)
+            image_path = txn.source_of(self._layout.image_path(image_id, obj["image"]["ext"]))
+            if isinstance(label_filename, np.ndarray):
+                staged, checksum, ext = self._stage_array(label_filename, image_path)
+                shown = "array"
+            else:
+                _, ext = split_source_name(label_filename, self._extensions)
+                staged, checksum = self._staging.copy_file(label_filename, ext)
+                shown = Path(label_filename).name
+            if not force:
+                try:
+                    check_label_geometry(staged, image_path)
+                except (LabelGeometryError, ImageReadError) as err:
+                    txn.discard_one(staged)
+                    reason = str(err).replace(str(staged), shown)
+                    raise type(err)(f"label {label_tag!r} of image {image_id!r}: {reason}") from err
+            info = copy.deepcopy(dict(label_info or {}))
+            self._put_label(txn, image_id, label_tag, staged, ext, info, checksum)
+        return image_id
+
+    def _stage_array(self, array: np.ndarray, image_path: Path) -> tuple[Path, str, str]:
+        data = label_nifti_bytes(array, probe_image(image_path))
+        staged = self._staging.write_bytes(data, ".nii.gz")
+        return staged, f"SHA256:{hashlib.sha256(data).hexdigest()}", ".nii.gz"
+
+    def _put_label(
+        self,
+        txn: Transaction,
+        image_id: str,
+        tag: str,
+        staged: Path,
+        ext: str,
+        info: dict[str, Any],
+        checksum: str,
+    ) -> None:
+        txn.staged[staged] = None  # so a failure below (e.g. staging the history record) drops it
+        old = self._doc["objects"][image_id]["labels"].get(tag)
+        keep = None
+        if old is not None and old["ext"] != ext:
+            self._retire_label(txn, image_id, tag, "replaced")
+        elif old is not None:
+            keep = self._keep_version(txn, image_id, tag, old, "replaced")[1]
+        dest = self._layout.label_path(tag, image_id, ext, for_write=True)
+        txn.replace(staged, dest, keep, self._layout.root)
+        info.update(
+            {
+                "ts": int(time.time()),
+                "saved_at": utc_now_iso(),
+                "checksum": checksum,
+                "name": image_id + ext,
+            }
+        )
+        self._patch(txn, "set_label", image_id=image_id, tag=tag, entry={"ext": ext, "info": info})
+
+    def _keep_version(
+        self, txn: Transaction, image_id: str, tag: str, entry: dict[str, Any], reason: str
+    ) -> tuple[int, Path]:
+        reserved = txn.reserved.setdefault((tag, image_id), 0)
+        version, file_path, _ = self._history.next_paths(tag, image_id, entry["ext"])
+        version += reserved
+        txn.reserved[(tag, image_id)] = reserved + 1
+        folder = file_path.parent
+        file_path = folder / f"v{version:04d}{entry['ext']}"
+        record = self._history.make_record(version, entry, reason)
+        txn.replace(
+            self._staging.write_bytes(record, ".json"),
+            folder / f"v{version:04d}.json",
+            None,
+            self._layout.root,
+        )
+        return version, file_path
+
+    def _retire_label(self, txn: Transaction, image_id: str, tag: str, reason: str) -> int:
+        entry = self._doc["objects"][image_id]["labels"][tag]
+        version, keep = self._keep_version(txn, image_id, tag, entry, reason)
+        txn.retire(self._layout.label_path(tag, image_id, entry["ext"]), keep, self._layout.root)
+        self._patch(txn, "remove_label", image_id=image_id, tag=tag)
+        return version
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        """Remove a label; its file and info go to the label history (restorable).
+
+        Raises:
+            LabelNotFoundError: No such label.
+        """
+        with self._mutation() as txn:
+            self._label(label_id, label_tag)
+            self._retire_label(txn, label_id, label_tag, "removed")
+
+    def restore_label(self, image_id: str, tag: str, version: int) -> None:
+        """Make a kept version current again; the replaced one is kept in turn.
+
+        Raises:
+            LabelNotFoundError: No such version.
+        """
+        with self._mutation() as txn:
+            self._object(image_id)
+            self._restore_label(txn, image_id, tag, version)
+
+    def _restore_label(self, txn: Transaction, image_id: str, tag: str, version: int) -> None:
+        try:
+            path, record = self._history.version_file(tag, image_id, version)
+        except FileNotFoundError as err:
+            raise LabelNotFoundError(
+                f"label {tag!r} of image {image_id!r} has no version {version}"
+            ) from err
+        staged, checksum = self._staging.copy_file(path, record["ext"])
+        info = dict(record["info"], restored_from=version)
+        self._put_label(txn, image_id, tag, staged, record["ext"], info, checksum)
+
+    def promote_label(
+        self, image_id: str, from_tag: str, to_tag: str = "final", approved_by: str | None = None
+    ) -> None:
+        """Copy an annotator's label to the reference tag, recording who approved it when.
+
+        Raises:
+            LabelNotFoundError: ``from_tag`` has no label for the image.
+        """
+        validate_tag(to_tag)
+        with self._mutation() as txn:
+            label = self._label(image_id, from_tag)
+            src = self._layout.label_path(from_tag, image_id, label["ext"])
+            staged, checksum = self._staging.copy_file(src, label["ext"])
+            info = copy.deepcopy(label["info"])
+            info.update(
+                {
+                    "approved_by": approved_by,
+                    "approved_at": utc_now_iso(),
+                    "promoted_from": from_tag,
+                }
+            )
+            self._put_label(txn, image_id, to_tag, staged, label["ext"], info, checksum)

@@ -1,0 +1,118 @@
+"""Where each file of a store lives on disk (DESIGN §1-§3, §10), with every name validated first.
+
+Examples:
+    >>> layout = StoreLayout(Path("/data/store"), images_dir=".", labels_dir="labels")
+    >>> layout.label_path("final", "case_1", ".nii.gz").as_posix()
+    '/data/store/labels/final/case_1.nii.gz'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ids import resolve_inside, validate_id, validate_tag
+
+__all__ = ["SIDE_DIR", "StoreLayout"]
+
+SIDE_DIR = ".medstore"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Paths of one store.
+
+    Args:
+        root: The store folder.
+        images_dir: Images folder relative to the root (MONAI Label's ``images_dir``).
+        labels_dir: Labels folder relative to the root.
+    """
+
+    root: Path
+    images_dir: str = "."
+    labels_dir: str = "labels"
+
+    @property
+    def images(self) -> Path:
+        """The images folder."""
+        return self.root / self.images_dir if self.images_dir not in ("", ".") else self.root
+
+    @property
+    def labels(self) -> Path:
+        """The labels folder (one sub-folder per tag)."""
+        return self.root / self.labels_dir
+
+    @property
+    def side(self) -> Path:
+        """``<root>/.medstore``: medstore's own side files, never read by MONAI Label."""
+        return self.root / SIDE_DIR
+
+    @property
+    def lock(self) -> Path:
+        """``<root>/.lock``, the lock file MONAI Label also takes."""
+        return self.root / ".lock"
+
+    def side_path(self, *parts: str) -> Path:
+        """A path under ``.medstore/``.
+
+        Args:
+            *parts: Path components.
+
+        Returns:
+            The path (not created).
+        """
+        return self.side.joinpath(*parts)
+
+    def image_path(self, image_id: str, ext: str, *, for_write: bool = False) -> Path:
+        """The image file (or DICOM series folder) of ``image_id``.
+
+        Args:
+            image_id: The id (validated).
+            ext: Its extension.
+            for_write: Also check that the resolved path stays inside the root (symlinks).
+
+        Raises:
+            InvalidIdError: The id is invalid or (``for_write``) the path escapes the root.
+        """
+        validate_id(image_id)
+        if for_write:
+            return resolve_inside(self.root, self.images_dir, image_id + ext)
+        return self.images / (image_id + ext)
+
+    def tag_dir(self, tag: str, *, for_write: bool = False) -> Path:
+        """The folder of one label tag.
+
+        Raises:
+            InvalidIdError: The tag is invalid or (``for_write``) its folder escapes the root.
+        """
+        validate_tag(tag)
+        if for_write:
+            return resolve_inside(self.root, self.labels_dir, tag)
+        return self.labels / tag
+
+    def label_path(self, tag: str, image_id: str, ext: str, *, for_write: bool = False) -> Path:
+        """The label file of ``image_id`` under ``tag``.
+
+        Raises:
+            InvalidIdError: An invalid id or tag, or (``for_write``) a path escaping the root.
+        """
+        validate_id(image_id)
+        self.tag_dir(tag, for_write=for_write)
+        if for_write:
+            return resolve_inside(self.root, self.labels_dir, tag, image_id + ext)
+        return self.labels / tag / (image_id + ext)
+
+    def history_dir(self, tag: str, image_id: str) -> Path:
+        """Where previous versions of one label are kept."""
+        validate_id(image_id)
+        validate_tag(tag)
+        return self.side_path("history", tag, image_id)
+
+    def trash_dir(self, image_id: str) -> Path:
+        """Where removed images are kept, restorable."""
+        validate_id(image_id)
+        return self.side_path("trash", image_id)
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the root, with forward slashes."""
+        return path.relative_to(self.root).as_posix()

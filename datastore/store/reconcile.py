@@ -1,0 +1,74 @@
+"""Reconcile a manifest with one disk scan by set differences (DESIGN §4).
+
+Examples:
+    >>> from medstore.datastore.store.scan import DiskState
+    >>> doc = {"objects": {}}
+    >>> patches = []
+    >>> reconcile(doc, DiskState(images={"a": ".nii"}), patches)
+    >>> sorted(doc["objects"]), patches[0]["op"]
+    (['a'], 'set_image')
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .scan import DiskState
+from .transaction import apply_patches
+
+__all__ = ["reconcile"]
+
+
+def reconcile(doc: dict[str, Any], state: DiskState, patches: list[dict[str, Any]]) -> None:
+    """Bring ``doc`` in line with ``state``, appending the patches that do it.
+
+    New images and labels get MONAI Label's ``ts`` and ``name``; entries whose files are gone are
+    dropped; an image whose extension changed on disk is re-pointed. Existing info is kept.
+
+    Args:
+        doc: The manifest dict (patched in place).
+        state: What the scan found.
+        patches: Receives the patches applied.
+    """
+    objects: dict[str, Any] = doc["objects"]
+    now = int(time.time())
+    new: list[dict[str, Any]] = []
+    for image_id in objects.keys() - state.images.keys():
+        new.append({"op": "remove_image", "image_id": image_id})
+    for image_id, ext in state.images.items():
+        obj = objects.get(image_id)
+        if obj is None or obj["image"]["ext"] != ext:
+            info = dict(obj["image"]["info"]) if obj else {}
+            info.update({"ts": info.get("ts", now), "name": image_id + ext})
+            new.append(
+                {
+                    "op": "set_image",
+                    "image_id": image_id,
+                    "entry": {"ext": ext, "info": info},
+                    "keep_labels": True,
+                }
+            )
+    for image_id in state.images.keys() & objects.keys():
+        for tag in objects[image_id]["labels"].keys() - _tags_with(state, image_id):
+            new.append({"op": "remove_label", "image_id": image_id, "tag": tag})
+    for tag, found in state.labels.items():
+        for image_id, ext in found.items():
+            label = objects.get(image_id, {}).get("labels", {}).get(tag)
+            if label is None or label["ext"] != ext:
+                info = dict(label["info"]) if label else {}
+                info.update({"ts": info.get("ts", now), "name": image_id + ext})
+                new.append(
+                    {
+                        "op": "set_label",
+                        "image_id": image_id,
+                        "tag": tag,
+                        "entry": {"ext": ext, "info": info},
+                    }
+                )
+    apply_patches(doc, new)
+    patches.extend(new)
+
+
+def _tags_with(state: DiskState, image_id: str) -> set[str]:
+    return {tag for tag, found in state.labels.items() if image_id in found}

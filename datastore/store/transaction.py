@@ -1,0 +1,363 @@
+"""Multi-file saves made atomic with redo records in ``.medstore/pending/`` (DESIGN §10).
+
+A change that touches several files (a label and its manifest entry; an old version kept in
+history) is described by a :class:`Transaction`: file *steps* and manifest *patches*. It is
+committed by staging new files, writing and fsyncing a redo record, performing the steps, writing
+the manifest, and deleting the record. Whoever takes the lock next replays leftover records first,
+so a crash at any point ends in the old state or, after recovery, the new one. Every step is
+idempotent and guarded by the existence of the file it consumes.
+
+Steps (paths relative to the store root):
+
+- ``{"src": staged, "dest": final, "keep": history_or_null}``: while ``staged`` exists, hard-link
+  the current ``final`` to ``keep`` (if given and not yet there), then replace ``final`` with
+  ``staged``.
+- ``{"src": null, "dest": final, "keep": history}``: move ``final`` to ``keep`` (a removal that
+  can be undone).
+- ``{"src": null, "dest": link, "keep": null, "unlink": true}``: remove a symlink, never its
+  target.
+
+Examples:
+    >>> txn = Transaction()
+    >>> txn.patch("set_name", name="demo")
+    >>> txn.patches
+    [{'op': 'set_name', 'name': 'demo'}]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..durable import atomic_copy, atomic_write_bytes, crashpoint, fsync_dir
+from ..errors import ManifestCorruptError
+
+__all__ = ["PendingRecords", "Transaction", "apply_patches"]
+
+logger = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+RECORD_PREFIX = "record-"
+
+
+def _is_record(name: str) -> bool:
+    return name.startswith(RECORD_PREFIX) and name.endswith(".json")
+
+
+@dataclass
+class Transaction:
+    """File steps and manifest patches that must take effect together."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    staged: dict[Path, None] = field(default_factory=dict)  # an ordered set
+    reserved: dict[tuple[str, str], int] = field(default_factory=dict)
+    sources: dict[Path, Path] = field(default_factory=dict)
+
+    def replace(self, staged: Path, dest: Path, keep: Path | None, root: Path) -> None:
+        """Add a step putting ``staged`` at ``dest``, keeping the old ``dest`` at ``keep``."""
+        self.staged[staged] = None
+        self.sources[dest] = staged
+        self.steps.append(
+            {
+                "src": _rel(staged, root),
+                "dest": _rel(dest, root),
+                "keep": _rel(keep, root) if keep else None,
+            }
+        )
+
+    def source_of(self, dest: Path) -> Path:
+        """Where ``dest``'s content is now: its staged file if this transaction replaces it."""
+        return self.sources.get(dest, dest)
+
+    def discard_one(self, staged: Path) -> None:
+        """Delete one staged file that will not be used."""
+        staged.unlink(missing_ok=True)
+
+    def retire(self, dest: Path, keep: Path, root: Path) -> None:
+        """Add a step moving ``dest`` to ``keep`` (a removal that can be undone)."""
+        self.steps.append({"src": None, "dest": _rel(dest, root), "keep": _rel(keep, root)})
+
+    def unlink(self, link: Path, root: Path) -> None:
+        """Add a step removing the symlink ``link`` (its target is never touched)."""
+        self.steps.append({"src": None, "dest": _rel(link, root), "keep": None, "unlink": True})
+
+    def patch(self, op: str, **args: Any) -> None:
+        """Add a manifest patch (see :func:`apply_patches`)."""
+        self.patches.append({"op": op, **args})
+
+    def discard(self) -> None:
+        """Delete staged files of a transaction that will not be committed."""
+        for path in self.staged:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self.staged.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self.steps or self.patches)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _under(root: Path, rel: str) -> Path:
+    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise ManifestCorruptError(f"pending record names a path outside the store: {rel!r}")
+    return root / rel
+
+
+def _keep_copy(dest: Path, keep: Path) -> None:
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.copytree(dest, keep, symlinks=True)
+        return
+    try:
+        os.link(dest, keep, follow_symlinks=False)
+    except OSError:
+        atomic_copy(dest, keep, point="history")
+
+
+def _inherit_mode(dest: Path, src: Path) -> None:
+    """Give ``src`` the permission bits and group of the regular file it is about to replace."""
+    try:
+        st = os.stat(dest, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode) or src.is_symlink() or not src.is_file():
+        return
+    os.chmod(src, stat.S_IMODE(st.st_mode))
+    if hasattr(os, "chown"):
+        with contextlib.suppress(OSError):
+            os.chown(src, -1, st.st_gid)
+
+
+def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
+    """Perform one step idempotently (see the module docstring).
+
+    Args:
+        root: The store root.
+        step: The step.
+        touched: Receives the folders whose entries changed (fsynced once by the caller).
+    """
+    dest = _under(root, step["dest"])
+    keep = _under(root, step["keep"]) if step.get("keep") else None
+    if step.get("src"):
+        src = _under(root, step["src"])
+        if not os.path.lexists(src):
+            return
+        if keep is not None and os.path.lexists(dest) and not os.path.lexists(keep):
+            _keep_copy(dest, keep)
+            touched.add(keep.parent)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _inherit_mode(dest, src)
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(src, dest)
+        touched.update((dest.parent, src.parent))
+        return
+    if step.get("unlink"):
+        if dest.is_symlink():
+            dest.unlink()
+            touched.add(dest.parent)
+        return
+    if keep is not None and os.path.lexists(dest) and not os.path.lexists(keep):
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(dest, keep)
+        touched.update((keep.parent, dest.parent))
+
+
+def _sync_dirs(touched: set[Path]) -> None:
+    for folder in sorted(touched):
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(folder)
+
+
+def _undo_step(root: Path, step: dict[str, Any]) -> None:
+    dest = _under(root, step["dest"])
+    keep = _under(root, step["keep"]) if step.get("keep") else None
+    if step.get("src"):
+        src = _under(root, step["src"])
+        if src.exists():
+            return
+        if keep is not None and os.path.lexists(keep):
+            os.replace(dest, src)
+            os.link(keep, dest, follow_symlinks=False)
+            keep.unlink()
+        else:
+            os.replace(dest, src)
+        fsync_dir(dest.parent)
+    elif keep is not None and os.path.lexists(keep) and not os.path.lexists(dest):
+        os.replace(keep, dest)
+        fsync_dir(dest.parent)
+
+
+def _roll_back(root: Path, done: list[dict[str, Any]]) -> bool:
+    """Undo finished steps in reverse order; ``False`` when that fails too."""
+    try:
+        for step in reversed(done):
+            _undo_step(root, step)
+    except OSError:
+        logger.exception("roll-back failed; the next writer completes the save instead")
+        return False
+    return True
+
+
+def apply_patches(doc: dict[str, Any], patches: list[dict[str, Any]]) -> None:
+    """Apply manifest patches to ``doc`` in place; each patch is idempotent.
+
+    Ops: ``set_image`` (image_id, entry, keep_labels), ``remove_image`` (image_id),
+    ``set_label`` (image_id, tag, entry), ``remove_label`` (image_id, tag), ``update_image_info``
+    / ``update_label_info`` (info merged), ``set_name``, ``set_description``.
+
+    Args:
+        doc: The manifest dict.
+        patches: The patches.
+    """
+    objects: dict[str, Any] = doc["objects"]
+    for p in patches:
+        op = p["op"]
+        obj = objects.get(p.get("image_id", ""))
+        if op == "set_image":
+            labels = obj.get("labels", {}) if (obj and p.get("keep_labels", True)) else {}
+            objects[p["image_id"]] = {"image": p["entry"], "labels": labels}
+        elif op == "remove_image":
+            objects.pop(p["image_id"], None)
+        elif op == "set_label" and obj is not None:
+            obj.setdefault("labels", {})[p["tag"]] = p["entry"]
+        elif op == "remove_label" and obj is not None:
+            obj.get("labels", {}).pop(p["tag"], None)
+        elif op == "update_image_info" and obj is not None:
+            obj["image"].setdefault("info", {}).update(p["info"])
+        elif op == "update_label_info" and obj is not None and p["tag"] in obj.get("labels", {}):
+            obj["labels"][p["tag"]].setdefault("info", {}).update(p["info"])
+        elif op in ("set_name", "set_description"):
+            doc[op.removeprefix("set_")] = p[op.removeprefix("set_")]
+
+
+class PendingRecords:
+    """The redo records of one store.
+
+    Args:
+        root: The store root.
+        folder: ``<root>/.medstore/pending``.
+    """
+
+    def __init__(self, root: Path, folder: Path) -> None:
+        self.root = root
+        self.folder = folder
+
+    def exist(self) -> bool:
+        """Whether any record is waiting to be completed."""
+        try:
+            return any(_is_record(name) for name in os.listdir(self.folder))
+        except FileNotFoundError:
+            return False
+
+    def commit(
+        self,
+        txn: Transaction,
+        doc: dict[str, Any],
+        write_manifest: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """Commit ``txn``: record, steps, manifest, then forget the record.
+
+        If a step or the manifest write fails, the steps already done are rolled back and the
+        record deleted; if even the roll-back fails the record stays, and the next writer rolls
+        the transaction forward. Either way no acknowledged state is lost.
+
+        Args:
+            txn: The transaction (its files already staged).
+            doc: The manifest dict with ``txn.patches`` already applied.
+            write_manifest: Durable manifest writer.
+        """
+        record = None
+        if txn.steps:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for folder in {p.parent for p in txn.staged} - {self.folder}:
+                fsync_dir(folder)
+            # Staged files normally live in this folder: the record's own folder fsync below
+            # makes their names durable too, before anything depends on them.
+            record = self.folder / f"{RECORD_PREFIX}{uuid.uuid4().hex}.json"
+            payload = {"format_version": FORMAT_VERSION, "steps": txn.steps, "patches": txn.patches}
+            try:
+                atomic_write_bytes(record, orjson.dumps(payload), point="pending")
+            except BaseException:
+                # Nothing ran yet: a record that did land (the folder fsync failed) must not be
+                # rolled forward by the next writer after the caller was told the save failed.
+                record.unlink(missing_ok=True)
+                raise
+            crashpoint("txn.after_record")
+        done: list[dict[str, Any]] = []
+        touched: set[Path] = set()
+        try:
+            for step in txn.steps:
+                run_step(self.root, step, touched)
+                done.append(step)
+                crashpoint("txn.after_step")
+            _sync_dirs(touched)
+            write_manifest(doc)
+        except Exception as err:
+            if getattr(err, "manifest_landed", False):
+                # The new manifest is on disk after all: keep the record (all steps are done);
+                # the next writer completes it rather than undoing files the manifest names.
+                txn.staged.clear()
+            elif record is not None and _roll_back(self.root, done):
+                record.unlink()
+                txn.discard()
+            elif record is not None:
+                # The record stays and the next writer rolls it forward: it needs the staged files.
+                txn.staged.clear()
+            raise
+        crashpoint("txn.after_manifest")
+        txn.staged.clear()
+        if record is not None:
+            record.unlink()
+
+    def recover(self, doc: dict[str, Any], write_manifest: Callable[[dict[str, Any]], None]) -> int:
+        """Complete every leftover record (call with the lock held).
+
+        Args:
+            doc: The fresh manifest dict, patched in place.
+            write_manifest: Durable manifest writer.
+
+        Returns:
+            How many records were completed.
+        """
+        try:
+            records = sorted(
+                (p for p in self.folder.iterdir() if _is_record(p.name)),
+                key=lambda p: p.stat().st_mtime_ns,
+            )
+        except FileNotFoundError:
+            return 0
+        if not records:
+            return 0
+        for record in records:
+            try:
+                payload = orjson.loads(record.read_bytes())
+            except orjson.JSONDecodeError:
+                # The record itself never became durable: its transaction never started.
+                logger.warning("discarding incomplete pending record %s", record.name)
+                record.unlink()
+                continue
+            touched: set[Path] = set()
+            for step in payload["steps"]:
+                run_step(self.root, step, touched)
+            _sync_dirs(touched)
+            apply_patches(doc, payload["patches"])
+        write_manifest(doc)
+        for record in records:
+            with contextlib.suppress(FileNotFoundError):
+                record.unlink()
+        logger.info("completed %d interrupted save(s)", len(records))
+        return len(records)
