@@ -42,7 +42,7 @@ def as_volume(array: np.ndarray) -> np.ndarray:
 class MultiFrameDataset(StoreDataset):
     """Items are whole multi-frame images: ``image`` float32 ``(C, D, H, W)``.
 
-    Arrays follow the canonical layout of DESIGN §5 (D inferior→superior, H anterior→posterior,
+    Arrays follow the canonical layout (D inferior→superior, H anterior→posterior,
     W right→left), unlike ``store.datalist()`` + MONAI ``LoadImaged``, which gives MONAI's own
     layout. ``segmentations`` are ``{annotator: uint8 (N, D, H, W)}`` with ``seg_labels``
     ``{annotator: int64 (N,)}`` (codes 1..L into :attr:`segmentation_labels_set`), or semantic
@@ -59,7 +59,7 @@ class MultiFrameDataset(StoreDataset):
 class VolumeDataset(MultiFrameDataset):
     """3-D volumes of a store as items (see :class:`MultiFrameDataset`).
 
-    Arrays are in medstore's canonical layout (DESIGN §5), whatever the file's orientation;
+    Arrays are in medstore's canonical layout, whatever the file's orientation;
     ``store.datalist()`` fed to MONAI's ``LoadImaged`` gives MONAI's layout instead.
 
     Args:

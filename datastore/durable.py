@@ -1,6 +1,6 @@
 """Durable file replacement: temp file in the same folder, fsync, ``os.replace``, fsync the folder.
 
-This is the write protocol of DESIGN §3 for every file medstore replaces (manifest, labels, images,
+This is the write protocol for every file medstore replaces (manifest, labels, images,
 side files). A failure at any step leaves the previous file intact and removes the temp file.
 
 The module also hosts :func:`crashpoint`, a test-only hook: when the environment variable

@@ -1,4 +1,4 @@
-"""The medstore exception tree (DESIGN §8).
+"""The medstore exception tree.
 
 Every class mixes in the matching built-in exception so that ``except FileNotFoundError``-style
 handlers keep working, and every class is constructible from a single message string so that
@@ -60,7 +60,7 @@ class LabelNotFoundError(DatastoreError, LookupError):
 
 
 class InvalidIdError(DatastoreError, ValueError):
-    """An image id or label tag breaks the naming rules of DESIGN §2."""
+    """An image id or label tag breaks the naming rules (see :mod:`.ids`)."""
 
 
 class ReadOnlyError(DatastoreError, PermissionError):

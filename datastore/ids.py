@@ -1,4 +1,4 @@
-"""Id and tag derivation and validation (DESIGN §2): every name is checked before a path is built.
+"""Id and tag derivation and validation: every name is checked before a path is built.
 
 Examples:
     >>> derive_id("case.seg.nrrd", ("*.nrrd", "*.seg.nrrd"))

@@ -1,6 +1,6 @@
 """PNG previews: axial, coronal and sagittal planes of an image and its labels, a colour per class.
 
-Planes are cut from the canonical array of DESIGN §5 (D inferior→superior, H anterior→posterior,
+Planes are cut from the canonical array (D inferior→superior, H anterior→posterior,
 W right→left) and shown the radiological way: axial with anterior up and patient right on the
 left, coronal and sagittal with superior up (sagittal: anterior on the left). Each panel keeps
 physical proportions (voxel spacing): the longest physical extent among the three planes is drawn

@@ -1,4 +1,4 @@
-"""Store upkeep: ``verify`` checksums, ``doctor`` a damaged store, ``gc`` old history (DESIGN §10).
+"""Store upkeep: ``verify`` checksums, ``doctor`` a damaged store, ``gc`` old history.
 
 Examples:
     >>> import tempfile
@@ -165,7 +165,7 @@ def collect_garbage(
     older_than_days: float = 30.0,
     dry_run: bool = False,
 ) -> GcReport:
-    """Prune label history, trash and cache (the retention setting of DESIGN §10).
+    """Prune label history, trash and cache (the retention settings).
 
     A kept label version is pruned only when it is both beyond the newest ``keep_versions`` of
     its label and older than ``older_than_days``; trash entries and cache files only when older

@@ -2,8 +2,8 @@
 
 :class:`ItemAssembler` reads an image and its labels through the decode-once
 :class:`~medstore.datasets.VolumeCache`, cuts the item's view with the dataset's view function,
-turns label values into global class codes and builds the item dict of DESIGN §7 with the
-entry builders of :mod:`medstore.datasets.item.entries`.
+turns label values into global class codes and builds the item dict (image, metainfo,
+segmentations, labels) with the entry builders of :mod:`medstore.datasets.item.entries`.
 """
 
 from __future__ import annotations

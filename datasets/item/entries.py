@@ -1,4 +1,4 @@
-"""Build the annotation entries of an item dict (DESIGN §7) from code maps and entity records."""
+"""Build the annotation entries of an item dict from code maps and entity records."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ Reader = Callable[[str], CachedVolume]
 
 
 def read_canonical(path: str) -> CachedVolume:
-    """Decode one image with :func:`medstore.datastore.imaging.read_image` (canonical layout, §5).
+    """Decode one image with :func:`medstore.datastore.imaging.read_image` (canonical layout).
 
     Args:
         path: Image file or DICOM series folder.

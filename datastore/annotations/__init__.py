@@ -1,4 +1,4 @@
-"""Annotation entities (DESIGN §6), the project schema and the per-image annotation store."""
+"""Annotation entities, the project schema and the per-image annotation store."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ class Origin(BaseModel):
 
 
 class Annotation(BaseModel):
-    """Base of every annotation entity (DESIGN §6).
+    """Base of every annotation entity.
 
     Accepted aliases on input: ``name``/``label`` for ``identifier``, ``added_by`` for
     ``created_by``, ``index`` for ``frame_index``, ``type`` for ``annotation_type``,

@@ -1,6 +1,6 @@
 """Pixel <-> patient coordinate conversion through an image affine, and small measurements.
 
-Convention (DESIGN §5): a volume array is ``(D, H, W)`` (channels dropped) and its 4x4 affine maps
+Convention: a volume array is ``(D, H, W)`` (channels dropped) and its 4x4 affine maps
 the array index ``(d, h, w, 1)`` to RAS+ millimetres. Annotation *pixel* points are written the
 way viewers and the seeds write them, ``(x, y[, z])`` with ``x`` = column (W), ``y`` = row (H) and
 ``z`` = slice/frame (D); a 2-D point takes ``z`` from the annotation's frame (or 0).

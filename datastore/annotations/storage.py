@@ -1,7 +1,7 @@
 """Per-image annotation storage: ``<root>/.medstore/annotations/<image_id>.json``.
 
 Each file is ``{"format_version": 1, "image_id": ..., "annotations": [ {...}, ... ]}``, replaced
-durably under the store lock (DESIGN §3), re-read on every call (no in-memory copy is trusted
+durably under the store lock, re-read on every call (no in-memory copy is trusted
 across processes). Work on one image costs O(that image's annotations), whatever the store's size.
 
 Examples:

@@ -1,4 +1,4 @@
-"""Canonical orientation (DESIGN §5): permute and flip voxel axes to (D, H, W), never resample.
+"""Canonical orientation: permute and flip voxel axes to (D, H, W), never resample.
 
 The canonical layout of a volume is an array ``(D, H, W)`` whose index increases inferior→superior
 along D, anterior→posterior along H and patient right→left along W: a stack of axial slices shown

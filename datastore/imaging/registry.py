@@ -144,7 +144,10 @@ def probe_image(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BY
 
 
 def read_image(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> ImageData:
-    """Decode an image into the canonical layout of DESIGN §5, channels first.
+    """Decode an image into the canonical layout, channels first.
+
+    The canonical layout is ``(C, D, H, W)`` with D running inferior→superior, H
+    anterior→posterior and W patient right→left, whatever the file's orientation.
 
     Args:
         path: An image file or a DICOM series folder.

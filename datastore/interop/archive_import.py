@@ -1,6 +1,6 @@
 """Importing a MONAI Label dataset archive (``image/``, ``label/``, ``metadata.json``) safely.
 
-Every archive is hostile until validated (DESIGN §10, issue 6): entry names must be plain
+Every archive is hostile until validated: entry names must be plain
 ``image/<file>``, ``label/<file>`` or ``metadata.json``; absolute paths, ``..``, backslashes,
 symlink entries, duplicates, too many entries, too many bytes and suspicious compression ratios
 are refused before anything is extracted, and bytes are counted while extracting so a lying header

@@ -1,4 +1,4 @@
-"""Label history and image trash: nothing a user saved is ever destroyed by a later save (§3, §10).
+"""Label history and image trash: nothing a user saved is ever destroyed by a later save.
 
 Previous versions of a label live in ``.medstore/history/<tag>/<image_id>/`` as ``vNNNN<ext>`` with
 a ``vNNNN.json`` record (version, saved_at, checksum, info, ext, reason). Removed images live in

@@ -1,6 +1,6 @@
 """The writing half of ``LocalDatastore``: metadata, tags and images, each one transaction.
 
-Label writers are in :mod:`medstore.datastore.store.label_writes` (DESIGN §3, §10).
+Label writers are in :mod:`medstore.datastore.store.label_writes`.
 
 Examples:
     >>> import tempfile, pathlib, numpy as np, nibabel as nib

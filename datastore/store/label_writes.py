@@ -1,6 +1,6 @@
 """The label half of ``LocalDatastore``'s writers: save, replace, remove, restore, promote.
 
-Every replaced or removed label version is kept in the label history (DESIGN §3, §10); each call
+Every replaced or removed label version is kept in the label history; each call
 is one transaction.
 
 Examples:

@@ -1,4 +1,4 @@
-"""Where each file of a store lives on disk (DESIGN §1-§3, §10), with every name validated first.
+"""Where each file of a store lives on disk, with every name validated first.
 
 Examples:
     >>> layout = StoreLayout(Path("/data/store"), images_dir=".", labels_dir="labels")

@@ -1,6 +1,6 @@
 """``LocalDatastore``: MONAI Label's local datastore API on crash-safe, multi-process-safe files.
 
-Every mutation follows DESIGN §3: take the store lock, re-read the manifest if another process
+Every mutation follows one protocol: take the store lock, re-read the manifest if another process
 changed it, apply the change to that fresh state, write durably, then return. Reads use the
 in-memory manifest, re-read whenever the file's identity changed.
 
@@ -67,7 +67,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
         labels_dir: Labels folder relative to the root (a manifest's own value wins).
         datastore_config: Manifest file name.
         extensions: File-name patterns of images and labels (MONAI Label's meaning).
-        auto_reload: Watch the folders and index files that appear (DESIGN §4).
+        auto_reload: Watch the folders and index files that appear.
         read_only: Never write anything: no lock file, no folders; mutators raise.
         lock_timeout: Seconds to wait for the store lock before ``StoreLockedError``.
         watch: ``"native"`` (inotify/FSEvents) or ``"poll"`` (NFS/SMB) when ``auto_reload``.
@@ -162,7 +162,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
 
     @property
     def annotations(self) -> AnnotationStore:
-        """Entity annotations (boxes, lines, skeletons...) of this store's images (DESIGN §6)."""
+        """Entity annotations (boxes, lines, skeletons...) of this store's images."""
         from ..annotations.storage import AnnotationStore
 
         if self._annotations is None:
@@ -226,7 +226,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
 
     @contextlib.contextmanager
     def _mutation(self) -> Iterator[Transaction]:
-        """Run one change under DESIGN §3 (or join the open ``batch()``)."""
+        """Run one change under the write protocol (or join the open ``batch()``)."""
         self.check_writable()
         if self._txn is not None and self._txn_thread == threading.get_ident():
             yield self._txn

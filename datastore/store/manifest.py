@@ -1,4 +1,4 @@
-"""Reading, validating and durably writing ``datastore_v2.json`` (DESIGN §2, §3, §10).
+"""Reading, validating and durably writing ``datastore_v2.json``.
 
 A manifest is refused, never repaired in place, when it is empty, truncated, not JSON, BOM-prefixed,
 holds duplicate keys, breaks MONAI Label's schema, or names paths outside the store. The in-memory
@@ -275,7 +275,7 @@ class ManifestFile:
         raise ManifestCorruptError(f"manifest {self.path} keeps changing while being read")
 
     def write(self, doc: dict[str, Any]) -> None:
-        """Durably replace the manifest with ``doc`` (DESIGN §3 step 4).
+        """Durably replace the manifest with ``doc``.
 
         Args:
             doc: The manifest dict.

@@ -1,4 +1,4 @@
-"""Pydantic models of MONAI Label 0.8.5's ``datastore_v2.json`` schema (DESIGN §2).
+"""Pydantic models of MONAI Label 0.8.5's ``datastore_v2.json`` schema.
 
 The field names, types and defaults are MONAI Label's own (``DataModel``, ``ImageLabelModel``,
 ``LocalDatastoreModel``); unknown keys survive a round trip so that a newer writer's data is kept.

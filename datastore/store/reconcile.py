@@ -1,4 +1,4 @@
-"""Reconcile a manifest with one disk scan by set differences (DESIGN §4).
+"""Reconcile a manifest with one disk scan by set differences.
 
 Examples:
     >>> from medstore.datastore.store.scan import DiskState

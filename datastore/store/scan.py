@@ -1,4 +1,4 @@
-"""One directory scan per folder: which images and labels are on disk (DESIGN §4, §10).
+"""One directory scan per folder: which images and labels are on disk.
 
 Examples:
     >>> import tempfile, pathlib

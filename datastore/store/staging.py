@@ -1,4 +1,4 @@
-"""Staging new files inside the store before a transaction moves them into place (DESIGN §3).
+"""Staging new files inside the store before a transaction moves them into place.
 
 Staged files (``staged-<uuid><ext>``) live in ``.medstore/pending/`` beside the redo records, on the
 same file system as their destination; they are fsynced, and the record's folder fsync makes their

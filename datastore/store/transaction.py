@@ -1,4 +1,4 @@
-"""Multi-file saves made atomic with redo records in ``.medstore/pending/`` (DESIGN §10).
+"""Multi-file saves made atomic with redo records in ``.medstore/pending/``.
 
 A change that touches several files (a label and its manifest entry; an old version kept in
 history) is described by a :class:`Transaction`: file *steps* and manifest *patches*. It is

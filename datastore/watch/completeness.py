@@ -1,4 +1,4 @@
-"""Is a file completely written? The watcher's checks for files still being copied in (§10).
+"""Is a file completely written? The watcher's checks for files still being copied in.
 
 A growing file must not be indexed half-written. Stability of size and mtime (the watcher's job)
 catches most copies; these checks catch the rest from the content itself:

@@ -1,4 +1,4 @@
-"""Watchdog-driven auto reload: index files that appear in a store's folders (DESIGN §4, §10).
+"""Watchdog-driven auto reload: index files that appear in a store's folders.
 
 A watchdog observer (or its polling observer, for NFS/SMB) watches the images folder
 (non-recursive) and the labels folder (recursive, so tags created later are seen). Events only

@@ -1,4 +1,4 @@
-"""The auto-reload watcher (DESIGN §4, §10): growing files, renames, new tags, drops, polling."""
+"""The auto-reload watcher: growing files, renames, new tags, drops, polling."""
 
 from __future__ import annotations
 
