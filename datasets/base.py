@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, Unpack
 
@@ -23,10 +24,27 @@ from .selection import FilterCriteria, frame_label_counts, normalized, segmentat
 if TYPE_CHECKING:
     from .splits import SplitResult
 
-__all__ = ["Ref", "StoreDataset"]
+__all__ = ["DatasetContents", "Ref", "StoreDataset"]
 
 Ref = tuple[int, int]
 """``(record index, frame)``; frame ``-1`` means the whole image."""
+
+
+@dataclass(frozen=True)
+class DatasetContents:
+    """What a dataset is made of, as :meth:`StoreDataset.contents` hands it to ``+``.
+
+    Attributes:
+        records: Every image record (item references index into it).
+        refs: One ``(record index, frame)`` per item.
+        frame_axis_name: The slicing axis of a sliced dataset, else ``None``.
+        label_values: ``{label path: nonzero values}`` already read from labels without classes.
+    """
+
+    records: tuple[ImageRecord, ...]
+    refs: tuple[Ref, ...]
+    frame_axis_name: str | None
+    label_values: Mapping[str, tuple[int, ...]]
 
 
 class StoreDataset(Dataset[dict[str, Any]]):
@@ -85,7 +103,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
 
     # ----------------------------------------------------------------- pickling / store access
     def __getstate__(self) -> dict[str, Any]:
-        self._label_space()  # compute once in the parent, never in each worker
+        self.label_space()  # compute once in the parent, never in each worker
         state = self.__dict__.copy()
         state["_store"] = None
         return state
@@ -103,7 +121,14 @@ class StoreDataset(Dataset[dict[str, Any]]):
         return self._cache
 
     # ----------------------------------------------------------------- label sets
-    def _label_space(self) -> LabelSpace:
+    def label_space(self) -> LabelSpace:
+        """The dataset's class lists, computed once and shared by its subsets and split parts.
+
+        The first call reads labels that have no ``label_info`` to find their classes.
+
+        Returns:
+            Segmentation classes, image labels, image categories and frame labels.
+        """
         if not self._seg_ready:
             classes = segmentation_classes(
                 self._records, self.options.filters, self._present_values
@@ -126,7 +151,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
     @property
     def segmentation_labels_set(self) -> list[str]:
         """Global segmentation class names; name ``i`` has code ``i + 1``."""
-        return list(self._label_space().segmentation)
+        return list(self.label_space().segmentation)
 
     @property
     def image_labels_set(self) -> list[str]:
@@ -148,6 +173,24 @@ class StoreDataset(Dataset[dict[str, Any]]):
         for rec, _ in self._refs:
             seen.setdefault(rec, None)
         return list(seen)
+
+    def image_records(self) -> list[ImageRecord]:
+        """The records of the images behind the items, each once, in item order.
+
+        Returns:
+            The records (a new list).
+        """
+        return [self._records[i] for i in self._record_ids()]
+
+    def contents(self) -> DatasetContents:
+        """The parts another dataset of the same class needs to be concatenated with this one.
+
+        Returns:
+            Records, item references, slicing axis and label values already read.
+        """
+        return DatasetContents(
+            tuple(self._records), tuple(self._refs), self._frame_axis_name, dict(self._present)
+        )
 
     def _class_names(self, record: ImageRecord) -> set[str]:
         names: set[str] = set()
@@ -249,7 +292,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
             cache=self._cache,
             view=self._view,
             frame_entry_args=self._frame_entry_args,
-            label_space=self._label_space,
+            label_space=self.label_space,
             space=self._space,
             luts=self._luts,
             frame_axis_name=self._frame_axis_name,
@@ -266,6 +309,20 @@ class StoreDataset(Dataset[dict[str, Any]]):
 
     def _keep_records(self, keep: set[int]) -> Self:
         return self._derive(self._records, [r for r in self._refs if r[0] in keep])
+
+    def keep_images(self, image_ids: Collection[str]) -> Self:
+        """The items of the images in ``image_ids`` (same class, options and class lists).
+
+        Args:
+            image_ids: Image ids to keep; ids not in the dataset are ignored.
+
+        Returns:
+            The narrowed dataset (split attributes cleared).
+        """
+        wanted = set(image_ids)
+        return self._keep_records(
+            {i for i in self._record_ids() if self._records[i].image_id in wanted}
+        )
 
     def subset(self, indices: Iterable[int]) -> Self:
         """A dataset of the items at ``indices`` (same class, options and class lists).
@@ -318,13 +375,14 @@ class StoreDataset(Dataset[dict[str, Any]]):
     def __add__(self, other: Self) -> Self:  # type: ignore[override]
         if type(other) is not type(self):
             return NotImplemented
-        if self._frame_axis_name != other._frame_axis_name:
+        theirs = other.contents()
+        if self._frame_axis_name != theirs.frame_axis_name:
             raise ValueError("cannot add datasets sliced along different axes")
         offset = len(self._records)
-        refs = self._refs + [(r + offset, f) for r, f in other._refs]
-        new = self._derive(self._records + other._records, refs)
-        new._space = self._label_space().union(other._label_space())
-        new._present = {**self._present, **other._present}
+        refs = self._refs + [(r + offset, f) for r, f in theirs.refs]
+        new = self._derive(self._records + list(theirs.records), refs)
+        new._space = self.label_space().union(other.label_space())
+        new._present = {**self._present, **theirs.label_values}
         return new
 
     # ----------------------------------------------------------------- splits and loading
@@ -389,7 +447,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             The loader.
         """
-        self._label_space()
+        self.label_space()
         return make_dataloader(self, *args, distributed=distributed, **kwargs)
 
     def prefetch(self, *, progress: bool = True) -> int:

@@ -118,12 +118,12 @@ class SlicedVolumeDataset(StoreDataset):
         new = cls.__new__(cls)
         new.__dict__.update(copy.copy(parent.__dict__))
         new._set_axis(axis)
-        record_ids = parent._record_ids()
+        record_ids = new._record_ids()
         if kwargs:
             merged = {**parent.options.to_kwargs(), **kwargs}
             new.options = DatasetOptions.from_kwargs(**merged)  # type: ignore[arg-type]
             if _needs_refilter(parent.options, new.options):
-                ids = [parent._records[i].image_id for i in record_ids]
+                ids = [record.image_id for record in parent.image_records()]
                 new._records = filter_records(
                     build_records(parent.store, ids), new.options, store=parent.store
                 )

@@ -9,6 +9,7 @@ Examples:
 
 from __future__ import annotations
 
+from .durable import atomic_write_bytes
 from .errors import (
     AnnotationError,
     ArchiveError,
@@ -25,6 +26,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .store.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
+from .store.split_log import SplitAssignment, SplitLog, seeded_order_key
 
 __all__ = [
     "DEFAULT_EXTENSIONS",
@@ -41,6 +43,10 @@ __all__ = [
     "ManifestCorruptError",
     "ManifestError",
     "ReadOnlyError",
+    "SplitAssignment",
+    "SplitLog",
     "StoreLockedError",
     "UnsupportedFormatError",
+    "atomic_write_bytes",
+    "seeded_order_key",
 ]

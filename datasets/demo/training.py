@@ -110,8 +110,9 @@ def demo_splits(store: LocalDatastore, *, seed: int = 0) -> tuple[Any, Any, str]
     Raises:
         ValueError: The store has no labelled images, or its splits have no usable parts.
     """
+    from medstore.datastore import SplitLog
+
     from .. import VolumeDataset
-    from ..splits import read_assignments
 
     ds = VolumeDataset(
         store,
@@ -123,7 +124,7 @@ def demo_splits(store: LocalDatastore, *, seed: int = 0) -> tuple[Any, Any, str]
     if len(ds) < 2:
         raise ValueError(f"the demo needs at least 2 images with a 'final' label, found {len(ds)}")
     how = "persisted splits (.medstore/splits.jsonl)"
-    if not read_assignments(store):
+    if not SplitLog(store).assignments():
         created = ds.split(train=0.75, val=0.25, seed=seed, by_patient=True)
         created.save()
         how = f"a new seeded split (seed {seed}, grouped by patient), saved to the store"

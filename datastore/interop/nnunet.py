@@ -8,10 +8,10 @@ A raw dataset folder holds ``dataset.json`` (``channel_names`` ``{"0": "CT"}``, 
 the label info as ``nnunet_regions``). A case with several channel files is merged into one 4-D
 NIfTI, channels on the fourth axis (such merged images are always copied, even with ``--link``).
 A ``splits_final.json`` next to ``dataset.json`` (nnU-Net keeps it in the preprocessed folder:
-copy it over or pass ``splits_file``) becomes persisted split assignments
-(``.medstore/splits.jsonl``, read by ``datasets``' ``split()``): with several folds each case
-is assigned ``fold<k>``, the fold that validates on it; a single fold gives ``train`` and
-``val``. Everything is checked first; the problems found are reported together and nothing is
+copy it over or pass ``splits_file``) becomes persisted split assignments in the store's split
+log (:class:`~medstore.datastore.SplitLog`, read by ``datasets``' ``split()``): with several folds
+each case is assigned ``fold<k>``, the fold that validates on it; a single fold gives ``train``
+and ``val``. Everything is checked first; the problems found are reported together and nothing is
 imported. The split log is appended after the images are committed.
 
 Export writes ``dataset.json``, ``imagesTr/{id}_0000.nii.gz`` (one file per channel),
@@ -26,7 +26,6 @@ Examples:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..store.split_log import SplitLog, seeded_order_key
 from .case_export import (
     ExportCase,
     ExportWriter,
@@ -243,22 +243,6 @@ def read_nnunet(
     )
 
 
-def _save_assignments(store: LocalDatastore, assignments: Mapping[str, str]) -> int:
-    """Append ``{image_id: split}`` to the store's split log through the datasets package."""
-    from medstore.datasets import VolumeDataset
-    from medstore.datasets.splits import SplitResult
-
-    parts: dict[str, list[str]] = {}
-    for image_id, name in sorted(assignments.items()):
-        parts.setdefault(name, []).append(image_id)
-    datasets = {
-        name: VolumeDataset(store, image_ids=ids, include_unannotated=True)
-        for name, ids in parts.items()
-    }
-    result = SplitResult(datasets, source="nnunet", as_of_timestamp=None, store=store)
-    return result.save(force=True)
-
-
 def import_nnunet(
     src: str | os.PathLike[str],
     store: LocalDatastore,
@@ -286,14 +270,14 @@ def import_nnunet(
     if plan.regions:
         extra["nnunet_regions"] = plan.regions
     ids = import_cases(store, plan.cases, label_info=plan.label_info, label_extra=extra, link=link)
-    saved = _save_assignments(store, plan.assignments) if plan.assignments else 0
+    saved = (
+        SplitLog(store).save(plan.assignments, source="nnunet", force=True)
+        if plan.assignments
+        else 0
+    )
     return NnUNetImport(
         ids, plan.labelled, plan.label_info, plan.assignments, saved, plan.regions, plan.cases
     )
-
-
-def _stable(seed: int, key: str) -> str:
-    return hashlib.sha256(f"{seed}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def make_folds(patients: Mapping[str, str], *, folds: int = 5, seed: int = 0) -> list[dict]:
@@ -320,7 +304,7 @@ def make_folds(patients: Mapping[str, str], *, folds: int = 5, seed: int = 0) ->
     if k < 2:
         return []
     val: list[list[str]] = [[] for _ in range(k)]
-    for key in sorted(groups, key=lambda g: (-len(groups[g]), _stable(seed, g))):
+    for key in sorted(groups, key=lambda g: (-len(groups[g]), seeded_order_key(seed, g))):
         smallest = min(range(k), key=lambda i: (len(val[i]), i))
         val[smallest].extend(groups[key])
     every = sorted(patients)
@@ -330,9 +314,8 @@ def make_folds(patients: Mapping[str, str], *, folds: int = 5, seed: int = 0) ->
 
 
 def _persisted_folds(store: LocalDatastore, training: list[str]) -> list[dict] | None:
-    from medstore.datasets.splits import read_assignments
-
-    live = {k: v[0] for k, v in read_assignments(store).items() if k in set(training)}
+    wanted = set(training)
+    live = {k: v.split for k, v in SplitLog(store).assignments().items() if k in wanted}
     if not live:
         return None
     names = set(live.values())

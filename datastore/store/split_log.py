@@ -1,0 +1,264 @@
+"""The store's persisted split assignments: an append-only log in ``.medstore/splits.jsonl``.
+
+Each line is one JSON event; nothing is ever rewritten, so the assignments as they stood at any
+earlier time can be replayed:
+
+- ``{"format_version": 1, "event": "assign", "record_id": "<hex>", "image_id": "img_1",
+  "split": "train", "source": "local", "at": "2026-11-21T10:00:00.000000Z"}`` puts an image in a
+  split;
+- ``{"format_version": 1, "event": "delete", "record_id": "<hex>", "image_id": "img_1",
+  "at": ...}`` withdraws that assignment (re-assigning an image writes a ``delete``, then a new
+  ``assign``).
+
+Times are ISO-8601 UTC (:func:`~medstore.datastore.timestamps.iso_utc`). A line that is not JSON
+(a crash mid-append leaves a torn last line) or has a newer ``format_version`` is skipped with a
+warning; the next append starts on a fresh line. Appends happen under the store lock, in one
+write, fsynced before returning.
+
+The module also holds :func:`seeded_order_key`, the one seeded hash every seeded split of medstore
+orders its groups by (the datasets' local ``split()`` and the nnU-Net fold export), so that the
+same seed gives the same split on every machine and in every process.
+
+Examples:
+    >>> import tempfile
+    >>> from medstore.datastore import LocalDatastore, SplitLog
+    >>> log = SplitLog(LocalDatastore(tempfile.mkdtemp()))
+    >>> log.save({"img_1": "train", "img_2": "val"}, source="local")
+    2
+    >>> sorted((image, a.split) for image, a in log.assignments().items())
+    [('img_1', 'train'), ('img_2', 'val')]
+    >>> log.save({"img_1": "val"}, source="local", force=True)
+    1
+    >>> log.assignments()["img_1"].split
+    'val'
+    >>> seeded_order_key(0, "image:a") == seeded_order_key(0, "image:a")
+    True
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..durable import fsync_dir
+from ..errors import ReadOnlyError
+from ..timestamps import iso_utc, parse_utc
+
+__all__ = [
+    "SPLITS_LOG",
+    "SPLIT_LOG_FORMAT_VERSION",
+    "SplitAssignment",
+    "SplitLog",
+    "seeded_order_key",
+]
+
+_LOG = logging.getLogger(__name__)
+
+SPLITS_LOG = "splits.jsonl"
+"""The log's file name under ``.medstore/``."""
+SPLIT_LOG_FORMAT_VERSION = 1
+"""The ``format_version`` written on every line; lines with a newer one are skipped."""
+
+
+def seeded_order_key(seed: int, key: str) -> bytes:
+    """A seeded, platform-independent sort key: SHA-256 of ``"<seed>\\0<key>"``.
+
+    Sorting groups (``"patient:P1"``, ``"image:img_1"``...) by this key gives an order that
+    depends only on the seed and the keys, never on ``PYTHONHASHSEED`` or the machine.
+
+    Args:
+        seed: The seed.
+        key: The group key.
+
+    Returns:
+        32 bytes.
+
+    Examples:
+        >>> sorted(["image:a", "image:b", "image:c"], key=lambda k: seeded_order_key(1, k))
+        ['image:b', 'image:a', 'image:c']
+    """
+    return hashlib.sha256(f"{seed}\x00{key}".encode("utf-8", "surrogatepass")).digest()
+
+
+class SplitAssignment(NamedTuple):
+    """One live assignment: the split an image is in and the log record that put it there.
+
+    Attributes:
+        split: The split name (``"train"``, ``"fold0"``...).
+        record_id: The ``record_id`` of the ``assign`` event.
+    """
+
+    split: str
+    record_id: str
+
+
+class SplitLog:
+    """The split log of one store: replay it, append assignments to it.
+
+    Args:
+        store: A :class:`~medstore.datastore.LocalDatastore` (or an object with ``root``,
+            ``read_only``, ``side_path()`` and ``locked()``).
+
+    Example:
+        >>> import tempfile
+        >>> from medstore.datastore import LocalDatastore
+        >>> SplitLog(LocalDatastore(tempfile.mkdtemp())).path.name
+        'splits.jsonl'
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        side = getattr(store, "side_path", None)
+        self._path = (
+            Path(side(SPLITS_LOG))
+            if callable(side)
+            else Path(store.root) / ".medstore" / SPLITS_LOG
+        )
+
+    @property
+    def path(self) -> Path:
+        """The log file (it may not exist yet)."""
+        return self._path
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The log's readable events, in file order (torn or unknown lines skipped).
+
+        Yields:
+            One parsed event per line.
+        """
+        try:
+            lines = self._path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                _LOG.warning("%s line %d is not valid JSON; skipped", self._path, number)
+                continue
+            if (
+                not isinstance(event, dict)
+                or event.get("format_version", 0) > SPLIT_LOG_FORMAT_VERSION
+            ):
+                _LOG.warning("%s line %d has an unknown format; skipped", self._path, number)
+                continue
+            yield event
+
+    def assignments(self, as_of: str | dt.datetime | None = None) -> dict[str, SplitAssignment]:
+        """Replay the log: every image's live assignment as it stood at ``as_of``.
+
+        Args:
+            as_of: ISO-8601 UTC text or a datetime; events after it are ignored (``None``: all).
+
+        Returns:
+            ``{image_id: SplitAssignment}``.
+
+        Raises:
+            ValueError: ``as_of`` is not ISO-8601.
+        """
+        limit = parse_utc(as_of) if isinstance(as_of, str) else as_of
+        if limit is not None and limit.tzinfo is None:
+            limit = limit.replace(tzinfo=dt.UTC)
+        live: dict[str, SplitAssignment] = {}
+        for event in sorted(self.events(), key=lambda e: str(e.get("at", ""))):
+            try:
+                at = parse_utc(str(event["at"]))
+            except (KeyError, ValueError):
+                continue
+            if limit is not None and at > limit:
+                continue
+            image_id, record_id = str(event.get("image_id")), str(event.get("record_id"))
+            if event.get("event") == "assign":
+                live[image_id] = SplitAssignment(str(event.get("split")), record_id)
+            elif event.get("event") == "delete" and live.get(image_id, ("", ""))[1] == record_id:
+                del live[image_id]
+        return live
+
+    def save(self, wanted: Mapping[str, str], *, source: str, force: bool = False) -> int:
+        """Append assignments ``{image_id: split}`` under the store lock.
+
+        Images already in the wanted split are left alone. An image in another split is an
+        error unless ``force``, which withdraws the old assignment (a ``delete`` event) and
+        appends the new one, so older states stay replayable.
+
+        Args:
+            wanted: ``{image_id: split name}``.
+            source: Where the assignments come from (``"local"``, ``"nnunet"``...), recorded.
+            force: Re-assign images that are in another split.
+
+        Returns:
+            The number of new assignments written.
+
+        Raises:
+            ReadOnlyError: The store is read-only.
+            ValueError: A conflicting assignment exists and ``force`` is false.
+        """
+        if getattr(self._store, "read_only", False):
+            raise ReadOnlyError("cannot save splits: the store is read-only")
+        with self._store.locked():
+            current = self.assignments()
+            conflicts = sorted(
+                i for i, name in wanted.items() if i in current and current[i].split != name
+            )
+            if conflicts and not force:
+                shown = ", ".join(f"{i!r}: {current[i].split}→{wanted[i]}" for i in conflicts[:5])
+                raise ValueError(
+                    f"{len(conflicts)} image(s) already assigned to another split ({shown}); "
+                    "use save(force=True) to re-assign"
+                )
+            events, written = [], 0
+            for image_id, name in sorted(wanted.items()):
+                old = current.get(image_id)
+                if old is not None and old.split == name:
+                    continue
+                now = iso_utc()
+                if old is not None:
+                    events.append(_event("delete", image_id, old.record_id, now))
+                events.append(
+                    _event("assign", image_id, uuid.uuid4().hex, now, split=name, source=source)
+                )
+                written += 1
+            if events:
+                self._append(events)
+        return written
+
+    def _append(self, events: list[dict[str, Any]]) -> None:
+        """Append JSON lines in one write, then fsync (and fsync the folder for a new file)."""
+        path = self._path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        data = b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in events)
+        with open(path, "ab") as handle:
+            if handle.tell() and not _ends_with_newline(path):
+                data = b"\n" + data  # a torn previous line must not swallow ours
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if not existed:
+            fsync_dir(path.parent)
+
+
+def _event(kind: str, image_id: str, record_id: str, at: str, **extra: str) -> dict[str, Any]:
+    return {
+        "format_version": SPLIT_LOG_FORMAT_VERSION,
+        "event": kind,
+        "record_id": record_id,
+        "image_id": image_id,
+        "at": at,
+        **extra,
+    }
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
