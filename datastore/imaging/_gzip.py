@@ -1,4 +1,4 @@
-"""Bounded gzip streaming: read a gzip file's head, or decompress a span straight into a buffer.
+"""Bounded gzip streaming: a gzip file's head, a span straight into a buffer, or a full check.
 
 Every gzip member's CRC and length are verified (zlib does it at the end of each member), output
 is produced in bounded pieces, and a stream that ends early is reported as truncated.
@@ -9,8 +9,8 @@ Examples:
     >>> _ = p.write_bytes(gzip.compress(b"headerDATA"))
     >>> buf = bytearray(4)
     >>> read_span(p, skip=6, into=memoryview(buf))
-    >>> bytes(buf), gzip_head(p, 6)
-    (b'DATA', b'header')
+    >>> bytes(buf), gzip_head(p, 6), verify_gzip(p, keep=6)
+    (b'DATA', b'header', (b'header', 10))
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Generator
 
 from ..errors import ImageReadError
 
-__all__ = ["MAX_DEFLATE_RATIO", "gzip_head", "read_span"]
+__all__ = ["MAX_DEFLATE_RATIO", "gzip_head", "read_span", "verify_gzip"]
 
 #: Deflate cannot expand better than about 1032:1; a larger declared size is impossible.
 MAX_DEFLATE_RATIO = 1032
@@ -117,3 +117,25 @@ def read_span(path: str | os.PathLike[str], *, skip: int, into: memoryview) -> N
         raise ImageReadError(
             f"{path}: gzip stream is truncated ({pos} of {need} data bytes present)"
         )
+
+
+def verify_gzip(path: str | os.PathLike[str], *, keep: int = 0) -> tuple[bytes, int]:
+    """Decompress a whole gzip file, verifying every member's CRC and length, keeping no output.
+
+    Args:
+        path: The gzip file.
+        keep: Decompressed bytes to return from its start.
+
+    Returns:
+        The first ``keep`` decompressed bytes (fewer if it is shorter) and the decompressed length.
+
+    Raises:
+        ImageReadError: Not gzip, corrupt data, a CRC or length mismatch, or a truncated stream.
+    """
+    head = bytearray()
+    total = 0
+    for piece in _pieces(path):
+        if len(head) < keep:
+            head += piece[: keep - len(head)]
+        total += len(piece)
+    return bytes(head), total

@@ -21,7 +21,7 @@ from ..errors import ImageReadError
 
 __all__ = ["apply_rescale", "check_declared_size", "is_integral", "rescaled_dtype"]
 
-_INT_CANDIDATES = [np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "int32", "int64")]
+_INT_CANDIDATES = tuple(np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "int32", "int64"))
 _F32_MAX = float(np.finfo(np.float32).max)
 
 

@@ -16,6 +16,8 @@ Examples:
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -24,29 +26,31 @@ __all__ = ["FAST_TAGS", "fast_values"]
 
 # keyword -> (tag, kind): "us" unsigned short, "ds" decimal strings, "is" integer string,
 # "text" single code string / UID.
-FAST_TAGS: dict[str, tuple[int, str]] = {
-    "Rows": (0x00280010, "us"),
-    "Columns": (0x00280011, "us"),
-    "SamplesPerPixel": (0x00280002, "us"),
-    "BitsAllocated": (0x00280100, "us"),
-    "BitsStored": (0x00280101, "us"),
-    "PixelRepresentation": (0x00280103, "us"),
-    "PlanarConfiguration": (0x00280006, "us"),
-    "NumberOfFrames": (0x00280008, "is"),
-    "PhotometricInterpretation": (0x00280004, "text"),
-    "ImagePositionPatient": (0x00200032, "ds"),
-    "ImageOrientationPatient": (0x00200037, "ds"),
-    "PixelSpacing": (0x00280030, "ds"),
-    "ImagerPixelSpacing": (0x00181164, "ds"),
-    "SliceThickness": (0x00180050, "ds1"),
-    "SpacingBetweenSlices": (0x00180088, "ds1"),
-    "RescaleSlope": (0x00281053, "ds1"),
-    "RescaleIntercept": (0x00281052, "ds1"),
-    "Modality": (0x00080060, "text"),
-    "SeriesInstanceUID": (0x0020000E, "text"),
-    "StudyInstanceUID": (0x0020000D, "text"),
-}
-_US_VRS = {"US", None}
+FAST_TAGS: Mapping[str, tuple[int, str]] = MappingProxyType(
+    {
+        "Rows": (0x00280010, "us"),
+        "Columns": (0x00280011, "us"),
+        "SamplesPerPixel": (0x00280002, "us"),
+        "BitsAllocated": (0x00280100, "us"),
+        "BitsStored": (0x00280101, "us"),
+        "PixelRepresentation": (0x00280103, "us"),
+        "PlanarConfiguration": (0x00280006, "us"),
+        "NumberOfFrames": (0x00280008, "is"),
+        "PhotometricInterpretation": (0x00280004, "text"),
+        "ImagePositionPatient": (0x00200032, "ds"),
+        "ImageOrientationPatient": (0x00200037, "ds"),
+        "PixelSpacing": (0x00280030, "ds"),
+        "ImagerPixelSpacing": (0x00181164, "ds"),
+        "SliceThickness": (0x00180050, "ds1"),
+        "SpacingBetweenSlices": (0x00180088, "ds1"),
+        "RescaleSlope": (0x00281053, "ds1"),
+        "RescaleIntercept": (0x00281052, "ds1"),
+        "Modality": (0x00080060, "text"),
+        "SeriesInstanceUID": (0x0020000E, "text"),
+        "StudyInstanceUID": (0x0020000D, "text"),
+    }
+)
+_US_VRS = frozenset({"US", None})
 
 
 def _convert(raw: Any, kind: str) -> Any:

@@ -29,7 +29,8 @@ from .dicom_geometry import (
     enhanced_planes,
     stack_planes,
 )
-from .dicom_io import DicomHeader, decode_pixels, is_dicom_file, read_header
+from .dicom_io import DicomHeader, is_dicom_file, read_header
+from .dicom_pixels import decode_pixels
 from .dicom_values import (
     apply_pairs,
     combined_dtype,

@@ -2,8 +2,7 @@
 
 Files are handed to pydicom through :class:`~.dicom_guard.GuardedFile`, which
 refuses any read longer than what remains in the file; small headers are parsed from their first
-bytes in memory. Pixel decoding lives in :mod:`medstore.datastore.imaging.dicom_pixels`
-(:func:`decode_pixels` is re-exported here).
+bytes in memory. Pixel decoding lives in :mod:`medstore.datastore.imaging.dicom_pixels`.
 
 Examples:
     >>> from pydicom.data import get_testdata_file
@@ -36,17 +35,17 @@ from ..errors import ImageReadError
 from ._values import check_declared_size
 from .dicom_fast import fast_values
 from .dicom_guard import GuardedFile
-from .dicom_pixels import decode_pixels
 
 __all__ = [
+    "PIXEL_DATA_TAGS",
     "DicomHeader",
     "FrameLayout",
-    "decode_pixels",
     "is_dicom_file",
     "read_header",
 ]
 
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+#: (Float / Double Float) Pixel Data: the tags that hold an image's pixels.
+PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _HEAD_CHUNK = 64 << 10
 
 
@@ -274,6 +273,6 @@ def _pixel_element(fh: Any) -> tuple[int, int]:
     for order in ("<", ">"):
         group, elem = struct.unpack(f"{order}HH", tag)
         value = group << 16 | elem
-        if value in _PIXEL_TAGS:
+        if value in PIXEL_DATA_TAGS:
             return pos, {0x7FE00008: 32, 0x7FE00009: 64}.get(value, 0)
     return -1, 0

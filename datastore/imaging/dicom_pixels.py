@@ -18,6 +18,8 @@ Examples:
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
@@ -32,16 +34,18 @@ if TYPE_CHECKING:
 
 __all__ = ["decode_pixels"]
 
-_NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
-_INSTALL_HINT = {
-    "1.2.840.10008.1.2.4.80": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
-    "1.2.840.10008.1.2.4.81": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",
-}
+_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
+_INSTALL_HINT: Mapping[str, str] = MappingProxyType(
+    {
+        "1.2.840.10008.1.2.4.80": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
+        "1.2.840.10008.1.2.4.81": "pylibjpeg + pylibjpeg-libjpeg, or python-gdcm",
+        "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
+        "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
+        "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg",
+        "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",
+        "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",
+    }
+)
 
 
 def _read_native(h: DicomHeader, into: npt.NDArray[Any]) -> None:

@@ -28,7 +28,8 @@ from ._geometry import to_image_data, volume_header
 from ._values import check_declared_size
 from .dicom_file import decode_plan, plan_file
 from .dicom_geometry import classic_plane, stack_planes
-from .dicom_io import DicomHeader, decode_pixels, is_dicom_file, read_header
+from .dicom_io import DicomHeader, is_dicom_file, read_header
+from .dicom_pixels import decode_pixels
 from .dicom_values import (
     apply_pairs,
     combined_dtype,
@@ -40,7 +41,7 @@ from .types import ImageData, ImageHeader, ReadLimits
 __all__ = ["DICOM_SERIES_READER", "DicomSeriesReader", "is_dicom_series_dir", "series_files"]
 
 _SNIFF_FILES = 3
-_IGNORED = {"dicomdir", "thumbs.db", "desktop.ini"}
+_IGNORED = frozenset({"dicomdir", "thumbs.db", "desktop.ini"})
 
 
 def _candidates(folder: Path) -> list[Path]:

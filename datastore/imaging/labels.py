@@ -32,7 +32,7 @@ from .types import DEFAULT_MAX_BYTES, ImageHeader
 
 __all__ = ["check_label_geometry", "label_nifti_bytes", "write_label_like"]
 
-_LABEL_DTYPES = [np.dtype(t) for t in ("uint8", "int16", "uint16", "int32", "int64")]
+_LABEL_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int16", "uint16", "int32", "int64"))
 
 
 def _spatial3(header: ImageHeader) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,10 +38,17 @@ __all__ = [
 #: Axis codes of the canonical array axes (D, H, W).
 CANONICAL_CODES: tuple[str, str, str] = ("S", "P", "L")
 
-#: Multiply an LPS (DICOM) affine on the left by this to get RAS+.
-LPS_TO_RAS: npt.NDArray[np.float64] = np.diag([-1.0, -1.0, 1.0, 1.0])
 
-_CANONICAL_ORNT = ornt.axcodes2ornt(CANONICAL_CODES)
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``array``, made read-only (a shared module constant)."""
+    array.setflags(write=False)
+    return array
+
+
+#: Multiply an LPS (DICOM) affine on the left by this to get RAS+ (read-only).
+LPS_TO_RAS: npt.NDArray[np.float64] = _read_only(np.diag([-1.0, -1.0, 1.0, 1.0]))
+
+_CANONICAL_ORNT = _read_only(ornt.axcodes2ornt(CANONICAL_CODES))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ Examples:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -26,8 +28,12 @@ from .types import ImageData, ImageHeader, ReadLimits
 __all__ = ["RASTER2D_READER", "Raster2DReader"]
 
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_CONVERT = {"P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
-_BYTES = {"1": 1, "L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 2, "I;16B": 2, "I": 4, "F": 4}
+_CONVERT: Mapping[str, str] = MappingProxyType(
+    {"P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
+)
+_BYTES: Mapping[str, int] = MappingProxyType(
+    {"1": 1, "L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 2, "I;16B": 2, "I": 4, "F": 4}
+)
 
 
 def _pil() -> Any:

@@ -23,7 +23,7 @@ from .types import ImageData, ImageHeader, ReadLimits
 
 __all__ = ["VIDEO_READER", "VideoReader"]
 
-_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"}
+_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 
 
 def _av() -> Any:

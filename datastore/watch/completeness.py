@@ -1,19 +1,21 @@
 """Is a file completely written? The watcher's checks for files still being copied in.
 
 A growing file must not be indexed half-written. Stability of size and mtime (the watcher's job)
-catches most copies; these checks catch the rest from the content itself:
+catches most copies; these checks catch the rest from the content itself, with the imaging
+package's own rules, so that the watcher and the readers never disagree about a file:
 
-- ``.nii``: the file is at least the header's ``vox_offset`` plus the declared data size;
-- ``.nii.gz`` (and any ``.gz``): a full streamed decode, which verifies gzip's CRC and length
-  trailer; a NIfTI inside must also be as long as its header declares;
-- DICOM (``.dcm``, ``.dicom``, or content with the ``DICM`` preamble) and DICOM series folders:
-  a full parse with pydicom (``force=False``) in which every element holds the bytes its length
-  declares, an image object has its pixel data, and encapsulated pixel data ends with its
-  sequence delimiter. A DICOM file cut exactly between two elements before the pixel data of a
+- ``.nii``: the file is at least as long as its header says (:func:`~..imaging.nifti_layout`);
+- ``.nii.gz`` (and any ``.gz``): a full streamed decode (:func:`~..imaging.verify_gzip`), which
+  verifies gzip's CRC and length trailer; a NIfTI inside must also be as long as its header says;
+- DICOM (``.dcm``, ``.dicom``, or content the readers' sniff :func:`~..imaging.is_dicom_file`
+  claims) and DICOM series folders: a full parse with pydicom through the readers'
+  :class:`~..imaging.GuardedFile`, in which every element holds the bytes its length declares,
+  an image object has its pixel data, and encapsulated pixel data ends with its sequence
+  delimiter. A DICOM file cut exactly between two elements before the pixel data of a
   non-image object (RTSTRUCT, SR...) cannot be told from a complete one: the stability window
   is the only guard there.
 
-Other files pass (only the stability window applies).
+Other files pass (only the stability window applies). Reasons name no file content.
 
 Examples:
     >>> import tempfile, pathlib, gzip
@@ -23,30 +25,35 @@ Examples:
     True
     >>> _ = p.write_bytes(gzip.compress(b"abc")[:-3])
     >>> why_incomplete(p)
-    'gzip stream is truncated or corrupt (EOFError)'
+    'gzip stream is truncated or corrupt'
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import math
 import os
-import struct
 import warnings
-import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import pydicom
+from pydicom.dataelem import RawDataElement
+
+from ..errors import ImageReadError
 from ..ids import is_hidden
+from ..imaging import (
+    NIFTI_HEADER_BYTES,
+    PIXEL_DATA_TAGS,
+    GuardedFile,
+    is_dicom_file,
+    nifti_layout,
+    verify_gzip,
+)
 
 __all__ = ["why_incomplete"]
 
-_CHUNK = 1 << 20
 _UNDEFINED = 0xFFFFFFFF
-_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
-_SEQ_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-_SEQ_DELIMITER_BE = b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
+_PIXEL_TAGS = tuple(sorted(PIXEL_DATA_TAGS))  # a dataset holds one; the first found is checked
+_SEQ_DELIMITERS = (b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", b"\xff\xfe\xe0\xdd\x00\x00\x00\x00")
 _PIXEL_SOP_NAMES = ("Image Storage", "RT Dose Storage", "Segmentation Storage")
 
 
@@ -67,70 +74,35 @@ def why_incomplete(path: Path) -> str | None:
             return _gzip_incomplete(path, nifti=name.endswith(".nii.gz"))
         if name.endswith(".nii"):
             with path.open("rb") as f:
-                return _nifti_incomplete(f.read(540), os.fstat(f.fileno()).st_size)
-        if name.endswith((".dcm", ".dicom")) or _has_dicom_preamble(path):
+                return _nifti_incomplete(f.read(NIFTI_HEADER_BYTES), os.fstat(f.fileno()).st_size)
+        if name.endswith((".dcm", ".dicom")) or is_dicom_file(path):
             return _dicom_incomplete(path)
     except OSError as err:
         return f"cannot be read ({type(err).__name__})"
     return None
 
 
-# ---------------------------------------------------------------------- NIfTI
-def _nifti_required_size(head: bytes) -> int | str:
-    """Bytes a single-file NIfTI-1/2 with this header needs, or a reason it cannot tell."""
-    import nibabel as nib
-
-    if len(head) < 4:
-        return "NIfTI header is incomplete"
-    sizes = {struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0]}
-    header_class: Any = nib.Nifti2Header if 540 in sizes else nib.Nifti1Header
-    if not sizes & {348, 540}:
-        return "not a NIfTI header"
-    if len(head) < header_class.template_dtype.itemsize:
-        return "NIfTI header is incomplete"
-    try:
-        header = header_class.from_fileobj(io.BytesIO(head), check=False)
-        shape = header.get_data_shape()
-        itemsize = header.get_data_dtype().itemsize
-        offset = int(header.get_data_offset())
-    except Exception as err:  # nibabel raises many kinds on a bad header
-        return f"unreadable NIfTI header ({type(err).__name__})"
-    if any(int(n) < 0 for n in shape):
-        return "NIfTI header declares a negative dimension"
-    return offset + math.prod(int(n) for n in shape) * itemsize
-
-
+# ---------------------------------------------------------------------- NIfTI and gzip
 def _nifti_incomplete(head: bytes, size: int) -> str | None:
-    required = _nifti_required_size(head)
-    if isinstance(required, str):
-        return required
+    """Why a NIfTI of ``size`` (decompressed) bytes starting with ``head`` is not complete."""
+    try:
+        required = nifti_layout(head).end
+    except ImageReadError as err:
+        return str(err)
     if size < required:
         return f"NIfTI data is short: {size} of {required} bytes"
     return None
 
 
-# ---------------------------------------------------------------------- gzip
 def _gzip_incomplete(path: Path, *, nifti: bool) -> str | None:
-    head = b""
-    total = 0
     try:
-        with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                if nifti and len(head) < 540:
-                    head += chunk[: 540 - len(head)]
-                total += len(chunk)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        return f"gzip stream is truncated or corrupt ({type(err).__name__})"
+        head, total = verify_gzip(path, keep=NIFTI_HEADER_BYTES if nifti else 0)
+    except ImageReadError:
+        return "gzip stream is truncated or corrupt"
     return _nifti_incomplete(head, total) if nifti else None
 
 
 # ---------------------------------------------------------------------- DICOM
-def _has_dicom_preamble(path: Path) -> bool:
-    with path.open("rb") as f:
-        f.seek(128)
-        return f.read(4) == b"DICM"
-
-
 def _series_incomplete(folder: Path) -> str | None:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if is_hidden(entry.name) or not entry.is_file():
@@ -142,46 +114,54 @@ def _series_incomplete(folder: Path) -> str | None:
 
 
 def _dicom_incomplete(path: Path) -> str | None:
-    import pydicom
-    from pydicom.dataelem import RawDataElement
-
-    with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    # A file the sniff accepts without the "DICM" preamble is read as a bare dataset; any other
+    # file must have the preamble (one cut inside its first 132 bytes has not).
+    force = is_dicom_file(path)
+    with GuardedFile(path) as f:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(f, force=False)
+                ds = pydicom.dcmread(f, force=force)
+        except ImageReadError:  # the guard: an element declares more bytes than remain
+            return "a DICOM element is cut short"
         except Exception as err:  # pydicom raises many kinds on a partial file
             return f"DICOM parse failed ({type(err).__name__})"
-        tags = list(ds.keys())
-        if not tags:
-            return "DICOM dataset is empty"
-        for tag in tags:
-            elem = ds.get_item(tag)
-            if (
-                isinstance(elem, RawDataElement)
-                and elem.length != _UNDEFINED
-                and elem.value is not None
-                and len(elem.value) != elem.length
-            ):
-                return "a DICOM element is cut short"
-        last = ds.get_item(tags[-1])
+        return _dataset_incomplete(ds, f)
+
+
+def _dataset_incomplete(ds: Any, f: GuardedFile) -> str | None:
+    """Why a parsed dataset (``f`` still open at its file) looks cut short."""
+    tags = list(ds.keys())
+    if not tags:
+        return "DICOM dataset is empty"
+    for tag in tags:
+        elem = ds.get_item(tag)
         if (
-            isinstance(last, RawDataElement)
-            and last.length != _UNDEFINED
-            and 0 < size - (last.value_tell + last.length) < 8
+            isinstance(elem, RawDataElement)
+            and elem.length != _UNDEFINED
+            and elem.value is not None
+            and len(elem.value) != elem.length
         ):
-            return "a DICOM element header is cut short"
-        pixel_tags = [t for t in _PIXEL_TAGS if t in ds]
-        if not pixel_tags:
-            return "DICOM image has no pixel data" if _wants_pixels(ds) else None
-        pixels = ds.get_item(pixel_tags[0])
-        if (
-            isinstance(pixels, RawDataElement)
-            and pixels.length == _UNDEFINED
-            and tags[-1] == pixel_tags[0]
-        ):
-            return _check_delimiter(f, size)
+            return "a DICOM element is cut short"
+    last = ds.get_item(tags[-1])
+    if (
+        isinstance(last, RawDataElement)
+        and last.length != _UNDEFINED
+        and 0 < f.size - (last.value_tell + last.length) < 8
+    ):
+        return "a DICOM element header is cut short"
+    pixel_tags = [t for t in _PIXEL_TAGS if t in ds]
+    if not pixel_tags:
+        return "DICOM image has no pixel data" if _wants_pixels(ds) else None
+    pixels = ds.get_item(pixel_tags[0])
+    if (
+        isinstance(pixels, RawDataElement)
+        and pixels.length == _UNDEFINED
+        and tags[-1] == pixel_tags[0]
+    ):
+        f.seek(max(f.size - 8, 0))
+        if f.read(8) not in _SEQ_DELIMITERS:
+            return "encapsulated pixel data has no end delimiter"
     return None
 
 
@@ -189,10 +169,3 @@ def _wants_pixels(ds: Any) -> bool:
     sop = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
     name = str(getattr(sop, "name", ""))
     return "Rows" in ds or any(part in name for part in _PIXEL_SOP_NAMES)
-
-
-def _check_delimiter(f: IO[bytes], size: int) -> str | None:
-    f.seek(max(size - 8, 0))
-    if f.read(8) in (_SEQ_DELIMITER_LE, _SEQ_DELIMITER_BE):
-        return None
-    return "encapsulated pixel data has no end delimiter"

@@ -6,6 +6,7 @@ import gzip
 import logging
 import os
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -417,6 +418,27 @@ def test_dicom_completeness_rejects_cuts_inside_the_pixel_data(tmp_path: Path) -
     for cut in range(0, len(data) - 1, 997):
         path.write_bytes(data[:cut])
         assert why_incomplete(path) is not None, cut
+
+
+@pytest.mark.parametrize("name", ["ct.dcm", "ct.raw"])
+def test_dicom_without_preamble_is_checked_like_one_with(tmp_path: Path, name: str) -> None:
+    data = dicom_bytes()
+    assert data[128:132] == b"DICM" and data[132:138] == b"\x02\x00\x00\x00UL"
+    bare = data[144 + struct.unpack("<I", data[140:144])[0] :]  # no preamble, no file meta
+    path = tmp_path / name
+    path.write_bytes(bare)
+    assert why_incomplete(path) is None  # the readers accept such a file, so must the watcher
+    for cut in range(997, len(bare) - 1, 997):
+        path.write_bytes(bare[:cut])
+        assert why_incomplete(path) is not None, cut
+
+
+def test_dicom_length_beyond_the_end_reads_as_cut_short(tmp_path: Path) -> None:
+    data = dicom_bytes()
+    pos = data.index(b"\xe0\x7f\x10\x00OW")  # pixel data now declares 3 GB
+    path = tmp_path / "ct.dcm"
+    path.write_bytes(data[: pos + 8] + struct.pack("<I", 3_000_000_000) + data[pos + 12 :])
+    assert why_incomplete(path) == "a DICOM element is cut short"
 
 
 def test_dicom_series_folder_needs_every_file_complete(tmp_path: Path) -> None:
