@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from medstore.datastore.errors import UnsupportedFormatError
+from medstore.datastore import UnsupportedFormatError
 
 from .base import StoreDataset
 from .records import ImageRecord

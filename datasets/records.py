@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from medstore.datastore.errors import ImageNotFoundError
+from medstore.datastore import ImageNotFoundError, LocalDatastore
 
 from .item.entities import EntityRecord, entity_records, schema_names
 from .options import DatasetOptions
@@ -102,8 +102,6 @@ def open_store(store: Any) -> Any:
         TypeError: ``store`` is neither.
     """
     if isinstance(store, (str, os.PathLike)):
-        from medstore.datastore.store.local import LocalDatastore
-
         # Index without writing: workers and ranks must not race to refresh the manifest.
         return LocalDatastore(str(Path(store)), refresh=False)
     if isinstance(store, StoreLike):

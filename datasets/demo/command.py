@@ -19,9 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from medstore.datastore import LocalDatastore, atomic_write_bytes
 from medstore.datastore.cli.store import format_status, status_summary
-from medstore.datastore.durable import atomic_write_bytes
-from medstore.datastore.store.local import LocalDatastore
 
 __all__ = ["copy_store", "register", "sample_store_path"]
 

@@ -23,7 +23,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
-    from medstore.datastore.store.local import LocalDatastore
+    from medstore.datastore import LocalDatastore
 
 __all__ = ["EpochStats", "TrainConfig", "TrainResult", "demo_splits", "train_demo"]
 

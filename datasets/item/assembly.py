@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from medstore.datastore.errors import LabelGeometryError
+from medstore.datastore import LabelGeometryError
 
 from ..loading.cache import CachedVolume, VolumeCache
 from ..loading.worker_memory import float32_tensor

@@ -81,7 +81,7 @@ def _annotation_api(store: Any) -> Any:
     if not callable(getattr(store, "side_path", None)):
         return None
     try:
-        from medstore.datastore.annotations.storage import AnnotationStore
+        from medstore.datastore.annotations import AnnotationStore
     except ImportError:  # pragma: no cover - the package ships it
         return None
     return AnnotationStore(store)

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 from filelock import FileLock
-from medstore.datastore.durable import atomic_write_bytes
-from medstore.datastore.errors import ImageNotFoundError, ImageReadError
+from medstore.datastore import ImageNotFoundError, ImageReadError, atomic_write_bytes
 
 __all__ = [
     "CachedVolume",
