@@ -12,24 +12,19 @@ Examples:
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ..timestamps import iso_utc
 from .layout import StoreLayout
 
-__all__ = ["FORMAT_VERSION", "LabelHistory", "utc_now_iso"]
+__all__ = ["FORMAT_VERSION", "LabelHistory"]
 
 FORMAT_VERSION = 1
 _RECORD = re.compile(r"^v(\d{4,})\.json$")
-
-
-def utc_now_iso() -> str:
-    """The current UTC time as ISO-8601 with microseconds and ``Z``."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LabelHistory:
@@ -110,7 +105,7 @@ class LabelHistory:
             "format_version": FORMAT_VERSION,
             "version": version,
             "saved_at": info.get("saved_at") or _ts_iso(info.get("ts")),
-            "kept_at": utc_now_iso(),
+            "kept_at": iso_utc(),
             "checksum": info.get("checksum"),
             "ext": entry.get("ext", ""),
             "info": info,
@@ -120,6 +115,4 @@ class LabelHistory:
 
 
 def _ts_iso(ts: Any) -> str | None:
-    if not isinstance(ts, int | float):
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso_utc(ts) if isinstance(ts, int | float) else None

@@ -1,6 +1,6 @@
-"""The writing half of ``LocalDatastore``: metadata, tags and images, each one transaction.
+"""The image writers of ``LocalDatastore``: metadata, tags, images and the image trash.
 
-Label writers are in :mod:`medstore.datastore.store.label_writes`.
+Each call is one transaction; label writers are in :mod:`medstore.datastore.store.label_writes`.
 
 Examples:
     >>> import tempfile, pathlib, numpy as np, nibabel as nib
@@ -15,12 +15,11 @@ Examples:
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -30,15 +29,13 @@ from ..errors import (
     UnsupportedFormatError,
 )
 from ..ids import split_source_name, validate_id
-from .history import utc_now_iso
+from ..timestamps import compact_utc, iso_utc
 from .imaging_hooks import header_facts, wants_dicom
+from .label_writes import LabelWriter
+from .session import StoreSession
 from .transaction import Transaction
-from .writer_plumbing import WriterPlumbing
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["MutationsMixin"]
+__all__ = ["ImageWriter"]
 
 
 def _check_tags(tags: Iterable[str]) -> list[str]:
@@ -50,28 +47,32 @@ def _check_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-class MutationsMixin(WriterPlumbing):
-    """Mutators of :class:`~medstore.datastore.LocalDatastore`."""
+class ImageWriter:
+    """The metadata, tag and image writers of :class:`~medstore.datastore.LocalDatastore`.
 
-    _txn: Transaction | None
+    Args:
+        session: The store's session (lock, document, transactions).
+        labels: The label writer (an image's labels are retired and restored with it).
+        extensions: The store's file-name patterns.
+    """
 
-    if TYPE_CHECKING:
-
-        def _retire_label(self, txn: Transaction, image_id: str, tag: str, reason: str) -> int: ...
-        def _restore_label(
-            self, txn: Transaction, image_id: str, tag: str, version: int
-        ) -> None: ...
+    def __init__(
+        self, session: StoreSession, labels: LabelWriter, extensions: tuple[str, ...]
+    ) -> None:
+        self._session = session
+        self._labels = labels
+        self._extensions = extensions
 
     # -------------------------------------------------------------- metadata
     def set_name(self, name: str) -> None:
         """Set the store's name."""
-        with self._mutation() as txn:
-            self._patch(txn, "set_name", name=str(name))
+        with self._session.mutation() as txn:
+            self._session.patch(txn, "set_name", name=str(name))
 
     def set_description(self, description: str) -> None:
         """Set the store's description."""
-        with self._mutation() as txn:
-            self._patch(txn, "set_description", description=str(description))
+        with self._session.mutation() as txn:
+            self._session.patch(txn, "set_description", description=str(description))
 
     def update_image_info(self, image_id: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into the image's info (the caller's dict is not kept or mutated).
@@ -79,9 +80,11 @@ class MutationsMixin(WriterPlumbing):
         Raises:
             ImageNotFoundError: Unknown id.
         """
-        with self._mutation() as txn:
-            self._object(image_id)
-            self._patch(txn, "update_image_info", image_id=image_id, info=copy.deepcopy(dict(info)))
+        with self._session.mutation() as txn:
+            self._session.image_entry(image_id)
+            self._session.patch(
+                txn, "update_image_info", image_id=image_id, info=copy.deepcopy(dict(info))
+            )
 
     def update_label_info(self, label_id: str, label_tag: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into a label's info.
@@ -89,9 +92,9 @@ class MutationsMixin(WriterPlumbing):
         Raises:
             LabelNotFoundError: No such label.
         """
-        with self._mutation() as txn:
-            self._label(label_id, label_tag)
-            self._patch(
+        with self._session.mutation() as txn:
+            self._session.label_entry(label_id, label_tag)
+            self._session.patch(
                 txn,
                 "update_label_info",
                 image_id=label_id,
@@ -102,19 +105,19 @@ class MutationsMixin(WriterPlumbing):
     def add_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         """Add image tags (``info["tags"]``), keeping order and uniqueness; returns them all."""
         new = _check_tags(tags)
-        with self._mutation() as txn:
-            current = list(self._object(image_id)["image"]["info"].get("tags", []))
+        with self._session.mutation() as txn:
+            current = list(self._session.image_entry(image_id)["image"]["info"].get("tags", []))
             merged = current + [t for t in dict.fromkeys(new) if t not in current]
-            self._patch(txn, "update_image_info", image_id=image_id, info={"tags": merged})
+            self._session.patch(txn, "update_image_info", image_id=image_id, info={"tags": merged})
         return merged
 
     def remove_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         """Remove image tags; returns the remaining ones."""
         drop = set(_check_tags(tags))
-        with self._mutation() as txn:
-            current = list(self._object(image_id)["image"]["info"].get("tags", []))
+        with self._session.mutation() as txn:
+            current = list(self._session.image_entry(image_id)["image"]["info"].get("tags", []))
             kept = [t for t in current if t not in drop]
-            self._patch(txn, "update_image_info", image_id=image_id, info={"tags": kept})
+            self._session.patch(txn, "update_image_info", image_id=image_id, info={"tags": kept})
         return kept
 
     # -------------------------------------------------------------- images
@@ -144,7 +147,7 @@ class MutationsMixin(WriterPlumbing):
             InvalidIdError: A bad id. UnsupportedFormatError: no pattern matches.
             FileNotFoundError: The source does not exist.
         """
-        with self._mutation() as txn:
+        with self._session.mutation() as txn:
             return self._add_image(txn, image_id, image_filename, image_info, link=link)
 
     def add_images(
@@ -165,7 +168,7 @@ class MutationsMixin(WriterPlumbing):
             The ids, in order.
         """
         ids = []
-        with self._mutation() as txn:
+        with self._session.mutation() as txn:
             for source in sources:
                 image_id, path = source if isinstance(source, tuple) else ("", source)
                 ids.append(self._add_image(txn, image_id, path, info, link=link))
@@ -188,37 +191,37 @@ class MutationsMixin(WriterPlumbing):
             raise UnsupportedFormatError(f"{source.name!r} is a folder; DICOM is not enabled")
         derived_id, ext = split_source_name(source, patterns)
         image_id = validate_id(image_id or derived_id)
-        dest = self._layout.image_path(image_id, ext, for_write=True)
+        dest = self._session.layout.image_path(image_id, ext, for_write=True)
         info = copy.deepcopy(dict(image_info or {}))
         if link:
-            staged, checksum = self._staging.link(source, ext), None
+            staged, checksum = self._session.staging.link(source, ext), None
             info["source_path"] = str(source.absolute())
         else:
-            staged, checksum = self._staging.copy_file(source, ext)
-        old = self._doc["objects"].get(image_id)
+            staged, checksum = self._session.staging.copy_file(source, ext)
+        old = self._session.doc["objects"].get(image_id)
         if old is not None and old["image"]["ext"] != ext:
             self._retire_image_file(txn, image_id, old)
         keep = self._trash_path(image_id, ext) if old is not None else None
-        txn.replace(staged, dest, keep, self._layout.root)
+        txn.replace(staged, dest, keep, self._session.layout.root)
         info.update(header_facts(staged, shown=source.name))
         info.update({"ts": int(time.time()), "name": image_id + ext})
         if checksum:
             info["checksum"] = checksum
         entry = {"ext": ext, "info": info}
-        self._patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=True)
+        self._session.patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=True)
         return image_id
 
     def _trash_path(self, image_id: str, ext: str) -> Path:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        return self._layout.trash_dir(image_id) / stamp / f"{image_id}{ext}"
+        stamp = compact_utc()
+        return self._session.layout.trash_dir(image_id) / stamp / f"{image_id}{ext}"
 
     def _retire_image_file(self, txn: Transaction, image_id: str, obj: dict[str, Any]) -> Path:
-        path = self._layout.image_path(image_id, obj["image"]["ext"])
+        path = self._session.layout.image_path(image_id, obj["image"]["ext"])
         if obj["image"]["info"].get("source_path") or path.is_symlink():
-            txn.unlink(path, self._layout.root)
+            txn.unlink(path, self._session.layout.root)
             return path
         keep = self._trash_path(image_id, obj["image"]["ext"])
-        txn.retire(path, keep, self._layout.root)
+        txn.retire(path, keep, self._session.layout.root)
         return keep
 
     def remove_image(self, image_id: str) -> None:
@@ -226,21 +229,21 @@ class MutationsMixin(WriterPlumbing):
 
         A linked image loses only its link. Raises ImageNotFoundError for an unknown id.
         """
-        with self._mutation() as txn:
-            obj = self._object(image_id)
+        with self._session.mutation() as txn:
+            obj = self._session.image_entry(image_id)
             tags = list(obj["labels"])
-            versions = {tag: self._retire_label(txn, image_id, tag, "removed") for tag in tags}
+            versions = {tag: self._labels.retire(txn, image_id, tag, "removed") for tag in tags}
             keep = self._retire_image_file(txn, image_id, obj)
             record = {
                 "format_version": 1,
                 "image_id": image_id,
                 "entry": obj["image"],
                 "label_versions": versions,
-                "removed_at": utc_now_iso(),
+                "removed_at": iso_utc(),
             }
-            staged = self._staging.write_bytes(orjson.dumps(record), ".json")
-            txn.replace(staged, keep.parent / "entry.json", None, self._layout.root)
-            self._patch(txn, "remove_image", image_id=image_id)
+            staged = self._session.staging.write_bytes(orjson.dumps(record), ".json")
+            txn.replace(staged, keep.parent / "entry.json", None, self._session.layout.root)
+            self._session.patch(txn, "remove_image", image_id=image_id)
 
     def restore_image(self, image_id: str) -> None:
         """Bring back the most recently removed image with its labels.
@@ -248,17 +251,17 @@ class MutationsMixin(WriterPlumbing):
         Raises:
             ImageNotFoundError: Nothing of that id is in the trash.
         """
-        with self._mutation() as txn:
-            folder = self._layout.trash_dir(image_id)
+        with self._session.mutation() as txn:
+            folder = self._session.layout.trash_dir(image_id)
             stamps = sorted(p for p in folder.glob("*/entry.json")) if folder.exists() else []
-            if not stamps or image_id in self._doc["objects"]:
+            if not stamps or image_id in self._session.doc["objects"]:
                 raise ImageNotFoundError(f"no removed image {image_id!r} to restore")
             record = orjson.loads(stamps[-1].read_bytes())
             entry = record["entry"]
             src = stamps[-1].parent / f"{image_id}{entry['ext']}"
-            staged, _ = self._staging.copy_file(src, entry["ext"])
-            dest = self._layout.image_path(image_id, entry["ext"], for_write=True)
-            txn.replace(staged, dest, None, self._layout.root)
-            self._patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=False)
+            staged, _ = self._session.staging.copy_file(src, entry["ext"])
+            dest = self._session.layout.image_path(image_id, entry["ext"], for_write=True)
+            txn.replace(staged, dest, None, self._session.layout.root)
+            self._session.patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=False)
             for tag, version in record["label_versions"].items():
-                self._restore_label(txn, image_id, tag, version)
+                self._labels.restore_version(txn, image_id, tag, version)

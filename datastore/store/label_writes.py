@@ -1,4 +1,4 @@
-"""The label half of ``LocalDatastore``'s writers: save, replace, remove, restore, promote.
+"""The label writers of ``LocalDatastore``: save, replace, remove, restore, promote.
 
 Every replaced or removed label version is kept in the label history; each call
 is one transaction.
@@ -33,15 +33,29 @@ import numpy as np
 from ..errors import ImageReadError, LabelGeometryError, LabelNotFoundError
 from ..ids import split_source_name, validate_tag
 from ..imaging import check_label_geometry, label_nifti_bytes, probe_image
-from .history import utc_now_iso
+from ..timestamps import iso_utc
+from .history import LabelHistory
+from .session import StoreSession
 from .transaction import Transaction
-from .writer_plumbing import WriterPlumbing
 
-__all__ = ["LabelMutationsMixin"]
+__all__ = ["LabelWriter"]
 
 
-class LabelMutationsMixin(WriterPlumbing):
-    """Label writers of :class:`~medstore.datastore.LocalDatastore`."""
+class LabelWriter:
+    """The label writers of :class:`~medstore.datastore.LocalDatastore`, one transaction each.
+
+    Args:
+        session: The store's session (lock, document, transactions).
+        history: Where replaced and removed versions are kept.
+        extensions: The store's file-name patterns.
+    """
+
+    def __init__(
+        self, session: StoreSession, history: LabelHistory, extensions: tuple[str, ...]
+    ) -> None:
+        self._session = session
+        self._history = history
+        self._extensions = extensions
 
     def save_label(
         self,
@@ -75,15 +89,16 @@ class LabelMutationsMixin(WriterPlumbing):
             LabelGeometryError: The label does not fit its image.
         """
         validate_tag(label_tag)
-        with self._mutation() as txn:
-            obj = self._object(image_id)
-            image_path = txn.source_of(self._layout.image_path(image_id, obj["image"]["ext"]))
+        session = self._session
+        with session.mutation() as txn:
+            obj = session.image_entry(image_id)
+            image_path = txn.source_of(session.layout.image_path(image_id, obj["image"]["ext"]))
             if isinstance(label_filename, np.ndarray):
                 staged, checksum, ext = self._stage_array(label_filename, image_path)
                 shown = "array"
             else:
                 _, ext = split_source_name(label_filename, self._extensions)
-                staged, checksum = self._staging.copy_file(label_filename, ext)
+                staged, checksum = self._session.staging.copy_file(label_filename, ext)
                 shown = Path(label_filename).name
             if not force:
                 try:
@@ -98,7 +113,7 @@ class LabelMutationsMixin(WriterPlumbing):
 
     def _stage_array(self, array: np.ndarray, image_path: Path) -> tuple[Path, str, str]:
         data = label_nifti_bytes(array, probe_image(image_path))
-        staged = self._staging.write_bytes(data, ".nii.gz")
+        staged = self._session.staging.write_bytes(data, ".nii.gz")
         return staged, f"SHA256:{hashlib.sha256(data).hexdigest()}", ".nii.gz"
 
     def _put_label(
@@ -112,23 +127,25 @@ class LabelMutationsMixin(WriterPlumbing):
         checksum: str,
     ) -> None:
         txn.staged[staged] = None  # so a failure below (e.g. staging the history record) drops it
-        old = self._doc["objects"][image_id]["labels"].get(tag)
+        old = self._session.doc["objects"][image_id]["labels"].get(tag)
         keep = None
         if old is not None and old["ext"] != ext:
-            self._retire_label(txn, image_id, tag, "replaced")
+            self.retire(txn, image_id, tag, "replaced")
         elif old is not None:
             keep = self._keep_version(txn, image_id, tag, old, "replaced")[1]
-        dest = self._layout.label_path(tag, image_id, ext, for_write=True)
-        txn.replace(staged, dest, keep, self._layout.root)
+        dest = self._session.layout.label_path(tag, image_id, ext, for_write=True)
+        txn.replace(staged, dest, keep, self._session.layout.root)
         info.update(
             {
                 "ts": int(time.time()),
-                "saved_at": utc_now_iso(),
+                "saved_at": iso_utc(),
                 "checksum": checksum,
                 "name": image_id + ext,
             }
         )
-        self._patch(txn, "set_label", image_id=image_id, tag=tag, entry={"ext": ext, "info": info})
+        self._session.patch(
+            txn, "set_label", image_id=image_id, tag=tag, entry={"ext": ext, "info": info}
+        )
 
     def _keep_version(
         self, txn: Transaction, image_id: str, tag: str, entry: dict[str, Any], reason: str
@@ -141,18 +158,33 @@ class LabelMutationsMixin(WriterPlumbing):
         file_path = folder / f"v{version:04d}{entry['ext']}"
         record = self._history.make_record(version, entry, reason)
         txn.replace(
-            self._staging.write_bytes(record, ".json"),
+            self._session.staging.write_bytes(record, ".json"),
             folder / f"v{version:04d}.json",
             None,
-            self._layout.root,
+            self._session.layout.root,
         )
         return version, file_path
 
-    def _retire_label(self, txn: Transaction, image_id: str, tag: str, reason: str) -> int:
-        entry = self._doc["objects"][image_id]["labels"][tag]
+    def retire(self, txn: Transaction, image_id: str, tag: str, reason: str) -> int:
+        """In ``txn``: move the current label to the history and drop it from the manifest.
+
+        Args:
+            txn: The open transaction.
+            image_id: The image.
+            tag: The label's tag.
+            reason: Kept in the history record (``"removed"``, ``"replaced"``).
+
+        Returns:
+            The version number it is kept as.
+        """
+        entry = self._session.doc["objects"][image_id]["labels"][tag]
         version, keep = self._keep_version(txn, image_id, tag, entry, reason)
-        txn.retire(self._layout.label_path(tag, image_id, entry["ext"]), keep, self._layout.root)
-        self._patch(txn, "remove_label", image_id=image_id, tag=tag)
+        txn.retire(
+            self._session.layout.label_path(tag, image_id, entry["ext"]),
+            keep,
+            self._session.layout.root,
+        )
+        self._session.patch(txn, "remove_label", image_id=image_id, tag=tag)
         return version
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
@@ -161,9 +193,9 @@ class LabelMutationsMixin(WriterPlumbing):
         Raises:
             LabelNotFoundError: No such label.
         """
-        with self._mutation() as txn:
-            self._label(label_id, label_tag)
-            self._retire_label(txn, label_id, label_tag, "removed")
+        with self._session.mutation() as txn:
+            self._session.label_entry(label_id, label_tag)
+            self.retire(txn, label_id, label_tag, "removed")
 
     def restore_label(self, image_id: str, tag: str, version: int) -> None:
         """Make a kept version current again; the replaced one is kept in turn.
@@ -171,18 +203,23 @@ class LabelMutationsMixin(WriterPlumbing):
         Raises:
             LabelNotFoundError: No such version.
         """
-        with self._mutation() as txn:
-            self._object(image_id)
-            self._restore_label(txn, image_id, tag, version)
+        with self._session.mutation() as txn:
+            self._session.image_entry(image_id)
+            self.restore_version(txn, image_id, tag, version)
 
-    def _restore_label(self, txn: Transaction, image_id: str, tag: str, version: int) -> None:
+    def restore_version(self, txn: Transaction, image_id: str, tag: str, version: int) -> None:
+        """In ``txn``: make a kept version of a label current again.
+
+        Raises:
+            LabelNotFoundError: No such version.
+        """
         try:
             path, record = self._history.version_file(tag, image_id, version)
         except FileNotFoundError as err:
             raise LabelNotFoundError(
                 f"label {tag!r} of image {image_id!r} has no version {version}"
             ) from err
-        staged, checksum = self._staging.copy_file(path, record["ext"])
+        staged, checksum = self._session.staging.copy_file(path, record["ext"])
         info = dict(record["info"], restored_from=version)
         self._put_label(txn, image_id, tag, staged, record["ext"], info, checksum)
 
@@ -195,15 +232,15 @@ class LabelMutationsMixin(WriterPlumbing):
             LabelNotFoundError: ``from_tag`` has no label for the image.
         """
         validate_tag(to_tag)
-        with self._mutation() as txn:
-            label = self._label(image_id, from_tag)
-            src = self._layout.label_path(from_tag, image_id, label["ext"])
-            staged, checksum = self._staging.copy_file(src, label["ext"])
+        with self._session.mutation() as txn:
+            label = self._session.label_entry(image_id, from_tag)
+            src = self._session.layout.label_path(from_tag, image_id, label["ext"])
+            staged, checksum = self._session.staging.copy_file(src, label["ext"])
             info = copy.deepcopy(label["info"])
             info.update(
                 {
                     "approved_by": approved_by,
-                    "approved_at": utc_now_iso(),
+                    "approved_at": iso_utc(),
                     "promoted_from": from_tag,
                 }
             )

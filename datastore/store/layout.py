@@ -8,14 +8,17 @@ Examples:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..ids import resolve_inside, validate_id, validate_tag
 
-__all__ = ["SIDE_DIR", "StoreLayout"]
+__all__ = ["LOCK_NAME", "MANIFEST_NAME", "SIDE_DIR", "StoreLayout"]
 
 SIDE_DIR = ".medstore"
+MANIFEST_NAME = "datastore_v2.json"
+LOCK_NAME = ".lock"
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,35 @@ class StoreLayout:
         root: The store folder.
         images_dir: Images folder relative to the root (MONAI Label's ``images_dir``).
         labels_dir: Labels folder relative to the root.
+        manifest_name: The manifest's file name (MONAI Label's ``datastore_config``).
     """
 
     root: Path
     images_dir: str = "."
     labels_dir: str = "labels"
+    manifest_name: str = MANIFEST_NAME
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str], manifest_name: str = MANIFEST_NAME) -> StoreLayout:
+        """The layout of a store folder before its manifest is read (default folders).
+
+        Args:
+            root: The store folder.
+            manifest_name: The manifest's file name.
+
+        Returns:
+            The layout, with an absolute root.
+
+        Examples:
+            >>> StoreLayout.at("/data/store").manifest.as_posix()
+            '/data/store/datastore_v2.json'
+        """
+        return cls(Path(root).absolute(), manifest_name=manifest_name)
+
+    @property
+    def manifest(self) -> Path:
+        """``<root>/datastore_v2.json`` (or the configured name): MONAI Label's manifest."""
+        return self.root / self.manifest_name
 
     @property
     def images(self) -> Path:
@@ -50,7 +77,31 @@ class StoreLayout:
     @property
     def lock(self) -> Path:
         """``<root>/.lock``, the lock file MONAI Label also takes."""
-        return self.root / ".lock"
+        return self.root / LOCK_NAME
+
+    @property
+    def pending(self) -> Path:
+        """``.medstore/pending``: redo records and staged files of saves in progress."""
+        return self.side_path("pending")
+
+    @property
+    def history_root(self) -> Path:
+        """``.medstore/history``: kept label versions, one folder per tag and image."""
+        return self.side_path("history")
+
+    @property
+    def trash_root(self) -> Path:
+        """``.medstore/trash``: removed images, one folder per image id."""
+        return self.side_path("trash")
+
+    @property
+    def cache(self) -> Path:
+        """``.medstore/cache``: the datasets' decoded-volume cache."""
+        return self.side_path("cache")
+
+    def corrupt_copy(self, stamp: str) -> Path:
+        """Where a corrupt manifest is kept before a rebuild (``.medstore/corrupt/``)."""
+        return self.side_path("corrupt", f"{stamp}-{self.manifest_name}")
 
     def side_path(self, *parts: str) -> Path:
         """A path under ``.medstore/``.
@@ -106,12 +157,12 @@ class StoreLayout:
         """Where previous versions of one label are kept."""
         validate_id(image_id)
         validate_tag(tag)
-        return self.side_path("history", tag, image_id)
+        return self.history_root / tag / image_id
 
     def trash_dir(self, image_id: str) -> Path:
         """Where removed images are kept, restorable."""
         validate_id(image_id)
-        return self.side_path("trash", image_id)
+        return self.trash_root / image_id
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root, with forward slashes."""

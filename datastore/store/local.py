@@ -1,8 +1,10 @@
 """``LocalDatastore``: MONAI Label's local datastore API on crash-safe, multi-process-safe files.
 
-Every mutation follows one protocol: take the store lock, re-read the manifest if another process
-changed it, apply the change to that fresh state, write durably, then return. Reads use the
-in-memory manifest, re-read whenever the file's identity changed.
+A thin facade: MONAI Label's methods and signatures, each delegating to one small collaborator
+that shares the store's :class:`~medstore.datastore.store.session.StoreSession` (lock, manifest
+sync, transactions): a :class:`~.catalog.Catalog` for reads, an :class:`~.image_writes.ImageWriter`
+and a :class:`~.label_writes.LabelWriter` for changes, a :class:`~.indexer.DiskIndexer` for
+``refresh``.
 
 Examples:
     >>> import tempfile
@@ -14,39 +16,28 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import filelock
-
-from ..durable import crashpoint
-from ..errors import (
-    ReadOnlyError,
-    StoreLockedError,
-)
-from .catalog import FINAL_TAG, QueriesMixin
+from ..interop.monailabel_archive import write_dataset_archive
+from .catalog import FINAL_TAG, Catalog
 from .history import LabelHistory
-from .image_writes import MutationsMixin
-from .label_writes import LabelMutationsMixin
-from .layout import StoreLayout
-from .manifest import ManifestFile, empty_manifest
-from .reconcile import reconcile
-from .scan import DiskState, scan_disk
-from .staging import StagingArea
-from .transaction import PendingRecords, Transaction, apply_patches
+from .image_writes import ImageWriter
+from .indexer import DiskIndexer
+from .label_writes import LabelWriter
+from .layout import MANIFEST_NAME, StoreLayout
+from .scan import DiskState
+from .session import StoreSession
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..annotations.storage import AnnotationStore
-    from ..watch.watcher import WatchOptions
+    from ..watch.watcher import StoreWatcher, WatchOptions
 
 __all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
-
-logger = logging.getLogger(__name__)
-logging.getLogger("filelock").setLevel(logging.ERROR)
 
 DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii", "*.dcm")
 
@@ -58,7 +49,7 @@ class DefaultLabelTag:
     ORIGINAL = "original"
 
 
-class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
+class LocalDatastore:
     """A MONAI Label studies folder, opened for reading and durable writing.
 
     Args:
@@ -95,7 +86,7 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
         datastore_path: str | os.PathLike[str],
         images_dir: str = ".",
         labels_dir: str = "labels",
-        datastore_config: str = "datastore_v2.json",
+        datastore_config: str = MANIFEST_NAME,
         extensions: Sequence[str] | str = DEFAULT_EXTENSIONS,
         auto_reload: bool = False,
         read_only: bool = False,
@@ -106,54 +97,47 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
         refresh: bool = True,
         watch_options: WatchOptions | None = None,
     ) -> None:
-        root = Path(datastore_path).absolute()
         self._extensions: tuple[str, ...] = (
             (extensions,) if isinstance(extensions, str) else tuple(extensions)
         )
-        self._read_only = read_only
-        self._lock_timeout = lock_timeout
-        self._file_mode = file_mode
-        self._mutex = threading.RLock()
-        self._txn: Transaction | None = None
-        self._txn_thread: int | None = None
-        self._watcher: Any = None
+        base = StoreLayout(
+            Path(datastore_path).absolute(), images_dir, labels_dir, datastore_config
+        )
+        if read_only and not base.root.is_dir():
+            raise FileNotFoundError(f"store folder {base.root} does not exist")
+        self._session = StoreSession(
+            base, read_only=read_only, lock_timeout=lock_timeout, file_mode=file_mode
+        )
+        history = LabelHistory(self._session.layout)
+        self._catalog = Catalog(self._session, history)
+        self._labels = LabelWriter(self._session, history, self._extensions)
+        self._images = ImageWriter(self._session, self._labels, self._extensions)
+        self._indexer = DiskIndexer(self._session, self._extensions)
+        self._watcher: StoreWatcher | None = None
         self._annotations: AnnotationStore | None = None
-        self._manifest = ManifestFile(root / datastore_config, file_mode=file_mode)
-        if read_only and not root.is_dir():
-            raise FileNotFoundError(f"store folder {root} does not exist")
-        self._lock = None if read_only else filelock.FileLock(root / ".lock", timeout=lock_timeout)
-        doc = self._manifest.read()
-        self._doc: dict[str, Any] = doc or empty_manifest(images_dir, labels_dir)
-        self._layout = StoreLayout(root, self._doc["images_dir"] or ".", self._doc["labels_dir"])
-        self._history = LabelHistory(self._layout)
-        self._staging = StagingArea(self._layout.side_path("pending"), file_mode=file_mode)
-        self._pending = PendingRecords(root, self._layout.side_path("pending"))
         if not read_only and refresh:
-            for folder in (self._layout.images, self._layout.labels):
-                folder.mkdir(parents=True, exist_ok=True)
-            for tag in (DefaultLabelTag.FINAL, DefaultLabelTag.ORIGINAL):
-                (self._layout.labels / tag).mkdir(exist_ok=True)
+            self._indexer.make_folders((DefaultLabelTag.FINAL, DefaultLabelTag.ORIGINAL))
             self.refresh()
-        elif doc is None:
-            self._reconcile_in_memory()
+        elif not self._session.existed:
+            self._indexer.index_in_memory()
         if auto_reload:
             self._start_watcher(watch, watch_options)
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ the store itself
     @property
     def root(self) -> Path:
         """The store folder."""
-        return self._layout.root
+        return self._session.layout.root
 
     @property
     def read_only(self) -> bool:
         """Whether the store was opened read-only."""
-        return self._read_only
+        return self._session.read_only
 
     @property
     def layout(self) -> StoreLayout:
         """Where the store's files live."""
-        return self._layout
+        return self._session.layout
 
     @property
     def extensions(self) -> tuple[str, ...]:
@@ -169,83 +153,27 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
             self._annotations = AnnotationStore(self)
         return self._annotations
 
+    @property
+    def watcher(self) -> StoreWatcher | None:
+        """The running watcher of an ``auto_reload`` store (``None`` otherwise or once closed)."""
+        return self._watcher
+
     def side_path(self, *parts: str) -> Path:
         """A path under ``<root>/.medstore/`` (not created)."""
-        return self._layout.side_path(*parts)
+        return self._session.layout.side_path(*parts)
 
     def check_writable(self) -> None:
         """Raise ``ReadOnlyError`` when the store is read-only."""
-        if self._read_only:
-            raise ReadOnlyError(f"store {self.root} is open read-only")
+        self._session.check_writable()
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the store lock (shared with MONAI Label's ``.lock``), re-entrantly.
 
         Raises:
             ReadOnlyError: The store is read-only.
             StoreLockedError: Another process holds the lock past the timeout.
         """
-        self.check_writable()
-        assert self._lock is not None
-        try:
-            self._lock.acquire()
-        except filelock.Timeout as err:
-            raise StoreLockedError(
-                f"store {self.root} is locked by another process "
-                f"(waited {self._lock_timeout:g} s for {self._layout.lock})"
-            ) from err
-        try:
-            crashpoint("lock.acquired")
-            with self._mutex:
-                yield
-        finally:
-            self._lock.release()
-
-    def _sync_for_read(self) -> None:
-        """Re-read the manifest if its identity changed (no lock: replaces are atomic)."""
-        if self._txn_thread != threading.get_ident() and self._manifest.changed(strict=False):
-            with self._mutex:
-                doc = self._manifest.read()
-                if doc is not None:
-                    self._doc = doc
-
-    def _sync_locked(self) -> None:
-        """With the lock held: complete interrupted saves and load the latest manifest."""
-        if self._manifest.changed(strict=True):
-            doc = self._manifest.read()
-            self._doc = (
-                doc
-                if doc is not None
-                else empty_manifest(self._layout.images_dir, self._layout.labels_dir)
-            )
-        if self._pending.exist():
-            self._pending.recover(self._doc, self._manifest.write)
-        if self._staging.has_leftovers():
-            self._staging.clear_orphans()
-
-    @contextlib.contextmanager
-    def _mutation(self) -> Iterator[Transaction]:
-        """Run one change under the write protocol (or join the open ``batch()``)."""
-        self.check_writable()
-        if self._txn is not None and self._txn_thread == threading.get_ident():
-            yield self._txn
-            return
-        with self.locked():
-            self._sync_locked()
-            txn = Transaction()
-            try:
-                yield txn
-                if txn:
-                    self._pending.commit(txn, self._doc, self._manifest.write)
-            except BaseException:
-                txn.discard()
-                self._doc = self._manifest.read() or self._doc
-                raise
-
-    def _patch(self, txn: Transaction, op: str, **args: Any) -> None:
-        txn.patch(op, **args)
-        apply_patches(self._doc, [txn.patches[-1]])
+        return self._session.locked()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[LocalDatastore]:
@@ -262,18 +190,11 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
             >>> store.name(), store.description()
             ('a', 'b')
         """
-        if self._txn is not None and self._txn_thread == threading.get_ident():
+        with self._session.batch():
             yield self
-            return
-        with self._mutation() as txn:
-            self._txn, self._txn_thread = txn, threading.get_ident()
-            try:
-                yield self
-            finally:
-                self._txn, self._txn_thread = None, None
 
     def close(self) -> None:
-        """Stop the watcher, if any. The store stays readable."""
+        """Stop the watcher (its threads are joined), if any. The store stays readable."""
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
@@ -292,23 +213,6 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
         self._watcher = StoreWatcher(self, mode=watch, options=options)
         self._watcher.start()
 
-    # ------------------------------------------------------------------ refresh
-    def _linked_ids(self) -> set[str]:
-        return {k for k, v in self._doc["objects"].items() if v["image"]["info"].get("source_path")}
-
-    def _scan(self) -> DiskState:
-        from .imaging_hooks import series_sniffer
-
-        return scan_disk(
-            self._layout,
-            self._extensions,
-            linked=self._linked_ids(),
-            is_series=series_sniffer(self._extensions),
-        )
-
-    def _reconcile_in_memory(self) -> None:
-        reconcile(self._doc, self._scan(), [])
-
     def refresh(self, *, accept: Callable[[Path], bool] | None = None) -> DiskState:
         """Reconcile the manifest with the files on disk; write only if something changed.
 
@@ -325,36 +229,178 @@ class LocalDatastore(QueriesMixin, MutationsMixin, LabelMutationsMixin):
         Raises:
             ReadOnlyError: On a read-only store.
         """
-        self.check_writable()
-        with self._mutation() as txn:
-            patches: list[dict[str, Any]] = []
-            state = self._scan()
-            if accept is not None:
-                state = self._filter_new(state, accept)
-            reconcile(self._doc, state, patches)
-            txn.patches.extend(patches)
-            if state.orphans:
-                logger.warning("label files without an image: %s", ", ".join(state.orphans[:20]))
-            self._clear_stale_manifest_temps()
-        return state
+        return self._indexer.refresh(accept=accept)
 
-    def _clear_stale_manifest_temps(self) -> None:
-        """Delete temp files of manifest writes killed mid-way (lock held: none is in use)."""
-        for stale in self.root.glob(f".{self._manifest.path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+    # ------------------------------------------------------------------ reads (Catalog)
+    def name(self) -> str:
+        """The store's name."""
+        return self._catalog.name()
 
-    def _filter_new(self, state: DiskState, accept: Callable[[Path], bool]) -> DiskState:
-        """Drop not-yet-indexed files that ``accept`` refuses (e.g. still being copied)."""
-        objects = self._doc["objects"]
-        for image_id, ext in list(state.images.items()):
-            if image_id not in objects and not accept(self._layout.image_path(image_id, ext)):
-                del state.images[image_id]
-        for tag, found in state.labels.items():
-            for image_id, ext in list(found.items()):
-                known = objects.get(image_id, {}).get("labels", {}).get(tag)
-                fresh = known is None or known["ext"] != ext
-                if image_id not in state.images or (
-                    fresh and not accept(self._layout.label_path(tag, image_id, ext))
-                ):
-                    del found[image_id]
-        return state
+    def description(self) -> str:
+        """The store's description."""
+        return self._catalog.description()
+
+    def list_images(self) -> list[str]:
+        """Ids of every image in the store."""
+        return self._catalog.list_images()
+
+    def has_image(self, image_id: str) -> bool:
+        """Whether ``image_id`` is in the store."""
+        return self._catalog.has_image(image_id)
+
+    def get_image_uri(self, image_id: str) -> str:
+        """Absolute, resolved path of an image file (or DICOM series folder); raises
+        ``ImageNotFoundError`` for an unknown id."""
+        return self._catalog.get_image_uri(image_id)
+
+    def get_image(self, image_id: str) -> bytes:
+        """The image file's bytes (MONAI Label returns a stream; ``io.BytesIO(...)`` of this)."""
+        return Path(self.get_image_uri(image_id)).read_bytes()
+
+    def get_image_info(self, image_id: str) -> dict[str, Any]:
+        """A copy of the image's info, plus its ``path``; ``ImageNotFoundError`` if unknown."""
+        return self._catalog.get_image_info(image_id)
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str:
+        """Absolute, resolved path of a label file; ``LabelNotFoundError`` if there is none."""
+        return self._catalog.get_label_uri(label_id, label_tag)
+
+    def get_label(self, label_id: str, label_tag: str) -> bytes:
+        """The label file's bytes."""
+        return Path(self.get_label_uri(label_id, label_tag)).read_bytes()
+
+    def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
+        """A copy of the label's info; ``LabelNotFoundError`` if there is no such label."""
+        return self._catalog.get_label_info(label_id, label_tag)
+
+    def get_labels_by_image_id(self, image_id: str) -> dict[str, str]:
+        """``{tag: label_id}`` for every label of an image (``{}`` when none)."""
+        return self._catalog.get_labels_by_image_id(image_id)
+
+    def get_label_by_image_id(self, image_id: str, tag: str) -> str:
+        """The label id of ``image_id`` under ``tag``, or ``""`` when it has none."""
+        return self.get_labels_by_image_id(image_id).get(tag, "")
+
+    def get_labeled_images(
+        self, label_tag: str | None = None, labels: Sequence[str] | None = None
+    ) -> list[str]:
+        """Images with a label under ``label_tag`` (default ``final``) naming all ``labels``."""
+        return self._catalog.get_labeled_images(label_tag, labels)
+
+    def get_unlabeled_images(
+        self, label_tag: str | None = None, labels: Sequence[str] | None = None
+    ) -> list[str]:
+        """The complement of :meth:`get_labeled_images` over all images."""
+        return self._catalog.get_unlabeled_images(label_tag, labels)
+
+    def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
+        """``[{"image", "label", "meta"}]`` for labelled images (default tag ``final``), ready
+        for MONAI's ``LoadImaged``; ``full_path=False`` gives paths relative to the root."""
+        return self._catalog.datalist(full_path, label_tag=label_tag)
+
+    def status(self) -> dict[str, Any]:
+        """``{"total", "completed", "label_tags": {tag: count}}`` as MONAI Label reports it."""
+        return self._catalog.status()
+
+    def json(self) -> dict[str, Any]:
+        """A deep copy of the manifest."""
+        return self._catalog.json()
+
+    def label_history(self, image_id: str, tag: str) -> list[dict[str, Any]]:
+        """Every version of a label, oldest first; the current one last, with ``current: True``."""
+        return self._catalog.label_history(image_id, tag)
+
+    def get_dataset_archive(self, limit_cases: int | None = None) -> str:
+        """Zip the ``final``-labelled cases in MONAI Label 0.8.5's layout and return its path.
+
+        The zip goes to ``<tempdir>/medstore-archives/`` (``tempfile.gettempdir()``); the caller
+        owns it. Only files inside the store (and images imported with ``--link``) are included.
+        """
+        return str(write_dataset_archive(self, limit_cases=limit_cases))
+
+    # ------------------------------------------------------------------ writes (ImageWriter)
+    def set_name(self, name: str) -> None:
+        """Set the store's name."""
+        self._images.set_name(name)
+
+    def set_description(self, description: str) -> None:
+        """Set the store's description."""
+        self._images.set_description(description)
+
+    def update_image_info(self, image_id: str, info: Mapping[str, Any]) -> None:
+        """Merge ``info`` into the image's info (the caller's dict is not kept or mutated)."""
+        self._images.update_image_info(image_id, info)
+
+    def update_label_info(self, label_id: str, label_tag: str, info: Mapping[str, Any]) -> None:
+        """Merge ``info`` into a label's info; ``LabelNotFoundError`` if there is no such label."""
+        self._images.update_label_info(label_id, label_tag, info)
+
+    def add_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
+        """Add image tags (``info["tags"]``), keeping order and uniqueness; returns them all."""
+        return self._images.add_tags(image_id, tags)
+
+    def remove_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
+        """Remove image tags; returns the remaining ones."""
+        return self._images.remove_tags(image_id, tags)
+
+    def add_image(
+        self,
+        image_id: str,
+        image_filename: str | os.PathLike[str],
+        image_info: Mapping[str, Any] | None = None,
+        *,
+        link: bool = False,
+    ) -> str:
+        """Copy (or with ``link=True`` symlink) an image file or DICOM series folder in.
+
+        See :meth:`~.image_writes.ImageWriter.add_image`; returns the image id.
+        """
+        return self._images.add_image(image_id, image_filename, image_info, link=link)
+
+    def add_images(
+        self,
+        sources: Iterable[str | os.PathLike[str] | tuple[str, str | os.PathLike[str]]],
+        *,
+        info: Mapping[str, Any] | None = None,
+        link: bool = False,
+    ) -> list[str]:
+        """Add many images (paths or ``(image_id, path)`` pairs) in one transaction."""
+        return self._images.add_images(sources, info=info, link=link)
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove an image and its labels; files go to trash and history, restorable."""
+        self._images.remove_image(image_id)
+
+    def restore_image(self, image_id: str) -> None:
+        """Bring back the most recently removed image with its labels."""
+        self._images.restore_image(image_id)
+
+    # ------------------------------------------------------------------ writes (LabelWriter)
+    def save_label(
+        self,
+        image_id: str,
+        label_filename: str | os.PathLike[str] | np.ndarray,
+        label_tag: str,
+        label_info: Mapping[str, Any] | None = None,
+        *,
+        force: bool = False,
+    ) -> str:
+        """Save (or replace) the label of ``image_id`` under ``label_tag``; returns the label id.
+
+        See :meth:`~.label_writes.LabelWriter.save_label` (geometry check, history, errors).
+        """
+        return self._labels.save_label(image_id, label_filename, label_tag, label_info, force=force)
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        """Remove a label; its file and info go to the label history (restorable)."""
+        self._labels.remove_label(label_id, label_tag)
+
+    def restore_label(self, image_id: str, tag: str, version: int) -> None:
+        """Make a kept version current again; the replaced one is kept in turn."""
+        self._labels.restore_label(image_id, tag, version)
+
+    def promote_label(
+        self, image_id: str, from_tag: str, to_tag: str = "final", approved_by: str | None = None
+    ) -> None:
+        """Copy an annotator's label to the reference tag, recording who approved it when."""
+        self._labels.promote_label(image_id, from_tag, to_tag, approved_by)

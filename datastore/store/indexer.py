@@ -1,0 +1,107 @@
+"""Index the files on disk: one scan per folder, reconciled with the manifest by set differences.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "a.nii.gz").write_bytes(b"")
+    0
+    >>> indexer = DiskIndexer(StoreSession(StoreLayout.at(root)), ("*.nii.gz",))
+    >>> indexer.refresh().images
+    {'a': '.nii.gz'}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .layout import StoreLayout
+from .reconcile import reconcile
+from .scan import DiskState, scan_disk
+from .session import StoreSession
+
+__all__ = ["DiskIndexer"]
+
+logger = logging.getLogger(__name__)
+
+
+class DiskIndexer:
+    """Bring a store's manifest in line with the image and label files on disk.
+
+    Args:
+        session: The store's session.
+        extensions: File-name patterns of images and labels.
+    """
+
+    def __init__(self, session: StoreSession, extensions: tuple[str, ...]) -> None:
+        self._session = session
+        self._extensions = extensions
+
+    def make_folders(self, tags: tuple[str, ...]) -> None:
+        """Create the images and labels folders and one folder per tag in ``tags``."""
+        layout = self._session.layout
+        for folder in (layout.images, layout.labels):
+            folder.mkdir(parents=True, exist_ok=True)
+        for tag in tags:
+            (layout.labels / tag).mkdir(exist_ok=True)
+
+    def _scan(self) -> DiskState:
+        from .imaging_hooks import series_sniffer
+
+        objects = self._session.doc["objects"]
+        return scan_disk(
+            self._session.layout,
+            self._extensions,
+            linked={k for k, v in objects.items() if v["image"]["info"].get("source_path")},
+            is_series=series_sniffer(self._extensions),
+        )
+
+    def index_in_memory(self) -> None:
+        """Index the disk into the in-memory manifest only (a store opened without a manifest)."""
+        reconcile(self._session.doc, self._scan(), [])
+
+    def refresh(self, *, accept: Callable[[Path], bool] | None = None) -> DiskState:
+        """Reconcile the manifest with the disk in one transaction; write only on a change.
+
+        Args:
+            accept: Optional test a *new* file must pass to be indexed now.
+
+        Returns:
+            What the scan found.
+
+        Raises:
+            ReadOnlyError: On a read-only store.
+        """
+        session = self._session
+        session.check_writable()
+        with session.mutation() as txn:
+            patches: list[dict[str, Any]] = []
+            state = self._scan()
+            if accept is not None:
+                state = _filter_new(session.doc["objects"], session.layout, state, accept)
+            reconcile(session.doc, state, patches)
+            txn.patches.extend(patches)
+            if state.orphans:
+                logger.warning("label files without an image: %s", ", ".join(state.orphans[:20]))
+            session.clear_stale_manifest_temps()
+        return state
+
+
+def _filter_new(
+    objects: dict[str, Any], layout: StoreLayout, state: DiskState, accept: Callable[[Path], bool]
+) -> DiskState:
+    """Drop not-yet-indexed files that ``accept`` refuses (e.g. still being copied)."""
+    for image_id, ext in list(state.images.items()):
+        if image_id not in objects and not accept(layout.image_path(image_id, ext)):
+            del state.images[image_id]
+    for tag, found in state.labels.items():
+        for image_id, ext in list(found.items()):
+            known = objects.get(image_id, {}).get("labels", {}).get(tag)
+            fresh = known is None or known["ext"] != ext
+            if image_id not in state.images or (
+                fresh and not accept(layout.label_path(tag, image_id, ext))
+            ):
+                del found[image_id]
+    return state

@@ -1,0 +1,244 @@
+"""The shared state of one open store: lock, manifest document, sync rules and transactions.
+
+Every collaborator of :class:`~medstore.datastore.LocalDatastore` (catalog, writers, indexer)
+works through one :class:`StoreSession`:
+
+- **writes** run inside :meth:`StoreSession.mutation`: take the store lock, re-read the manifest
+  if another process changed it, complete interrupted saves, apply the change to that fresh
+  document, commit it durably (redo record, file steps, manifest), then release the lock;
+- **reads** run inside :meth:`StoreSession.reading`: the in-memory document, re-read first
+  whenever the manifest file's identity changed on disk, and never while a writer thread of this
+  process is half-way through a change;
+- a :meth:`StoreSession.batch` groups the mutations of one thread into one transaction.
+
+Examples:
+    >>> import tempfile
+    >>> session = StoreSession(StoreLayout.at(tempfile.mkdtemp()))
+    >>> with session.mutation() as txn:
+    ...     session.patch(txn, "set_name", name="demo")
+    >>> with session.reading():
+    ...     session.doc["name"]
+    'demo'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import filelock
+
+from ..durable import crashpoint
+from ..errors import ImageNotFoundError, LabelNotFoundError, ReadOnlyError, StoreLockedError
+from .layout import StoreLayout
+from .manifest import ManifestFile, empty_manifest
+from .staging import StagingArea
+from .transaction import PendingRecords, Transaction, apply_patches
+
+__all__ = ["StoreSession"]
+
+
+class StoreSession:
+    """Lock, manifest file, in-memory document and open transaction of one store.
+
+    Args:
+        layout: Where the store's files live (its folder names are replaced by the manifest's
+            own ``images_dir``/``labels_dir`` once read: see :attr:`layout`).
+        read_only: Never write anything: no lock file; :meth:`mutation` raises.
+        lock_timeout: Seconds to wait for the store lock before ``StoreLockedError``.
+        file_mode: Permission bits for new files (``None``: the process umask).
+
+    Raises:
+        ManifestCorruptError: The manifest cannot be trusted.
+    """
+
+    def __init__(
+        self,
+        layout: StoreLayout,
+        *,
+        read_only: bool = False,
+        lock_timeout: float = 30.0,
+        file_mode: int | None = None,
+    ) -> None:
+        self._read_only = read_only
+        self._lock_timeout = lock_timeout
+        self._mutex = threading.RLock()
+        self._txn: Transaction | None = None
+        self._txn_thread: int | None = None
+        self._manifest = ManifestFile(layout.manifest, file_mode=file_mode)
+        self._lock = None if read_only else filelock.FileLock(layout.lock, timeout=lock_timeout)
+        doc = self._manifest.read()
+        self.existed = doc is not None
+        self._doc: dict[str, Any] = doc or empty_manifest(layout.images_dir, layout.labels_dir)
+        self._layout = StoreLayout(
+            layout.root,
+            self._doc["images_dir"] or ".",
+            self._doc["labels_dir"],
+            layout.manifest_name,
+        )
+        self._staging = StagingArea(self._layout.pending, file_mode=file_mode)
+        self._pending = PendingRecords(self._layout.root, self._layout.pending)
+
+    # ------------------------------------------------------------------ what it holds
+    @property
+    def layout(self) -> StoreLayout:
+        """Where the store's files live (folder names as the manifest records them)."""
+        return self._layout
+
+    @property
+    def staging(self) -> StagingArea:
+        """Where new files are prepared before a transaction puts them in place."""
+        return self._staging
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only."""
+        return self._read_only
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The in-memory manifest: use it inside :meth:`reading` or :meth:`mutation` only.
+
+        Callers never hand it (or any part of it) out without a deep copy.
+        """
+        return self._doc
+
+    def image_entry(self, image_id: str) -> dict[str, Any]:
+        """The manifest object (``image`` and ``labels``) of an image.
+
+        Raises:
+            ImageNotFoundError: Unknown id.
+        """
+        obj = self._doc["objects"].get(image_id)
+        if obj is None:
+            raise ImageNotFoundError(f"image {image_id!r} not found in store {self._layout.root}")
+        return obj
+
+    def label_entry(self, image_id: str, tag: str) -> dict[str, Any]:
+        """The manifest entry (``ext`` and ``info``) of one label.
+
+        Raises:
+            LabelNotFoundError: No such label.
+        """
+        obj = self._doc["objects"].get(image_id)
+        label = obj["labels"].get(tag) if obj else None
+        if label is None:
+            raise LabelNotFoundError(f"label {tag!r} of image {image_id!r} not found")
+        return label
+
+    # ------------------------------------------------------------------ lock and sync
+    def check_writable(self) -> None:
+        """Raise ``ReadOnlyError`` when the store is read-only."""
+        if self._read_only:
+            raise ReadOnlyError(f"store {self._layout.root} is open read-only")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store lock (shared with MONAI Label's ``.lock``), re-entrantly.
+
+        Raises:
+            ReadOnlyError: The store is read-only.
+            StoreLockedError: Another process holds the lock past the timeout.
+        """
+        self.check_writable()
+        assert self._lock is not None
+        try:
+            self._lock.acquire()
+        except filelock.Timeout as err:
+            raise StoreLockedError(
+                f"store {self._layout.root} is locked by another process "
+                f"(waited {self._lock_timeout:g} s for {self._layout.lock})"
+            ) from err
+        try:
+            crashpoint("lock.acquired")
+            with self._mutex:
+                yield
+        finally:
+            self._lock.release()
+
+    def _in_batch(self) -> bool:
+        return self._txn is not None and self._txn_thread == threading.get_ident()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Read :attr:`doc` consistently: re-read the manifest if its identity changed.
+
+        No lock is taken (manifest replaces are atomic); inside this thread's own batch the
+        document already holds the batch's changes and is not re-read.
+        """
+        with self._mutex:
+            if not self._in_batch() and self._manifest.changed(strict=False):
+                doc = self._manifest.read()
+                if doc is not None:
+                    self._doc = doc
+            yield
+
+    def _sync_locked(self) -> None:
+        """With the lock held: load the latest manifest and complete interrupted saves."""
+        if self._manifest.changed(strict=True):
+            doc = self._manifest.read()
+            self._doc = (
+                doc
+                if doc is not None
+                else empty_manifest(self._layout.images_dir, self._layout.labels_dir)
+            )
+        if self._pending.exist():
+            self._pending.recover(self._doc, self._manifest.write)
+        if self._staging.has_leftovers():
+            self._staging.clear_orphans()
+
+    # ------------------------------------------------------------------ transactions
+    @contextlib.contextmanager
+    def mutation(self) -> Iterator[Transaction]:
+        """Run one change under the write protocol (or join this thread's open batch).
+
+        An exception inside the block discards the change: staged files are deleted and the
+        document is re-read from disk.
+
+        Raises:
+            ReadOnlyError: The store is read-only.
+            StoreLockedError: The lock is held elsewhere past the timeout.
+        """
+        self.check_writable()
+        if self._txn is not None and self._in_batch():
+            yield self._txn
+            return
+        with self.locked():
+            self._sync_locked()
+            txn = Transaction()
+            try:
+                yield txn
+                if txn:
+                    self._pending.commit(txn, self._doc, self._manifest.write)
+            except BaseException:
+                txn.discard()
+                self._doc = self._manifest.read() or self._doc
+                raise
+
+    def patch(self, txn: Transaction, op: str, **args: Any) -> None:
+        """Record a manifest patch in ``txn`` and apply it to :attr:`doc` at once."""
+        txn.patch(op, **args)
+        apply_patches(self._doc, [txn.patches[-1]])
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group this thread's mutations into one transaction and one manifest write.
+
+        Re-entrant: a batch inside a batch joins the outer one.
+        """
+        if self._in_batch():
+            yield
+            return
+        with self.mutation() as txn:
+            self._txn, self._txn_thread = txn, threading.get_ident()
+            try:
+                yield
+            finally:
+                self._txn, self._txn_thread = None, None
+
+    def clear_stale_manifest_temps(self) -> None:
+        """Delete temp files of manifest writes killed mid-way (lock held: none is in use)."""
+        for stale in self._layout.root.glob(f".{self._layout.manifest_name}.*.tmp"):
+            stale.unlink(missing_ok=True)
