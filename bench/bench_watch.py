@@ -35,7 +35,7 @@ def main() -> int:
         label = Path(tmp) / "label.nii.gz"
         label.write_bytes(tiny_nifti_bytes())
         with LocalDatastore(root, auto_reload=True) as store:
-            watcher = store._watcher
+            watcher = store.watcher
             assert watcher is not None
             watcher.wait_idle(timeout=60)
             before = watcher.refreshes

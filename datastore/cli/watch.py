@@ -1,75 +1,50 @@
-"""``medstore watch``: run the store's observer in the foreground and log what it indexes.
+"""``medstore watch``: run the store's watcher in the foreground and print what changes.
 
-Examples:
-    >>> diff_snapshots(({"a": ".nii"}, set()), ({"b": ".nii"}, {("final", "b")}))
-    ['indexed image b (b.nii)', 'dropped image a', 'indexed label final/b']
+The loop is :func:`medstore.datastore.watch.run_foreground`; this module parses the arguments
+and prints each change as a time-stamped line on standard output.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..store.local import LocalDatastore
 from .main import StoreOptions, open_store
 
-__all__ = ["Snapshot", "diff_snapshots", "register", "snapshot"]
+if TYPE_CHECKING:
+    from ..watch.report import RefreshReport
 
-Snapshot = tuple[dict[str, str], set[tuple[str, str]]]
-
-
-def snapshot(store: LocalDatastore) -> Snapshot:
-    """The indexed images (id → ext) and labels ((tag, id)) of a store, as now on disk."""
-    objects = store.json()["objects"]
-    images = {k: v["image"]["ext"] for k, v in objects.items()}
-    labels = {(tag, k) for k, v in objects.items() for tag in v["labels"]}
-    return images, labels
+__all__ = ["register"]
 
 
-def diff_snapshots(old: Snapshot, new: Snapshot) -> list[str]:
-    """Human-readable changes from ``old`` to ``new``.
-
-    Args:
-        old: Earlier snapshot.
-        new: Later snapshot.
-
-    Returns:
-        One message per indexed or dropped image or label.
-    """
-    messages = [f"indexed image {k} ({k}{ext})" for k, ext in new[0].items() if k not in old[0]]
-    messages += [f"dropped image {k}" for k in old[0] if k not in new[0]]
-    messages += [f"indexed label {t}/{k}" for t, k in sorted(new[1] - old[1])]
-    messages += [f"dropped label {t}/{k}" for t, k in sorted(old[1] - new[1])]
-    return messages
+def _print(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
-def _log(message: str) -> None:
-    stamp = dt.datetime.now().strftime("%H:%M:%S")
-    print(f"{stamp} {message}", flush=True)
+def _print_report(report: RefreshReport) -> None:
+    for line in report.lines():
+        _print(line)
 
 
 def run_watch(args: argparse.Namespace, store: None) -> int:
-    """Watch until Ctrl-C (or ``--timeout``), logging every change the observer indexes."""
+    """Watch until Ctrl-C (or ``--timeout``), printing every change to the store's index."""
+    from ..watch.foreground import run_foreground  # the watcher (watchdog) only when it runs
+
     if args.interval <= 0:
         raise ValueError(f"--interval must be > 0, got {args.interval}")
-    mode = "poll" if args.poll else "native"
-    options = StoreOptions.from_args(args)
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    with open_store(options, mode="write", auto_reload=True, watch=mode) as live:
-        state = snapshot(live)
-        _log(f"watching {live.root} ({mode}; {len(state[0])} images); Ctrl-C to stop")
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(args.interval)
-                new = snapshot(live)
-                for message in diff_snapshots(state, new):
-                    _log(message)
-                state = new
-        except KeyboardInterrupt:
-            pass
-    _log("stopped")
+    mode: Literal["native", "poll"] = "poll" if args.poll else "native"
+    with open_store(StoreOptions.from_args(args), mode="write") as live:
+        count = len(live.list_images())
+        _print(f"watching {live.root} ({mode}; {count} images); Ctrl-C to stop")
+        run_foreground(
+            live,
+            mode=mode,
+            interval=args.interval,
+            timeout=args.timeout,
+            on_change=_print_report,
+        )
+    _print("stopped")
     return 0
 
 

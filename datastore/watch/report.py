@@ -1,147 +1,150 @@
-"""What a background refresh changed (:class:`RefreshReport`) and the foreground watch loop.
+"""What changed in a store's index between two looks at it: :class:`RefreshReport`.
 
-:func:`snapshot` and :func:`diff` turn two views of the manifest into a :class:`RefreshReport`;
-:func:`run_foreground` (``medstore watch``) runs a :class:`~.watcher.StoreWatcher` until
-Ctrl-C and logs each report. :mod:`medstore.datastore.watch.watcher` re-exports both public names.
+:func:`snapshot` takes one look at the manifest, :func:`diff` compares two looks, and
+:meth:`RefreshReport.lines` words the result (the lines ``medstore watch`` prints). The watcher
+reports each background refresh this way; the foreground runner (``medstore watch``) reports
+every change to the index, whoever made it.
 
 Examples:
-    >>> report = diff({"a": frozenset()}, {"a": frozenset({"final"}), "b": frozenset()})
+    >>> before = {"a": Indexed(".nii", frozenset())}
+    >>> after = {"a": Indexed(".nii", frozenset({"final"})), "b": Indexed(".nii.gz", frozenset())}
+    >>> report = diff(before, after)
     >>> report.added_images, report.added_labels
     (('b',), (('final', 'a'),))
+    >>> report.lines()
+    ['indexed image b (b.nii.gz)', 'indexed label final/a']
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from ..store.local import LocalDatastore
-    from .watcher import WatchOptions
+from .watched import WatchedStore
 
-__all__ = ["RefreshReport", "diff", "log_report", "run_foreground", "snapshot"]
+__all__ = ["Indexed", "RefreshReport", "Snapshot", "diff", "log_report", "snapshot"]
 
 logger = logging.getLogger(__package__ + ".watcher")  # records keep the watcher's logger
 
 
+class Indexed(NamedTuple):
+    """One indexed image as a snapshot sees it."""
+
+    ext: str
+    """The image file's extension (``""`` for a DICOM series folder)."""
+    tags: frozenset[str]
+    """The tags of its labels."""
+
+
+#: ``{image_id: Indexed}``: one look at a store's index.
+Snapshot = Mapping[str, Indexed]
+
+
+def _no_files() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class RefreshReport:
-    """What one background refresh changed (label entries are ``(tag, image_id)``)."""
+    """What changed in the index (label entries are ``(tag, image_id)``; all sorted).
+
+    ``files`` names the file (or series folder) of each added image; it takes no part in
+    comparisons.
+
+    Examples:
+        >>> RefreshReport(removed_images=("a",), removed_labels=(("final", "a"),)).lines()
+        ['dropped image a', 'dropped label final/a']
+        >>> bool(RefreshReport())
+        False
+    """
 
     added_images: tuple[str, ...] = ()
     removed_images: tuple[str, ...] = ()
     added_labels: tuple[tuple[str, str], ...] = ()
     removed_labels: tuple[tuple[str, str], ...] = ()
+    files: Mapping[str, str] = field(default_factory=_no_files, compare=False)
 
     def __bool__(self) -> bool:
         return bool(
             self.added_images or self.removed_images or self.added_labels or self.removed_labels
         )
 
+    def lines(self) -> list[str]:
+        """One human-readable line per indexed or dropped image or label (ids and tags only).
 
-def snapshot(store: LocalDatastore) -> dict[str, frozenset[str]]:
-    """The store's image ids, each with its label tags.
+        Returns:
+            Added images, dropped images, added labels, then dropped labels.
+        """
+        lines = [
+            f"indexed image {k} ({self.files[k]})" if k in self.files else f"indexed image {k}"
+            for k in self.added_images
+        ]
+        lines += [f"dropped image {k}" for k in self.removed_images]
+        lines += [f"indexed label {t}/{k}" for t, k in self.added_labels]
+        lines += [f"dropped label {t}/{k}" for t, k in self.removed_labels]
+        return lines
+
+
+def snapshot(store: WatchedStore) -> dict[str, Indexed]:
+    """The store's image ids, each with its file extension and label tags.
 
     Args:
         store: The store (its manifest is read as it is now).
 
     Returns:
-        ``{image_id: frozenset(label tags)}``.
+        ``{image_id: Indexed(ext, tags)}``.
 
     Examples:
         >>> import tempfile
-        >>> from medstore.datastore.store.local import LocalDatastore
+        >>> from medstore.datastore import LocalDatastore
         >>> snapshot(LocalDatastore(tempfile.mkdtemp()))
         {}
     """
-    return {k: frozenset(v["labels"]) for k, v in store.json()["objects"].items()}
+    return {
+        k: Indexed(v["image"]["ext"], frozenset(v["labels"]))
+        for k, v in store.json()["objects"].items()
+    }
 
 
-def diff(before: dict[str, frozenset[str]], after: dict[str, frozenset[str]]) -> RefreshReport:
+def diff(before: Snapshot, after: Snapshot) -> RefreshReport:
     """What changed between two :func:`snapshot` results.
 
     Args:
-        before: The snapshot before the refresh.
-        after: The snapshot after it.
+        before: The earlier snapshot.
+        after: The later one.
 
     Returns:
         The sorted additions and removals.
 
     Examples:
-        >>> bool(diff({"a": frozenset()}, {"a": frozenset()}))
+        >>> bool(diff({"a": Indexed(".nii", frozenset())}, {"a": Indexed(".nii", frozenset())}))
         False
     """
 
-    def labels(doc: dict[str, frozenset[str]]) -> set[tuple[str, str]]:
-        return {(tag, k) for k, tags in doc.items() for tag in tags}
+    def labels(doc: Snapshot) -> set[tuple[str, str]]:
+        return {(tag, k) for k, image in doc.items() for tag in image.tags}
 
+    added = tuple(sorted(after.keys() - before.keys()))
     return RefreshReport(
-        added_images=tuple(sorted(after.keys() - before.keys())),
+        added_images=added,
         removed_images=tuple(sorted(before.keys() - after.keys())),
         added_labels=tuple(sorted(labels(after) - labels(before))),
         removed_labels=tuple(sorted(labels(before) - labels(after))),
+        files=MappingProxyType({k: k + after[k].ext for k in added}),
     )
 
 
 def log_report(report: RefreshReport) -> None:
-    """Log each indexed or removed image and label at INFO level (ids and tags only).
+    """Log each of the report's :meth:`~RefreshReport.lines` at INFO level.
 
     Args:
-        report: What a refresh changed.
+        report: What changed.
 
     Examples:
         >>> log_report(RefreshReport(added_images=("case1",)))
     """
-    for image_id in report.added_images:
-        logger.info("indexed image %s", image_id)
-    for tag, image_id in report.added_labels:
-        logger.info("indexed label %s/%s", tag, image_id)
-    for image_id in report.removed_images:
-        logger.info("removed image %s", image_id)
-    for tag, image_id in report.removed_labels:
-        logger.info("removed label %s/%s", tag, image_id)
-
-
-def run_foreground(
-    store: LocalDatastore,
-    *,
-    on_change: Callable[[RefreshReport], None] | None = None,
-    mode: Literal["native", "poll"] = "native",
-    options: WatchOptions | None = None,
-    stop: threading.Event | None = None,
-) -> None:
-    """Watch ``store`` in the foreground until Ctrl-C (or ``stop`` is set) — ``medstore watch``.
-
-    Args:
-        store: A writable store (opened without ``auto_reload``).
-        on_change: Called after each refresh that changed something; by default each indexed
-            or removed file is logged at INFO level.
-        mode: ``"native"`` or ``"poll"``.
-        options: Watcher timing.
-        stop: Set it (from another thread) to return.
-
-    Raises:
-        ReadOnlyError: The store is read-only.
-
-    Examples:
-        >>> import tempfile, threading
-        >>> from medstore.datastore.store.local import LocalDatastore
-        >>> done = threading.Event(); done.set()
-        >>> run_foreground(LocalDatastore(tempfile.mkdtemp()), stop=done)
-    """
-    from .watcher import StoreWatcher  # watch.py imports this module
-
-    store.check_writable()
-    stop = stop or threading.Event()
-    watcher = StoreWatcher(store, mode=mode, options=options, on_change=on_change or log_report)
-    watcher.start()
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        watcher.stop()
+    for line in report.lines():
+        logger.info("%s", line)

@@ -10,12 +10,13 @@ A new file is indexed only once its size and mtime have been unchanged for
 ``stability_window`` seconds *and* :func:`~.completeness.why_incomplete` finds it
 complete (:class:`~medstore.datastore.watch.arrivals.ArrivalGate`); the expensive part of that check
 runs outside the store lock. A periodic rescan covers lost events. Errors in the worker are
-logged; the worker keeps going. :class:`RefreshReport` and :func:`run_foreground` live in
-:mod:`medstore.datastore.watch.report` and are re-exported here.
+logged; the worker keeps going. What a refresh changed is a
+:class:`~medstore.datastore.watch.report.RefreshReport` (re-exported here). The store is used
+only through its public methods (:class:`~medstore.datastore.watch.watched.WatchedStore`).
 
 Examples:
     >>> import tempfile
-    >>> from medstore.datastore.store.local import LocalDatastore
+    >>> from medstore.datastore import LocalDatastore
     >>> store = LocalDatastore(tempfile.mkdtemp())
     >>> with StoreWatcher(store, options=WatchOptions(debounce=0.05)) as watcher:
     ...     watcher.wait_idle(5.0)
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from watchdog.events import DirModifiedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -41,12 +42,10 @@ from watchdog.observers.polling import PollingObserver
 from ..errors import DatastoreError, ImageNotFoundError, LabelNotFoundError
 from ..ids import derive_id, is_hidden
 from .arrivals import ArrivalGate
-from .report import RefreshReport, diff, run_foreground, snapshot
+from .report import RefreshReport, diff, snapshot
+from .watched import WatchedStore
 
-if TYPE_CHECKING:
-    from ..store.local import LocalDatastore
-
-__all__ = ["RefreshReport", "StoreWatcher", "WatchOptions", "run_foreground"]
+__all__ = ["RefreshReport", "StoreWatcher", "WatchOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class StoreWatcher:
 
     Examples:
         >>> import tempfile
-        >>> from medstore.datastore.store.local import LocalDatastore
+        >>> from medstore.datastore import LocalDatastore
         >>> store = LocalDatastore(tempfile.mkdtemp())
         >>> watcher = StoreWatcher(store, mode="poll", options=WatchOptions(poll_interval=0.1))
         >>> watcher.start(); watcher.stop()
@@ -114,7 +113,7 @@ class StoreWatcher:
 
     def __init__(
         self,
-        store: LocalDatastore,
+        store: WatchedStore,
         *,
         mode: Literal["native", "poll"] = "native",
         options: WatchOptions | None = None,
