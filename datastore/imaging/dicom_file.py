@@ -215,10 +215,6 @@ class DicomFileReader:
     def sniff(self, path: Path, head: bytes) -> bool:
         """True when the content looks like DICOM.
 
-        Args:
-            path: The file.
-            head: Its first raw bytes.
-
         Returns:
             Whether this reader claims the file.
         """
@@ -226,10 +222,6 @@ class DicomFileReader:
 
     def probe(self, path: Path, limits: ReadLimits) -> ImageHeader:
         """Header facts without pixels.
-
-        Args:
-            path: The file.
-            limits: Safety limits.
 
         Returns:
             The header.
@@ -241,10 +233,6 @@ class DicomFileReader:
 
     def read(self, path: Path, limits: ReadLimits) -> ImageData:
         """Decode the file.
-
-        Args:
-            path: The file.
-            limits: Safety limits.
 
         Returns:
             Canonical channels-first data.

@@ -136,10 +136,6 @@ class DicomSeriesReader:
     def sniff(self, path: Path, head: bytes) -> bool:
         """True for a folder whose first regular files are DICOM.
 
-        Args:
-            path: The folder.
-            head: Unused (empty for folders).
-
         Returns:
             Whether this reader claims the folder.
         """
@@ -193,10 +189,6 @@ class DicomSeriesReader:
     def probe(self, path: Path, limits: ReadLimits) -> ImageHeader:
         """Header facts of the series, reading only the slice headers.
 
-        Args:
-            path: The folder.
-            limits: Safety limits.
-
         Returns:
             The header (``n_frames`` = number of slices).
 
@@ -212,10 +204,6 @@ class DicomSeriesReader:
 
     def read(self, path: Path, limits: ReadLimits) -> ImageData:
         """Decode the series into one canonical volume.
-
-        Args:
-            path: The folder.
-            limits: Safety limits.
 
         Returns:
             Canonical (C, D, H, W) data; ``meta["files"]`` lists the slices in D order.

@@ -164,10 +164,6 @@ class NiftiReader:
     def sniff(self, path: Path, head: bytes) -> bool:
         """True for ``.nii``/``.nii.gz`` names whose header carries a NIfTI magic.
 
-        Args:
-            path: The file.
-            head: Its first raw bytes.
-
         Returns:
             Whether this reader claims the file.
         """
@@ -222,10 +218,6 @@ class NiftiReader:
     def probe(self, path: Path, limits: ReadLimits) -> ImageHeader:
         """Header facts without voxels.
 
-        Args:
-            path: The file.
-            limits: Safety limits.
-
         Returns:
             The header.
 
@@ -236,10 +228,6 @@ class NiftiReader:
 
     def read(self, path: Path, limits: ReadLimits) -> ImageData:
         """Decode voxels into canonical layout.
-
-        Args:
-            path: The file.
-            limits: Safety limits.
 
         Returns:
             Channels-first canonical data; 4-D (and higher) NIfTI axes become C.

@@ -10,7 +10,6 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -19,8 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ImageReadError, UnsupportedFormatError
+from ..errors import ImageReadError
 from ._geometry import flat_affine, to_image_data, volume_header
+from ._optional import optional_module
 from ._values import check_declared_size
 from .dicom_file import as_2d, header_2d
 from .types import ImageData, ImageHeader, ReadLimits
@@ -38,12 +38,8 @@ _BYTES: Mapping[str, int] = MappingProxyType(
 
 def _pil() -> Any:
     """Import Pillow's Image module or explain which extra to install."""
-    try:
-        return importlib.import_module("PIL.Image")
-    except ImportError as err:
-        raise UnsupportedFormatError(
-            "reading PNG/JPEG/TIFF needs Pillow: pip install 'medstore[images2d]'"
-        ) from err
+    needs = "reading PNG/JPEG/TIFF needs Pillow"
+    return optional_module("PIL.Image", needs=needs, extra="images2d")
 
 
 def _frame_array(img: Any) -> npt.NDArray[Any]:
@@ -65,10 +61,6 @@ class Raster2DReader:
 
     def sniff(self, path: Path, head: bytes) -> bool:
         """True for PNG, JPEG and TIFF magic numbers.
-
-        Args:
-            path: The file.
-            head: Its first bytes.
 
         Returns:
             Whether this reader claims the file.
@@ -108,10 +100,6 @@ class Raster2DReader:
     def probe(self, path: Path, limits: ReadLimits) -> ImageHeader:
         """Size, mode and page count without decoding pixels.
 
-        Args:
-            path: The file.
-            limits: Safety limits.
-
         Returns:
             The header.
 
@@ -124,10 +112,6 @@ class Raster2DReader:
 
     def read(self, path: Path, limits: ReadLimits) -> ImageData:
         """Decode the picture (all pages of a TIFF).
-
-        Args:
-            path: The file.
-            limits: Safety limits.
 
         Returns:
             (C, H, W) for a picture, (C, T, H, W) for a multi-page TIFF.

@@ -32,7 +32,7 @@ _HEAD_BYTES = 1024
 
 @runtime_checkable
 class ImageReader(Protocol):
-    """What a format reader provides.
+    """What a format reader provides (the built-in readers document only what is their own).
 
     ``sniff`` must be cheap (no voxel reads); ``probe`` reads headers only; ``read`` decodes to
     canonical layout. Both raise :class:`~medstore.datastore.ImageReadError` for a bad file and
@@ -42,15 +42,39 @@ class ImageReader(Protocol):
     name: str
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        """Could this file (or folder) be mine?"""
+        """Could this file (or folder) be mine?
+
+        Args:
+            path: The file, or a folder (a DICOM series).
+            head: The file's first raw bytes (up to 1 KiB; empty for a folder).
+
+        Returns:
+            Whether this reader claims it.
+        """
         ...
 
     def probe(self, path: Path, limits: ReadLimits) -> ImageHeader:
-        """Header facts without voxels."""
+        """Header facts without voxels.
+
+        Args:
+            path: The file or folder.
+            limits: Safety limits (the cap on declared voxel bytes).
+
+        Returns:
+            The header, shapes in canonical order.
+        """
         ...
 
     def read(self, path: Path, limits: ReadLimits) -> ImageData:
-        """Decoded voxels in canonical layout."""
+        """Decoded voxels in canonical layout.
+
+        Args:
+            path: The file or folder.
+            limits: Safety limits (the cap on declared voxel bytes).
+
+        Returns:
+            Channels-first canonical data.
+        """
         ...
 
 

@@ -10,14 +10,14 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ImageReadError, UnsupportedFormatError
+from ..errors import ImageReadError
 from ._geometry import flat_affine, to_image_data, volume_header
+from ._optional import optional_module
 from ._values import check_declared_size
 from .types import ImageData, ImageHeader, ReadLimits
 
@@ -28,12 +28,7 @@ _SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", 
 
 def _av() -> Any:
     """Import PyAV or explain which extra to install."""
-    try:
-        return importlib.import_module("av")
-    except ImportError as err:
-        raise UnsupportedFormatError(
-            "reading video files needs PyAV: pip install 'medstore[video]'"
-        ) from err
+    return optional_module("av", needs="reading video files needs PyAV", extra="video")
 
 
 def _looks_like_video(head: bytes) -> bool:
@@ -51,10 +46,6 @@ class VideoReader:
 
     def sniff(self, path: Path, head: bytes) -> bool:
         """True for video containers (by magic number or suffix).
-
-        Args:
-            path: The file.
-            head: Its first bytes.
 
         Returns:
             Whether this reader claims the file.
@@ -82,10 +73,6 @@ class VideoReader:
     def probe(self, path: Path, limits: ReadLimits) -> ImageHeader:
         """Frame size and count from the container (no decoding).
 
-        Args:
-            path: The file.
-            limits: Safety limits.
-
         Returns:
             The header (``n_frames`` as the container declares it).
 
@@ -110,11 +97,7 @@ class VideoReader:
         return container.streams.video[0]
 
     def read(self, path: Path, limits: ReadLimits) -> ImageData:
-        """Decode every frame to RGB.
-
-        Args:
-            path: The file.
-            limits: Safety limits (checked against the declared and the decoded frame count).
+        """Decode every frame to RGB (the cap is checked against the declared and decoded frames).
 
         Returns:
             (3, T, H, W) uint8.
