@@ -10,11 +10,12 @@ from pathlib import Path
 import medstore.datasets.loading.cache as cache_module
 import numpy as np
 import pytest
-from conftest import MakeStore, simple_case, write_nifti
 from medstore.datasets import VolumeCache, VolumeDataset
 from medstore.datasets.loading.cache import CachedVolume
 from medstore.datastore.errors import ImageNotFoundError
 from medstore.datastore.store.local import LocalDatastore
+from support.imaging import make_nifti
+from support.stores import MakeStore, simple_case
 
 
 def _counting_reader(log: Path):  # type: ignore[no-untyped-def]
@@ -123,7 +124,7 @@ def test_decoded_once_across_dataset_and_slices(
         sliced[i]
     ds[0]
     assert len(calls) == 2  # the image and its one label, each decoded once
-    write_nifti(Path(store.get_image_uri("a")), simple_case(7).image)
+    make_nifti(Path(store.get_image_uri("a")), simple_case(7).image)
     ds[0]
     assert len(calls) == 3  # rewritten image decoded again
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MakeStore, simple_case
 from medstore.datasets import VolumeDataset
 from medstore.datasets.options import MergeStrategy
 from medstore.datastore.annotations import CategoryAnnotation, LabelAnnotation
 from medstore.datastore.annotations.storage import AnnotationStore
 from medstore.datastore.store.local import LocalDatastore
+from support.stores import MakeStore, simple_case
 
 
 def _annotated(make_store: MakeStore) -> LocalDatastore:

@@ -8,10 +8,10 @@ from typing import Any, cast
 import numpy as np
 import pytest
 import torch
-from conftest import Case, MakeStore, simple_case
 from medstore.datasets import ImageDataset, VolumeDataset
 from medstore.datasets.options import MergeStrategy
 from medstore.datastore.errors import ImageNotFoundError, LabelGeometryError
+from support.stores import Case, MakeStore, simple_case
 
 LIVER_TUMOR = [{"name": "liver", "idx": 1}, {"name": "tumor", "idx": 2}]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MakeStore, simple_case
 from medstore.datasets import VolumeDataset, collate_items
+from support.stores import MakeStore, simple_case
 
 HERE = Path(__file__).parent
 

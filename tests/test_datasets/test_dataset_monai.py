@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from conftest import MakeStore, simple_case
 from medstore.datasets import VolumeDataset
 from medstore.datastore.store.local import LocalDatastore
+from support.stores import MakeStore, simple_case
 
 
 def _store(make_store: MakeStore) -> LocalDatastore:

@@ -6,7 +6,6 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import MakeStore, simple_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -19,6 +18,7 @@ from medstore.datasets.item.label_space import (
     to_codes,
     value_lut,
 )
+from support.stores import MakeStore, simple_case
 
 codes_maps = st.integers(1, 4).flatmap(
     lambda a: arrays(np.uint8, (a, 3, 5), elements=st.integers(0, 3))

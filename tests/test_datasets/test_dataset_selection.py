@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MakeStore, simple_case
 from medstore.datasets import SlicedVolumeDataset, VolumeDataset
+from support.stores import MakeStore, simple_case
 
 
 def _store(make_store: MakeStore):  # type: ignore[no-untyped-def]

@@ -10,9 +10,9 @@ import medstore.datasets.item.assembly
 import numpy as np
 import pytest
 import torch
-from conftest import Case, MakeStore
 from medstore.datasets import VolumeDataset, collate_items
 from medstore.datasets.loading.worker_memory import float32_tensor, stack_arrays, stack_tensors
+from support.stores import Case, MakeStore
 
 needs_proc_smaps = pytest.mark.skipif(
     not Path("/proc/self/smaps").exists(), reason="needs Linux /proc/<pid>/smaps"

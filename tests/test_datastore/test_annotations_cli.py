@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 from medstore.datastore.cli.main import main
 from medstore.datastore.interop.nml import load_nml
 from medstore.datastore.store.local import LocalDatastore
+from support.imaging import make_nifti
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -20,7 +20,7 @@ def store_root(tmp_path: Path) -> Path:
     """A store with one image ``case_1`` of 6 frames."""
     root = tmp_path / "store"
     src = tmp_path / "case_1.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), np.eye(4)), src)
+    make_nifti(src, np.zeros((4, 5, 6), np.int16))
     LocalDatastore(root, lock_timeout=5.0).add_image("case_1", src, {"shape": [6, 5, 4]})
     return root
 

@@ -25,6 +25,7 @@ from medstore.datastore.errors import (
     ReadOnlyError,
 )
 from medstore.datastore.store.local import LocalDatastore
+from support.imaging import make_nifti
 
 SHAPE = (4, 5, 6)  # canonical (D, H, W) of the NIfTI written below
 AFFINE = np.diag([0.5, 0.7, 2.0, 1.0])  # the NIfTI file's own (x, y, z) affine
@@ -35,7 +36,7 @@ CANONICAL = np.array(
 
 
 @pytest.fixture
-def make_store(tmp_path: Path) -> Callable[..., LocalDatastore]:
+def store_with_images(tmp_path: Path) -> Callable[..., LocalDatastore]:
     """Factory: a store holding the given image ids (each a small NIfTI with a known shape)."""
 
     def make(*image_ids: str, read_only: bool = False) -> LocalDatastore:
@@ -45,7 +46,7 @@ def make_store(tmp_path: Path) -> Callable[..., LocalDatastore]:
         store = LocalDatastore(root, lock_timeout=5.0)
         for image_id in image_ids:
             path = src / f"{image_id}.nii.gz"
-            nib.save(nib.Nifti1Image(np.zeros(SHAPE[::-1], np.int16), AFFINE), path)
+            make_nifti(path, np.zeros(SHAPE[::-1], np.int16), AFFINE)
             store.add_image(image_id, path, {"shape": list(SHAPE), "affine": CANONICAL.tolist()})
         return LocalDatastore(root, read_only=True) if read_only else store
 
@@ -58,8 +59,8 @@ def _box(x: float = 10, frame: int = 1, **fields: object) -> BoxAnnotation:
     )
 
 
-def test_add_get_list_round_trip(make_store: Callable[..., LocalDatastore]) -> None:
-    store = make_store("case_1")
+def test_add_get_list_round_trip(store_with_images: Callable[..., LocalDatastore]) -> None:
+    store = store_with_images("case_1")
     anns = AnnotationStore(store)
     box = _box(created_by="dr-a")
     ann_id = anns.add("case_1", box)
@@ -75,9 +76,9 @@ def test_add_get_list_round_trip(make_store: Callable[..., LocalDatastore]) -> N
 
 
 def test_re_adding_the_same_payload_changes_nothing(
-    make_store: Callable[..., LocalDatastore],
+    store_with_images: Callable[..., LocalDatastore],
 ) -> None:
-    store = make_store("case_1")
+    store = store_with_images("case_1")
     anns = AnnotationStore(store)
     anns.add_many("case_1", [_box(), _box(x=20)])
     path = store.root / ".medstore" / "annotations" / "case_1.json"
@@ -90,8 +91,8 @@ def test_re_adding_the_same_payload_changes_nothing(
         anns.add("case_1", clash)
 
 
-def test_list_filters(make_store: Callable[..., LocalDatastore]) -> None:
-    store = make_store("case_1")
+def test_list_filters(store_with_images: Callable[..., LocalDatastore]) -> None:
+    store = store_with_images("case_1")
     anns = AnnotationStore(store)
     anns.add_many(
         "case_1",
@@ -114,8 +115,8 @@ def test_list_filters(make_store: Callable[..., LocalDatastore]) -> None:
         anns.list("case_1", type="nope")
 
 
-def test_update_and_soft_then_hard_delete(make_store: Callable[..., LocalDatastore]) -> None:
-    anns = AnnotationStore(make_store("case_1"))
+def test_update_and_soft_then_hard_delete(store_with_images: Callable[..., LocalDatastore]) -> None:
+    anns = AnnotationStore(store_with_images("case_1"))
     ann_id = anns.add("case_1", CategoryAnnotation(identifier="finding", value="benign"))
     changed = anns.get("case_1", ann_id).model_copy(update={"value": "malignant"})
     anns.update("case_1", changed)
@@ -136,8 +137,8 @@ def test_update_and_soft_then_hard_delete(make_store: Callable[..., LocalDatasto
         anns.get("case_1", ann_id)
 
 
-def test_bad_input_writes_nothing(make_store: Callable[..., LocalDatastore]) -> None:
-    store = make_store("case_1")
+def test_bad_input_writes_nothing(store_with_images: Callable[..., LocalDatastore]) -> None:
+    store = store_with_images("case_1")
     anns = AnnotationStore(store)
     path = store.root / ".medstore" / "annotations" / "case_1.json"
     with pytest.raises(
@@ -154,8 +155,10 @@ def test_bad_input_writes_nothing(make_store: Callable[..., LocalDatastore]) -> 
     assert not path.exists()
 
 
-def test_corrupt_file_is_refused_not_overwritten(make_store: Callable[..., LocalDatastore]) -> None:
-    store = make_store("case_1")
+def test_corrupt_file_is_refused_not_overwritten(
+    store_with_images: Callable[..., LocalDatastore],
+) -> None:
+    store = store_with_images("case_1")
     anns = AnnotationStore(store)
     path = store.root / ".medstore" / "annotations" / "case_1.json"
     path.parent.mkdir(parents=True)
@@ -171,10 +174,10 @@ def test_corrupt_file_is_refused_not_overwritten(make_store: Callable[..., Local
 
 
 def test_read_only_store_reads_but_refuses_writes(
-    make_store: Callable[..., LocalDatastore],
+    store_with_images: Callable[..., LocalDatastore],
 ) -> None:
-    AnnotationStore(make_store("case_1")).add("case_1", _box())
-    ro = AnnotationStore(make_store(read_only=True))
+    AnnotationStore(store_with_images("case_1")).add("case_1", _box())
+    ro = AnnotationStore(store_with_images(read_only=True))
     assert len(ro.list("case_1")) == 1
     with pytest.raises(ReadOnlyError):
         ro.add("case_1", _box(x=50))
@@ -184,8 +187,8 @@ def test_read_only_store_reads_but_refuses_writes(
         ro.set_schema([])
 
 
-def test_schema_constrains_annotations(make_store: Callable[..., LocalDatastore]) -> None:
-    store = make_store("case_1")
+def test_schema_constrains_annotations(store_with_images: Callable[..., LocalDatastore]) -> None:
+    store = store_with_images("case_1")
     anns = AnnotationStore(store)
     anns.set_schema(
         [
@@ -218,9 +221,9 @@ def test_schema_constrains_annotations(make_store: Callable[..., LocalDatastore]
 
 
 def test_volume_segmentation_becomes_a_monai_label(
-    make_store: Callable[..., LocalDatastore],
+    store_with_images: Callable[..., LocalDatastore],
 ) -> None:
-    store = make_store("case_1")
+    store = store_with_images("case_1")
     anns = AnnotationStore(store)
     labels = np.zeros(SHAPE, dtype=np.uint8)
     labels[1, 1:3, 2:5] = 2
@@ -252,9 +255,9 @@ def test_volume_segmentation_becomes_a_monai_label(
 
 
 def test_add_bulk_writes_many_images_and_validates_first(
-    make_store: Callable[..., LocalDatastore],
+    store_with_images: Callable[..., LocalDatastore],
 ) -> None:
-    store = make_store("case_1", "case_2")
+    store = store_with_images("case_1", "case_2")
     anns = AnnotationStore(store)
     result = anns.add_bulk({"case_1": [_box(), _box(x=30)], "case_2": [_box(frame=3)]})
     assert [len(v) for v in result.values()] == [2, 1]

@@ -2,42 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 from medstore.datastore import ImageReadError, LocalDatastore, ManifestCorruptError
 from medstore.datastore.interop.archive_import import ArchiveError, ArchiveLimits, import_archive
 from medstore.datastore.upkeep import collect_garbage, doctor, verify
+from support.imaging import NiftiFile
 
 
 @pytest.fixture
-def make_nifti(tmp_path: Path) -> Callable[..., Path]:
-    """Write a small NIfTI file and return its path."""
-
-    def make(name: str, *, value: int = 0, dtype: type = np.int16) -> Path:
-        path = tmp_path / "src" / name
-        path.parent.mkdir(exist_ok=True)
-        data = np.full((6, 5, 4), value, dtype=dtype)
-        nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.5, 1.0])), path)
-        return path
-
-    return make
+def nifti_file(nifti_file: NiftiFile) -> NiftiFile:
+    """The shared ``nifti_file`` factory, with this module's (6, 5, 4) volumes."""
+    return functools.partial(nifti_file, shape=(6, 5, 4))
 
 
 @pytest.fixture
-def labelled_store(tmp_path: Path, make_nifti: Callable[..., Path]) -> LocalDatastore:
+def labelled_store(tmp_path: Path, nifti_file: Callable[..., Path]) -> LocalDatastore:
     """A store with three images, two of them labelled ``final``."""
     store = LocalDatastore(tmp_path / "store")
     for i in range(3):
-        store.add_image(f"case_{i}", make_nifti(f"c{i}.nii.gz", value=i), {"patient_id": f"P{i}"})
+        store.add_image(f"case_{i}", nifti_file(f"c{i}.nii.gz", value=i), {"patient_id": f"P{i}"})
     for i in range(2):
-        label = make_nifti(f"l{i}.nii.gz", value=1, dtype=np.uint8)
+        label = nifti_file(f"l{i}.nii.gz", value=1, dtype=np.uint8)
         store.save_label(f"case_{i}", label, "final", {"label_info": [{"name": "liver", "idx": 1}]})
     return store
 
@@ -153,8 +146,8 @@ def test_not_a_zip_is_refused(tmp_path: Path):
         import_archive(LocalDatastore(tmp_path / "store"), tmp_path / "a.zip")
 
 
-def test_archive_bad_id_imports_nothing(tmp_path: Path, make_nifti: Callable[..., Path]):
-    good = make_nifti("good.nii.gz").read_bytes()
+def test_archive_bad_id_imports_nothing(tmp_path: Path, nifti_file: Callable[..., Path]):
+    good = nifti_file("good.nii.gz").read_bytes()
     archive = _zip(tmp_path / "a.zip", {"image/good.nii.gz": good, "image/CON.nii.gz": good})
     store = LocalDatastore(tmp_path / "store")
     with pytest.raises(ValueError, match="reserved device name"):
@@ -185,10 +178,10 @@ def test_doctor_refuses_then_rebuilds_corrupt_manifest(labelled_store: LocalData
     assert sorted(reopened.get_labeled_images()) == ["case_0", "case_1"]
 
 
-def test_gc_keeps_recent_and_newest_versions(labelled_store: LocalDatastore, make_nifti):
+def test_gc_keeps_recent_and_newest_versions(labelled_store: LocalDatastore, nifti_file):
     for value in range(2, 6):
         labelled_store.save_label(
-            "case_0", make_nifti(f"v{value}.nii.gz", value=value, dtype=np.uint8), "final", {}
+            "case_0", nifti_file(f"v{value}.nii.gz", value=value, dtype=np.uint8), "final", {}
         )
     assert len(labelled_store.label_history("case_0", "final")) == 5
     assert collect_garbage(labelled_store, keep_versions=1).history_versions == 0
@@ -210,9 +203,9 @@ def test_refresh_clears_temp_files_of_killed_manifest_writes(labelled_store: Loc
 
 
 def test_add_image_refuses_a_broken_file_of_a_known_format(
-    labelled_store: LocalDatastore, make_nifti: Callable[..., Path], tmp_path: Path
+    labelled_store: LocalDatastore, nifti_file: Callable[..., Path], tmp_path: Path
 ):
-    whole = make_nifti("whole.nii.gz").read_bytes()
+    whole = nifti_file("whole.nii.gz").read_bytes()
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(whole[: len(whole) // 2])
     before = labelled_store.json()

@@ -14,30 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import filelock
-import nibabel as nib
 import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
 from medstore.datastore.cli.main import main
-
-MakeNifti = Callable[..., Path]
-
+from support.imaging import NiftiFile
 
 # ---------------------------------------------------------------------------- fixtures
-@pytest.fixture
-def make_nifti(tmp_path: Path) -> MakeNifti:
-    """Write a tiny NIfTI file under ``tmp_path/src`` and return its path."""
-
-    def make(name: str, *, value: int = 0, dtype: type = np.int16) -> Path:
-        path = tmp_path / "src" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = np.full((4, 5, 3), value, dtype=dtype)
-        nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.5, 1.0])), path)
-        return path
-
-    return make
-
-
 Run = Callable[..., tuple[int, str, str]]
 
 
@@ -56,14 +39,14 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def store(tmp_path: Path, cli: Run, make_nifti: MakeNifti) -> Path:
+def store(tmp_path: Path, cli: Run, nifti_file: NiftiFile) -> Path:
     """A store with images a, b, c; ``a`` labelled final (liver=1), ``b`` labelled by alice."""
     root = tmp_path / "store"
     assert cli("init", root, "--name", "demo")[0] == 0
     for name in ("a", "b", "c"):
-        make_nifti(f"{name}.nii.gz")
+        nifti_file(f"{name}.nii.gz")
     assert cli("--store", root, "add", tmp_path / "src", "--info", "site=Lyon")[0] == 0
-    label = make_nifti("lab.nii.gz", value=1, dtype=np.uint8)
+    label = nifti_file("lab.nii.gz", value=1, dtype=np.uint8)
     assert cli("--store", root, "label", "a", label, "--class", "liver=1")[0] == 0
     assert cli("--store", root, "label", "b", label, "--tag", "alice")[0] == 0
     return root
@@ -94,8 +77,8 @@ def test_init_creates_a_store_named_after_its_folder(tmp_path: Path, cli: Run) -
     assert LocalDatastore(tmp_path / "new").name() == "new"
 
 
-def test_init_indexes_files_already_there(tmp_path: Path, cli: Run, make_nifti: MakeNifti) -> None:
-    make_nifti("x.nii.gz")
+def test_init_indexes_files_already_there(tmp_path: Path, cli: Run, nifti_file: NiftiFile) -> None:
+    nifti_file("x.nii.gz")
     code, out, _ = cli("init", tmp_path / "src")
     assert code == 0 and "1 image" in out
     assert LocalDatastore(tmp_path / "src").list_images() == ["x"]
@@ -109,14 +92,14 @@ def test_init_on_a_file_fails(tmp_path: Path, cli: Run) -> None:
 
 
 def test_add_files_folders_and_globs(
-    tmp_path: Path, cli: Run, make_nifti: MakeNifti, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: Run, nifti_file: NiftiFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "store"
     cli("init", root)
-    make_nifti("one.nii.gz")
-    make_nifti("deep/er/two.nii")
-    make_nifti("g1.nii.gz")
-    make_nifti("g2.nii.gz")
+    nifti_file("one.nii.gz")
+    nifti_file("deep/er/two.nii")
+    nifti_file("g1.nii.gz")
+    nifti_file("g2.nii.gz")
     (tmp_path / "src" / "deep" / "notes.txt").write_text("skip me")
     (tmp_path / "src" / "deep" / ".hidden.nii.gz").write_bytes(b"")
     monkeypatch.chdir(tmp_path / "src")
@@ -143,10 +126,10 @@ def test_add_files_folders_and_globs(
     assert info["name"] == "two.nii"
 
 
-def test_add_with_id_and_link(tmp_path: Path, cli: Run, make_nifti: MakeNifti) -> None:
+def test_add_with_id_and_link(tmp_path: Path, cli: Run, nifti_file: NiftiFile) -> None:
     root = tmp_path / "store"
     cli("init", root)
-    src = make_nifti("scan.nii.gz")
+    src = nifti_file("scan.nii.gz")
     code, out, _ = cli("--store", root, "add", src, "--id", "case 01", "--link")
     assert code == 0 and "linked 1 image" in out
     assert (root / "case 01.nii.gz").is_symlink()
@@ -155,12 +138,12 @@ def test_add_with_id_and_link(tmp_path: Path, cli: Run, make_nifti: MakeNifti) -
 
 
 def test_add_refuses_clashing_ids_and_writes_nothing(
-    tmp_path: Path, cli: Run, make_nifti: MakeNifti
+    tmp_path: Path, cli: Run, nifti_file: NiftiFile
 ) -> None:
     root = tmp_path / "store"
     cli("init", root)
-    make_nifti("x/case.nii.gz")
-    make_nifti("y/case.nii.gz")
+    nifti_file("x/case.nii.gz")
+    nifti_file("y/case.nii.gz")
     before = tree(root)
     code, _, err = cli("--store", root, "add", tmp_path / "src")
     assert code == 1
@@ -168,10 +151,10 @@ def test_add_refuses_clashing_ids_and_writes_nothing(
     assert tree(root) == before
 
 
-def test_add_is_all_or_nothing(tmp_path: Path, cli: Run, make_nifti: MakeNifti) -> None:
+def test_add_is_all_or_nothing(tmp_path: Path, cli: Run, nifti_file: NiftiFile) -> None:
     root = tmp_path / "store"
     cli("init", root)
-    good = make_nifti("good.nii.gz")
+    good = nifti_file("good.nii.gz")
     code, _, err = cli("--store", root, "add", good, tmp_path / "missing.nii.gz")
     assert code == 1
     assert_one_error_line(err, "does not exist")
@@ -190,12 +173,12 @@ def test_add_is_all_or_nothing(tmp_path: Path, cli: Run, make_nifti: MakeNifti) 
     ],
 )
 def test_add_user_mistakes(
-    tmp_path: Path, cli: Run, make_nifti: MakeNifti, argv: list[str], code: int, message: str
+    tmp_path: Path, cli: Run, nifti_file: NiftiFile, argv: list[str], code: int, message: str
 ) -> None:
     root = tmp_path / "store"
     cli("init", root)
-    make_nifti("a.nii.gz")
-    make_nifti("b.nii.gz")
+    nifti_file("a.nii.gz")
+    nifti_file("b.nii.gz")
     (tmp_path / "src" / "notes.txt").write_text("x")
     args = [a.replace("{src}", str(tmp_path / "src")) for a in argv]
     got, _, err = cli("--store", root, *args)
@@ -232,11 +215,11 @@ def test_commands_need_an_initialised_store(tmp_path: Path, cli: Run) -> None:
 
 # ---------------------------------------------------------------------------- label / ls / status
 def test_label_saves_classes_and_keeps_history(
-    store: Path, cli: Run, make_nifti: MakeNifti
+    store: Path, cli: Run, nifti_file: NiftiFile
 ) -> None:
     info = LocalDatastore(store).get_label_info("a", "final")
     assert info["label_info"] == [{"name": "liver", "idx": 1}]
-    second = make_nifti("lab2.nii.gz", value=2, dtype=np.uint8)
+    second = nifti_file("lab2.nii.gz", value=2, dtype=np.uint8)
     code, out, _ = cli(
         "--store",
         store,
@@ -264,9 +247,9 @@ def test_label_saves_classes_and_keeps_history(
     [(["liver"], "expected NAME=INDEX"), (["liver=x"], "integer"), (["a=1", "b=1"], "twice")],
 )
 def test_label_bad_class_is_a_usage_error(
-    store: Path, cli: Run, make_nifti: MakeNifti, classes: list[str], message: str
+    store: Path, cli: Run, nifti_file: NiftiFile, classes: list[str], message: str
 ) -> None:
-    lab = make_nifti("l.nii.gz")
+    lab = nifti_file("l.nii.gz")
     argv = [a for c in classes for a in ("--class", c)]
     code, _, err = cli("--store", store, "label", "c", lab, *argv)
     assert code == 2
@@ -274,8 +257,8 @@ def test_label_bad_class_is_a_usage_error(
     assert "final" not in LocalDatastore(store).get_labels_by_image_id("c")
 
 
-def test_label_unknown_image(store: Path, cli: Run, make_nifti: MakeNifti) -> None:
-    code, _, err = cli("--store", store, "label", "nope", make_nifti("l.nii.gz"))
+def test_label_unknown_image(store: Path, cli: Run, nifti_file: NiftiFile) -> None:
+    code, _, err = cli("--store", store, "label", "nope", nifti_file("l.nii.gz"))
     assert code == 1
     assert_one_error_line(err, "'nope' not found")
 
@@ -375,8 +358,8 @@ def test_rm_and_restore(store: Path, cli: Run) -> None:
     assert restored.get_labels_by_image_id("b") == {"alice": "b"}
 
 
-def test_restore_explicit_version_and_errors(store: Path, cli: Run, make_nifti: MakeNifti) -> None:
-    cli("--store", store, "label", "a", make_nifti("v2.nii.gz", value=2, dtype=np.uint8))
+def test_restore_explicit_version_and_errors(store: Path, cli: Run, nifti_file: NiftiFile) -> None:
+    cli("--store", store, "label", "a", nifti_file("v2.nii.gz", value=2, dtype=np.uint8))
     first = LocalDatastore(store).label_history("a", "final")[0]["checksum"]
     assert cli("--store", store, "restore", "a", "--tag", "final", "--version", "1")[0] == 0
     assert LocalDatastore(store).get_label_info("a", "final")["checksum"] == first
@@ -400,8 +383,8 @@ def test_history_table(store: Path, cli: Run) -> None:
 
 
 # ---------------------------------------------------------------------------- refresh / archive
-def test_refresh_indexes_files_dropped_in(store: Path, cli: Run, make_nifti: MakeNifti) -> None:
-    shutil.copy(make_nifti("new.nii.gz"), store / "d.nii.gz")
+def test_refresh_indexes_files_dropped_in(store: Path, cli: Run, nifti_file: NiftiFile) -> None:
+    shutil.copy(nifti_file("new.nii.gz"), store / "d.nii.gz")
     (store / "c.nii.gz").unlink()
     code, out, _ = cli("--store", store, "refresh")
     assert code == 0 and "3 images (1 new, 1 gone)" in out
@@ -427,9 +410,9 @@ def test_archive(store: Path, cli: Run, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- watch / demo
 def test_watch_logs_indexed_files_until_timeout(
-    store: Path, cli: Run, make_nifti: MakeNifti
+    store: Path, cli: Run, nifti_file: NiftiFile
 ) -> None:
-    src = make_nifti("late.nii.gz")
+    src = nifti_file("late.nii.gz")
     result: list[tuple[int, str, str]] = []
     thread = threading.Thread(
         target=lambda: result.append(
@@ -498,9 +481,9 @@ BAD_IDS = ["../evil", "/etc/passwd", "a/b", "a\\b", "..", ".hidden", "CON", "x" 
     ],
 )
 def test_bad_ids_are_refused(
-    tmp_path: Path, store: Path, cli: Run, make_nifti: MakeNifti, bad: str, argv: list[str]
+    tmp_path: Path, store: Path, cli: Run, nifti_file: NiftiFile, bad: str, argv: list[str]
 ) -> None:
-    file = make_nifti("ok.nii.gz")
+    file = nifti_file("ok.nii.gz")
     outside = {p for p in tmp_path.rglob("*") if store not in p.parents and p != store}
     before = tree(store)
     args = [a.replace("{bad}", bad).replace("{file}", str(file)) for a in argv]
@@ -538,9 +521,9 @@ def test_bad_file_names_are_refused(tmp_path: Path, store: Path, cli: Run, name:
     ],
 )
 def test_read_only_store_is_never_written(
-    store: Path, cli: Run, make_nifti: MakeNifti, argv: list[str]
+    store: Path, cli: Run, nifti_file: NiftiFile, argv: list[str]
 ) -> None:
-    file = make_nifti("ro.nii.gz")
+    file = nifti_file("ro.nii.gz")
     before = tree(store)
     args = [a.replace("{file}", str(file)) for a in argv]
     code, _, err = cli("--store", store, "--read-only", *args)
@@ -564,8 +547,8 @@ def test_read_commands_write_nothing(store: Path, cli: Run) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
-def test_unwritable_store_folder_is_one_line(store: Path, cli: Run, make_nifti: MakeNifti) -> None:
-    file = make_nifti("p.nii.gz")
+def test_unwritable_store_folder_is_one_line(store: Path, cli: Run, nifti_file: NiftiFile) -> None:
+    file = nifti_file("p.nii.gz")
     (store / ".lock").unlink(missing_ok=True)
     store.chmod(0o555)
     try:
@@ -576,8 +559,8 @@ def test_unwritable_store_folder_is_one_line(store: Path, cli: Run, make_nifti: 
     assert_one_error_line(err, "ermission denied")
 
 
-def test_locked_store_times_out(store: Path, cli: Run, make_nifti: MakeNifti) -> None:
-    file = make_nifti("l.nii.gz")
+def test_locked_store_times_out(store: Path, cli: Run, nifti_file: NiftiFile) -> None:
+    file = nifti_file("l.nii.gz")
     with filelock.FileLock(store / ".lock"):
         code, _, err = cli("--store", store, "--lock-timeout", "0.2", "add", file)
     assert code == 1
@@ -699,12 +682,12 @@ def test_optional_command_groups_are_wired_in(
 
 
 def test_add_never_searches_the_store_itself(
-    tmp_path: Path, cli: Run, make_nifti: MakeNifti, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: Run, nifti_file: NiftiFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_nifti("new.nii.gz")
+    nifti_file("new.nii.gz")
     root = tmp_path / "src" / "store"
     cli("init", root)
-    cli("--store", root, "add", make_nifti("old.nii.gz"))
+    cli("--store", root, "add", nifti_file("old.nii.gz"))
     monkeypatch.chdir(tmp_path / "src")
     code, out, err = cli("--store", root, "add", ".")
     assert code == 0, err

@@ -5,17 +5,17 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 from medstore.datastore.cli.main import main
+from support.imaging import make_nifti
 
 
 @pytest.fixture
 def store_dir(tmp_path: Path) -> Path:
     """A store with one labelled image, built through the CLI."""
-    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4)), tmp_path / "ct.nii.gz")
-    nib.save(nib.Nifti1Image(np.ones((6, 5, 4), np.uint8), np.eye(4)), tmp_path / "lab.nii.gz")
+    make_nifti(tmp_path / "ct.nii.gz", np.zeros((6, 5, 4), np.int16))
+    make_nifti(tmp_path / "lab.nii.gz", np.ones((6, 5, 4), np.uint8))
     root = tmp_path / "store"
     assert main(["--store", str(root), "init"]) == 0
     assert main(["--store", str(root), "add", str(tmp_path / "ct.nii.gz")]) == 0
@@ -60,7 +60,7 @@ def test_import_archive_round_trip_and_hostile_zip(store_dir: Path, tmp_path: Pa
 def test_gc_dry_run_deletes_nothing(store_dir: Path, tmp_path: Path):
     for value in (2, 3):
         data = np.full((6, 5, 4), value, np.uint8)
-        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / f"v{value}.nii.gz")
+        make_nifti(tmp_path / f"v{value}.nii.gz", data)
         assert (
             main(["--store", str(store_dir), "label", "ct", str(tmp_path / f"v{value}.nii.gz")])
             == 0

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from imaging_factories import make_dicom_series, make_enhanced_multiframe, pydicom_data_dir
 from medstore.datastore.errors import ImageReadError, UnsupportedFormatError
 from medstore.datastore.imaging import (
     CANONICAL_CODES,
@@ -20,6 +19,7 @@ from medstore.datastore.imaging import (
     read_image,
 )
 from pydicom.pixels import convert_color_space
+from support.imaging import make_dicom_series, make_enhanced_multiframe, pydicom_data_dir
 
 TD = pydicom_data_dir()
 DIRS = TD / "dicomdirtests"

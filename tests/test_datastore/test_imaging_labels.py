@@ -9,7 +9,6 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from imaging_factories import affine_for_codes, make_dicom_series, make_nifti, pydicom_data_dir
 from medstore.datastore.errors import (
     ImageNotFoundError,
     ImageReadError,
@@ -24,6 +23,7 @@ from medstore.datastore.imaging import (
     readers,
     write_label_like,
 )
+from support.imaging import affine_for_codes, make_dicom_series, make_nifti, pydicom_data_dir
 
 
 @pytest.mark.parametrize("codes", ["RAS", "LAS", "LPS", "PIR"])

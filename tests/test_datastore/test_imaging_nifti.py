@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from imaging_factories import affine_for_codes, make_nifti
 from medstore.datastore.errors import ImageReadError
 from medstore.datastore.imaging import (
     CANONICAL_CODES,
@@ -20,6 +19,7 @@ from medstore.datastore.imaging import (
     read_image,
     to_canonical,
 )
+from support.imaging import affine_for_codes, make_nifti
 
 NIB_DATA = Path(nib.__file__).parent / "tests" / "data"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
@@ -21,6 +20,7 @@ from medstore.datastore.preview import (
     window_for,
 )
 from PIL import Image
+from support.imaging import make_nifti
 
 OPTS = PreviewOptions(panel_px=48, margin=4, title_px=16, legend_px=16)
 
@@ -101,11 +101,11 @@ def test_windows_and_centres() -> None:
 def store(tmp_path: Path) -> LocalDatastore:
     data = np.full((20, 16, 12), -1000, np.int16)
     data[3:17, 3:13, 2:10] = 40
-    nib.save(nib.Nifti1Image(data, np.diag([-0.8, -0.8, 2.5, 1.0])), tmp_path / "ct.nii.gz")
+    make_nifti(tmp_path / "ct.nii.gz", data, np.diag([-0.8, -0.8, 2.5, 1.0]))
     lab = np.zeros(data.shape, np.uint8)
     lab[5:10, 5:9, 3:7] = 1
     lab[12:15, 8:11, 4:6] = 2
-    nib.save(nib.Nifti1Image(lab, np.diag([-0.8, -0.8, 2.5, 1.0])), tmp_path / "lab.nii.gz")
+    make_nifti(tmp_path / "lab.nii.gz", lab, np.diag([-0.8, -0.8, 2.5, 1.0]))
     s = LocalDatastore(tmp_path / "store")
     s.add_image("ct", tmp_path / "ct.nii.gz", {"modality": "CT"})
     s.add_image("bare", tmp_path / "ct.nii.gz")

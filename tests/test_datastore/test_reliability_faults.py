@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import reliability_harness as h
 from medstore.datastore import LocalDatastore
+from support import reliability_harness as h
 
 CODES = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC}
 INFO_KEYS = ("mark",)
@@ -19,12 +19,12 @@ def _operations(src: Path) -> dict[str, Callable[[LocalDatastore, int], object]]
 
     def save_replace(store: LocalDatastore, i: int) -> object:
         path = src / f"label{i}.nii.gz"
-        path.write_bytes(h.nifti_bytes(5000 + i))
+        path.write_bytes(h.seeded_nifti_bytes(5000 + i))
         return store.save_label("img000", path, "final", {"mark": i})
 
     def save_new(store: LocalDatastore, i: int) -> object:
         path = src / f"new{i}.nii.gz"
-        path.write_bytes(h.nifti_bytes(6000 + i))
+        path.write_bytes(h.seeded_nifti_bytes(6000 + i))
         return store.save_label("img001", path, f"t{i}", {"mark": i})
 
     def update_info(store: LocalDatastore, i: int) -> object:
@@ -37,7 +37,7 @@ def _operations(src: Path) -> dict[str, Callable[[LocalDatastore, int], object]]
 
     def add_image(store: LocalDatastore, i: int) -> object:
         path = src / f"img{i}.nii.gz"
-        path.write_bytes(h.nifti_bytes(8000 + i, dtype="int16"))
+        path.write_bytes(h.seeded_nifti_bytes(8000 + i, dtype="int16"))
         return store.add_image(f"added{i}", path, {"mark": i})
 
     return {
@@ -59,7 +59,7 @@ def test_io_error_leaves_old_state_and_next_call_succeeds(
     kind: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 4, labels={"final": [0]})
+    h.write_indexed_store(root, 4, labels={"final": [0]})
     src = tmp_path / "src"
     src.mkdir()
     store = LocalDatastore(root)
@@ -72,7 +72,7 @@ def test_io_error_leaves_old_state_and_next_call_succeeds(
             attempt += 1
             if name == "remove_label":  # something to remove, saved before the fault is armed
                 label = src / f"rm{attempt}.nii.gz"
-                label.write_bytes(h.nifti_bytes(7000 + attempt))
+                label.write_bytes(h.seeded_nifti_bytes(7000 + attempt))
                 store.save_label("img003", label, "final", {"mark": attempt})
             before = _visible(root)
             injector.arm(kind, nth, CODES[code])
@@ -110,7 +110,7 @@ def test_persistent_fault_then_recovery(
     included); once it works again the next save succeeds and the state is consistent: each
     label file matches its listed checksum, and the failed save is either absent or complete."""
     root = tmp_path / "store"
-    h.make_store(root, 2, labels={"final": [0]})
+    h.write_indexed_store(root, 2, labels={"final": [0]})
     store = LocalDatastore(root)
     injector = h.FaultInjector(monkeypatch)
     src = tmp_path / "l.nii.gz"
@@ -120,7 +120,7 @@ def test_persistent_fault_then_recovery(
         while True:
             nth += 1
             old = h.logical_state(root, info_keys=INFO_KEYS)["img000"]["labels"]["final"]
-            new = h.nifti_bytes(nth + 1000 * len(kind))
+            new = h.seeded_nifti_bytes(nth + 1000 * len(kind))
             src.write_bytes(new)
             injector.arm(kind, nth, CODES[code], persistent=True)
             try:
@@ -133,7 +133,7 @@ def test_persistent_fault_then_recovery(
             finally:
                 injector.disarm()
             injected += 1
-            src.write_bytes(h.nifti_bytes(100 + nth))
+            src.write_bytes(h.seeded_nifti_bytes(100 + nth))
             store.save_label("img001", src, "final", {"mark": "ok"})
             state = h.logical_state(root, info_keys=INFO_KEYS)
             for obj in state.values():
@@ -142,7 +142,7 @@ def test_persistent_fault_then_recovery(
             final = state["img000"]["labels"]["final"]
             assert final == old or final["file"] == h.sha256_bytes(new), f"{kind} #{nth}"
             assert state["img001"]["labels"]["final"]["file"] == h.sha256_bytes(
-                h.nifti_bytes(100 + nth)
+                h.seeded_nifti_bytes(100 + nth)
             )
             assert not h.has_redo_records(root)
     print(f"\nFAULTS persistent {code}: {injected} injected")

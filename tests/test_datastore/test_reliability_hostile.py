@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import reliability_harness as h
 from medstore.datastore import (
     InvalidIdError,
     LocalDatastore,
@@ -22,6 +21,7 @@ from medstore.datastore import (
     StoreLockedError,
 )
 from medstore.datastore.annotations import CategoryAnnotation
+from support import reliability_harness as h
 
 GOOD = {
     "name": "n",
@@ -100,7 +100,7 @@ HOSTILE_MANIFESTS: dict[str, bytes] = {
 @pytest.mark.parametrize("read_only", [False, True])
 def test_hostile_manifest_is_refused_untouched(case: str, read_only: bool, tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store_files(root, 1)
+    h.write_store_files(root, 1)
     manifest = root / h.MANIFEST
     manifest.write_bytes(HOSTILE_MANIFESTS[case])
     before = h.tree_listing(tmp_path)
@@ -123,7 +123,7 @@ def test_hostile_manifest_is_refused_untouched(case: str, read_only: bool, tmp_p
 
 def test_hostile_manifest_in_process_names_the_file(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 1)
+    h.write_indexed_store(root, 1)
     store = LocalDatastore(root)
     manifest = root / h.MANIFEST
     manifest.write_bytes(HOSTILE_MANIFESTS["truncated"])
@@ -160,9 +160,9 @@ def guarded(tmp_path: Path) -> tuple[LocalDatastore, Path, Callable[[], None]]:
     """A store inside ``tmp_path/box``, and a check that nothing changed outside the root."""
     box = tmp_path / "box"
     root = box / "store"
-    h.make_store(root, 2)
+    h.write_indexed_store(root, 2)
     src = box / "src.nii.gz"
-    src.write_bytes(h.nifti_bytes(1, dtype="int16"))
+    src.write_bytes(h.seeded_nifti_bytes(1, dtype="int16"))
     store = LocalDatastore(root)
     outside = {k: v for k, v in h.tree_listing(tmp_path).items() if "store" not in k.split("/")}
     manifest = (root / h.MANIFEST).read_bytes()
@@ -218,17 +218,17 @@ def test_image_symlink_to_outside_is_not_indexed_nor_written_through(
     outside = tmp_path / "outside"
     outside.mkdir()
     secret = outside / "secret.nii.gz"
-    secret.write_bytes(h.nifti_bytes(9, dtype="int16"))
+    secret.write_bytes(h.seeded_nifti_bytes(9, dtype="int16"))
     stamp = secret.stat().st_mtime_ns
     root = tmp_path / "store"
-    h.make_store_files(root, 1)
+    h.write_store_files(root, 1)
     (root / "evil.nii.gz").symlink_to(secret)
     with caplog.at_level(logging.WARNING):
         store = LocalDatastore(root)
     assert store.list_images() == ["img000"]
     assert any("evil" in r.getMessage() for r in caplog.records)
     src = tmp_path / "new.nii.gz"
-    src.write_bytes(h.nifti_bytes(10, dtype="int16"))
+    src.write_bytes(h.seeded_nifti_bytes(10, dtype="int16"))
     with pytest.raises(InvalidIdError, match="outside"):
         store.add_image("evil", src)
     for attempt in (
@@ -239,7 +239,7 @@ def test_image_symlink_to_outside_is_not_indexed_nor_written_through(
     ):
         with contextlib.suppress(InvalidIdError, LookupError):
             attempt()
-    assert secret.read_bytes() == h.nifti_bytes(9, dtype="int16")
+    assert secret.read_bytes() == h.seeded_nifti_bytes(9, dtype="int16")
     assert secret.stat().st_mtime_ns == stamp
     assert sorted(p.name for p in outside.iterdir()) == ["secret.nii.gz"]
 
@@ -248,19 +248,19 @@ def test_label_tag_folder_symlink_to_outside_is_ignored(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     planted = outside / "img000.nii.gz"
-    planted.write_bytes(h.nifti_bytes(3))
+    planted.write_bytes(h.seeded_nifti_bytes(3))
     root = tmp_path / "store"
-    h.make_store_files(root, 1)
+    h.write_store_files(root, 1)
     (root / "labels").mkdir()
     (root / "labels" / "evil").symlink_to(outside, target_is_directory=True)
     store = LocalDatastore(root)
     assert store.get_labels_by_image_id("img000") == {}
     src = tmp_path / "l.nii.gz"
-    src.write_bytes(h.nifti_bytes(4))
+    src.write_bytes(h.seeded_nifti_bytes(4))
     with pytest.raises(InvalidIdError):
         store.save_label("img000", src, "evil")
     assert sorted(p.name for p in outside.iterdir()) == ["img000.nii.gz"]
-    assert planted.read_bytes() == h.nifti_bytes(3)
+    assert planted.read_bytes() == h.seeded_nifti_bytes(3)
     assert store.status()["label_tags"] == {}
 
 
@@ -297,12 +297,12 @@ def _mutators(src: Path) -> dict[str, Callable[[LocalDatastore], object]]:
 def test_read_only_store_writes_nothing(with_manifest: bool, tmp_path: Path) -> None:
     root = tmp_path / "store"
     if with_manifest:
-        h.make_store(root, 2, labels={"final": [0]})
+        h.write_indexed_store(root, 2, labels={"final": [0]})
         (root / ".lock").unlink()
     else:
-        h.make_store_files(root, 2, labels={"final": [0]})
+        h.write_store_files(root, 2, labels={"final": [0]})
     src = tmp_path / "src.nii.gz"
-    src.write_bytes(h.nifti_bytes(1000))
+    src.write_bytes(h.seeded_nifti_bytes(1000))
     before = h.tree_listing(tmp_path)
     store = LocalDatastore(root, read_only=True)
     assert store.list_images() == ["img000", "img001"]
@@ -333,7 +333,7 @@ def _hold_lock(root: Path, seconds: float) -> subprocess.Popen[str]:
 
 def test_lock_held_elsewhere_past_timeout_raises(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 1)
+    h.write_indexed_store(root, 1)
     store = LocalDatastore(root, lock_timeout=0.5)
     manifest = (root / h.MANIFEST).read_bytes()
     holder = _hold_lock(root, 30)
@@ -354,10 +354,10 @@ def test_lock_held_elsewhere_past_timeout_raises(tmp_path: Path) -> None:
 
 def test_write_waits_for_monai_label_lock_and_proceeds(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 1)
+    h.write_indexed_store(root, 1)
     store = LocalDatastore(root, lock_timeout=30)
     src = tmp_path / "l.nii.gz"
-    src.write_bytes(h.nifti_bytes(1))
+    src.write_bytes(h.seeded_nifti_bytes(1))
     holder = _hold_lock(root, 1.5)
     t0 = time.monotonic()
     store.save_label("img000", src, "final")
@@ -371,7 +371,7 @@ def test_write_waits_for_monai_label_lock_and_proceeds(tmp_path: Path) -> None:
 def test_huge_info_values_round_trip_quickly(tmp_path: Path) -> None:
     """A big (10 MB) info value is stored and read back; not hostile, but the edge of sane."""
     root = tmp_path / "store"
-    h.make_store(root, 1)
+    h.write_indexed_store(root, 1)
     store = LocalDatastore(root)
     blob = "x" * 10_000_000
     store.update_image_info("img000", {"blob": blob})

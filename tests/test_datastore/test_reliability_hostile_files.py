@@ -20,8 +20,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-import reliability_harness as h
 from pydicom.data import get_testdata_file
+from support import reliability_harness as h
+from support.imaging import nifti_bytes
 
 READ_ERRORS = {"ImageReadError", "UnsupportedFormatError"}
 ARCHIVE_ERRORS = {"ArchiveError", "InvalidIdError", "UnsupportedFormatError"}
@@ -58,19 +59,16 @@ def _images(folder: Path) -> dict[str, tuple[Path, set[str] | None]]:
     dims[0] = 9  # more dimensions than NIfTI-1 has
     zero["dim"] = dims
     put("ndim_9.nii.gz", gzip.compress(zero.binaryblock + b"\x00" * 200))
-    good = nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4))
-    good_gz = gzip.compress(good.to_bytes())
+    voxels = np.arange(64, dtype=np.int16).reshape(4, 4, 4)
+    good_gz = nifti_bytes(voxels, compressed=True)
     put("truncated_gzip.nii.gz", good_gz[: len(good_gz) // 2])
     put("bad_crc.nii.gz", good_gz[:-8] + b"\x00" * 8)
     put("not_nifti.nii.gz", gzip.compress(b"this is not a NIfTI header" * 20))
     put("empty.nii.gz", b"")
-    nan = nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4))
-    nan.header["scl_slope"] = np.nan
-    nan.header["scl_inter"] = np.nan
-    put("nan_scaling.nii.gz", gzip.compress(nan.to_bytes()), None)
-    inf = nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4))
-    inf.header["scl_slope"] = np.inf
-    put("inf_scaling.nii.gz", gzip.compress(inf.to_bytes()), READ_ERRORS | {None})  # type: ignore[arg-type]
+    nan = nifti_bytes(voxels, slope=np.nan, inter=np.nan, compressed=True)
+    put("nan_scaling.nii.gz", nan, None)
+    inf = nifti_bytes(voxels, slope=np.inf, inter=np.nan, compressed=True)
+    put("inf_scaling.nii.gz", inf, READ_ERRORS | {None})  # type: ignore[arg-type]
     ct_small = get_testdata_file("CT_small.dcm")
     assert isinstance(ct_small, str)
     dcm = Path(ct_small).read_bytes()
@@ -99,7 +97,7 @@ def _zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]]) -> Path
 
 def _archives(folder: Path) -> dict[str, Path]:
     folder.mkdir()
-    image = h.nifti_bytes(1, dtype="int16")
+    image = h.seeded_nifti_bytes(1, dtype="int16")
     link = zipfile.ZipInfo("image/link.nii.gz")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     cases = {
@@ -136,7 +134,7 @@ def _archives(folder: Path) -> dict[str, Path]:
     dup = folder / "duplicate.zip"
     with zipfile.ZipFile(dup, "w") as zf, pytest.warns(UserWarning, match="Duplicate"):
         zf.writestr("image/a.nii.gz", image)
-        zf.writestr("image/a.nii.gz", h.nifti_bytes(2, dtype="int16"))
+        zf.writestr("image/a.nii.gz", h.seeded_nifti_bytes(2, dtype="int16"))
     out["duplicate"] = dup
     return out
 
@@ -162,7 +160,7 @@ def _outside(tmp_path: Path) -> dict[str, Any]:
 
 def test_hostile_images_fail_clearly_and_fast(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 2, labels={"final": [0]})
+    h.write_indexed_store(root, 2, labels={"final": [0]})
     cases = _images(tmp_path / "hostile")
     before_outside = _outside(tmp_path)
     results = _run(
@@ -195,7 +193,7 @@ def test_hostile_images_fail_clearly_and_fast(tmp_path: Path) -> None:
 
 def test_hostile_archives_import_nothing(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 2, labels={"final": [0]})
+    h.write_indexed_store(root, 2, labels={"final": [0]})
     cases = _archives(tmp_path / "zips")
     manifest = (root / h.MANIFEST).read_bytes()
     images = sorted(p.name for p in root.iterdir() if p.is_file())

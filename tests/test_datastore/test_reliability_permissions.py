@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-import reliability_harness as h
 from medstore.datastore import LocalDatastore
+from support import reliability_harness as h
 
 
 def _mode(path: Path) -> int:
@@ -28,14 +28,14 @@ def _other_group() -> int:
 def _saves(store: LocalDatastore, tmp_path: Path, n: int = 3) -> None:
     src = tmp_path / "l.nii.gz"
     for i in range(n):
-        src.write_bytes(h.nifti_bytes(i))
+        src.write_bytes(h.seeded_nifti_bytes(i))
         store.save_label("img000", src, "final", {"i": i})
         store.update_image_info("img000", {"i": i})
 
 
 def test_manifest_keeps_0640_and_group_through_saves(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 1)
+    h.write_indexed_store(root, 1)
     manifest = root / h.MANIFEST
     gid = _other_group()
     os.chmod(manifest, 0o640)
@@ -49,7 +49,7 @@ def test_manifest_keeps_0640_and_group_through_saves(tmp_path: Path) -> None:
 
 def test_replaced_label_keeps_its_mode(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 1, labels={"final": [0]})
+    h.write_indexed_store(root, 1, labels={"final": [0]})
     label = root / "labels" / "final" / "img000.nii.gz"
     os.chmod(label, 0o604)
     _saves(LocalDatastore(root), tmp_path, n=1)
@@ -59,7 +59,7 @@ def test_replaced_label_keeps_its_mode(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o077, 0o002])
 def test_new_files_follow_the_umask(mask: int, tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store_files(root, 1)
+    h.write_store_files(root, 1)
     with h.umask(mask):
         store = LocalDatastore(root)
         _saves(store, tmp_path, n=2)
@@ -72,12 +72,12 @@ def test_new_files_follow_the_umask(mask: int, tmp_path: Path) -> None:
 
 def test_file_mode_option_gives_stricter_new_files(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store_files(root, 1)
+    h.write_store_files(root, 1)
     with h.umask(0o022):
         store = LocalDatastore(root, file_mode=0o600)
         _saves(store, tmp_path, n=2)
         src = tmp_path / "new.nii.gz"
-        src.write_bytes(h.nifti_bytes(7, dtype="int16"))
+        src.write_bytes(h.seeded_nifti_bytes(7, dtype="int16"))
         store.add_image("img001", src)
     assert _mode(root / h.MANIFEST) == 0o600
     assert _mode(root / "labels" / "final" / "img000.nii.gz") == 0o600

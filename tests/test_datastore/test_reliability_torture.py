@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import reliability_harness as h
+from support import reliability_harness as h
 
 SOAK = os.environ.get("MEDSTORE_SOAK") == "1"
 DURATION = 300.0 if SOAK else float(os.environ.get("MEDSTORE_TORTURE_S", "20"))
@@ -18,7 +18,7 @@ MIN_KILLS = 300
 
 def _torture(tmp_path: Path, kind: str, duration: float) -> tuple[Path, dict]:
     root = tmp_path / "store"
-    h.make_store(root, 8, labels={f"w{i}": [] for i in range(4)})
+    h.write_indexed_store(root, 8, labels={f"w{i}": [] for i in range(4)})
     out = tmp_path / "events.json"
     subprocess.run(
         [

@@ -10,10 +10,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-import reliability_harness as h
 from medstore.datastore import LocalDatastore
 from medstore.datastore.store.models import LocalDatastoreModel
 from pydantic import BaseModel, ConfigDict, Field
+from support import reliability_harness as h
+from support.imaging import make_nifti
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "monailabel-0.8.5"
 TOP_KEYS = {"name", "description", "images_dir", "labels_dir", "objects"}
@@ -65,8 +66,7 @@ def _label_like(root: Path, image_id: str, seed: int) -> Path:
     assert isinstance(image, nib.Nifti1Image)
     data = np.random.default_rng(seed).integers(0, 3, image.shape).astype(np.uint8)
     path = root.parent / f"label-{image_id}-{seed}.nii.gz"
-    nib.save(nib.Nifti1Image(data, image.affine), path)
-    return path
+    return make_nifti(path, data, image.affine)
 
 
 def _assert_monai_label_can_read(root: Path) -> dict[str, Any]:
@@ -149,14 +149,14 @@ def test_info_keys_survive_our_writes(fixture_store: Path) -> None:
 
 def test_what_we_write_validates_against_monai_label_models(tmp_path: Path) -> None:
     root = tmp_path / "ours"
-    h.make_store_files(root, 3, labels={"final": [0]})
+    h.write_store_files(root, 3, labels={"final": [0]})
     store = LocalDatastore(root)
     src = tmp_path / "l.nii.gz"
-    src.write_bytes(h.nifti_bytes(3))
+    src.write_bytes(h.seeded_nifti_bytes(3))
     store.save_label("img001", src, "reader", {"label_info": [{"name": "liver", "idx": 1}]})
     store.update_image_info("img002", {"patient_id": "P1"})
     image = tmp_path / "new.nii.gz"
-    image.write_bytes(h.nifti_bytes(4, dtype="int16"))
+    image.write_bytes(h.seeded_nifti_bytes(4, dtype="int16"))
     store.add_image("", image, {"modality": "CT"})
     doc = _assert_monai_label_can_read(root)
     label = doc["objects"]["img001"]["labels"]["reader"]

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import reliability_harness as h
 from medstore.datastore import LocalDatastore
+from support import reliability_harness as h
 
 PROCESSES = 8
 SAVES = 100
@@ -16,18 +16,18 @@ SAVES = 100
 
 def test_eight_processes_each_saving_100_labels_lose_none(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    ids = h.make_store(root, PROCESSES * SAVES)
+    ids = h.write_indexed_store(root, PROCESSES * SAVES)
     procs = []
     expected: dict[str, str] = {}
     for p in range(PROCESSES):
         src = tmp_path / f"label-{p}.nii.gz"
-        src.write_bytes(h.nifti_bytes(p))
+        src.write_bytes(h.seeded_nifti_bytes(p))
         mine = ids[p * SAVES : (p + 1) * SAVES]
         ops = [
             {"op": "save_label", "image": i, "tag": "final", "src": str(src), "mark": p}
             for i in mine
         ]
-        expected.update(dict.fromkeys(mine, h.sha256_bytes(h.nifti_bytes(p))))
+        expected.update(dict.fromkeys(mine, h.sha256_bytes(h.seeded_nifti_bytes(p))))
         ops_file = tmp_path / f"ops-{p}.json"
         ops_file.write_text(json.dumps(ops))
         procs.append(
@@ -53,7 +53,7 @@ def test_eight_processes_each_saving_100_labels_lose_none(tmp_path: Path) -> Non
 
 def test_two_instances_in_one_process_writing_alternately_lose_nothing(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 4)
+    h.write_indexed_store(root, 4)
     a, b = LocalDatastore(root), LocalDatastore(root)
     src = tmp_path / "l.nii.gz"
     for i in range(60):
@@ -63,7 +63,7 @@ def test_two_instances_in_one_process_writing_alternately_lose_nothing(tmp_path:
         first.update_image_info("img000", {"who": f"{'ab'[i % 2]}{i:04d}"})
         assert second.get_image_info("img000")["who"] == f"{'ab'[i % 2]}{i:04d}"
         second.update_image_info("img001", {f"n{i}": i})
-        src.write_bytes(h.nifti_bytes(i))
+        src.write_bytes(h.seeded_nifti_bytes(i))
         first.save_label(f"img00{2 + i % 2}", src, f"t{i % 3}", {"i": i})
         second.add_tags("img000", [f"tag{i}"])
     for store in (a, b, LocalDatastore(root, read_only=True)):

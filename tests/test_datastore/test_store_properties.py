@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-import reliability_harness as h
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -28,6 +27,7 @@ from medstore.datastore.ids import (
     validate_tag,
 )
 from medstore.datastore.store.manifest import parse_manifest, serialize_manifest
+from support import reliability_harness as h
 
 PATTERNS = ("*.nii.gz", "*.nii", "*.gz", "*.seg.nrrd", "*.nrrd", "*.dcm")
 ROOT = Path("/data/store")
@@ -218,7 +218,7 @@ class StoreVsModel(RuleBasedStateMachine):
         self.n += 1
         path = self.tmp / f"f{self.n}.nii.gz"
         path.write_bytes(
-            h.nifti_bytes(seed + (100 if image else 0), dtype="int16" if image else "uint8")
+            h.seeded_nifti_bytes(seed + (100 if image else 0), dtype="int16" if image else "uint8")
         )
         return path
 

@@ -1,9 +1,14 @@
-"""Factories for imaging tests: NIfTI files, DICOM series folders and Enhanced multi-frame files."""
+"""The one NIfTI and DICOM factory of the tests: files and bytes built from arrays.
+
+NIfTI files are assembled by hand (header, 4 extension bytes, Fortran-order voxels) so that every
+header field is exactly what was asked for: scale factors included, which nibabel would rewrite.
+DICOM files are CT series (one file per slice) or Enhanced CT multi-frame files.
+"""
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -14,15 +19,20 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 __all__ = [
+    "NiftiFile",
     "affine_for_codes",
     "make_dicom_series",
     "make_enhanced_multiframe",
     "make_nifti",
+    "nifti_bytes",
     "pydicom_data_dir",
 ]
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+
+NiftiFile = Callable[..., Path]
+"""The type of the ``nifti_file`` fixture (``tests/conftest.py``): ``(name, **fill) -> path``."""
 
 
 def pydicom_data_dir() -> Path:
@@ -43,36 +53,52 @@ def affine_for_codes(
     return aff
 
 
-def make_nifti(
-    path: Path,
-    array: npt.NDArray[np.generic],
-    affine: npt.ArrayLike,
+def nifti_bytes(
+    array: npt.ArrayLike,
+    affine: npt.ArrayLike | None = None,
     *,
     slope: float = np.nan,
     inter: float = 0.0,
     version: int = 1,
-) -> Path:
-    """Write ``array`` (file voxel order) as NIfTI with ``affine`` and raw scale fields.
+    compressed: bool = False,
+) -> bytes:
+    """A single-file NIfTI of ``array`` (file voxel order) with ``affine`` (default identity).
 
-    The file is assembled by hand (header + 4 extension bytes + Fortran-order voxels) so the
-    scale factors are exactly those given; ``.gz`` names are gzipped.
+    Both qform and sform carry ``affine`` (code 1); ``scl_slope``/``scl_inter`` are written as given
+    (NaN slope: unscaled). ``compressed`` gzips with a fixed time stamp, so equal arguments give
+    equal bytes.
     """
+    data = np.asarray(array)
     klass = nib.Nifti1Header if version == 1 else nib.Nifti2Header
-    big = np.asarray(array).dtype.byteorder == ">"
-    hdr = klass(endianness=">" if big else "<")
-    hdr.set_data_shape(array.shape)
-    hdr.set_data_dtype(array.dtype)
-    aff = np.asarray(affine, dtype=np.float64)
+    hdr = klass(endianness=">" if data.dtype.byteorder == ">" else "<")
+    hdr.set_data_shape(data.shape)
+    hdr.set_data_dtype(data.dtype)
+    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     hdr.set_qform(aff, code=1)
     hdr.set_sform(aff, code=1)
     size = 348 if version == 1 else 540
     hdr["vox_offset"] = size + 4
     hdr["scl_slope"] = slope
     hdr["scl_inter"] = inter
-    data = hdr.binaryblock + b"\x00" * 4 + np.asarray(array).tobytes(order="F")
-    if path.name.endswith(".gz"):
-        data = gzip.compress(data)
-    path.write_bytes(data)
+    raw = hdr.binaryblock + b"\x00" * 4 + data.tobytes(order="F")
+    return gzip.compress(raw, compresslevel=1, mtime=0) if compressed else raw
+
+
+def make_nifti(
+    path: Path,
+    array: npt.ArrayLike,
+    affine: npt.ArrayLike | None = None,
+    *,
+    slope: float = np.nan,
+    inter: float = 0.0,
+    version: int = 1,
+) -> Path:
+    """Write :func:`nifti_bytes` to ``path`` (gzipped if it ends in ``.gz``; folders made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compressed = path.name.endswith(".gz")
+    path.write_bytes(
+        nifti_bytes(array, affine, slope=slope, inter=inter, version=version, compressed=compressed)
+    )
     return path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import gzip
 import hashlib
 import json
 import os
@@ -26,20 +25,22 @@ from typing import Any
 HARNESS = Path(__file__).resolve()
 MANIFEST = "datastore_v2.json"
 
+if __package__ in (None, ""):  # run as a script: make the ``support`` package importable
+    sys.path.insert(0, str(HARNESS.parents[1]))
 
-# --------------------------------------------------------------------------- tiny NIfTI files
-def nifti_bytes(
+
+# --------------------------------------------------------------------------- tiny stores
+def seeded_nifti_bytes(
     seed: int = 0, *, dtype: str = "uint8", shape: tuple[int, ...] = (4, 4, 4)
 ) -> bytes:
     """A small, valid, gzipped NIfTI-1 file whose voxels (and so bytes) depend on ``seed``."""
-    import nibabel as nib
     import numpy as np
+
+    from support.imaging import nifti_bytes  # imported here: the script's probes stay lean
 
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 3, size=shape).astype(dtype)
-    img = nib.Nifti1Image(data, np.diag([1.5, 1.0, 2.0, 1.0]))
-    raw = img.to_bytes()
-    return gzip.compress(raw, mtime=0)
+    return nifti_bytes(data, np.diag([1.5, 1.0, 2.0, 1.0]), compressed=True)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -52,7 +53,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return sha256_bytes(Path(path).read_bytes())
 
 
-def make_store_files(
+def write_store_files(
     root: Path, n_images: int, *, labels: dict[str, list[int]] | None = None
 ) -> list[str]:
     """Write ``img000``... images (and optional label files per tag) under ``root``; no manifest.
@@ -67,21 +68,21 @@ def make_store_files(
     """
     root.mkdir(parents=True, exist_ok=True)
     ids = [f"img{i:03d}" for i in range(n_images)]
-    image = nifti_bytes(1, dtype="int16")
+    image = seeded_nifti_bytes(1, dtype="int16")
     for image_id in ids:
         (root / f"{image_id}.nii.gz").write_bytes(image)
     for tag, indices in (labels or {}).items():
         (root / "labels" / tag).mkdir(parents=True, exist_ok=True)
         for i in indices:
-            (root / "labels" / tag / f"{ids[i]}.nii.gz").write_bytes(nifti_bytes(1000 + i))
+            (root / "labels" / tag / f"{ids[i]}.nii.gz").write_bytes(seeded_nifti_bytes(1000 + i))
     return ids
 
 
-def make_store(root: Path, n_images: int, **kwargs: Any) -> list[str]:
-    """Like :func:`make_store_files`, then open the store once so the manifest exists."""
+def write_indexed_store(root: Path, n_images: int, **kwargs: Any) -> list[str]:
+    """Like :func:`write_store_files`, then open the store once so the manifest exists."""
     from medstore.datastore import LocalDatastore
 
-    ids = make_store_files(root, n_images, **kwargs)
+    ids = write_store_files(root, n_images, **kwargs)
     LocalDatastore(root).close()
     return ids
 
@@ -297,7 +298,7 @@ def good_writer(root: Path, writer: int, seq: int, fd: int, images: list[str]) -
         seq += 1
         image = rng.choice(images)
         if seq % 2:
-            data = nifti_bytes(writer * 10_000_000 + seq)
+            data = seeded_nifti_bytes(writer * 10_000_000 + seq)
             src = scratch / f"{seq}.nii.gz"
             src.write_bytes(data)
             key, value = f"{image}|{tag}", sha256_bytes(data)
@@ -325,7 +326,7 @@ def broken_writer(root: Path, writer: int, seq: int, fd: int, images: list[str])
         image = rng.choice(images)
         key = f"{image}|{tag}"
         if seq % 2:
-            data = nifti_bytes(writer * 10_000_000 + seq)
+            data = seeded_nifti_bytes(writer * 10_000_000 + seq)
             value = sha256_bytes(data)
             _emit(fd, "B", "label", key, value, seq)
             dest = root / "labels" / tag / f"{image}.nii.gz"
@@ -360,7 +361,7 @@ def stale_writer(root: Path, writer: int, seq: int, fd: int, images: list[str]) 
     while True:
         seq += 1
         image = rng.choice(images)
-        data = nifti_bytes(writer * 10_000_000 + seq)
+        data = seeded_nifti_bytes(writer * 10_000_000 + seq)
         value = sha256_bytes(data)
         key = f"{image}|{tag}"
         _emit(fd, "B", "label", key, value, seq)
@@ -590,7 +591,7 @@ def _fresh_write(root: Path) -> None:
     store = LocalDatastore(root, lock_timeout=10.0)
     image = store.list_images()[0]
     src = root.parent / "fresh.nii.gz"
-    src.write_bytes(nifti_bytes(424242))
+    src.write_bytes(seeded_nifti_bytes(424242))
     store.save_label(image, src, "fresh")
     store.update_image_info(image, {"fresh": True})
     print(f"elapsed {time.monotonic() - t0:.3f}")

@@ -1,0 +1,42 @@
+"""Fixtures shared by every test: the one store factory and the one NIfTI-file factory.
+
+The factories themselves live in :mod:`support.stores` and :mod:`support.imaging`; tests import
+those modules by name, never this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.imaging import NiftiFile, make_nifti
+from support.stores import MakeStore, StoreFactory
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[MakeStore]:
+    """``make_store(cases=None, *, name=None, **options)``: a new store under ``tmp_path``.
+
+    See :class:`support.stores.StoreFactory`; every store made is closed when the test ends.
+    """
+    factory = StoreFactory(tmp_path)
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def nifti_file(tmp_path: Path) -> NiftiFile:
+    """``nifti_file(name, *, value=0, dtype=np.int16, shape=(4, 5, 3))``: a filled NIfTI file.
+
+    Written under ``tmp_path/src`` with 0.8 x 0.8 x 2.5 mm voxels; returns its path.
+    """
+
+    def make(
+        name: str, *, value: int = 0, dtype: type = np.int16, shape: tuple[int, ...] = (4, 5, 3)
+    ) -> Path:
+        data = np.full(shape, value, dtype=dtype)
+        return make_nifti(tmp_path / "src" / name, data, np.diag([0.8, 0.8, 2.5, 1.0]))
+
+    return make
