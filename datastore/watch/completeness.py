@@ -116,8 +116,9 @@ def _series_incomplete(folder: Path) -> str | None:
 def _dicom_incomplete(path: Path) -> str | None:
     # A file the sniff accepts without the "DICM" preamble is read as a bare dataset; any other
     # file must have the preamble (one cut inside its first 132 bytes has not).
-    force = is_dicom_file(path)
     with GuardedFile(path) as f:
+        force = is_dicom_file(path, f.read(132))
+        f.seek(0)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
