@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import os
@@ -12,29 +13,24 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 from medstore.datastore.store.local import LocalDatastore
+from medstore.datastore.watch import RefreshReport, StoreWatcher, WatchOptions, run_foreground
 from medstore.datastore.watch.completeness import why_incomplete
-from medstore.datastore.watch.watcher import (
-    RefreshReport,
-    StoreWatcher,
-    WatchOptions,
-    run_foreground,
-)
 from pydicom.data import get_testdata_file
+from support.imaging import nifti_bytes
+from support.stores import MakeStore
 
 SOAK = os.environ.get("MEDSTORE_SOAK") == "1"
 FAST = WatchOptions(debounce=0.1, stability_window=0.3, poll_interval=0.3, rescan_interval=60.0)
 EXTENSIONS = ("*.nii.gz", "*.nii", "*.dcm")
 
 
-def nifti_bytes(shape: tuple[int, ...], *, compressed: bool = False) -> bytes:
+def zeros_nifti_bytes(shape: tuple[int, ...], *, compressed: bool = False) -> bytes:
     """A valid single-file NIfTI-1 (int16 zeros) as bytes."""
-    img = nib.Nifti1Image(np.zeros(shape, dtype=np.int16), np.diag([1.0, 1.0, 2.0, 1.0]))
-    raw = bytes(img.to_bytes())
-    return gzip.compress(raw, compresslevel=1) if compressed else raw
+    zeros = np.zeros(shape, dtype=np.int16)
+    return nifti_bytes(zeros, np.diag([1.0, 1.0, 2.0, 1.0]), compressed=compressed)
 
 
 def dicom_bytes() -> bytes:
@@ -69,18 +65,9 @@ class Recorder:
 
 
 @pytest.fixture
-def make_store(tmp_path: Path) -> Iterator[Callable[..., LocalDatastore]]:
-    stores: list[LocalDatastore] = []
-
-    def make(**kwargs: object) -> LocalDatastore:
-        kwargs.setdefault("extensions", EXTENSIONS)
-        store = LocalDatastore(tmp_path / f"store{len(stores)}", **kwargs)  # type: ignore[arg-type]
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
+def make_store(make_store: MakeStore) -> MakeStore:
+    """The shared factory: empty stores that list ``EXTENSIONS``, with the default lock timeout."""
+    return functools.partial(make_store, extensions=EXTENSIONS, lock_timeout=30.0)
 
 
 @pytest.fixture
@@ -127,8 +114,8 @@ def write_slowly(
 @pytest.mark.parametrize(
     ("name", "payload"),
     [
-        ("grow.nii", lambda: nifti_bytes((128, 128, 160))),  # ~5 MB
-        ("grow.nii.gz", lambda: nifti_bytes((64, 64, 64), compressed=True)),
+        ("grow.nii", lambda: zeros_nifti_bytes((128, 128, 160))),  # ~5 MB
+        ("grow.nii.gz", lambda: zeros_nifti_bytes((64, 64, 64), compressed=True)),
         ("grow.dcm", dicom_bytes),
     ],
     ids=["nii", "nii.gz", "dicom"],
@@ -171,7 +158,7 @@ def test_soak_200mb_file_written_over_seconds_is_indexed_once(
 ) -> None:
     store = make_store()
     watcher, recorder = make_watcher(store)
-    data = nifti_bytes((512, 512, 400))  # 200 MB
+    data = zeros_nifti_bytes((512, 512, 400))  # 200 MB
     write_slowly(
         store.root / "big.nii",
         data,
@@ -194,12 +181,12 @@ def test_file_that_stays_truncated_is_never_indexed_and_does_not_block_idle(
     store = make_store()
     watcher, _ = make_watcher(store)
     with caplog.at_level(logging.WARNING, logger="medstore.datastore.watch.watcher"):
-        (store.root / "cut.nii").write_bytes(nifti_bytes((32, 32, 32))[:5000])
+        (store.root / "cut.nii").write_bytes(zeros_nifti_bytes((32, 32, 32))[:5000])
         time.sleep(0.05)
         assert watcher.wait_idle(5.0, settle=FAST.stability_window * 2)
     assert not store.has_image("cut")
     assert "NIfTI data is short" in caplog.text
-    (store.root / "cut.nii").write_bytes(nifti_bytes((32, 32, 32)))  # the copy is redone
+    (store.root / "cut.nii").write_bytes(zeros_nifti_bytes((32, 32, 32)))  # the copy is redone
     assert wait_for(lambda: store.has_image("cut"))
 
 
@@ -212,7 +199,7 @@ def test_file_renamed_into_the_folder_is_indexed_once(
     store = make_store()
     watcher, recorder = make_watcher(store)
     outside = tmp_path / "staging.nii.gz"
-    outside.write_bytes(nifti_bytes((16, 16, 8), compressed=True))
+    outside.write_bytes(zeros_nifti_bytes((16, 16, 8), compressed=True))
     os.rename(outside, store.root / "moved.nii.gz")
     assert wait_for(lambda: store.has_image("moved"))
     assert watcher.wait_idle(5.0)
@@ -225,13 +212,13 @@ def test_tag_folder_created_after_start_is_watched(
     make_watcher: Callable[..., tuple[StoreWatcher, Recorder]],
 ) -> None:
     store = make_store()
-    (store.root / "case.nii.gz").write_bytes(nifti_bytes((16, 16, 8), compressed=True))
+    (store.root / "case.nii.gz").write_bytes(zeros_nifti_bytes((16, 16, 8), compressed=True))
     store.refresh()
     watcher, recorder = make_watcher(store)
     tag_dir = store.layout.labels / "reviewer"
     tag_dir.mkdir()
     time.sleep(0.2)  # the new folder's watch must catch the file, not the creation scan
-    (tag_dir / "case.nii.gz").write_bytes(nifti_bytes((16, 16, 8), compressed=True))
+    (tag_dir / "case.nii.gz").write_bytes(zeros_nifti_bytes((16, 16, 8), compressed=True))
     assert wait_for(lambda: "reviewer" in store.get_labels_by_image_id("case"))
     assert watcher.wait_idle(5.0)
     assert any(("reviewer", "case") in r.added_labels for _, r in recorder.reports)
@@ -242,7 +229,7 @@ def test_removed_files_are_dropped(
     make_watcher: Callable[..., tuple[StoreWatcher, Recorder]],
 ) -> None:
     store = make_store()
-    (store.root / "gone.nii").write_bytes(nifti_bytes((8, 8, 8)))
+    (store.root / "gone.nii").write_bytes(zeros_nifti_bytes((8, 8, 8)))
     store.refresh()
     _, recorder = make_watcher(store)
     (store.root / "gone.nii").unlink()
@@ -259,7 +246,7 @@ def test_many_files_dropped_at_once_are_all_indexed(
 ) -> None:
     store = make_store()
     watcher, _ = make_watcher(store)
-    data = nifti_bytes((4, 4, 4))
+    data = zeros_nifti_bytes((4, 4, 4))
     for i in range(count):
         (store.root / f"drop_{i:05d}.nii").write_bytes(data)
     assert wait_for(lambda: len(store.list_images()) == count, 30.0 if count <= 1000 else 120.0)
@@ -278,7 +265,7 @@ def test_polling_observer_finds_a_drop_within_two_intervals(
     _, recorder = make_watcher(store, options=options, mode="poll")
     time.sleep(0.1)
     dropped = time.monotonic()
-    (store.root / "polled.nii").write_bytes(nifti_bytes((8, 8, 8)))
+    (store.root / "polled.nii").write_bytes(zeros_nifti_bytes((8, 8, 8)))
     assert wait_for(lambda: bool(recorder.added("polled")))
     # detection (two intervals) + stability window + one candidate look + debounce, with slack
     budget = 2 * options.poll_interval + 2 * options.stability_window + options.debounce + 0.5
@@ -290,7 +277,7 @@ def test_store_own_saves_cause_no_refresh_and_no_backlog(
     make_watcher: Callable[..., tuple[StoreWatcher, Recorder]],
 ) -> None:
     store = make_store()
-    image = nifti_bytes((8, 8, 8), compressed=True)
+    image = zeros_nifti_bytes((8, 8, 8), compressed=True)
     for i in range(200):
         (store.root / f"img_{i:03d}.nii.gz").write_bytes(image)
     store.refresh()
@@ -309,10 +296,10 @@ def test_auto_reload_store_uses_watch_options_and_stops_on_close(
     make_store: Callable[..., LocalDatastore],
 ) -> None:
     store = make_store(auto_reload=True, watch="poll", watch_options=FAST)
-    (store.root / "auto.nii").write_bytes(nifti_bytes((8, 8, 8)))
+    (store.root / "auto.nii").write_bytes(zeros_nifti_bytes((8, 8, 8)))
     assert wait_for(lambda: store.has_image("auto"))
     store.close()
-    (store.root / "later.nii").write_bytes(nifti_bytes((8, 8, 8)))
+    (store.root / "later.nii").write_bytes(zeros_nifti_bytes((8, 8, 8)))
     time.sleep(FAST.poll_interval * 2 + FAST.stability_window + FAST.debounce)
     assert not store.has_image("later")
 
@@ -334,9 +321,9 @@ def test_worker_survives_errors_and_logs_them(
         caplog.at_level(logging.ERROR, logger="medstore.datastore.watch.watcher"),
         StoreWatcher(store, options=FAST, on_change=flaky) as watcher,
     ):
-        (store.root / "one.nii").write_bytes(nifti_bytes((8, 8, 8)))
+        (store.root / "one.nii").write_bytes(zeros_nifti_bytes((8, 8, 8)))
         assert wait_for(lambda: len(calls) == 1)
-        (store.root / "two.nii").write_bytes(nifti_bytes((8, 8, 8)))
+        (store.root / "two.nii").write_bytes(zeros_nifti_bytes((8, 8, 8)))
         assert wait_for(lambda: store.has_image("two"))
         assert watcher.running
     assert "callback exploded" in caplog.text
@@ -394,7 +381,7 @@ def test_unknown_watch_mode_is_refused(make_store: Callable[..., LocalDatastore]
 # ---------------------------------------------------------------------- completeness checks
 @pytest.mark.parametrize("compressed", [False, True])
 def test_nifti_completeness_follows_the_header(tmp_path: Path, compressed: bool) -> None:
-    data = nifti_bytes((16, 16, 16), compressed=compressed)
+    data = zeros_nifti_bytes((16, 16, 16), compressed=compressed)
     path = tmp_path / ("x.nii.gz" if compressed else "x.nii")
     path.write_bytes(data)
     assert why_incomplete(path) is None
@@ -404,7 +391,7 @@ def test_nifti_completeness_follows_the_header(tmp_path: Path, compressed: bool)
 
 
 def test_gzip_member_boundary_cut_is_caught_by_the_nifti_size(tmp_path: Path) -> None:
-    raw = nifti_bytes((16, 16, 16))
+    raw = zeros_nifti_bytes((16, 16, 16))
     path = tmp_path / "multi.nii.gz"
     path.write_bytes(gzip.compress(raw[:2000]))  # a complete gzip member, half a volume
     assert why_incomplete(path) == f"NIfTI data is short: 2000 of {len(raw)} bytes"
