@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from medstore.datastore import ImageNotFoundError, LocalDatastore
+from medstore.datastore import ImageNotFoundError, LocalDatastore, parse_label_info
 
 from .item.entities import EntityRecord, entity_records, schema_names
 from .options import DatasetOptions
@@ -112,7 +112,8 @@ def open_store(store: Any) -> Any:
 def label_classes(info: Mapping[str, Any]) -> dict[int, str] | None:
     """Read MONAI Label's ``label_info`` (list of ``{"name", "idx"}``, or ``{name: idx}``).
 
-    Background (index 0) is skipped.
+    Parsed by the datastore's one parser (:func:`medstore.datastore.parse_label_info`, which
+    documents which entries are usable); background (index 0) is skipped.
 
     Args:
         info: A label's info dict.
@@ -124,23 +125,7 @@ def label_classes(info: Mapping[str, Any]) -> dict[int, str] | None:
         >>> label_classes({"label_info": [{"name": "liver", "idx": 1}]})
         {1: 'liver'}
     """
-    raw = info.get("label_info")
-    pairs: Iterable[tuple[Any, Any]]
-    if isinstance(raw, Mapping):
-        pairs = ((idx, name) for name, idx in raw.items())
-    elif isinstance(raw, list):
-        pairs = ((e.get("idx"), e.get("name")) for e in raw if isinstance(e, Mapping))
-    else:
-        return None
-    classes: dict[int, str] = {}
-    for idx, name in pairs:
-        try:
-            value = int(idx)
-        except (TypeError, ValueError):
-            continue
-        if value != 0 and name is not None:
-            classes[value] = str(name)
-    return classes or None
+    return parse_label_info(info).classes() or None
 
 
 def _image_record(store: Any, image_id: str) -> ImageRecord:

@@ -25,6 +25,7 @@ from .errors import (
     StoreLockedError,
     UnsupportedFormatError,
 )
+from .store.label_info import LabelClasses, parse_label_info
 from .store.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
 from .store.split_log import SplitAssignment, SplitLog, seeded_order_key
 
@@ -37,6 +38,7 @@ __all__ = [
     "ImageNotFoundError",
     "ImageReadError",
     "InvalidIdError",
+    "LabelClasses",
     "LabelGeometryError",
     "LabelNotFoundError",
     "LocalDatastore",
@@ -48,5 +50,6 @@ __all__ = [
     "StoreLockedError",
     "UnsupportedFormatError",
     "atomic_write_bytes",
+    "parse_label_info",
     "seeded_order_key",
 ]

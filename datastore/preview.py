@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from .durable import atomic_write_bytes
 from .errors import LabelGeometryError, UnsupportedFormatError
+from .store.label_info import parse_label_info
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -290,15 +291,6 @@ def render_planes(
     return canvas
 
 
-def _classes(info: Mapping[str, Any]) -> dict[int, str]:
-    out = {}
-    for entry in info.get("label_info") or []:
-        if isinstance(entry, Mapping) and "idx" in entry and "name" in entry:
-            out[int(entry["idx"])] = str(entry["name"])
-    out.pop(0, None)
-    return out
-
-
 def png_bytes(image: Image.Image) -> bytes:
     """The picture encoded as PNG.
 
@@ -361,7 +353,7 @@ def preview_image(
                 f"label {tag!r} of {image_id!r} has shape {label.shape}, the image {volume.shape}"
             )
         overlays.append(Overlay(label.astype(np.int64, copy=False), f"{image_id} - {tag}"))
-        classes = _classes(store.get_label_info(image_id, tag))
+        classes = parse_label_info(store.get_label_info(image_id, tag)).classes()
     modality = str(info.get("modality") or data.header.modality or "") or None
     picture = render_planes(
         volume,

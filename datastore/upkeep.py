@@ -9,7 +9,6 @@ Examples:
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import time
@@ -21,9 +20,10 @@ import filelock
 
 from .durable import atomic_copy, fsync_dir
 from .errors import ManifestCorruptError, StoreLockedError
-from .store.layout import SIDE_DIR
+from .store.layout import MANIFEST_NAME, StoreLayout
 from .store.manifest import ManifestFile, empty_manifest
 from .store.staging import file_checksum
+from .timestamps import compact_utc
 
 if TYPE_CHECKING:
     from .store.local import LocalDatastore
@@ -96,7 +96,7 @@ def doctor(
     *,
     rebuild: bool = False,
     lock_timeout: float = 30.0,
-    datastore_config: str = "datastore_v2.json",
+    datastore_config: str = MANIFEST_NAME,
 ) -> DoctorReport:
     """Complete interrupted saves; with ``rebuild``, replace a corrupt manifest from the files.
 
@@ -118,27 +118,26 @@ def doctor(
     """
     from .store.local import LocalDatastore
 
-    root = Path(root)
+    layout = StoreLayout.at(root, datastore_config)
     report = DoctorReport()
-    manifest = ManifestFile(root / datastore_config)
+    manifest = ManifestFile(layout.manifest)
     try:
         manifest.read()
     except ManifestCorruptError:
         if not rebuild:
             raise
         try:
-            with filelock.FileLock(root / ".lock", timeout=lock_timeout):
-                stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-                keep = root / SIDE_DIR / "corrupt" / f"{stamp}-{datastore_config}"
+            with filelock.FileLock(layout.lock, timeout=lock_timeout):
+                keep = layout.corrupt_copy(compact_utc())
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 atomic_copy(manifest.path, keep)
                 manifest.write(empty_manifest(".", "labels"))
                 report.rebuilt_manifest, report.corrupt_copy = True, str(keep)
         except filelock.Timeout as err:
             raise StoreLockedError(f"store {root} is locked by another process") from err
-    pending = root / SIDE_DIR / "pending"
+    pending = layout.pending
     report.completed_saves = len(list(pending.glob("*.json"))) if pending.exists() else 0
-    LocalDatastore(root, datastore_config=datastore_config, lock_timeout=lock_timeout)
+    LocalDatastore(layout.root, datastore_config=datastore_config, lock_timeout=lock_timeout)
     return report
 
 
@@ -182,9 +181,9 @@ def collect_garbage(
     """
     report = GcReport()
     cutoff = time.time() - older_than_days * 86400
-    side = store.layout.side
+    layout = store.layout
     with store.locked():
-        for label_dir in sorted((side / "history").glob("*/*")):
+        for label_dir in sorted(layout.history_root.glob("*/*")):
             records = sorted(label_dir.glob("v*.json"))
             for record in records[: max(len(records) - keep_versions, 0)]:
                 if record.stat().st_mtime >= cutoff:
@@ -196,13 +195,13 @@ def collect_garbage(
                 report.history_versions += 1
             if not dry_run:
                 fsync_dir(label_dir)
-        for entry in sorted((side / "trash").glob("*/*")):
+        for entry in sorted(layout.trash_root.glob("*/*")):
             if entry.stat().st_mtime < cutoff:
                 report.bytes_freed += _size(entry)
                 report.trash_entries += 1
                 if not dry_run:
                     shutil.rmtree(entry)
-        for cached in sorted((side / "cache").rglob("*")) if (side / "cache").exists() else []:
+        for cached in sorted(layout.cache.rglob("*")) if layout.cache.exists() else []:
             if cached.is_file() and cached.stat().st_mtime < cutoff:
                 report.bytes_freed += cached.stat().st_size
                 report.cache_files += 1

@@ -10,7 +10,9 @@ Examples:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Self
 
 import orjson
@@ -28,15 +30,17 @@ from ..errors import AnnotationError
 __all__ = ["TYPE_SYNONYMS", "Annotation", "Origin", "wrap_validation_error"]
 
 #: Type names other tools use for our canonical ``annotation_type`` values.
-TYPE_SYNONYMS: dict[str, str] = {
-    "square": "box",
-    "bbox": "box",
-    "region": "polyline",
-    "float": "numeric",
-    "number": "numeric",
-    "mask": "volume_segmentation",
-    "semantic_segmentation": "volume_segmentation",
-}
+TYPE_SYNONYMS: Mapping[str, str] = MappingProxyType(
+    {
+        "square": "box",
+        "bbox": "box",
+        "region": "polyline",
+        "float": "numeric",
+        "number": "numeric",
+        "mask": "volume_segmentation",
+        "semantic_segmentation": "volume_segmentation",
+    }
+)
 
 #: Fields that do not belong to an annotation's content (left out of its deterministic id).
 NON_CONTENT_FIELDS = frozenset(

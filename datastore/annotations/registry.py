@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import AnnotationError
@@ -37,27 +38,29 @@ from .skeleton import SkeletonAnnotation
 __all__ = ["ANNOTATION_TYPES", "annotation_class", "annotation_from_dict"]
 
 #: Canonical type name -> class.
-ANNOTATION_TYPES: dict[str, type[Annotation]] = {
-    cls.TYPE: cls
-    for cls in (
-        ImageSegmentation,
-        VolumeSegmentation,
-        BoxAnnotation,
-        LineAnnotation,
-        PolylineAnnotation,
-        PolygonAnnotation,
-        PointAnnotation,
-        CircleAnnotation,
-        KeypointsAnnotation,
-        CuboidAnnotation,
-        CategoryAnnotation,
-        MultiCategoryAnnotation,
-        LabelAnnotation,
-        NumericAnnotation,
-        TextAnnotation,
-        SkeletonAnnotation,
-    )
-}
+ANNOTATION_TYPES: Mapping[str, type[Annotation]] = MappingProxyType(
+    {
+        cls.TYPE: cls
+        for cls in (
+            ImageSegmentation,
+            VolumeSegmentation,
+            BoxAnnotation,
+            LineAnnotation,
+            PolylineAnnotation,
+            PolygonAnnotation,
+            PointAnnotation,
+            CircleAnnotation,
+            KeypointsAnnotation,
+            CuboidAnnotation,
+            CategoryAnnotation,
+            MultiCategoryAnnotation,
+            LabelAnnotation,
+            NumericAnnotation,
+            TextAnnotation,
+            SkeletonAnnotation,
+        )
+    }
+)
 
 
 def annotation_class(type_name: str) -> type[Annotation]:

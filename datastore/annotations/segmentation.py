@@ -213,6 +213,14 @@ class VolumeSegmentation(Annotation):
         """The label map when this object was built from one (``None`` after loading from JSON)."""
         return self._array
 
+    def attach_array(self, array: npt.NDArray[Any] | None) -> None:
+        """Keep ``array`` as the in-memory label map of this (re-validated) copy.
+
+        Args:
+            array: The label map it was built from (not part of the entity's identity).
+        """
+        self._array = array
+
     def label_info(self) -> list[dict[str, Any]]:
         """MONAI Label's ``label_info`` list (foreground classes, ``{"name", "idx"}``)."""
         return [{"name": s.name, "idx": s.idx} for s in self.segments if s.idx != 0]

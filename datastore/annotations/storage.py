@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ import orjson
 from ..durable import atomic_write_bytes
 from ..errors import AnnotationError, ImageNotFoundError
 from ..ids import validate_id
+from ..timestamps import utc_now
 from .base import Annotation
 from .labels import save_segmentation_label
 from .registry import annotation_class, annotation_from_dict
@@ -83,10 +83,6 @@ def frame_count(info: dict[str, Any]) -> int | None:
     if len(shape) == 4:
         return int(shape[1])
     return int(shape[-3])
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AnnotationStore:
@@ -173,7 +169,7 @@ class AnnotationStore:
                 raise AnnotationError(f"expected an Annotation, got {type(ann).__name__}")
             fresh = type(ann).model_validate(ann.model_dump())
             if isinstance(ann, VolumeSegmentation) and isinstance(fresh, VolumeSegmentation):
-                fresh._array = ann.array
+                fresh.attach_array(ann.array)
             if fresh.frame_index is not None and frames is not None and fresh.frame_index >= frames:
                 raise AnnotationError(
                     f"frame_index {fresh.frame_index} is outside image {image_id!r} "
@@ -295,7 +291,7 @@ class AnnotationStore:
                     )
                 continue
             if ann.created_at is None:
-                ann.created_at = _now()
+                ann.created_at = utc_now()
             records[ann.id] = ann.to_dict()
             changed = True
         return changed
@@ -368,7 +364,7 @@ class AnnotationStore:
             records = self._read(image_id)
             if fresh.id not in records:
                 raise AnnotationError(f"no annotation {fresh.id!r} on image {image_id!r}")
-            fresh.updated_at = _now()
+            fresh.updated_at = utc_now()
             records[fresh.id] = fresh.to_dict()
             self._write(image_id, records)
         return fresh.id
@@ -394,6 +390,6 @@ class AnnotationStore:
                 return
             else:
                 ann = annotation_from_dict(record)
-                ann.deleted, ann.deleted_at, ann.deleted_by = True, _now(), deleted_by
+                ann.deleted, ann.deleted_at, ann.deleted_by = True, utc_now(), deleted_by
                 records[ann_id] = ann.to_dict()
             self._write(image_id, records)

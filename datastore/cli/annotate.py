@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, store: Any) -> int:
     Raises:
         AnnotationError: Bad file or annotation. UnsupportedFormatError: unknown file format.
     """
-    anns = AnnotationStore(store)
+    anns = store.annotations
     command = args.annotate_command
     if command == "import":
         return _import(args, anns)

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import DatastoreError
+from ..store.layout import MANIFEST_NAME, StoreLayout
 from ..store.local import DEFAULT_EXTENSIONS, LocalDatastore
 
 __all__ = ["PROG", "STORE_ENV", "StoreOptions", "UsageError", "build_parser", "main", "open_store"]
 
 PROG = "medstore"
 STORE_ENV = "MEDSTORE_STORE"
-MANIFEST = "datastore_v2.json"
 
 # The store's own command groups, in help order (modules of this package).
 _GROUPS = (".store", ".add", ".edit", ".watch", ".upkeep", ".annotate", ".exchange")
@@ -110,9 +110,10 @@ def open_store(options: StoreOptions, *, mode: str = "write", **kwargs: Any) -> 
         raise FileNotFoundError(f"store folder {root} does not exist (see '{PROG} init')")
     if not root.is_dir():
         raise NotADirectoryError(f"store path {root} is not a folder")
-    if not (root / MANIFEST).is_file():
+    if not StoreLayout.at(root).manifest.is_file():
         raise FileNotFoundError(
-            f"{root} is not a medstore store (no {MANIFEST}); create one with '{PROG} init {root}'"
+            f"{root} is not a medstore store (no {MANIFEST_NAME}); "
+            f"create one with '{PROG} init {root}'"
         )
     read_only = options.read_only or mode == "read"
     return LocalDatastore(
@@ -217,14 +218,21 @@ class _SubparsersWithParents:
         return getattr(self._subparsers, name)
 
 
+class _CliHandler(logging.StreamHandler):
+    """The stderr handler the CLI puts on the ``medstore`` logger (and replaces on each call)."""
+
+
 def _configure_logging(verbosity: int) -> None:
-    """Send the package's log records to the current stderr, once per ``main`` call."""
+    """Send the package's log records to the current stderr, once per ``main`` call.
+
+    Only the ``medstore`` logger is configured: other libraries' loggers (``filelock``...) are
+    left as the embedding application set them.
+    """
     logger = logging.getLogger("medstore")
     for handler in list(logger.handlers):
-        if getattr(handler, "_medstore_cli", False):
+        if isinstance(handler, _CliHandler):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._medstore_cli = True  # type: ignore[attr-defined]
+    handler = _CliHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
     logger.addHandler(handler)
     levels = (logging.WARNING, logging.INFO, logging.DEBUG)

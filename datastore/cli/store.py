@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ReadOnlyError
 from ..ids import validate_id, validate_tag
+from ..store.layout import StoreLayout
 from ..store.local import DefaultLabelTag, LocalDatastore
 from .main import StoreOptions, open_store
 
@@ -92,7 +93,7 @@ def run_init(args: argparse.Namespace, store: None) -> int:
     root = Path(args.path if args.path is not None else args.store)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"{root} exists and is not a folder")
-    existed = (root / "datastore_v2.json").is_file()
+    existed = StoreLayout.at(root).manifest.is_file()
     root.mkdir(parents=True, exist_ok=True)
     ext = tuple(args.ext) if args.ext else None
     kwargs: dict[str, Any] = {"extensions": ext} if ext else {}

@@ -32,6 +32,7 @@ import numpy as np
 from ..durable import atomic_copy, atomic_write_bytes
 from ..errors import InvalidIdError
 from ..imaging import probe_image, read_image
+from ..store.label_info import LabelClasses, parse_label_info
 from .case_import import ProblemReport, load_nifti
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ class ExportCase:
         modality: ``info["modality"]`` or the header's, when known.
         channel_names: ``info["channel_names"]`` when present.
         info: A copy of the image info (``patient_id``...).
-        label_info: The label's ``label_info`` (``[]`` when none or no label).
+        label_info: The label's classes, parsed by
+            :func:`~medstore.datastore.store.label_info.parse_label_info` (empty when none or no
+            label).
     """
 
     image_id: str
@@ -64,7 +67,7 @@ class ExportCase:
     modality: str | None = None
     channel_names: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
-    label_info: list[dict[str, Any]] = field(default_factory=list)
+    label_info: LabelClasses = field(default_factory=LabelClasses)
 
     @property
     def is_nifti(self) -> bool:
@@ -87,11 +90,10 @@ def export_cases(store: LocalDatastore, *, label_tag: str = "final") -> list[Exp
     for image_id in sorted(store.list_images()):
         info = store.get_image_info(image_id)
         label_path = None
-        label_info: list[dict[str, Any]] = []
+        label_info = LabelClasses()
         if store.get_label_by_image_id(image_id, label_tag):
             label_path = Path(store.get_label_uri(image_id, label_tag))
-            raw = store.get_label_info(image_id, label_tag).get("label_info") or []
-            label_info = [c for c in raw if isinstance(c, dict)]
+            label_info = parse_label_info(store.get_label_info(image_id, label_tag))
         path = Path(info.pop("path"))
         channels = int(info.get("channels") or 0) or probe_image(path).channels
         names = info.get("channel_names")
@@ -131,12 +133,9 @@ def class_names(
     names: dict[int, str] = {}
     seen: dict[int, str] = {}
     for case in cases:
-        for entry in case.label_info:
-            try:
-                idx, name = int(entry["idx"]), str(entry["name"])
-            except (KeyError, TypeError, ValueError):
-                report.add(f"label {label_tag!r} of {case.image_id!r}: bad label_info {entry!r}")
-                continue
+        for entry in case.label_info.rejected:
+            report.add(f"label {label_tag!r} of {case.image_id!r}: bad label_info {entry!r}")
+        for idx, name in case.label_info.pairs:
             if idx == 0:
                 continue
             if idx in names and names[idx] != name:

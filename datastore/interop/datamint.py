@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 from ..annotations.base import Annotation, Origin
@@ -38,10 +39,11 @@ from ..errors import AnnotationError
 
 __all__ = ["from_datamint", "to_datamint"]
 
-_TYPES = {"square": BoxAnnotation, "line": LineAnnotation, "point": PointAnnotation,
-          "region": PolylineAnnotation, "category": CategoryAnnotation,
-          "float": NumericAnnotation, "label": LabelAnnotation, "text": TextAnnotation}  # fmt: skip
-_NAMES = {cls: name for name, cls in _TYPES.items()}
+_TYPES: Mapping[str, type[Annotation]] = MappingProxyType(
+    {"square": BoxAnnotation, "line": LineAnnotation, "point": PointAnnotation,
+     "region": PolylineAnnotation, "category": CategoryAnnotation,
+     "float": NumericAnnotation, "label": LabelAnnotation, "text": TextAnnotation})  # fmt: skip
+_NAMES: Mapping[type[Annotation], str] = MappingProxyType({c: n for n, c in _TYPES.items()})
 _LIFECYCLE = ("id", "created_by", "created_at", "status", "worklist_id", "model_id", "is_model",
               "set_name", "deleted_at", "deleted_by")  # fmt: skip
 _FLIP = (-1.0, -1.0, 1.0)  # LPS <-> RAS

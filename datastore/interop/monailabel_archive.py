@@ -10,7 +10,6 @@ Examples:
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 import zipfile
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..ids import is_inside
+from ..timestamps import compact_utc
 
 if TYPE_CHECKING:
     from ..store.local import LocalDatastore
@@ -50,7 +50,7 @@ def write_dataset_archive(store: LocalDatastore, *, limit_cases: int | None) -> 
     metadata: dict[str, Any] = {}
     folder = archive_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = compact_utc()
     target = folder / f"{store.name() or 'store'}-{stamp}.zip".replace(os.sep, "_")
     cases = store.get_labeled_images()
     if limit_cases is not None:

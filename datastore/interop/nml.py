@@ -50,10 +50,10 @@ __all__ = ["MAX_NML_BYTES", "dump_nml", "load_nml", "parse_nml", "save_nml"]
 #: Largest NML (uncompressed) read, against zip bombs.
 MAX_NML_BYTES = 512 * 1024 * 1024
 _T = TypeVar("_T")
-_NODE_ATTRS = {
+_NODE_ATTRS = frozenset({
     "id", "x", "y", "z", "radius", "rotX", "rotY", "rotZ",
     "inVp", "inMag", "bitDepth", "interpolation", "time",
-}  # fmt: skip
+})  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- reading

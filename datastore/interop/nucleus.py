@@ -15,7 +15,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from ..annotations.base import Annotation, Origin
@@ -34,21 +35,21 @@ from ..errors import AnnotationError
 
 __all__ = ["NUCLEUS_KEYS", "from_nucleus", "to_nucleus"]
 
-_COMMON = ["reference_id", "annotation_id", "metadata"]
-_TRACKED = ["track_reference_id", "task_id"]
+_COMMON = ("reference_id", "annotation_id", "metadata")
+_TRACKED = ("track_reference_id", "task_id")
 #: The keys scale-nucleus writes for each payload type (used when exporting native annotations).
-NUCLEUS_KEYS: dict[str, list[str]] = {
-    "box": ["label", "type", "geometry", *_COMMON, "embedding_vector", *_TRACKED],
-    "line": ["label", "type", "geometry", *_COMMON, *_TRACKED],
-    "polygon": ["label", "type", "geometry", *_COMMON, "embedding_vector", *_TRACKED],
-    "keypoints": ["label", "type", "geometry", *_COMMON, *_TRACKED],
-    "cuboid": ["label", "type", "geometry", "reference_id"],
-    "category": ["label", "type", "geometry", "reference_id", "metadata", *_TRACKED,
-                 "taxonomy_name"],
-    "multicategory": ["labels", "type", "geometry", "reference_id", "metadata", *_TRACKED,
-                      "taxonomy_name"],
-    "mask": ["type", "mask_url", "annotations", "annotation_id", "reference_id"],
-}  # fmt: skip
+NUCLEUS_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "box": ("label", "type", "geometry", *_COMMON, "embedding_vector", *_TRACKED),
+    "line": ("label", "type", "geometry", *_COMMON, *_TRACKED),
+    "polygon": ("label", "type", "geometry", *_COMMON, "embedding_vector", *_TRACKED),
+    "keypoints": ("label", "type", "geometry", *_COMMON, *_TRACKED),
+    "cuboid": ("label", "type", "geometry", "reference_id"),
+    "category": ("label", "type", "geometry", "reference_id", "metadata", *_TRACKED,
+                 "taxonomy_name"),
+    "multicategory": ("labels", "type", "geometry", "reference_id", "metadata", *_TRACKED,
+                      "taxonomy_name"),
+    "mask": ("type", "mask_url", "annotations", "annotation_id", "reference_id"),
+})  # fmt: skip
 
 
 def _num(value: float | None) -> float | int | None:
@@ -215,7 +216,7 @@ def to_nucleus(ann: Annotation) -> dict[str, Any]:
             {"label": s.name, "index": s.idx, **({"metadata": s.metadata} if s.metadata else {})}
             for s in ann.segments
         ]
-    keys = NUCLEUS_KEYS[kind]
+    keys: Sequence[str] = NUCLEUS_KEYS[kind]
     if from_nucleus_payload and ann.origin and ann.origin.keys is not None:
         keys = ann.origin.keys
     return {key: full.get(key) for key in keys}

@@ -18,9 +18,10 @@ import gc
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -38,7 +39,10 @@ __all__ = [
     "serialize_manifest",
 ]
 
-_TOP_DEFAULTS: dict[str, Any] = {"images_dir": "", "labels_dir": "labels", "objects": {}}
+# Keys a manifest may leave out, with their default (``objects`` gets a new empty dict each time).
+_TOP_DEFAULTS: Mapping[str, str | None] = MappingProxyType(
+    {"images_dir": "", "labels_dir": "labels", "objects": None}
+)
 # A file whose mtime is this close to our last look may have changed again within one
 # timestamp tick: compare its bytes instead of trusting the stat signature (racy-git rule).
 _RACY_WINDOW_NS = 50_000_000
@@ -152,7 +156,7 @@ def parse_manifest(raw: bytes, *, source: str) -> dict[str, Any]:
         if not isinstance(doc.get(key), str):
             raise ManifestCorruptError(f"manifest {source}: {key!r} is missing or not a string")
     for key, default in _TOP_DEFAULTS.items():
-        doc.setdefault(key, type(default)() if isinstance(default, dict) else default)
+        doc.setdefault(key, {} if default is None else default)
     _check_dir(doc, "images_dir", source)
     _check_dir(doc, "labels_dir", source)
     objects = doc["objects"]
