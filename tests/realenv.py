@@ -308,7 +308,11 @@ def _rewrite_paths(root: Path, *, old: Path, new: Path) -> None:
             continue
         data = path.read_bytes()
         if before in data:
-            path.write_bytes(data.replace(before, after))
+            # A new file, never a write into this one: in a clone it is a hard link to the cache.
+            fresh = path.with_name(f".{path.name}.rewrite")
+            fresh.write_bytes(data.replace(before, after))
+            shutil.copymode(path, fresh)
+            fresh.replace(path)
 
 
 def _child_env(root: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
