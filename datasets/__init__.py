@@ -1,11 +1,19 @@
 """PyTorch datasets reading a medstore (MONAI Label layout) store: volumes, images, videos, slices.
 
-Note: this import name is also Hugging Face's ``datasets``; do not install medstore into an
-environment that has it.
+Installed as ``medstore.datasets``, so it lives beside Hugging Face's ``datasets``.
 
 Example:
-    >>> from medstore.datasets import VolumeDataset                              # doctest: +SKIP
-    >>> parts = VolumeDataset("sample_store").split(train=0.8, val=0.2, seed=0)  # doctest: +SKIP
+    >>> import tempfile, pathlib, numpy as np, nibabel as nib
+    >>> from medstore.datastore import LocalDatastore
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+    >>> for n in range(5):
+    ...     nib.save(image, root / f"ct_{n}.nii.gz")
+    >>> store = LocalDatastore(root)
+    >>> from medstore.datasets import VolumeDataset
+    >>> parts = VolumeDataset(store).split(train=0.8, val=0.2, seed=0)
+    >>> len(parts["train"]), len(parts["val"])
+    (4, 1)
 """
 
 from __future__ import annotations

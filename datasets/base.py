@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, Unpack
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
@@ -17,7 +17,7 @@ from .item.label_space import LabelSpace, entity_space, nonzero_values, segmenta
 from .loading.cache import CachedVolume, VolumeCache, store_cache_folder
 from .loading.collate import collate_items, make_dataloader
 from .loading.worker_memory import in_worker
-from .options import DatasetKwargs, DatasetOptions
+from .options import DatasetOptions, MergeStrategy
 from .records import ImageRecord, LabelRecord, build_records, filter_records, open_store
 from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
 
@@ -59,7 +59,9 @@ class StoreDataset(Dataset[dict[str, Any]]):
         image_ids: Restrict to these ids (in this order); default all, sorted.
         cache_dir: Cache folder (default ``.medstore/cache`` or the user cache when read-only).
         options: Pre-built options (instead of keyword options).
-        **kwargs: The keyword options of :class:`~medstore.datasets.DatasetOptions.from_kwargs`.
+        return_metainfo: ... transform: The keyword options, one per row of
+            :data:`~medstore.datasets.options.OPTION_TABLE` (same names and defaults; see
+            :class:`~medstore.datasets.DatasetOptions` for their meaning).
 
     Raises:
         ValueError: Conflicting options.
@@ -75,11 +77,25 @@ class StoreDataset(Dataset[dict[str, Any]]):
         image_ids: Iterable[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         options: DatasetOptions | None = None,
-        **kwargs: Unpack[DatasetKwargs],
+        return_metainfo: bool = True,
+        return_segmentations: bool = True,
+        return_as_semantic_segmentation: bool = False,
+        semantic_seg_merge_strategy: MergeStrategy | None = None,
+        include_unannotated: bool = True,
+        include_annotators: Collection[str] | None = None,
+        exclude_annotators: Collection[str] | None = None,
+        include_segmentation_names: Collection[str] | None = None,
+        exclude_segmentation_names: Collection[str] | None = None,
+        include_image_label_names: Collection[str] | None = None,
+        exclude_image_label_names: Collection[str] | None = None,
+        include_frame_label_names: Collection[str] | None = None,
+        exclude_frame_label_names: Collection[str] | None = None,
+        allow_external_annotations: bool = False,
+        image_labels_merge_strategy: MergeStrategy | None = None,
+        image_categories_merge_strategy: MergeStrategy | None = None,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        if options is not None and kwargs:
-            raise ValueError("give options= or keyword options, not both")
-        self.options = options or DatasetOptions.from_kwargs(**kwargs)
+        self.options = DatasetOptions.resolve(options, locals())
         self._store = open_store(store)
         self._root = Path(getattr(self._store, "root", "."))
         folder = (
@@ -279,8 +295,17 @@ class StoreDataset(Dataset[dict[str, Any]]):
             The items, in order.
 
         Example:
-            >>> [item["image"].shape for item in ds.__getitems__([0, 1])]  # doctest: +SKIP
-            [torch.Size([1, 32, 64, 64]), torch.Size([1, 32, 64, 64])]
+            >>> import tempfile, pathlib, numpy as np, nibabel as nib
+            >>> from medstore.datastore import LocalDatastore
+            >>> root = pathlib.Path(tempfile.mkdtemp())
+            >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+            >>> for n in range(2):
+            ...     nib.save(image, root / f"ct_{n}.nii.gz")
+            >>> store = LocalDatastore(root)
+            >>> from medstore.datasets import VolumeDataset
+            >>> ds = VolumeDataset(store)
+            >>> [item["image"].shape for item in ds.__getitems__([0, 1])]
+            [torch.Size([1, 4, 5, 6]), torch.Size([1, 4, 5, 6])]
         """
         shared = len(indices) == 1 and self.options.transform is None and in_worker()
         return [self._item(index, shared=shared) for index in indices]

@@ -27,9 +27,15 @@ class ImageDataset(StoreDataset):
         UnsupportedFormatError: (on item access) the image is a multi-slice volume.
 
     Example:
-        >>> ds = ImageDataset("xray_store")                           # doctest: +SKIP
-        >>> ds[0]["image"].ndim                                       # doctest: +SKIP
-        3
+        >>> import tempfile, pathlib, numpy as np, nibabel as nib
+        >>> from medstore.datastore import LocalDatastore
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> image = nib.Nifti1Image(np.zeros((6, 5, 1), np.int16), np.eye(4))
+        >>> for n in range(1):
+        ...     nib.save(image, root / f"ct_{n}.nii.gz")
+        >>> store = LocalDatastore(root)
+        >>> ImageDataset(store)[0]["image"].shape
+        torch.Size([1, 5, 6])
     """
 
     def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:

@@ -1,17 +1,22 @@
-"""Frozen option groups shared by every dataset class (segmentations, filters, merges)."""
+"""Dataset options: one table of the constructors' keywords and the frozen groups built from it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from types import MappingProxyType
+from typing import Any, Literal, TypedDict, Unpack, cast
 
 __all__ = [
     "MERGE_STRATEGIES",
+    "OPTION_DEFAULTS",
+    "OPTION_NAMES",
+    "OPTION_TABLE",
     "AnnotationFilters",
     "DatasetKwargs",
     "DatasetOptions",
     "MergeStrategy",
+    "OptionSpec",
     "SegmentationOptions",
 ]
 
@@ -39,6 +44,77 @@ class DatasetKwargs(TypedDict, total=False):
     image_labels_merge_strategy: MergeStrategy | None
     image_categories_merge_strategy: MergeStrategy | None
     transform: Callable[[dict[str, Any]], Any] | None
+
+
+OptionGroup = Literal["dataset", "segmentation", "filters"]
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One keyword option of the dataset constructors.
+
+    Attributes:
+        name: The keyword (Datamint's name).
+        default: Its default in every constructor.
+        group: Where :class:`DatasetOptions` keeps it: on itself (``"dataset"``), in
+            ``segmentation`` or in ``filters``.
+        field: The attribute name in that group.
+        refilter: Changing it changes which records (images, labels, entities) are kept, so a
+            derived dataset must re-read the store.
+    """
+
+    name: str
+    default: Any
+    group: OptionGroup
+    field: str
+    refilter: bool = False
+
+
+OPTION_TABLE: tuple[OptionSpec, ...] = (
+    OptionSpec("return_metainfo", True, "dataset", "return_metainfo"),
+    OptionSpec("return_segmentations", True, "segmentation", "return_segmentations"),
+    OptionSpec("return_as_semantic_segmentation", False, "segmentation", "as_semantic"),
+    OptionSpec("semantic_seg_merge_strategy", None, "segmentation", "merge_strategy"),
+    OptionSpec("include_unannotated", True, "dataset", "include_unannotated", refilter=True),
+    OptionSpec("include_annotators", None, "filters", "include_annotators", refilter=True),
+    OptionSpec("exclude_annotators", None, "filters", "exclude_annotators", refilter=True),
+    OptionSpec("include_segmentation_names", None, "filters", "include_segmentation_names"),
+    OptionSpec("exclude_segmentation_names", None, "filters", "exclude_segmentation_names"),
+    OptionSpec(
+        "include_image_label_names", None, "filters", "include_image_label_names", refilter=True
+    ),
+    OptionSpec(
+        "exclude_image_label_names", None, "filters", "exclude_image_label_names", refilter=True
+    ),
+    OptionSpec(
+        "include_frame_label_names", None, "filters", "include_frame_label_names", refilter=True
+    ),
+    OptionSpec(
+        "exclude_frame_label_names", None, "filters", "exclude_frame_label_names", refilter=True
+    ),
+    OptionSpec(
+        "allow_external_annotations", False, "dataset", "allow_external_annotations", refilter=True
+    ),
+    OptionSpec("image_labels_merge_strategy", None, "dataset", "image_labels_merge_strategy"),
+    OptionSpec(
+        "image_categories_merge_strategy", None, "dataset", "image_categories_merge_strategy"
+    ),
+    OptionSpec("transform", None, "dataset", "transform"),
+)
+"""Every keyword option of the dataset constructors, in their signature order.
+
+Validation (:meth:`DatasetOptions.from_kwargs`), :meth:`DatasetOptions.to_kwargs` and the re-filter
+check (:meth:`DatasetOptions.needs_refilter`) all read this table; adding an option is one row
+here, a field in its group, the :class:`DatasetKwargs` entry and the constructors' keyword (a test
+checks that they agree).
+
+Example:
+    >>> [spec.name for spec in OPTION_TABLE][:2]
+    ['return_metainfo', 'return_segmentations']
+"""
+OPTION_NAMES: tuple[str, ...] = tuple(spec.name for spec in OPTION_TABLE)
+OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType({s.name: s.default for s in OPTION_TABLE})
+_SPECS: Mapping[str, OptionSpec] = MappingProxyType({s.name: s for s in OPTION_TABLE})
 
 
 def _check_strategy(name: str, value: str | None) -> None:
@@ -190,81 +266,84 @@ class DatasetOptions:
         _check_strategy("image_categories_merge_strategy", self.image_categories_merge_strategy)
 
     @classmethod
-    def from_kwargs(
-        cls,
-        *,
-        return_metainfo: bool = True,
-        return_segmentations: bool = True,
-        return_as_semantic_segmentation: bool = False,
-        semantic_seg_merge_strategy: MergeStrategy | None = None,
-        include_unannotated: bool = True,
-        include_annotators: Collection[str] | None = None,
-        exclude_annotators: Collection[str] | None = None,
-        include_segmentation_names: Collection[str] | None = None,
-        exclude_segmentation_names: Collection[str] | None = None,
-        include_image_label_names: Collection[str] | None = None,
-        exclude_image_label_names: Collection[str] | None = None,
-        include_frame_label_names: Collection[str] | None = None,
-        exclude_frame_label_names: Collection[str] | None = None,
-        allow_external_annotations: bool = False,
-        image_labels_merge_strategy: MergeStrategy | None = None,
-        image_categories_merge_strategy: MergeStrategy | None = None,
-        transform: Callable[[dict[str, Any]], Any] | None = None,
-    ) -> DatasetOptions:
+    def from_kwargs(cls, **kwargs: Unpack[DatasetKwargs]) -> DatasetOptions:
         """Build the option groups from the flat keyword options of the dataset constructors.
 
+        Every keyword is a row of :data:`OPTION_TABLE` (missing ones take its default).
+
         Args:
-            return_metainfo: See :class:`DatasetOptions`.
-            return_segmentations: See :class:`SegmentationOptions`.
-            return_as_semantic_segmentation: ``SegmentationOptions.as_semantic``.
-            semantic_seg_merge_strategy: ``SegmentationOptions.merge_strategy``.
-            include_unannotated: See :class:`DatasetOptions`.
-            include_annotators: See :class:`AnnotationFilters`.
-            exclude_annotators: See :class:`AnnotationFilters`.
-            include_segmentation_names: See :class:`AnnotationFilters`.
-            exclude_segmentation_names: See :class:`AnnotationFilters`.
-            include_image_label_names: See :class:`AnnotationFilters`.
-            exclude_image_label_names: See :class:`AnnotationFilters`.
-            include_frame_label_names: See :class:`AnnotationFilters`.
-            exclude_frame_label_names: See :class:`AnnotationFilters`.
-            allow_external_annotations: See :class:`DatasetOptions`.
-            image_labels_merge_strategy: See :class:`DatasetOptions`.
-            image_categories_merge_strategy: See :class:`DatasetOptions`.
-            transform: See :class:`DatasetOptions`.
+            **kwargs: Flat keyword options.
 
         Returns:
             The grouped, validated options.
 
         Raises:
+            TypeError: A keyword that is not an option.
             ValueError: On conflicting or unknown values.
 
         Example:
             >>> DatasetOptions.from_kwargs(return_as_semantic_segmentation=True).segmentation
             SegmentationOptions(return_segmentations=True, as_semantic=True, merge_strategy=None)
         """
+        unknown = sorted(set(kwargs) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"unknown dataset option(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {**OPTION_DEFAULTS, **kwargs}
+        groups: dict[str, dict[str, Any]] = {"dataset": {}, "segmentation": {}, "filters": {}}
+        for spec in OPTION_TABLE:
+            value = values[spec.name]
+            groups[spec.group][spec.field] = _frozen(value) if spec.group == "filters" else value
         return cls(
-            return_metainfo=return_metainfo,
-            include_unannotated=include_unannotated,
-            allow_external_annotations=allow_external_annotations,
-            segmentation=SegmentationOptions(
-                return_segmentations=return_segmentations,
-                as_semantic=return_as_semantic_segmentation,
-                merge_strategy=semantic_seg_merge_strategy,
-            ),
-            filters=AnnotationFilters(
-                include_annotators=_frozen(include_annotators),
-                exclude_annotators=_frozen(exclude_annotators),
-                include_segmentation_names=_frozen(include_segmentation_names),
-                exclude_segmentation_names=_frozen(exclude_segmentation_names),
-                include_image_label_names=_frozen(include_image_label_names),
-                exclude_image_label_names=_frozen(exclude_image_label_names),
-                include_frame_label_names=_frozen(include_frame_label_names),
-                exclude_frame_label_names=_frozen(exclude_frame_label_names),
-            ),
-            image_labels_merge_strategy=image_labels_merge_strategy,
-            image_categories_merge_strategy=image_categories_merge_strategy,
-            transform=transform,
+            segmentation=SegmentationOptions(**groups["segmentation"]),
+            filters=AnnotationFilters(**groups["filters"]),
+            **groups["dataset"],
         )
+
+    @classmethod
+    def resolve(cls, options: DatasetOptions | None, values: Mapping[str, Any]) -> DatasetOptions:
+        """The options of a dataset constructor: ``options=`` or its keyword options, not both.
+
+        Args:
+            options: Pre-built options, or ``None``.
+            values: The constructor's arguments (entries that are not options are ignored).
+
+        Returns:
+            ``options`` when given, else the options built from ``values``.
+
+        Raises:
+            ValueError: ``options`` is given together with a keyword option off its default.
+
+        Example:
+            >>> DatasetOptions.resolve(None, {"self": None, "return_metainfo": False})
+            ... # doctest: +ELLIPSIS
+            DatasetOptions(return_metainfo=False, ...)
+        """
+        given = {n: values[n] for n in OPTION_NAMES if n in values}
+        if options is None:
+            return cls.from_kwargs(**given)
+        if any(given[n] != OPTION_DEFAULTS[n] for n in given):
+            raise ValueError("give options= or keyword options, not both")
+        return options
+
+    def value(self, name: str) -> Any:
+        """The value of one flat option.
+
+        Args:
+            name: A name of :data:`OPTION_TABLE`.
+
+        Returns:
+            Its value in these options.
+
+        Raises:
+            KeyError: Not an option.
+
+        Example:
+            >>> DatasetOptions().value("return_as_semantic_segmentation")
+            False
+        """
+        spec = _SPECS[name]
+        holder = {"dataset": self, "segmentation": self.segmentation, "filters": self.filters}
+        return getattr(holder[spec.group], spec.field)
 
     def to_kwargs(self) -> DatasetKwargs:
         """The flat keyword options that rebuild these options.
@@ -277,23 +356,23 @@ class DatasetOptions:
             >>> DatasetOptions.from_kwargs(**opts.to_kwargs()) == opts
             True
         """
-        f, seg = self.filters, self.segmentation
-        return DatasetKwargs(
-            return_metainfo=self.return_metainfo,
-            return_segmentations=seg.return_segmentations,
-            return_as_semantic_segmentation=seg.as_semantic,
-            semantic_seg_merge_strategy=seg.merge_strategy,
-            include_unannotated=self.include_unannotated,
-            include_annotators=f.include_annotators,
-            exclude_annotators=f.exclude_annotators,
-            include_segmentation_names=f.include_segmentation_names,
-            exclude_segmentation_names=f.exclude_segmentation_names,
-            include_image_label_names=f.include_image_label_names,
-            exclude_image_label_names=f.exclude_image_label_names,
-            include_frame_label_names=f.include_frame_label_names,
-            exclude_frame_label_names=f.exclude_frame_label_names,
-            allow_external_annotations=self.allow_external_annotations,
-            image_labels_merge_strategy=self.image_labels_merge_strategy,
-            image_categories_merge_strategy=self.image_categories_merge_strategy,
-            transform=self.transform,
+        return cast(DatasetKwargs, {spec.name: self.value(spec.name) for spec in OPTION_TABLE})
+
+    def needs_refilter(self, other: DatasetOptions) -> bool:
+        """Whether ``other`` keeps different records of the store (see ``OptionSpec.refilter``).
+
+        Args:
+            other: The options to compare with.
+
+        Returns:
+            ``True`` when a record-level option differs.
+
+        Example:
+            >>> DatasetOptions().needs_refilter(DatasetOptions.from_kwargs(exclude_annotators="x"))
+            True
+        """
+        return any(
+            self.value(spec.name) != other.value(spec.name)
+            for spec in OPTION_TABLE
+            if spec.refilter
         )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, Self, Unpack
 
 import numpy as np
 
 from .base import Ref, StoreDataset
 from .item.label_space import LabelSpace, entity_space
-from .options import DatasetKwargs, DatasetOptions
+from .options import DatasetKwargs, DatasetOptions, MergeStrategy
 from .records import ImageRecord, build_records, filter_records
 from .volume import as_volume
 
@@ -59,12 +59,20 @@ class SlicedVolumeDataset(StoreDataset):
         axis: Slicing axis (see :func:`axis_index`).
         image_ids: Restrict to these ids.
         cache_dir: Decode-once cache folder.
-        **kwargs: Keyword options (:class:`~medstore.datasets.options.DatasetKwargs`).
+        options: Pre-built options (instead of keyword options).
+        return_metainfo: ... transform: The keyword options (see :class:`StoreDataset`).
 
     Example:
-        >>> ds = SlicedVolumeDataset("sample_store", axis="axial")    # doctest: +SKIP
-        >>> ds[0]["metainfo"]["slice_index"]                          # doctest: +SKIP
-        0
+        >>> import tempfile, pathlib, numpy as np, nibabel as nib
+        >>> from medstore.datastore import LocalDatastore
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+        >>> for n in range(1):
+        ...     nib.save(image, root / f"ct_{n}.nii.gz")
+        >>> store = LocalDatastore(root)
+        >>> ds = SlicedVolumeDataset(store, axis="axial")
+        >>> len(ds), ds[1]["metainfo"]["slice_index"], ds[1]["image"].shape
+        (4, 1, torch.Size([1, 5, 6]))
     """
 
     def __init__(
@@ -74,9 +82,27 @@ class SlicedVolumeDataset(StoreDataset):
         axis: AxisName | int = "axial",
         image_ids: Iterable[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Unpack[DatasetKwargs],
+        options: DatasetOptions | None = None,
+        return_metainfo: bool = True,
+        return_segmentations: bool = True,
+        return_as_semantic_segmentation: bool = False,
+        semantic_seg_merge_strategy: MergeStrategy | None = None,
+        include_unannotated: bool = True,
+        include_annotators: Collection[str] | None = None,
+        exclude_annotators: Collection[str] | None = None,
+        include_segmentation_names: Collection[str] | None = None,
+        exclude_segmentation_names: Collection[str] | None = None,
+        include_image_label_names: Collection[str] | None = None,
+        exclude_image_label_names: Collection[str] | None = None,
+        include_frame_label_names: Collection[str] | None = None,
+        exclude_frame_label_names: Collection[str] | None = None,
+        allow_external_annotations: bool = False,
+        image_labels_merge_strategy: MergeStrategy | None = None,
+        image_categories_merge_strategy: MergeStrategy | None = None,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(store, image_ids=image_ids, cache_dir=cache_dir, **kwargs)
+        options = DatasetOptions.resolve(options, locals())
+        super().__init__(store, image_ids=image_ids, cache_dir=cache_dir, options=options)
         self._set_axis(axis)
         self._refs = self._slice_refs(range(len(self._records)))
 
@@ -120,9 +146,10 @@ class SlicedVolumeDataset(StoreDataset):
         new._set_axis(axis)
         record_ids = new._record_ids()
         if kwargs:
-            merged = {**parent.options.to_kwargs(), **kwargs}
-            new.options = DatasetOptions.from_kwargs(**merged)  # type: ignore[arg-type]
-            if _needs_refilter(parent.options, new.options):
+            merged = parent.options.to_kwargs()
+            merged.update(kwargs)
+            new.options = DatasetOptions.from_kwargs(**merged)
+            if parent.options.needs_refilter(new.options):
                 ids = [record.image_id for record in parent.image_records()]
                 new._records = filter_records(
                     build_records(parent.store, ids), new.options, store=parent.store
@@ -144,23 +171,6 @@ class SlicedVolumeDataset(StoreDataset):
         return None, (frame if self._axis == 0 else None)
 
 
-def _needs_refilter(old: DatasetOptions, new: DatasetOptions) -> bool:
-    """Whether record-level filtering differs (segmentation-name filters do not count)."""
-    keys = (
-        "include_annotators",
-        "exclude_annotators",
-        "include_image_label_names",
-        "exclude_image_label_names",
-        "include_frame_label_names",
-        "exclude_frame_label_names",
-    )
-    return (
-        old.include_unannotated != new.include_unannotated
-        or old.allow_external_annotations != new.allow_external_annotations
-        or any(getattr(old.filters, k) != getattr(new.filters, k) for k in keys)
-    )
-
-
 class SlicedVideoDataset(SlicedVolumeDataset):
     """One item per video frame: ``image`` float32 ``(C, H, W)``, ``frame_labels`` ``(L,)``.
 
@@ -168,7 +178,15 @@ class SlicedVideoDataset(SlicedVolumeDataset):
     ``slice_index`` (the frame) and ``slice_axis == "frame"``.
 
     Example:
-        >>> frames = SlicedVideoDataset("video_store")               # doctest: +SKIP
+        >>> import tempfile, pathlib, numpy as np, nibabel as nib
+        >>> from medstore.datastore import LocalDatastore
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+        >>> for n in range(1):
+        ...     nib.save(image, root / f"ct_{n}.nii.gz")
+        >>> store = LocalDatastore(root)
+        >>> SlicedVideoDataset(store)[3]["metainfo"]["slice_axis"]
+        'frame'
     """
 
     def __init__(
@@ -177,9 +195,27 @@ class SlicedVideoDataset(SlicedVolumeDataset):
         *,
         image_ids: Iterable[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Unpack[DatasetKwargs],
+        options: DatasetOptions | None = None,
+        return_metainfo: bool = True,
+        return_segmentations: bool = True,
+        return_as_semantic_segmentation: bool = False,
+        semantic_seg_merge_strategy: MergeStrategy | None = None,
+        include_unannotated: bool = True,
+        include_annotators: Collection[str] | None = None,
+        exclude_annotators: Collection[str] | None = None,
+        include_segmentation_names: Collection[str] | None = None,
+        exclude_segmentation_names: Collection[str] | None = None,
+        include_image_label_names: Collection[str] | None = None,
+        exclude_image_label_names: Collection[str] | None = None,
+        include_frame_label_names: Collection[str] | None = None,
+        exclude_frame_label_names: Collection[str] | None = None,
+        allow_external_annotations: bool = False,
+        image_labels_merge_strategy: MergeStrategy | None = None,
+        image_categories_merge_strategy: MergeStrategy | None = None,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(store, axis=0, image_ids=image_ids, cache_dir=cache_dir, **kwargs)
+        options = DatasetOptions.resolve(options, locals())
+        super().__init__(store, axis=0, image_ids=image_ids, cache_dir=cache_dir, options=options)
 
     def _set_axis(self, axis: AxisName | int) -> None:
         if axis_index(axis) != 0:

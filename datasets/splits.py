@@ -40,9 +40,19 @@ class SplitResult(Mapping[str, D], Generic[D]):
         as_of_timestamp: The replay time of a store split, else ``None``.
 
     Example:
-        >>> parts = ds.split(train=0.8, val=0.2, seed=1)             # doctest: +SKIP
-        >>> parts.save()                                              # doctest: +SKIP
-        10
+        >>> import tempfile, pathlib, numpy as np, nibabel as nib
+        >>> from medstore.datastore import LocalDatastore
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+        >>> for n in range(4):
+        ...     nib.save(image, root / f"ct_{n}.nii.gz")
+        >>> store = LocalDatastore(root)
+        >>> from medstore.datasets import VolumeDataset
+        >>> parts = VolumeDataset(store).split(train=0.5, val=0.5, seed=1)
+        >>> parts.save()
+        4
+        >>> VolumeDataset(store).split()  # the saved assignments
+        SplitResult(train=2, val=2; source='store')
     """
 
     def __init__(

@@ -69,9 +69,18 @@ class VolumeDataset(MultiFrameDataset):
         **kwargs: Keyword options (:class:`~medstore.datasets.options.DatasetKwargs`).
 
     Example:
-        >>> ds = VolumeDataset("sample_store")                       # doctest: +SKIP
-        >>> ds[0]["image"].shape                                      # doctest: +SKIP
-        torch.Size([1, 32, 64, 64])
+        >>> import tempfile, pathlib, numpy as np, nibabel as nib
+        >>> from medstore.datastore import LocalDatastore
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+        >>> for n in range(2):
+        ...     nib.save(image, root / f"ct_{n}.nii.gz")
+        >>> store = LocalDatastore(root)
+        >>> ds = VolumeDataset(store)
+        >>> ds[0]["image"].shape
+        torch.Size([1, 4, 5, 6])
+        >>> len(ds.slice("axial"))
+        8
     """
 
     def slice(
@@ -101,7 +110,16 @@ class VideoDataset(MultiFrameDataset):
     Frames are the D axis of :class:`MultiFrameDataset`; ``frame_labels`` index them.
 
     Example:
-        >>> VideoDataset("video_store").frame_by_frame()             # doctest: +SKIP
+        >>> import tempfile, pathlib, numpy as np, nibabel as nib
+        >>> from medstore.datastore import LocalDatastore
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+        >>> for n in range(1):
+        ...     nib.save(image, root / f"ct_{n}.nii.gz")
+        >>> store = LocalDatastore(root)
+        >>> frames = VideoDataset(store).frame_by_frame()
+        >>> len(frames), frames[0]["image"].shape
+        (4, torch.Size([1, 5, 6]))
     """
 
     def frame_by_frame(self, **kwargs: Unpack[DatasetKwargs]) -> SlicedVideoDataset:
