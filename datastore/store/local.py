@@ -121,7 +121,10 @@ class LocalDatastore:
         elif not self._session.existed:
             self._indexer.index_in_memory()
         if auto_reload:
-            self._start_watcher(watch, watch_options)
+            from ..watch.watcher import StoreWatcher
+
+            self._watcher = StoreWatcher(self, mode=watch, options=watch_options)
+            self._watcher.start()
 
     # ------------------------------------------------------------------ the store itself
     @property
@@ -205,19 +208,10 @@ class LocalDatastore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _start_watcher(
-        self, watch: Literal["native", "poll"], options: WatchOptions | None
-    ) -> None:
-        from ..watch.watcher import StoreWatcher
-
-        self._watcher = StoreWatcher(self, mode=watch, options=options)
-        self._watcher.start()
-
     def refresh(self, *, accept: Callable[[Path], bool] | None = None) -> DiskState:
         """Reconcile the manifest with the files on disk; write only if something changed.
 
-        One directory scan per folder and set differences. Label files without an image are
-        reported in the log, never deleted; links pointing outside the root are not indexed.
+        Label files without an image are logged, never deleted; links leaving the root are skipped.
 
         Args:
             accept: Optional test a *new* file must pass to be indexed now (the watcher's
@@ -249,8 +243,11 @@ class LocalDatastore:
         return self._catalog.has_image(image_id)
 
     def get_image_uri(self, image_id: str) -> str:
-        """Absolute, resolved path of an image file (or DICOM series folder); raises
-        ``ImageNotFoundError`` for an unknown id."""
+        """Absolute, resolved path of an image file (or DICOM series folder).
+
+        Raises:
+            ImageNotFoundError: Unknown id.
+        """
         return self._catalog.get_image_uri(image_id)
 
     def get_image(self, image_id: str) -> bytes:
@@ -294,8 +291,12 @@ class LocalDatastore:
         return self._catalog.get_unlabeled_images(label_tag, labels)
 
     def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
-        """``[{"image", "label", "meta"}]`` for labelled images (default tag ``final``), ready
-        for MONAI's ``LoadImaged``; ``full_path=False`` gives paths relative to the root."""
+        """``[{"image", "label", "meta"}]`` for labelled images, ready for MONAI's ``LoadImaged``.
+
+        Args:
+            full_path: Absolute resolved paths; ``False`` gives paths relative to the root.
+            label_tag: Which tag's labels (default ``final``).
+        """
         return self._catalog.datalist(full_path, label_tag=label_tag)
 
     def status(self) -> dict[str, Any]:

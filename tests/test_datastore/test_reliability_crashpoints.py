@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import reliability_harness as h
 from medstore.datastore import LocalDatastore, durable
 from medstore.datastore.store.manifest import parse_manifest
+from support import reliability_harness as h
 
 POINTS = [
     "lock.acquired",
@@ -39,12 +39,12 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A small store (img000 has a final label, img001 an alice label) and a mixed op list."""
     base = tmp_path_factory.mktemp("crash")
     template = base / "template"
-    h.make_store(template, 4, labels={"final": [0], "alice": [1]})
+    h.write_indexed_store(template, 4, labels={"final": [0], "alice": [1]})
     sources = base / "sources"
     sources.mkdir()
     for name, seed in (("a", 11), ("b", 12), ("c", 13)):
-        (sources / f"{name}.nii.gz").write_bytes(h.nifti_bytes(seed))
-    (sources / "new.nii.gz").write_bytes(h.nifti_bytes(14, dtype="int16"))
+        (sources / f"{name}.nii.gz").write_bytes(h.seeded_nifti_bytes(seed))
+    (sources / "new.nii.gz").write_bytes(h.seeded_nifti_bytes(14, dtype="int16"))
     src = str(sources)
     ops = [
         {
@@ -80,22 +80,18 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"base": base, "template": template, "ops": ops, "ops_file": ops_file}
 
 
-def _reference(
-    scenario: dict[str, Any], point: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> tuple[list[Any], int]:
+def _reference(scenario: dict[str, Any], point: str, tmp_path: Path) -> tuple[list[Any], int]:
     """Run the ops without crashing: the state after each, and how often ``point`` is reached."""
     root = tmp_path / "reference"
     shutil.copytree(scenario["template"], root, symlinks=True)
-    monkeypatch.setenv("MEDSTORE_CRASHPOINT", f"{point}:{10**9}")
-    durable._crash_counts.clear()
     states = [h.logical_state(root, info_keys=INFO_KEYS)]
-    h.run_ops(
-        root, scenario["ops"], lambda i: states.append(h.logical_state(root, info_keys=INFO_KEYS))
-    )
-    hits = durable._crash_counts[point]
-    durable._crash_counts.clear()
-    monkeypatch.delenv("MEDSTORE_CRASHPOINT")
-    return states, hits
+    with durable.armed_crashpoint(point, 10**9) as plan:
+        h.run_ops(
+            root,
+            scenario["ops"],
+            lambda i: states.append(h.logical_state(root, info_keys=INFO_KEYS)),
+        )
+    return states, plan.hits
 
 
 def _occurrences(hits: int) -> list[int]:
@@ -114,9 +110,9 @@ def _kept_contents(root: Path) -> set[str]:
 
 @pytest.mark.parametrize("point", POINTS)
 def test_crash_at_point_ends_old_or_new(
-    point: str, scenario: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    point: str, scenario: dict[str, Any], tmp_path: Path
 ) -> None:
-    states, hits = _reference(scenario, point, monkeypatch, tmp_path)
+    states, hits = _reference(scenario, point, tmp_path)
     assert hits >= 2, f"{point} is reached only {hits} time(s): the scenario misses it"
     tried = 0
     for occurrence in _occurrences(hits):
@@ -167,19 +163,19 @@ def test_crash_at_point_ends_old_or_new(
 
 def test_orphan_label_without_image_is_reported_not_deleted(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 2)
+    h.write_indexed_store(root, 2)
     ghost = root / "labels" / "final" / "ghost.nii.gz"
-    ghost.write_bytes(h.nifti_bytes(5))
+    ghost.write_bytes(h.seeded_nifti_bytes(5))
     found = LocalDatastore(root).refresh()
     assert "labels/final/ghost.nii.gz" in found.orphans
-    assert ghost.read_bytes() == h.nifti_bytes(5)
+    assert ghost.read_bytes() == h.seeded_nifti_bytes(5)
 
 
 def test_label_file_dropped_in_is_adopted_by_refresh(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    h.make_store(root, 2)
+    h.write_indexed_store(root, 2)
     store = LocalDatastore(root)
-    (root / "labels" / "final" / "img001.nii.gz").write_bytes(h.nifti_bytes(6))
+    (root / "labels" / "final" / "img001.nii.gz").write_bytes(h.seeded_nifti_bytes(6))
     store.refresh()
     assert store.get_labeled_images() == ["img001"]
-    assert Path(store.get_label_uri("img001", "final")).read_bytes() == h.nifti_bytes(6)
+    assert Path(store.get_label_uri("img001", "final")).read_bytes() == h.seeded_nifti_bytes(6)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import reliability_harness as h
 from medstore.datastore import (
     ImageNotFoundError,
     LabelNotFoundError,
@@ -18,6 +18,7 @@ from medstore.datastore import (
     UnsupportedFormatError,
 )
 from medstore.datastore.store.manifest import ManifestFile
+from support import reliability_harness as h
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def make_file(tmp_path: Path) -> Callable[..., Path]:
 
     def make(name: str, seed: int = 0, *, image: bool = False) -> Path:
         path = folder / name
-        path.write_bytes(h.nifti_bytes(seed, dtype="int16" if image else "uint8"))
+        path.write_bytes(h.seeded_nifti_bytes(seed, dtype="int16" if image else "uint8"))
         return path
 
     return make
@@ -38,7 +39,7 @@ def make_file(tmp_path: Path) -> Callable[..., Path]:
 def store(tmp_path: Path) -> LocalDatastore:
     """A store with img000..img003, a final label on img000 and an alice label on img001."""
     root = tmp_path / "store"
-    h.make_store(root, 4, labels={"final": [0], "alice": [1]})
+    h.write_indexed_store(root, 4, labels={"final": [0], "alice": [1]})
     return LocalDatastore(root)
 
 
@@ -307,11 +308,31 @@ def test_update_info_merges_without_mutating_the_caller(store: LocalDatastore) -
     assert store.get_label_info("img000", "final")["reviewed"] is True
 
 
-def test_context_manager_and_close(tmp_path: Path) -> None:
-    with LocalDatastore(tmp_path / "s") as store:
+def _watch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "medstore-watch" and t.is_alive()]
+
+
+def test_context_manager_exit_stops_and_joins_the_watcher(tmp_path: Path) -> None:
+    before = len(_watch_threads())
+    with LocalDatastore(tmp_path / "s", auto_reload=True, watch="poll") as store:
+        watcher = store.watcher
+        assert watcher is not None and watcher.running
+        assert len(_watch_threads()) == before + 1
         store.set_name("x")
-    assert store.name() == "x"
+    assert store.watcher is None
+    assert not watcher.running
+    assert len(_watch_threads()) == before
+    assert store.name() == "x"  # still readable once closed
+
+
+def test_close_stops_the_watcher_and_is_idempotent(tmp_path: Path) -> None:
+    store = LocalDatastore(tmp_path / "s", auto_reload=True, watch="poll")
+    watcher = store.watcher
+    assert watcher is not None and watcher.running
     store.close()
+    assert store.watcher is None and not watcher.running
+    store.close()
+    assert LocalDatastore(tmp_path / "s").watcher is None  # no auto_reload: no watcher
 
 
 def test_dataset_archive(store: LocalDatastore) -> None:
@@ -338,6 +359,6 @@ def test_refresh_indexes_and_drops_and_writes_only_on_change(store: LocalDatasto
     store.refresh()
     assert manifest.stat().st_mtime_ns == stamp, "a refresh with nothing new wrote the manifest"
     (store.root / "img003.nii.gz").unlink()
-    (store.root / "new.nii.gz").write_bytes(h.nifti_bytes(1, dtype="int16"))
+    (store.root / "new.nii.gz").write_bytes(h.seeded_nifti_bytes(1, dtype="int16"))
     store.refresh()
     assert sorted(store.list_images()) == ["img000", "img001", "img002", "new"]
