@@ -257,6 +257,18 @@ def test_labeled_images_by_tag_and_class_names(store: LocalDatastore, make_file:
     assert store.get_unlabeled_images("nobody") == store.list_images()
 
 
+def test_class_name_queries_read_label_info_with_the_one_parser(
+    store: LocalDatastore, make_file: Any
+) -> None:
+    """Both label_info forms count; entries without a usable index name no class."""
+    store.update_label_info("img000", "final", {"label_info": {"liver": 1}})
+    bad = [{"name": "spleen"}, {"name": "kidney", "idx": "two"}, "tumor"]
+    store.save_label("img002", make_file("l.nii.gz"), "final", {"label_info": bad})
+    assert store.get_labeled_images("final", ["liver"]) == ["img000"]
+    for name in ("spleen", "kidney", "tumor"):
+        assert store.get_labeled_images("final", [name]) == []
+
+
 def test_unknown_ids_raise(store: LocalDatastore, make_file: Any) -> None:
     src = make_file("l.nii.gz")
     for call in (
