@@ -1,4 +1,8 @@
-"""Decode-once cache: each volume decoded once per content version into an mmap-read ``.npy``."""
+"""Decode-once cache: each volume decoded once per content version into an mmap-read ``.npy``.
+
+The folder is self-describing for whoever tidies it (see :mod:`.cache_upkeep`): a
+``CACHEDIR.TAG``, only disposable files, and modification times that record last use.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 from medstore.datastore import ImageNotFoundError, ImageReadError, atomic_write_bytes
+
+from .cache_upkeep import CachePrune, prune_folder, tag_folder, touch
 
 __all__ = [
     "CachedVolume",
@@ -102,16 +108,22 @@ def default_user_cache_dir() -> Path:
 
 
 def store_cache_folder(store: Any, root: Path) -> Path:
-    """Default cache folder of a store: ``.medstore/cache``, or the user cache when read-only.
+    """Default cache folder of a store: the one its layout names, or the user cache if read-only.
+
+    A writable store's layout names ``.medstore/cache``; a read-only store gets a folder of the
+    user cache, keyed by the store's path.
 
     Args:
-        store: The store (``read_only`` and ``side_path`` are consulted).
+        store: The store (``read_only`` and ``layout.cache`` or ``side_path`` are consulted).
         root: Its folder.
 
     Returns:
         The folder (not created).
     """
     if not getattr(store, "read_only", False):
+        named = getattr(getattr(store, "layout", None), "cache", None)  # the store's own name
+        if isinstance(named, Path):
+            return named
         side = getattr(store, "side_path", None)
         return Path(side("cache")) if callable(side) else root / ".medstore" / "cache"
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
@@ -230,6 +242,8 @@ class VolumeCache:
         volume = self._load(npy)
         if volume is None:
             volume = self._fill(path, source_key, npy, what)
+        else:
+            touch(npy, npy.with_suffix(".json"))  # mtime = last use, for age-based pruning
         if not keep_open:
             return volume
         with self._mutex:
@@ -265,6 +279,7 @@ class VolumeCache:
         """Decode ``path`` once (under a per-source lock) and publish the entry."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            tag_folder(self.folder)
             lock = FileLock(str(self.folder / f"{source_key}.lock"))
             lock.acquire()
         except OSError as err:
@@ -299,6 +314,23 @@ class VolumeCache:
             return self._load(npy) or volume
         finally:
             lock.release()
+
+    def prune(self, *, older_than_days: float, dry_run: bool = False) -> CachePrune:
+        """Remove the entries not used for ``older_than_days`` (see :func:`.prune_folder`).
+
+        Args:
+            older_than_days: Minimum time since an entry's last use.
+            dry_run: Report without deleting.
+
+        Returns:
+            What was (or would be) removed.
+
+        Example:
+            >>> import tempfile
+            >>> VolumeCache(Path(tempfile.mkdtemp())).prune(older_than_days=30)
+            CachePrune(entries=0, bytes_freed=0)
+        """
+        return prune_folder(self.folder, older_than_days=older_than_days, dry_run=dry_run)
 
     def _drop_stale(self, source_key: str, keep: Path) -> None:
         """Remove entries of older versions of the same source."""
