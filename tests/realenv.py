@@ -88,6 +88,15 @@ class RealEnv:
         """The constraints the venv was built with, torch pinned to the build installed in it."""
         return self.root / "realenv-constraints.txt"
 
+    @property
+    def constraint_args(self) -> list[str]:
+        """pip options that hold installs, and the builds of source packages, to the constraints.
+
+        Build isolation ignores ``-c``: without ``--build-constraint`` a source package that needs
+        torch to build (MONAI Label pulls ``sam2``) would fetch a CUDA torch for its build.
+        """
+        return ["-c", str(self.constraints), "--build-constraint", str(self.constraints)]
+
     def run(
         self,
         code_or_args: str | Sequence[str],
@@ -151,7 +160,7 @@ def cache_root() -> Path:
     """The folder holding every realenv venv: ``$MEDSTORE_VENV_CACHE`` or the user cache."""
     configured = os.environ.get(CACHE_ENV_VAR)
     if configured:
-        return Path(configured).expanduser()
+        return Path(configured).expanduser().resolve()
     return Path.home() / ".cache" / "medstore" / "venvs"
 
 
@@ -231,7 +240,7 @@ def install_checkout(env: RealEnv, *, cwd: Path, no_deps: bool = False) -> None:
         shutil.copytree(CHECKOUT / part, source / part, ignore=ignore)
     for part in ("pyproject.toml", "README.md"):
         shutil.copy2(CHECKOUT / part, source / part)
-    args = ["install", "--quiet", "-c", str(env.constraints), str(source)]
+    args = ["install", "--quiet", *env.constraint_args, str(source)]
     env.pip(*args, *(["--no-deps"] if no_deps else []), cwd=cwd)
 
 
@@ -247,8 +256,7 @@ def _build(name: str, building: Path, final: Path) -> None:
         "-r",
         str(requirements_file(name)),
         *_extra_requirements(name),
-        "-c",
-        str(env.constraints),
+        *env.constraint_args,
         cwd=building,
     )
     _rewrite_paths(building, old=building, new=final)
