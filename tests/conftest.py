@@ -1,6 +1,6 @@
 """Fixtures shared by every test: the one store factory and the one NIfTI-file factory.
 
-The factories themselves live in :mod:`support.stores` and :mod:`support.imaging`; tests import
+The factories themselves live in :mod:`support.stores` and :mod:`support.nifti`; tests import
 those modules by name, never this file.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.imaging import NiftiFile, make_nifti
+from support.nifti import NiftiFile, make_nifti
 from support.stores import MakeStore, StoreFactory
 
 

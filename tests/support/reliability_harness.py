@@ -36,7 +36,7 @@ def seeded_nifti_bytes(
     """A small, valid, gzipped NIfTI-1 file whose voxels (and so bytes) depend on ``seed``."""
     import numpy as np
 
-    from support.imaging import nifti_bytes  # imported here: the script's probes stay lean
+    from support.nifti import nifti_bytes  # imported here: the script's probes stay lean
 
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 3, size=shape).astype(dtype)
@@ -681,6 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "torture":
         import medstore.datastore  # noqa: F401  warm the parent before forking writers
         import nibabel  # noqa: F401
+
+        import support.nifti  # noqa: F401
 
         result = run_torture(
             args.root, duration=args.duration, writers=args.writers, kind=args.kind, seed=args.seed

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from medstore.datastore.store.local import LocalDatastore
 
-from support.imaging import make_nifti
+from support.nifti import make_nifti
 
 __all__ = ["Case", "MakeStore", "StoreFactory", "simple_case"]
 

@@ -10,7 +10,7 @@ import pytest
 from medstore.datastore.cli.main import main
 from medstore.datastore.interop.nml import load_nml
 from medstore.datastore.store.local import LocalDatastore
-from support.imaging import make_nifti
+from support.nifti import make_nifti
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -25,7 +25,7 @@ from medstore.datastore.errors import (
     ReadOnlyError,
 )
 from medstore.datastore.store.local import LocalDatastore
-from support.imaging import make_nifti
+from support.nifti import make_nifti
 
 SHAPE = (4, 5, 6)  # canonical (D, H, W) of the NIfTI written below
 AFFINE = np.diag([0.5, 0.7, 2.0, 1.0])  # the NIfTI file's own (x, y, z) affine

@@ -14,7 +14,7 @@ import pytest
 from medstore.datastore import ImageReadError, LocalDatastore, ManifestCorruptError
 from medstore.datastore.interop.archive_import import ArchiveError, ArchiveLimits, import_archive
 from medstore.datastore.upkeep import collect_garbage, doctor, verify
-from support.imaging import NiftiFile
+from support.nifti import NiftiFile
 
 
 @pytest.fixture

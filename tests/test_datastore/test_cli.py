@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
 from medstore.datastore.cli.main import main
-from support.imaging import NiftiFile
+from support.nifti import NiftiFile
 
 # ---------------------------------------------------------------------------- fixtures
 Run = Callable[..., tuple[int, str, str]]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from medstore.datastore.cli.main import main
-from support.imaging import make_nifti
+from support.nifti import make_nifti
 
 
 @pytest.fixture

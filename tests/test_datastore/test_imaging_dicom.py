@@ -19,7 +19,7 @@ from medstore.datastore.imaging import (
     read_image,
 )
 from pydicom.pixels import convert_color_space
-from support.imaging import make_dicom_series, make_enhanced_multiframe, pydicom_data_dir
+from support.dicom import make_dicom_series, make_enhanced_multiframe, pydicom_data_dir
 
 TD = pydicom_data_dir()
 DIRS = TD / "dicomdirtests"

@@ -23,7 +23,8 @@ from medstore.datastore.imaging import (
     readers,
     write_label_like,
 )
-from support.imaging import affine_for_codes, make_dicom_series, make_nifti, pydicom_data_dir
+from support.dicom import make_dicom_series, pydicom_data_dir
+from support.nifti import affine_for_codes, make_nifti
 
 
 @pytest.mark.parametrize("codes", ["RAS", "LAS", "LPS", "PIR"])

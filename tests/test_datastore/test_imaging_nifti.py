@@ -19,7 +19,7 @@ from medstore.datastore.imaging import (
     read_image,
     to_canonical,
 )
-from support.imaging import affine_for_codes, make_nifti
+from support.nifti import affine_for_codes, make_nifti
 
 NIB_DATA = Path(nib.__file__).parent / "tests" / "data"
 

@@ -20,7 +20,7 @@ from medstore.datastore.preview import (
     window_for,
 )
 from PIL import Image
-from support.imaging import make_nifti
+from support.nifti import make_nifti
 
 OPTS = PreviewOptions(panel_px=48, margin=4, title_px=16, legend_px=16)
 
@@ -137,7 +137,7 @@ def test_preview_without_label_and_with_a_missing_tag(
 
 
 def test_preview_of_a_dicom_series(tmp_path: Path) -> None:
-    from imaging_factories import make_dicom_series
+    from support.dicom import make_dicom_series
 
     volume = np.full((6, 10, 8), 40, np.int16)
     make_dicom_series(tmp_path / "store" / "series", volume)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 from support import reliability_harness as h
-from support.imaging import nifti_bytes
+from support.nifti import nifti_bytes
 
 READ_ERRORS = {"ImageReadError", "UnsupportedFormatError"}
 ARCHIVE_ERRORS = {"ArchiveError", "InvalidIdError", "UnsupportedFormatError"}

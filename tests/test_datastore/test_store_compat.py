@@ -14,7 +14,7 @@ from medstore.datastore import LocalDatastore
 from medstore.datastore.store.models import LocalDatastoreModel
 from pydantic import BaseModel, ConfigDict, Field
 from support import reliability_harness as h
-from support.imaging import make_nifti
+from support.nifti import make_nifti
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "monailabel-0.8.5"
 TOP_KEYS = {"name", "description", "images_dir", "labels_dir", "objects"}

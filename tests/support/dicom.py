@@ -1,105 +1,25 @@
-"""The one NIfTI and DICOM factory of the tests: files and bytes built from arrays.
-
-NIfTI files are assembled by hand (header, 4 extension bytes, Fortran-order voxels) so that every
-header field is exactly what was asked for: scale factors included, which nibabel would rewrite.
-DICOM files are CT series (one file per slice) or Enhanced CT multi-frame files.
-"""
+"""The one DICOM factory of the tests: CT series folders and Enhanced CT multi-frame files."""
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-__all__ = [
-    "NiftiFile",
-    "affine_for_codes",
-    "make_dicom_series",
-    "make_enhanced_multiframe",
-    "make_nifti",
-    "nifti_bytes",
-    "pydicom_data_dir",
-]
+__all__ = ["make_dicom_series", "make_enhanced_multiframe", "pydicom_data_dir"]
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
-
-NiftiFile = Callable[..., Path]
-"""The type of the ``nifti_file`` fixture (``tests/conftest.py``): ``(name, **fill) -> path``."""
 
 
 def pydicom_data_dir() -> Path:
     """pydicom's installed test-file folder (found at test time, never copied)."""
     return Path(pydicom.__file__).parent / "data" / "test_files"
-
-
-def affine_for_codes(
-    codes: Sequence[str], zooms: Sequence[float], shape: Sequence[int]
-) -> npt.NDArray[np.float64]:
-    """An affine whose voxel axes point to ``codes``, centred on the volume."""
-    ornt = nib.orientations.axcodes2ornt(tuple(codes))
-    aff = np.eye(4)
-    aff[:3, :3] = 0
-    for i, (axis, flip) in enumerate(ornt):
-        aff[int(axis), i] = flip * zooms[i]
-    aff[:3, 3] = -aff[:3, :3] @ (np.asarray(shape[:3]) - 1) / 2
-    return aff
-
-
-def nifti_bytes(
-    array: npt.ArrayLike,
-    affine: npt.ArrayLike | None = None,
-    *,
-    slope: float = np.nan,
-    inter: float = 0.0,
-    version: int = 1,
-    compressed: bool = False,
-) -> bytes:
-    """A single-file NIfTI of ``array`` (file voxel order) with ``affine`` (default identity).
-
-    Both qform and sform carry ``affine`` (code 1); ``scl_slope``/``scl_inter`` are written as given
-    (NaN slope: unscaled). ``compressed`` gzips with a fixed time stamp, so equal arguments give
-    equal bytes.
-    """
-    data = np.asarray(array)
-    klass = nib.Nifti1Header if version == 1 else nib.Nifti2Header
-    hdr = klass(endianness=">" if data.dtype.byteorder == ">" else "<")
-    hdr.set_data_shape(data.shape)
-    hdr.set_data_dtype(data.dtype)
-    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-    hdr.set_qform(aff, code=1)
-    hdr.set_sform(aff, code=1)
-    size = 348 if version == 1 else 540
-    hdr["vox_offset"] = size + 4
-    hdr["scl_slope"] = slope
-    hdr["scl_inter"] = inter
-    raw = hdr.binaryblock + b"\x00" * 4 + data.tobytes(order="F")
-    return gzip.compress(raw, compresslevel=1, mtime=0) if compressed else raw
-
-
-def make_nifti(
-    path: Path,
-    array: npt.ArrayLike,
-    affine: npt.ArrayLike | None = None,
-    *,
-    slope: float = np.nan,
-    inter: float = 0.0,
-    version: int = 1,
-) -> Path:
-    """Write :func:`nifti_bytes` to ``path`` (gzipped if it ends in ``.gz``; folders made)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    compressed = path.name.endswith(".gz")
-    path.write_bytes(
-        nifti_bytes(array, affine, slope=slope, inter=inter, version=version, compressed=compressed)
-    )
-    return path
 
 
 def _base_dataset(sop_class: str, series_uid: str, study_uid: str) -> Dataset:
