@@ -450,6 +450,7 @@ def test_demo_without_sample_store_is_one_line(
     assert_one_error_line(err, "not found")
 
 
+@pytest.mark.slow
 def test_demo_on_the_repository_sample_store(cli: Run) -> None:
     from medstore.datasets.demo.command import sample_store_path
 
@@ -610,6 +611,7 @@ def test_version(cli: Run, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- real entry point
+@pytest.mark.slow
 def test_installed_entry_point(store: Path) -> None:
     exe = Path(sys.executable).parent / "medstore"
     if not exe.exists():

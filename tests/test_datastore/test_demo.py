@@ -39,6 +39,7 @@ def _listing(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
 
 
+@pytest.mark.slow
 def test_demo_one_epoch(
     demo_source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,6 +40,7 @@ def _torture(tmp_path: Path, kind: str, duration: float) -> tuple[Path, dict]:
     return root, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(DURATION + 240)
 def test_kill9_torture_loses_no_acknowledged_save(tmp_path: Path) -> None:
     root, run = _torture(tmp_path, "good", DURATION)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from medstore.datastore import LocalDatastore
 from support import reliability_harness as h
 
@@ -14,6 +15,7 @@ PROCESSES = 8
 SAVES = 100
 
 
+@pytest.mark.slow
 def test_eight_processes_each_saving_100_labels_lose_none(tmp_path: Path) -> None:
     root = tmp_path / "store"
     ids = h.write_indexed_store(root, PROCESSES * SAVES)

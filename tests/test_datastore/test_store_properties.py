@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -146,6 +147,7 @@ manifests = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @given(manifests)
 def test_manifest_round_trip(doc: dict[str, Any]) -> None:
     raw = serialize_manifest(doc)
@@ -174,6 +176,7 @@ def _leaves(value: Any) -> list[Any]:
     return [value]
 
 
+@pytest.mark.slow
 @given(manifests, st.data())
 def test_every_truncation_is_refused(doc: dict[str, Any], data: st.DataObject) -> None:
     raw = serialize_manifest(doc)
