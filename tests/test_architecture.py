@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"medstore.datastore": REPO / "datastore", "medstore.datasets": REPO / "datasets"}
 
-Graph = dict[str, dict[str, int]]  # module -> {imported module: line of the first such import}
+Graph = dict[str, dict[str, list[int]]]  # module -> {imported module: lines of those imports}
 
 
 def _module_files() -> dict[str, Path]:
@@ -80,11 +80,11 @@ def import_graph() -> tuple[Graph, dict[str, Path]]:
     known = set(files)
     graph: Graph = {}
     for module, path in files.items():
-        edges: dict[str, int] = {}
+        edges: dict[str, list[int]] = {}
         for target, line in _imports(module, path, known):
             if target.startswith(tuple(PACKAGES)) and target != module:
-                edges.setdefault(target, line)
-        graph[module] = edges
+                edges.setdefault(target, []).append(line)
+        graph[module] = {target: sorted(set(lines)) for target, lines in edges.items()}
     return graph, files
 
 
@@ -145,11 +145,29 @@ def _cycle_in(graph: Graph, members: set[str], start: str) -> list[str]:
     raise AssertionError(f"{start} is in no cycle")  # pragma: no cover - SCCs always have one
 
 
+def _where(path: Path, line: int) -> str:
+    """Where in its file an import sits: module level, ``if TYPE_CHECKING:`` or a function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(node.test)
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+        ):
+            return "if TYPE_CHECKING"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.lineno <= line <= (
+            node.end_lineno or node.lineno
+        ):
+            return f"in {node.name}()"
+    return "module level"
+
+
 def _describe(cycle: list[str], graph: Graph, files: dict[str, Path]) -> str:
-    steps = [
-        f"    {a} -> {b}  ({files[a].relative_to(REPO)}:{graph[a][b]})"
-        for a, b in itertools.pairwise(cycle)
-    ]
+    steps = []
+    for a, b in itertools.pairwise(cycle):
+        places = [f"{files[a].relative_to(REPO)}:{n} ({_where(files[a], n)})" for n in graph[a][b]]
+        steps.append(f"    {a} -> {b}  " + ", ".join(places))
     return " -> ".join(cycle) + "\n" + "\n".join(steps)
 
 
@@ -163,9 +181,9 @@ def test_graph_is_read_from_every_module() -> None:
 
 
 def test_find_cycles_reports_a_path() -> None:
-    graph = {"x": {"y": 1}, "y": {"z": 1}, "z": {"x": 1, "w": 1}, "w": {}, "v": {"v": 1}}
+    graph: Graph = {"x": {"y": [1]}, "y": {"z": [1]}, "z": {"x": [1], "w": [1]}, "w": {}}
     assert find_cycles(graph) == [["x", "y", "z", "x"]]
-    assert find_cycles({"a": {"b": 1}, "b": {}}) == []
+    assert find_cycles({"a": {"b": [1]}, "b": {}}) == []
 
 
 def test_import_graph_has_no_cycles() -> None:
@@ -181,8 +199,9 @@ def test_datastore_never_imports_datasets() -> None:
         f"{source} -> {target}  ({files[source].relative_to(REPO)}:{line})"
         for source, edges in sorted(graph.items())
         if source.startswith("medstore.datastore")
-        for target, line in sorted(edges.items())
+        for target, lines in sorted(edges.items())
         if target.startswith("medstore.datasets")
+        for line in lines
     ]
     assert not wrong, "datastore imports datasets:\n" + "\n".join(wrong)
 
