@@ -1,50 +1,31 @@
-"""The common dataset core: indexing a store, label sets, selection, splits and loading."""
+"""The dataset core: a store's images as items (ItemIndex), class lists, selection, loading."""
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from .item.assembly import ItemAssembler, image_volume, label_volume, volume_sources
-from .item.label_space import LabelSpace, entity_space, nonzero_values, segmentation_classes
+from .item.assembly import ItemAssembler, image_volume, volume_sources
+from .item.label_space import LabelSpace
+from .item_index import ItemIndex, Ref
+from .label_sets import DatasetLabels
 from .loading.cache import CachedVolume, VolumeCache, store_cache_folder
 from .loading.collate import collate_items, make_dataloader
 from .loading.worker_memory import in_worker
 from .options import DatasetOptions, MergeStrategy
-from .records import ImageRecord, LabelRecord, build_records, filter_records, open_store
+from .records import ImageRecord, build_records, filter_records, open_store
 from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
 
 if TYPE_CHECKING:
     from .splits import SplitResult
 
-__all__ = ["DatasetContents", "Ref", "StoreDataset"]
-
-Ref = tuple[int, int]
-"""``(record index, frame)``; frame ``-1`` means the whole image."""
-
-
-@dataclass(frozen=True)
-class DatasetContents:
-    """What a dataset is made of, as :meth:`StoreDataset.contents` hands it to ``+``.
-
-    Attributes:
-        records: Every image record (item references index into it).
-        refs: One ``(record index, frame)`` per item.
-        frame_axis_name: The slicing axis of a sliced dataset, else ``None``.
-        label_values: ``{label path: nonzero values}`` already read from labels without classes.
-    """
-
-    records: tuple[ImageRecord, ...]
-    refs: tuple[Ref, ...]
-    frame_axis_name: str | None
-    label_values: Mapping[str, tuple[int, ...]]
+__all__ = ["Ref", "StoreDataset"]
 
 
 class StoreDataset(Dataset[dict[str, Any]]):
@@ -98,26 +79,18 @@ class StoreDataset(Dataset[dict[str, Any]]):
         self.options = DatasetOptions.resolve(options, locals())
         self._store = open_store(store)
         self._root = Path(getattr(self._store, "root", "."))
-        folder = (
-            Path(cache_dir)
-            if cache_dir is not None
-            else store_cache_folder(self._store, self._root)
-        )
+        folder = store_cache_folder(self._store, self._root) if cache_dir is None else cache_dir
         self._cache = VolumeCache(folder)
-        self._records = filter_records(
+        records = filter_records(
             build_records(self._store, image_ids), self.options, store=self._store
         )
-        self._refs: list[Ref] = [(i, -1) for i in range(len(self._records))]
-        labels, categories, frames = entity_space(self._records)
-        self._space = LabelSpace((), labels, categories, frames)
-        self._seg_ready = False
-        self._present: dict[str, tuple[int, ...]] = {}
+        self._index = ItemIndex.whole(records)
+        self._labels = DatasetLabels(self._index.records, self.options.filters, self._cache)
         self._luts: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
         self.split_name: str | None = None
         self.split_source: str | None = None
         self.split_as_of_timestamp: str | None = None
 
-    # ----------------------------------------------------------------- pickling / store access
     def __getstate__(self) -> dict[str, Any]:
         self.label_space()  # compute once in the parent, never in each worker
         state = self.__dict__.copy()
@@ -136,7 +109,6 @@ class StoreDataset(Dataset[dict[str, Any]]):
         """The decode-once cache used by this dataset."""
         return self._cache
 
-    # ----------------------------------------------------------------- label sets
     def label_space(self) -> LabelSpace:
         """The dataset's class lists, computed once and shared by its subsets and split parts.
 
@@ -145,24 +117,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             Segmentation classes, image labels, image categories and frame labels.
         """
-        if not self._seg_ready:
-            classes = segmentation_classes(
-                self._records, self.options.filters, self._present_values
-            )
-            self._space = LabelSpace(classes, *self._space_entities())
-            self._seg_ready = True
-        return self._space
-
-    def _space_entities(self) -> tuple[Any, Any, Any]:
-        s = self._space
-        return s.image_labels, s.image_categories, s.frame_labels
-
-    def _present_values(self, record: ImageRecord, label: LabelRecord) -> tuple[int, ...]:
-        """Nonzero values of a label without ``label_info`` (read through the cache once)."""
-        if label.path not in self._present:
-            array = label_volume(self._cache, record, label, keep_open=False).array
-            self._present[label.path] = nonzero_values(array)
-        return self._present[label.path]
+        return self._labels.space()
 
     @property
     def segmentation_labels_set(self) -> list[str]:
@@ -172,53 +127,32 @@ class StoreDataset(Dataset[dict[str, Any]]):
     @property
     def image_labels_set(self) -> list[str]:
         """Image-level label names (one-hot positions)."""
-        return list(self._space.image_labels)
+        return list(self._labels.entities.image_labels)
 
     @property
     def image_categories_set(self) -> list[tuple[str, str]]:
         """Image-level ``(identifier, value)`` category pairs (class indices)."""
-        return list(self._space.image_categories)
+        return list(self._labels.entities.image_categories)
 
     @property
     def frame_labels_set(self) -> list[str]:
         """Frame-level label names (one-hot positions)."""
-        return list(self._space.frame_labels)
+        return list(self._labels.entities.frame_labels)
 
-    def _record_ids(self) -> list[int]:
-        seen: dict[int, None] = {}
-        for rec, _ in self._refs:
-            seen.setdefault(rec, None)
-        return list(seen)
+    @property
+    def index(self) -> ItemIndex:
+        """Which item is which: the image records and one ``(record, frame)`` per item."""
+        return self._index
 
-    def image_records(self) -> list[ImageRecord]:
-        """The records of the images behind the items, each once, in item order.
+    @property
+    def frame_axis_name(self) -> str | None:
+        """The slicing axis of a sliced dataset (``"axial"``, ``"frame"``...), else ``None``."""
+        return self._frame_axis_name
 
-        Returns:
-            The records (a new list).
-        """
-        return [self._records[i] for i in self._record_ids()]
-
-    def contents(self) -> DatasetContents:
-        """The parts another dataset of the same class needs to be concatenated with this one.
-
-        Returns:
-            Records, item references, slicing axis and label values already read.
-        """
-        return DatasetContents(
-            tuple(self._records), tuple(self._refs), self._frame_axis_name, dict(self._present)
-        )
-
-    def _class_names(self, record: ImageRecord) -> set[str]:
-        names: set[str] = set()
-        for label in record.labels:
-            if label.classes is not None:
-                names.update(label.classes.values())
-            else:
-                names.update(str(v) for v in self._present_values(record, label))
-        return names
-
-    def _names(self, record: ImageRecord) -> set[str]:
-        return {e.name for e in record.entities} | self._class_names(record)
+    @property
+    def label_sets(self) -> DatasetLabels:
+        """The class lists and the label values read so far (shared with subsets and parts)."""
+        return self._labels
 
     def get_segmentationlabel_distribution(self, normalize: bool = False) -> dict[str, float]:
         """How many images have a label naming each segmentation class.
@@ -229,11 +163,10 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             ``{class name: count or fraction}`` over :attr:`segmentation_labels_set`.
         """
-        records = (self._records[i] for i in self._record_ids())
-        counts, total = segmentation_counts(
-            records, self.segmentation_labels_set, self._class_names
+        counts = segmentation_counts(
+            self._index.image_records(), self.segmentation_labels_set, self._labels.class_names
         )
-        return normalized(counts, total, normalize)
+        return normalized(*counts, normalize)
 
     def get_framelabel_distribution(self, normalize: bool = False) -> dict[str, float]:
         """How many distinct (image, frame) pairs carry each frame label.
@@ -244,13 +177,11 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             ``{frame label: count or fraction}``.
         """
-        records = (self._records[i] for i in self._record_ids())
-        counts, total = frame_label_counts(records, self._space.frame_labels)
-        return normalized(counts, total, normalize)
+        frames = self._labels.entities.frame_labels
+        return normalized(*frame_label_counts(self._index.image_records(), frames), normalize)
 
-    # ----------------------------------------------------------------- items
     def __len__(self) -> int:
-        return len(self._refs)
+        return len(self._index)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for index in range(len(self)):
@@ -265,7 +196,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             The image id.
         """
-        return self._records[self._refs[index][0]].image_id
+        return self._index.image_id(index)
 
     def _image_volume(self, record: ImageRecord) -> CachedVolume:
         return image_volume(self._cache, record)
@@ -295,45 +226,30 @@ class StoreDataset(Dataset[dict[str, Any]]):
             The items, in order.
 
         Example:
-            >>> import tempfile, pathlib, numpy as np, nibabel as nib
-            >>> from medstore.datastore import LocalDatastore
-            >>> root = pathlib.Path(tempfile.mkdtemp())
-            >>> image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
-            >>> for n in range(2):
-            ...     nib.save(image, root / f"ct_{n}.nii.gz")
-            >>> store = LocalDatastore(root)
-            >>> from medstore.datasets import VolumeDataset
-            >>> ds = VolumeDataset(store)
-            >>> [item["image"].shape for item in ds.__getitems__([0, 1])]
-            [torch.Size([1, 4, 5, 6]), torch.Size([1, 4, 5, 6])]
+            See :class:`~medstore.datasets.VolumeDataset`.
         """
         shared = len(indices) == 1 and self.options.transform is None and in_worker()
         return [self._item(index, shared=shared) for index in indices]
 
     def _item(self, index: int, *, shared: bool) -> dict[str, Any]:
-        rec_index, frame = self._refs[index]
+        record, frame = self._index.item(index)
         assembler = ItemAssembler(
             options=self.options,
             cache=self._cache,
             view=self._view,
             frame_entry_args=self._frame_entry_args,
             label_space=self.label_space,
-            space=self._space,
+            space=self._labels.entities,
             luts=self._luts,
             frame_axis_name=self._frame_axis_name,
         )
-        return assembler.item(self._records[rec_index], frame, shared_image=shared)
+        return assembler.item(record, frame, shared_image=shared)
 
-    # ----------------------------------------------------------------- selection
-    def _derive(self, records: list[ImageRecord], refs: list[Ref]) -> Self:
+    def _derive(self, index: ItemIndex) -> Self:
         new = copy.copy(self)
-        new._records, new._refs = records, refs
-        new._present = self._present
+        new._index = index
         new.split_name = new.split_source = new.split_as_of_timestamp = None
         return new
-
-    def _keep_records(self, keep: set[int]) -> Self:
-        return self._derive(self._records, [r for r in self._refs if r[0] in keep])
 
     def keep_images(self, image_ids: Collection[str]) -> Self:
         """The items of the images in ``image_ids`` (same class, options and class lists).
@@ -344,10 +260,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             The narrowed dataset (split attributes cleared).
         """
-        wanted = set(image_ids)
-        return self._keep_records(
-            {i for i in self._record_ids() if self._records[i].image_id in wanted}
-        )
+        return self._derive(self._index.keep_images(image_ids))
 
     def subset(self, indices: Iterable[int]) -> Self:
         """A dataset of the items at ``indices`` (same class, options and class lists).
@@ -361,11 +274,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Raises:
             IndexError: An index is out of range.
         """
-        try:
-            refs = [self._refs[i] for i in indices]
-        except IndexError as err:
-            raise IndexError(f"subset index out of range for a dataset of {len(self)}") from err
-        return self._derive(self._records, refs)
+        return self._derive(self._index.take(indices))
 
     def filter(
         self,
@@ -394,23 +303,19 @@ class StoreDataset(Dataset[dict[str, Any]]):
         criteria = FilterCriteria(
             tags, filename_pattern, has_annotations, annotation_names, custom_fn
         )
-        keep = {i for i in self._record_ids() if criteria.matches(self._records[i], self._names)}
-        return self._keep_records(keep)
+        records, names = self._index.records, self._labels.names
+        keep = {i for i in self._index.record_ids() if criteria.matches(records[i], names)}
+        return self._derive(self._index.keep_records(keep))
 
     def __add__(self, other: Self) -> Self:  # type: ignore[override]
         if type(other) is not type(self):
             return NotImplemented
-        theirs = other.contents()
-        if self._frame_axis_name != theirs.frame_axis_name:
+        if self.frame_axis_name != other.frame_axis_name:
             raise ValueError("cannot add datasets sliced along different axes")
-        offset = len(self._records)
-        refs = self._refs + [(r + offset, f) for r, f in theirs.refs]
-        new = self._derive(self._records + list(theirs.records), refs)
-        new._space = self.label_space().union(other.label_space())
-        new._present = {**self._present, **theirs.label_values}
+        new = self._derive(self._index.concat(other.index))
+        new._labels = self._labels.merged(other.label_sets, new.index.records)
         return new
 
-    # ----------------------------------------------------------------- splits and loading
     def split(
         self,
         *,
@@ -484,7 +389,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Returns:
             The number of files processed.
         """
-        sources = volume_sources(self._records[i] for i in self._record_ids())
+        sources = volume_sources(self._index.image_records())
         return self._cache.prefetch(sources, progress=progress)
 
     def __repr__(self) -> str:

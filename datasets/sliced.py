@@ -9,8 +9,9 @@ from typing import Any, Literal, Self, Unpack
 
 import numpy as np
 
-from .base import Ref, StoreDataset
-from .item.label_space import LabelSpace, entity_space
+from .base import StoreDataset
+from .item_index import ItemIndex, Ref
+from .label_sets import DatasetLabels
 from .options import DatasetKwargs, DatasetOptions, MergeStrategy
 from .records import ImageRecord, build_records, filter_records
 from .volume import as_volume
@@ -104,7 +105,7 @@ class SlicedVolumeDataset(StoreDataset):
         options = DatasetOptions.resolve(options, locals())
         super().__init__(store, image_ids=image_ids, cache_dir=cache_dir, options=options)
         self._set_axis(axis)
-        self._refs = self._slice_refs(range(len(self._records)))
+        self._index = self._slice_refs(self._index, range(len(self._index.records)))
 
     def _set_axis(self, axis: AxisName | int) -> None:
         self._axis = axis_index(axis)
@@ -115,13 +116,13 @@ class SlicedVolumeDataset(StoreDataset):
         """The sliced spatial axis (0 axial, 1 coronal, 2 sagittal)."""
         return self._axis
 
-    def _slice_refs(self, record_indices: Iterable[int]) -> list[Ref]:
-        """``(record, k)`` for every slice; volume shapes come from the cache (decoded once)."""
+    def _slice_refs(self, index: ItemIndex, record_ids: Iterable[int]) -> ItemIndex:
+        """One item ``(record, k)`` per slice; volume shapes come from the cache (decoded once)."""
         refs: list[Ref] = []
-        for i in record_indices:
-            shape = as_volume(self._image_volume(self._records[i]).array).shape
+        for i in record_ids:
+            shape = as_volume(self._image_volume(index.records[i]).array).shape
             refs.extend((i, k) for k in range(shape[1 + self._axis]))
-        return refs
+        return index.with_refs(refs)
 
     @classmethod
     def from_dataset(
@@ -144,23 +145,23 @@ class SlicedVolumeDataset(StoreDataset):
         new = cls.__new__(cls)
         new.__dict__.update(copy.copy(parent.__dict__))
         new._set_axis(axis)
-        record_ids = new._record_ids()
+        index = parent.index
+        record_ids = index.record_ids()
         if kwargs:
             merged = parent.options.to_kwargs()
             merged.update(kwargs)
             new.options = DatasetOptions.from_kwargs(**merged)
             if parent.options.needs_refilter(new.options):
-                ids = [record.image_id for record in parent.image_records()]
-                new._records = filter_records(
-                    build_records(parent.store, ids), new.options, store=parent.store
+                ids = [record.image_id for record in parent.index.image_records()]
+                records = build_records(parent.store, ids)
+                index = ItemIndex.whole(filter_records(records, new.options, store=parent.store))
+                record_ids = list(range(len(index.records)))
+                new._labels = DatasetLabels(
+                    index.records, new.options.filters, new._cache, values=parent.label_sets.values
                 )
-                record_ids = list(range(len(new._records)))
-                labels, categories, frames = entity_space(new._records)
-                new._space = LabelSpace((), labels, categories, frames)
-                new._seg_ready = False
             elif new.options.filters != parent.options.filters:
-                new._seg_ready = False
-        new._refs = new._slice_refs(record_ids)
+                new._labels = parent.label_sets.with_filters(new.options.filters)
+        new._index = new._slice_refs(index, record_ids)
         return new
 
     def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:

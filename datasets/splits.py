@@ -87,7 +87,7 @@ class SplitResult(Mapping[str, D], Generic[D]):
         """
         out: dict[str, str] = {}
         for name, part in self._parts.items():
-            for record in part.image_records():
+            for record in part.index.image_records():
                 image_id = record.image_id
                 if out.setdefault(image_id, name) != name:
                     raise ValueError(
@@ -132,7 +132,7 @@ def _local_parts(
 ) -> dict[str, set[str]]:
     """Assign whole groups (images or patients) to parts in a seeded, hash-defined order."""
     groups: dict[str, list[str]] = {}
-    for record in ds.image_records():
+    for record in ds.index.image_records():
         patient = record.info.get("patient_id") if by_patient else None
         key = f"patient:{patient}" if patient not in (None, "") else f"image:{record.image_id}"
         groups.setdefault(key, []).append(record.image_id)
@@ -226,14 +226,14 @@ def split_dataset(
         if not live:
             raise ValueError(f"no split assignments in {log.path} as of {as_of}")
         parts = {}
-        for record in ds.image_records():
+        for record in ds.index.image_records():
             hit = live.get(record.image_id)
             if hit is not None:
                 parts.setdefault(hit.split, set()).add(record.image_id)
         parts = dict(sorted(parts.items()))
     else:
         parts = {}
-        for record in ds.image_records():
+        for record in ds.index.image_records():
             for tag in record.tags:
                 if tag.startswith("split:") and len(tag) > 6:
                     parts.setdefault(tag[6:], set()).add(record.image_id)

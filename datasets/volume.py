@@ -79,6 +79,8 @@ class VolumeDataset(MultiFrameDataset):
         >>> ds = VolumeDataset(store)
         >>> ds[0]["image"].shape
         torch.Size([1, 4, 5, 6])
+        >>> [item["image"].shape for item in ds.__getitems__([0, 1])]  # one DataLoader batch
+        [torch.Size([1, 4, 5, 6]), torch.Size([1, 4, 5, 6])]
         >>> len(ds.slice("axial"))
         8
     """
