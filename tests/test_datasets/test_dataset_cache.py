@@ -14,7 +14,7 @@ from medstore.datasets import VolumeCache, VolumeDataset
 from medstore.datasets.loading.cache import CachedVolume
 from medstore.datastore.errors import ImageNotFoundError
 from medstore.datastore.store.local import LocalDatastore
-from support.imaging import make_nifti
+from support.nifti import make_nifti
 from support.stores import MakeStore, simple_case
 
 
@@ -132,7 +132,7 @@ def test_decoded_once_across_dataset_and_slices(
 def test_dataloader_workers_read_the_shared_cache(make_store: MakeStore) -> None:
     ds = VolumeDataset(make_store({"a": simple_case(1), "b": simple_case(2)}))
     ds.prefetch(progress=False)
-    entries = sorted(p.stat().st_mtime_ns for p in ds.cache.folder.glob("*.npy"))
+    entries = sorted(p.stat().st_ino for p in ds.cache.folder.glob("*.npy"))  # rewrite: new inode
     batches = list(ds.get_dataloader(batch_size=2, num_workers=2))
     assert batches[0]["image"].shape == (2, 1, 4, 5, 6)
-    assert sorted(p.stat().st_mtime_ns for p in ds.cache.folder.glob("*.npy")) == entries
+    assert sorted(p.stat().st_ino for p in ds.cache.folder.glob("*.npy")) == entries

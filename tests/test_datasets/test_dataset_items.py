@@ -117,9 +117,8 @@ def test_merge_with_no_annotator_is_all_background(make_store: MakeStore) -> Non
         return_as_semantic_segmentation=True,
         semantic_seg_merge_strategy="union",
     )
-    merged = ds[ds._records.index(next(r for r in ds._records if r.image_id == "x"))][
-        "segmentations"
-    ]
+    ids = [ds.get_image_id(i) for i in range(len(ds))]
+    merged = ds[ids.index("x")]["segmentations"]
     assert merged.shape == (3, 4, 5, 6) and bool(merged[0].all()) and not merged[1:].any()
 
 

@@ -9,10 +9,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import MakeStore, simple_case
 from medstore.datasets import VolumeDataset
-from medstore.datasets.splits import read_assignments
+from medstore.datastore import SplitLog
 from medstore.datastore.store.local import LocalDatastore
+from support.stores import MakeStore, simple_case
 
 
 def _store(make_store: MakeStore, n: int = 10) -> LocalDatastore:
@@ -41,6 +41,7 @@ def test_local_split_ratios_and_metadata(make_store: MakeStore) -> None:
     assert _ids(ds.split(train=0.7, val=0.3, seed=4)["val"]) != _ids(parts["val"])
 
 
+@pytest.mark.slow
 def test_seeded_split_identical_in_another_process(make_store: MakeStore) -> None:
     store = _store(make_store)
     mine = _ids(VolumeDataset(store).split(train=0.5, val=0.5, seed=11)["val"])
@@ -65,7 +66,7 @@ def test_by_patient_never_splits_a_patient(make_store: MakeStore) -> None:
     for seed in range(5):
         parts = ds.split(train=0.6, val=0.4, seed=seed, by_patient=True)
         patients = [
-            {p._records[i].info["patient_id"] for i in p._record_ids()} for p in parts.values()
+            {r.info["patient_id"] for r in p.index.image_records()} for p in parts.values()
         ]
         assert not patients[0] & patients[1]
         assert sum(len(p) for p in parts.values()) == 10
@@ -147,11 +148,11 @@ def test_torn_last_line_is_ignored(make_store: MakeStore) -> None:
     log = store.side_path("splits.jsonl")
     with open(log, "ab") as handle:
         handle.write(b'{"format_version": 1, "event": "assi')
-    assert len(read_assignments(store)) == 2
+    assert len(SplitLog(store).assignments()) == 2
     assert VolumeDataset(store).split(c=0.5, d=0.5, seed=5).save(force=True) == 2
     lines = log.read_text().splitlines()
     assert lines[2].endswith('"assi') and json.loads(lines[-1])["split"] in ("c", "d")
-    assert sorted(name for name, _ in read_assignments(store).values()) == ["c", "d"]
+    assert sorted(name for name, _ in SplitLog(store).assignments().values()) == ["c", "d"]
 
 
 def test_read_only_store_cannot_save(make_store: MakeStore) -> None:

@@ -17,15 +17,14 @@ from medstore.datastore.errors import UnsupportedFormatError
 from medstore.datastore.imaging import read_image
 from medstore.datastore.interop.decathlon import export_decathlon, import_decathlon
 from medstore.datastore.interop.nnunet import export_nnunet, import_nnunet, make_folds
+from support.nifti import make_nifti
 
 SHAPE = (8, 7, 5)
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 
 
 def _save(path: Path, array: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(array, affine), path)
-    return path
+    return make_nifti(path, array, affine)
 
 
 def _volume(seed: int, channels: int = 0) -> np.ndarray:
@@ -270,8 +269,8 @@ def test_export_refuses_a_non_empty_folder_and_stays_inside(
 
 
 def test_decathlon_export_of_a_dicom_series_store(tmp_path: Path) -> None:
-    from imaging_factories import make_dicom_series
     from medstore.datastore.imaging import probe_image
+    from support.dicom import make_dicom_series
 
     volume = np.arange(4 * 6 * 5, dtype=np.int16).reshape(4, 6, 5)
     make_dicom_series(tmp_path / "store" / "series1", volume)
@@ -325,7 +324,7 @@ def test_nnunet_splits_final_becomes_persisted_splits(
     make_nnunet: Callable[..., Path], tmp_path: Path
 ) -> None:
     from medstore.datasets import VolumeDataset
-    from medstore.datasets.splits import read_assignments
+    from medstore.datastore import SplitLog
 
     ids = [f"tiny_{i:03d}" for i in range(4)]
     folds = [
@@ -335,7 +334,7 @@ def test_nnunet_splits_final_becomes_persisted_splits(
     store = LocalDatastore(tmp_path / "store")
     result = import_nnunet(make_nnunet(4, splits=folds), store)
     assert result.splits_saved == 4
-    live = {k: v[0] for k, v in read_assignments(store).items()}
+    live = {k: v[0] for k, v in SplitLog(store).assignments().items()}
     assert live == {ids[0]: "fold0", ids[1]: "fold0", ids[2]: "fold1", ids[3]: "fold1"}
     parts = VolumeDataset(store).split(use_project_splits=True)
     assert sorted(parts) == ["fold0", "fold1"]
@@ -347,12 +346,12 @@ def test_nnunet_splits_final_becomes_persisted_splits(
 def test_nnunet_single_fold_is_train_and_val(
     make_nnunet: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from medstore.datasets.splits import read_assignments
+    from medstore.datastore import SplitLog
 
     ids = [f"tiny_{i:03d}" for i in range(3)]
     store = LocalDatastore(tmp_path / "store")
     import_nnunet(make_nnunet(3, splits=[{"train": ids[:2], "val": ids[2:]}]), store)
-    live = {k: v[0] for k, v in read_assignments(store).items()}
+    live = {k: v[0] for k, v in SplitLog(store).assignments().items()}
     assert live == {ids[0]: "train", ids[1]: "train", ids[2]: "val"}
 
 
