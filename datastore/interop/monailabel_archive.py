@@ -14,17 +14,31 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from ..ids import is_inside
 from ..timestamps import compact_utc
 
-if TYPE_CHECKING:
-    from ..store.local import LocalDatastore
+__all__ = ["ArchivedStore", "archive_folder", "write_dataset_archive"]
 
-__all__ = ["archive_folder", "write_dataset_archive"]
+
+class ArchivedStore(Protocol):
+    """What the archive writer reads of a store (``LocalDatastore`` provides it)."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def json(self) -> dict[str, Any]: ...
+
+    def name(self) -> str: ...
+
+    def get_labeled_images(self) -> list[str]: ...
+
+    def get_image_uri(self, image_id: str) -> str: ...
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str: ...
 
 
 def archive_folder() -> Path:
@@ -32,7 +46,7 @@ def archive_folder() -> Path:
     return Path(tempfile.gettempdir()) / "medstore-archives"
 
 
-def write_dataset_archive(store: LocalDatastore, *, limit_cases: int | None) -> Path:
+def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> Path:
     """Zip the store's ``final``-labelled cases.
 
     Files are taken only from inside the store, or from where an image imported with ``--link``
