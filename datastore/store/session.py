@@ -71,6 +71,7 @@ class StoreSession:
         self._lock = None if read_only else filelock.FileLock(layout.lock, timeout=lock_timeout)
         doc = self._manifest.read()
         self.existed = doc is not None
+        """Whether the manifest file existed when the session was opened."""
         self._doc: dict[str, Any] = doc or empty_manifest(layout.images_dir, layout.labels_dir)
         self._layout = StoreLayout(
             layout.root,
