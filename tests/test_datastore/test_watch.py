@@ -19,7 +19,7 @@ from medstore.datastore.store.local import LocalDatastore
 from medstore.datastore.watch import RefreshReport, StoreWatcher, WatchOptions, run_foreground
 from medstore.datastore.watch.completeness import why_incomplete
 from pydicom.data import get_testdata_file
-from support.imaging import nifti_bytes
+from support.nifti import nifti_bytes
 from support.stores import MakeStore
 
 SOAK = os.environ.get("MEDSTORE_SOAK") == "1"
