@@ -258,9 +258,21 @@ def export_decathlon(
         UnsupportedFormatError: Labels disagree on class names (all listed).
 
     Example:
-        >>> import tempfile                                          # doctest: +SKIP
-        >>> export_decathlon(store, tempfile.mkdtemp() + "/Task01")["numTraining"]  # doctest: +SKIP
-        8
+        >>> import tempfile, pathlib, numpy as np, nibabel as nib
+        >>> from medstore.datastore import LocalDatastore
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for name, value in (("c1", 0), ("c1_mask", 1)):
+        ...     image = nib.Nifti1Image(np.full((4, 4, 4), value, np.uint8), np.eye(4))
+        ...     nib.save(image, root.parent / f"{root.name}-{name}.nii.gz")
+        >>> store = LocalDatastore(root)
+        >>> store.add_image("c1", str(root.parent / f"{root.name}-c1.nii.gz"), {})
+        'c1'
+        >>> _ = store.save_label(
+        ...     "c1", str(root.parent / f"{root.name}-c1_mask.nii.gz"), "final",
+        ...     {"label_info": [{"name": "organ", "idx": 1}]})
+        >>> doc = export_decathlon(store, root.parent / f"{root.name}-Task01")
+        >>> doc["numTraining"], doc["labels"]
+        (1, {'0': 'background', '1': 'organ'})
     """
     writer = ExportWriter(Path(out), force=force)
     cases = export_cases(store, label_tag=label_tag)

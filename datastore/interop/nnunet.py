@@ -35,13 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..store.split_log import SplitLog, seeded_order_key
-from .case_export import (
-    ExportCase,
-    ExportWriter,
-    channel_names,
-    class_names,
-    export_cases,
-)
+from .case_export import ExportWriter, channel_names, class_names, export_cases
 from .case_import import CaseSource, ProblemReport, check_cases, import_cases
 from .decathlon import load_dataset_json
 
@@ -136,9 +130,7 @@ def _group(
     return out
 
 
-def read_splits(
-    path: Path, training: set[str], report: ProblemReport
-) -> dict[str, str]:
+def read_splits(path: Path, training: set[str], report: ProblemReport) -> dict[str, str]:
     """``{case: split name}`` from an nnU-Net ``splits_final.json``.
 
     Args:
@@ -308,9 +300,7 @@ def make_folds(patients: Mapping[str, str], *, folds: int = 5, seed: int = 0) ->
         smallest = min(range(k), key=lambda i: (len(val[i]), i))
         val[smallest].extend(groups[key])
     every = sorted(patients)
-    return [
-        {"train": [c for c in every if c not in set(v)], "val": sorted(v)} for v in val
-    ]
+    return [{"train": [c for c in every if c not in set(v)], "val": sorted(v)} for v in val]
 
 
 def _persisted_folds(store: LocalDatastore, training: list[str]) -> list[dict] | None:
@@ -337,13 +327,6 @@ def _persisted_folds(store: LocalDatastore, training: list[str]) -> list[dict] |
             }
         ]
     return None
-
-
-def _channel_names(cases: list[ExportCase], report: ProblemReport) -> dict[str, str]:
-    counts = {c.channels for c in cases}
-    if len(counts) > 1:
-        report.add(f"images have different channel counts {sorted(counts)}")
-    return channel_names(cases)
 
 
 def export_nnunet(
@@ -375,7 +358,9 @@ def export_nnunet(
     """
     cases = export_cases(store, label_tag=label_tag)
     report = ProblemReport(store.root, f"store, as an {_WHAT}", action="export")
-    channel_names = _channel_names(cases, report)
+    counts = {c.channels for c in cases}
+    if len(counts) > 1:
+        report.add(f"images have different channel counts {sorted(counts)}")
     report.raise_if_any()
     writer = ExportWriter(Path(out), force=force)
     labels = class_names(store, cases, label_tag=label_tag, source=writer.root)
@@ -391,7 +376,7 @@ def export_nnunet(
     doc: dict[str, Any] = {
         "name": store.name() or Path(out).name,
         "description": store.description() or "exported by medstore",
-        "channel_names": channel_names,
+        "channel_names": channel_names(cases),
         "labels": {"background": 0, **{n: i for i, n in sorted(labels.items())}},
         "numTraining": len(training),
         "file_ending": ".nii.gz",
