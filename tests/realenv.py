@@ -223,7 +223,7 @@ def realenv(name: str) -> RealEnv:
     return RealEnv(name, final)
 
 
-def install_checkout(env: RealEnv, *, cwd: Path, no_deps: bool = False) -> None:
+def install_checkout(env: RealEnv, *, cwd: Path, no_deps: bool = False) -> Path:
     """``pip install`` this checkout into ``env``, non-editable, as a user would install it.
 
     Only what the wheel is built from is copied to ``cwd`` first, so the build never writes into
@@ -233,6 +233,9 @@ def install_checkout(env: RealEnv, *, cwd: Path, no_deps: bool = False) -> None:
         env: The venv (usually a ``clone``).
         cwd: A scratch folder.
         no_deps: Install medstore alone, with none of its dependencies.
+
+    Returns:
+        The wheel that was built and installed (``pip install --no-deps WHEEL`` reinstalls it).
     """
     source = cwd / "medstore-src"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
@@ -240,8 +243,13 @@ def install_checkout(env: RealEnv, *, cwd: Path, no_deps: bool = False) -> None:
         shutil.copytree(CHECKOUT / part, source / part, ignore=ignore)
     for part in ("pyproject.toml", "README.md"):
         shutil.copy2(CHECKOUT / part, source / part)
-    args = ["install", "--quiet", *env.constraint_args, str(source)]
+    dist = cwd / "dist"
+    env.pip("wheel", "--quiet", "--no-deps", *env.constraint_args, "-w", str(dist), str(source),
+            cwd=cwd)  # fmt: skip
+    [wheel] = dist.glob("medstore-*.whl")
+    args = ["install", "--quiet", *env.constraint_args, str(wheel)]
     env.pip(*args, *(["--no-deps"] if no_deps else []), cwd=cwd)
+    return wheel
 
 
 def _build(name: str, building: Path, final: Path) -> None:
