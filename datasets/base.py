@@ -6,7 +6,7 @@ import copy
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
@@ -21,9 +21,7 @@ from .loading.worker_memory import in_worker
 from .options import DatasetOptions, MergeStrategy
 from .records import ImageRecord, build_records, filter_records, open_store
 from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
-
-if TYPE_CHECKING:
-    from .splits import SplitResult
+from .splits import SplitResult, split_dataset
 
 __all__ = ["Ref", "StoreDataset"]
 
@@ -342,8 +340,6 @@ class StoreDataset(Dataset[dict[str, Any]]):
         Raises:
             ValueError: Invalid ratios or conflicting modes.
         """
-        from .splits import split_dataset
-
         return split_dataset(
             self,
             seed=seed,

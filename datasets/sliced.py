@@ -10,11 +10,11 @@ from typing import Any, Literal, Self, Unpack
 import numpy as np
 
 from .base import StoreDataset
+from .item.views import as_volume
 from .item_index import ItemIndex, Ref
 from .label_sets import DatasetLabels
 from .options import DatasetKwargs, DatasetOptions, MergeStrategy
 from .records import ImageRecord, build_records, filter_records
-from .volume import as_volume
 
 __all__ = ["AXES", "AxisName", "SlicedVideoDataset", "SlicedVolumeDataset", "axis_index"]
 

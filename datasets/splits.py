@@ -18,18 +18,35 @@ from __future__ import annotations
 import math
 import secrets
 import warnings
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from medstore.datastore import SplitLog, seeded_order_key
 from medstore.datastore.timestamps import iso_utc
 
-if TYPE_CHECKING:
-    from .base import StoreDataset
+from .item.label_space import LabelSpace
+from .item_index import ItemIndex
 
-__all__ = ["SplitResult", "split_dataset"]
+__all__ = ["SplitResult", "SplittableDataset", "split_dataset"]
 
-D = TypeVar("D", bound="StoreDataset")
+
+class SplittableDataset(Protocol):
+    """What a split needs of a dataset (every :class:`~medstore.datasets.StoreDataset` has it)."""
+
+    split_name: str | None
+    split_source: str | None
+    split_as_of_timestamp: str | None
+
+    @property
+    def store(self) -> Any: ...
+    @property
+    def index(self) -> ItemIndex: ...
+    def label_space(self) -> LabelSpace: ...
+    def keep_images(self, image_ids: Collection[str]) -> Self: ...
+    def __len__(self) -> int: ...
+
+
+D = TypeVar("D", bound=SplittableDataset)
 
 
 class SplitResult(Mapping[str, D], Generic[D]):
@@ -128,7 +145,7 @@ def _check_ratios(ratios: Mapping[str, float]) -> None:
 
 
 def _local_parts(
-    ds: StoreDataset, ratios: Mapping[str, float], seed: int | None, by_patient: bool
+    ds: SplittableDataset, ratios: Mapping[str, float], seed: int | None, by_patient: bool
 ) -> dict[str, set[str]]:
     """Assign whole groups (images or patients) to parts in a seeded, hash-defined order."""
     groups: dict[str, list[str]] = {}

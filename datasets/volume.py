@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Unpack
+from typing import Unpack
 
 import numpy as np
 
 from .base import StoreDataset
+from .item.views import as_volume
 from .options import DatasetKwargs
 from .records import ImageRecord
-
-if TYPE_CHECKING:
-    from .sliced import AxisName, SlicedVideoDataset, SlicedVolumeDataset
+from .sliced import AxisName, SlicedVideoDataset, SlicedVolumeDataset
 
 __all__ = ["MultiFrameDataset", "VideoDataset", "VolumeDataset", "as_volume"]
-
-
-def as_volume(array: np.ndarray) -> np.ndarray:
-    """View a channels-first array as ``(C, D, H, W)`` (a 2-D ``(C, H, W)`` gets ``D = 1``).
-
-    Args:
-        array: Channels-first canonical array.
-
-    Returns:
-        A 4-D view.
-
-    Raises:
-        ValueError: Not 3-D or 4-D.
-
-    Example:
-        >>> as_volume(np.zeros((1, 4, 5))).shape
-        (1, 1, 4, 5)
-    """
-    if array.ndim == 4:
-        return array
-    if array.ndim == 3:
-        return array[:, None]
-    raise ValueError(f"expected a channels-first 2-D or 3-D array, got shape {array.shape}")
 
 
 class MultiFrameDataset(StoreDataset):
@@ -101,8 +77,6 @@ class VolumeDataset(MultiFrameDataset):
         Raises:
             ValueError: Unknown axis.
         """
-        from .sliced import SlicedVolumeDataset
-
         return SlicedVolumeDataset.from_dataset(self, axis=axis, **kwargs)
 
 
@@ -133,6 +107,4 @@ class VideoDataset(MultiFrameDataset):
         Returns:
             The per-frame dataset.
         """
-        from .sliced import SlicedVideoDataset
-
         return SlicedVideoDataset.from_dataset(self, **kwargs)
