@@ -315,7 +315,6 @@ class DatasetOptions:
 
         Example:
             >>> DatasetOptions.resolve(None, {"self": None, "return_metainfo": False})
-            ... # doctest: +ELLIPSIS
             DatasetOptions(return_metainfo=False, ...)
         """
         given = {n: values[n] for n in OPTION_NAMES if n in values}

@@ -2,8 +2,9 @@
 
 The cache folder describes itself to whatever prunes it (the store's ``gc``, backup tools):
 
-- it holds a standard ``CACHEDIR.TAG`` (https://bford.info/cachedir/), so tools recognise it as
-  a cache and may skip or empty it;
+- it holds a ``CACHEDIR.TAG``, the conventional cache-directory tag (a file whose first line is
+  ``Signature: 8a477f597d28d172789f06886806bc55``), which backup and cleaning tools recognise as
+  "a cache: skip it or empty it";
 - every file in it is disposable: a missing or half-removed entry is a miss, decoded again, and
   a process that already has an entry open keeps its memory map;
 - a file's modification time is its last use: entries are touched each time a process opens
