@@ -1,4 +1,4 @@
-"""nnU-Net v2 raw datasets: import into a store, export a store as one (with CV folds).
+"""nnU-Net v2 raw dataset folders: load one into a store, export a store as one (CV folds too).
 
 A raw dataset folder holds ``dataset.json`` (``channel_names`` ``{"0": "CT"}``, ``labels``
 ``{"background": 0, "liver": 1}``, ``numTraining``, ``file_ending``), ``imagesTr/{case}_{XXXX}
