@@ -21,12 +21,13 @@ from typing import Any
 
 from .history import LabelHistory
 from .label_info import parse_label_info
+from .layout import DefaultLabelTag
 from .manifest import deep_copy, gc_paused
 from .session import StoreSession
 
 __all__ = ["FINAL_TAG", "Catalog"]
 
-FINAL_TAG = "final"
+FINAL_TAG = DefaultLabelTag.FINAL
 
 
 def _has_classes(obj: dict[str, Any], tag: str, labels: Sequence[str] | None) -> bool:

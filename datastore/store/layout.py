@@ -14,11 +14,27 @@ from pathlib import Path
 
 from ..ids import resolve_inside, validate_id, validate_tag
 
-__all__ = ["LOCK_NAME", "MANIFEST_NAME", "SIDE_DIR", "StoreLayout"]
+__all__ = [
+    "DEFAULT_EXTENSIONS",
+    "LOCK_NAME",
+    "MANIFEST_NAME",
+    "SIDE_DIR",
+    "DefaultLabelTag",
+    "StoreLayout",
+]
 
 SIDE_DIR = ".medstore"
 MANIFEST_NAME = "datastore_v2.json"
 LOCK_NAME = ".lock"
+# File-name patterns of images and labels when a store is opened without its own.
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii", "*.dcm")
+
+
+class DefaultLabelTag:
+    """MONAI Label's reserved tags: the folders ``labels/final`` and ``labels/original``."""
+
+    FINAL = "final"
+    ORIGINAL = "original"
 
 
 @dataclass(frozen=True)

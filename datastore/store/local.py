@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..interop.monailabel_archive import write_dataset_archive
-from .catalog import FINAL_TAG, Catalog
+from .catalog import Catalog
 from .history import LabelHistory
 from .image_writes import ImageWriter
 from .indexer import DiskIndexer
 from .label_writes import LabelWriter
-from .layout import MANIFEST_NAME, StoreLayout
+from .layout import DEFAULT_EXTENSIONS, MANIFEST_NAME, DefaultLabelTag, StoreLayout
 from .scan import DiskState
 from .session import StoreSession
 
@@ -38,15 +38,6 @@ if TYPE_CHECKING:
     from ..watch.watcher import StoreWatcher, WatchOptions
 
 __all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
-
-DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii", "*.dcm")
-
-
-class DefaultLabelTag:
-    """MONAI Label's reserved tags."""
-
-    FINAL = FINAL_TAG
-    ORIGINAL = "original"
 
 
 class LocalDatastore:
