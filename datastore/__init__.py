@@ -26,6 +26,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .store.label_info import LabelClasses, parse_label_info
+from .store.layout import StoreLayout
 from .store.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
 from .store.split_log import SplitAssignment, SplitLog, seeded_order_key
 
@@ -47,6 +48,7 @@ __all__ = [
     "ReadOnlyError",
     "SplitAssignment",
     "SplitLog",
+    "StoreLayout",
     "StoreLockedError",
     "UnsupportedFormatError",
     "atomic_write_bytes",

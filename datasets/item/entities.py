@@ -74,17 +74,9 @@ def _convert(ann: Any) -> list[EntityRecord]:
 
 
 def _annotation_api(store: Any) -> Any:
-    """``store.annotations``, or an :class:`AnnotationStore` over a store that has a side folder."""
+    """The store's own annotation API (``store.annotations``), or ``None`` if it has none."""
     api = getattr(store, "annotations", None)
-    if api is not None and hasattr(api, "list"):
-        return api
-    if not callable(getattr(store, "side_path", None)):
-        return None
-    try:
-        from medstore.datastore.annotations import AnnotationStore
-    except ImportError:  # pragma: no cover - the package ships it
-        return None
-    return AnnotationStore(store)
+    return api if api is not None and hasattr(api, "list") else None
 
 
 def entity_records(store: Any, image_id: str) -> tuple[EntityRecord, ...]:

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 from filelock import FileLock
-from medstore.datastore import ImageNotFoundError, ImageReadError, atomic_write_bytes
+from medstore.datastore import (
+    ImageNotFoundError,
+    ImageReadError,
+    StoreLayout,
+    atomic_write_bytes,
+)
 
 from .cache_upkeep import CachePrune, prune_folder, tag_folder, touch
 
@@ -122,10 +127,7 @@ def store_cache_folder(store: Any, root: Path) -> Path:
     """
     if not getattr(store, "read_only", False):
         named = getattr(getattr(store, "layout", None), "cache", None)  # the store's own name
-        if isinstance(named, Path):
-            return named
-        side = getattr(store, "side_path", None)
-        return Path(side("cache")) if callable(side) else root / ".medstore" / "cache"
+        return named if isinstance(named, Path) else StoreLayout.at(root).cache
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return default_user_cache_dir() / digest
 

@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 from ..durable import fsync_dir
 from ..errors import ReadOnlyError
 from ..timestamps import iso_utc, parse_utc
+from .layout import StoreLayout
 
 __all__ = [
     "SPLITS_LOG",
@@ -115,12 +116,10 @@ class SplitLog:
 
     def __init__(self, store: Any) -> None:
         self._store = store
-        side = getattr(store, "side_path", None)
-        self._path = (
-            Path(side(SPLITS_LOG))
-            if callable(side)
-            else Path(store.root) / ".medstore" / SPLITS_LOG
-        )
+        layout = getattr(store, "layout", None)
+        if not isinstance(layout, StoreLayout):
+            layout = StoreLayout.at(store.root)
+        self._path = layout.side_path(SPLITS_LOG)
 
     @property
     def path(self) -> Path:
