@@ -338,9 +338,7 @@ def train_demo(
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         model.eval()
-        scores = np.array(
-            [_dice(_predict(model, c), c["native_codes"], len(classes)) for c in val]
-        )
+        scores = np.array([_dice(_predict(model, c), c["native_codes"], len(classes)) for c in val])
         per_class = {name: float(scores[:, i].mean()) for i, name in enumerate(classes)}
         stats = EpochStats(
             epoch, float(np.mean(losses)), per_class, float(scores.mean()), time.perf_counter() - t0

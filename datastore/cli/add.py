@@ -60,9 +60,7 @@ def _walk(
     found: list[Path] = []
     for current, dirs, files in os.walk(folder):
         here = Path(current)
-        dirs[:] = sorted(
-            d for d in dirs if not is_hidden(d) and not _inside(here / d, exclude)
-        )
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d) and not _inside(here / d, exclude))
         if is_series is not None:
             series = [d for d in dirs if is_series(here / d)]
             found.extend(here / d for d in series)

@@ -43,9 +43,7 @@ def run_import(args: argparse.Namespace, store: None) -> int:
             if args.format == "decathlon":
                 result: Any = import_decathlon(args.source, target, link=args.link)
             else:
-                result = import_nnunet(
-                    args.source, target, link=args.link, splits_file=args.splits
-                )
+                result = import_nnunet(args.source, target, link=args.link, splits_file=args.splits)
         except UnsupportedFormatError as err:
             print(f"medstore: error: {err}", file=sys.stderr)
             return 1
