@@ -1,11 +1,18 @@
 """Write a segmentation entity as a label file in MONAI Label's layout, with its ``label_info``.
 
 Examples:
-    >>> import numpy as np
+    >>> import tempfile, numpy as np, nibabel as nib
+    >>> from pathlib import Path
+    >>> from medstore.datastore import LocalDatastore
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> nib.save(nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4)), folder / "case_1.nii")
+    >>> store = LocalDatastore(folder)
     >>> seg = VolumeSegmentation.from_semantic_segmentation(
     ...     np.zeros((2, 3, 4), np.uint8), {"liver": 1}, created_by="reader-a")
-    >>> save_segmentation_label(store, "case_1", seg, affine=np.eye(4))  # doctest: +SKIP
+    >>> save_segmentation_label(store, "case_1", seg, affine=np.eye(4))
     'reader-a'
+    >>> store.get_label_info("case_1", "reader-a")["label_info"]
+    [{'name': 'liver', 'idx': 1}]
 """
 
 from __future__ import annotations

@@ -5,10 +5,15 @@ durably under the store lock, re-read on every call (no in-memory copy is truste
 across processes). Work on one image costs O(that image's annotations), whatever the store's size.
 
 Examples:
+    >>> import tempfile, numpy as np, nibabel as nib
+    >>> from pathlib import Path
+    >>> from medstore.datastore import LocalDatastore
     >>> from medstore.datastore.annotations import LabelAnnotation
-    >>> anns = store.annotations  # doctest: +SKIP
-    >>> ann_id = anns.add("case_1", LabelAnnotation(identifier="artifact"))  # doctest: +SKIP
-    >>> [a.identifier for a in anns.list("case_1")]  # doctest: +SKIP
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> nib.save(nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4)), folder / "case_1.nii")
+    >>> anns = LocalDatastore(folder).annotations
+    >>> ann_id = anns.add("case_1", LabelAnnotation(identifier="artifact"))
+    >>> [a.identifier for a in anns.list("case_1")]
     ['artifact']
 """
 
@@ -256,7 +261,19 @@ class AnnotationStore:
             ``{image_id: ids}``.
 
         Example:
-            >>> ids = store.annotations.add_bulk({"case_1": [ann]})  # doctest: +SKIP
+            >>> import tempfile, numpy as np, nibabel as nib
+            >>> from pathlib import Path
+            >>> from medstore.datastore import LocalDatastore
+            >>> from medstore.datastore.annotations import LabelAnnotation
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> nifti = nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4))
+            >>> for name in ("case_1", "case_2"):
+            ...     nib.save(nifti, folder / f"{name}.nii")
+            >>> anns = LocalDatastore(folder).annotations
+            >>> ids = anns.add_bulk({"case_1": [LabelAnnotation(identifier="motion")],
+            ...                      "case_2": [LabelAnnotation(identifier="artifact")]})
+            >>> sorted(ids), len(ids["case_1"])
+            (['case_1', 'case_2'], 1)
         """
         prepared = {
             image_id: self._prepare(image_id, list(anns), allow_external=allow_external)
