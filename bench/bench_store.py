@@ -1,10 +1,14 @@
 """Store benchmark (issue 2): open, refresh, reads and writes at N images, every write fsynced.
 
 Usage:
-    .venv/bin/python bench/bench_store.py --n 1000 10000 [--ml-python /opt/mlvenv/bin/python]
+    .venv/bin/python bench/bench_store.py --n 1000 10000 [--ml-python PYTHON]
 
 With ``--ml-python`` the same measurements run against MONAI Label 0.8.5 (``bench/ml_reference.py``
-in that interpreter) on an identical store, and the table shows the ratio.
+in that interpreter) on an identical store, and the table shows the ratio. The interpreter comes
+from the cached venv the tests use, built on first use::
+
+    .venv/bin/python bench/bench_store.py --n 1000 10000 \
+        --ml-python "$(.venv/bin/python tests/realenv.py monailabel)"
 """
 
 from __future__ import annotations
@@ -128,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--reps", type=int, default=50, help="repetitions of each write")
-    parser.add_argument("--ml-python", help="python of a venv with monailabel==0.8.5")
+    parser.add_argument(
+        "--ml-python",
+        help="python with monailabel==0.8.5 (`.venv/bin/python tests/realenv.py monailabel`)",
+    )
     parser.add_argument("--ml-reps", type=int, default=5)
     args = parser.parse_args(argv)
     for n in args.n:

@@ -1,9 +1,12 @@
 """MONAI Label 0.8.5's LocalDatastore measured like bench_store.py measures medstore.
 
 Run with the python of a separate venv that has ``monailabel==0.8.5`` (it imports nothing from
-medstore); ``bench/bench_store.py --ml-python PYTHON`` calls it and prints both side by side::
+medstore). ``tests/realenv.py monailabel`` builds that venv once (cached, torch's CPU build) and
+prints its interpreter; ``bench/bench_store.py --ml-python PYTHON`` calls this script with it and
+prints both side by side::
 
-    /opt/mlvenv/bin/python bench/ml_reference.py --root DIR --n N --reps R
+    ML_PYTHON="$(.venv/bin/python tests/realenv.py monailabel)"
+    "$ML_PYTHON" bench/ml_reference.py --root DIR --n N --reps R
 
 ``DIR`` must already hold N tiny images (half labelled in labels/final) and no manifest, built
 by bench_store.build_store, or be given ``--build`` to create them itself (same layout). Prints one
@@ -15,8 +18,8 @@ images. It prints one JSON line: saves acknowledged, labels in the manifest on d
 label files present, and labels listed by a fresh LocalDatastore (whose start-up reconcile
 re-adds label files it finds on disk)::
 
-    /opt/mlvenv/bin/python bench/ml_reference.py --root /tmp/mlref --n 1000 --build
-    /opt/mlvenv/bin/python bench/ml_reference.py --root /tmp/mllost --n 0 --lost-update
+    "$ML_PYTHON" bench/ml_reference.py --root /tmp/mlref --n 1000 --build
+    "$ML_PYTHON" bench/ml_reference.py --root /tmp/mllost --n 0 --lost-update
 """
 
 from __future__ import annotations

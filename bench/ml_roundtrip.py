@@ -1,7 +1,10 @@
 """Both-ways compatibility with MONAI Label 0.8.5, on real files, by running MONAI Label itself.
 
 Usage:
-    .venv/bin/python bench/ml_roundtrip.py --ml-python /opt/mlvenv/bin/python
+    .venv/bin/python bench/ml_roundtrip.py [--ml-python PYTHON]
+
+``PYTHON`` is an interpreter with ``monailabel==0.8.5``; by default the cached venv of the tests
+(``tests/realenv.py monailabel``, built on first use, a few minutes) is used.
 
 medstore writes a store (images, a replaced label with history, info); MONAI Label's own
 ``LocalDatastore`` opens it, checks what it sees, saves a label and updates info; medstore opens it
@@ -24,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medstore.datastore import LocalDatastore
 
+ROOT = Path(__file__).resolve().parents[1]
+
 ML_STEP = """
 import json, sys
 from monailabel.datastore.local import LocalDatastore
@@ -36,10 +41,22 @@ print(json.dumps(seen))
 """
 
 
-def main() -> int:
+def monailabel_python() -> str:
+    """The interpreter of the tests' cached MONAI Label 0.8.5 venv, built first if missing."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "realenv.py"), "monailabel"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ml-python", required=True, help="python with monailabel==0.8.5")
-    args = parser.parse_args()
+    parser.add_argument("--ml-python", help="python with monailabel==0.8.5 (default: the tests')")
+    args = parser.parse_args(argv)
+    ml_python = args.ml_python or monailabel_python()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, dtype, value in (("ct.nii.gz", np.int16, 0), ("lab.nii.gz", np.uint8, 1)):
@@ -51,7 +68,8 @@ def main() -> int:
         store.save_label("a", work / "lab.nii.gz", "final", classes)
         store.save_label("a", work / "lab.nii.gz", "final", classes)
         out = subprocess.run(
-            [args.ml_python, "-c", ML_STEP, str(work / "store"), str(work / "lab.nii.gz")],
+            [ml_python, "-c", ML_STEP, str(work / "store"), str(work / "lab.nii.gz")],
+            cwd=work,
             capture_output=True,
             text=True,
             check=True,

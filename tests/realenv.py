@@ -12,9 +12,11 @@ against the real libraries, each installed in its own venv and never as a projec
   ``<name>-<hash>``, the hash taken over the requirements file, the constraints file, the Python
   version (and medstore's dependencies where included), so editing a requirements file builds
   a new venv and never reuses a stale one.
-* ``torch==2.13.0`` is installed first in every fresh venv: from a local ``+cpu`` wheel where pip
-  finds one (``find-links``), else the plain PyPI release of the same version; later installs are
-  constrained to exactly the torch that went in.
+* ``torch==2.13.0`` goes in first: from a local ``+cpu`` wheel where pip finds one
+  (``find-links``), else the plain PyPI release of the same version. It is installed once, into a
+  base venv (``torch-<hash>``), and every library venv starts as a hard-linked copy of that base,
+  so torch costs its install time and disk space once. Later installs, and the builds of source
+  packages, are constrained to exactly the torch that went in.
 * A build runs into a temporary folder beside the final one under a file lock, then is renamed
   into place, so parallel test workers build a venv once and a failed build leaves nothing.
 
@@ -26,8 +28,8 @@ Tests mark themselves ``realenv`` and run the venv's interpreter from ``tmp_path
         env = realenv("hf-datasets")
         env.run("import datasets; print(datasets.__version__)", cwd=tmp_path)
 
-From a shell, ``python -m tests.realenv monailabel`` builds (or finds) the venv and prints its
-interpreter, for example for ``bench/bench_store.py --ml-python``.
+From a shell, ``.venv/bin/python tests/realenv.py monailabel`` builds (or finds) the venv and
+prints its interpreter, for example for ``bench/bench_store.py --ml-python``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,8 @@ TORCH_VERSION = "2.13.0"
 BUILD_TIMEOUT_S = 1800
 """Seconds a test may wait for a cold build (used as its pytest-timeout)."""
 WITH_MEDSTORE_DEPS = "#realenv: +medstore-deps"
+TORCH_BASE = "torch"
+"""Cache name of the venv holding only torch, which every library venv is copied from."""
 MARKER = "realenv.json"
 """Written last into a finished venv: what it was built from and how long the build took."""
 
@@ -202,9 +206,13 @@ def realenv(name: str) -> RealEnv:
     Raises:
         RealEnvError: The build failed (nothing is left behind).
     """
+    return _cached(name, env_key(name), _build)
+
+
+def _cached(name: str, key: str, build: Callable[[str, Path, Path], None]) -> RealEnv:
+    """The venv ``key`` in the cache; else ``build(name, temp, final)`` it, then rename it there."""
     cache = cache_root()
     cache.mkdir(parents=True, exist_ok=True)
-    key = env_key(name)
     final = cache / key
     if (final / MARKER).is_file():
         return RealEnv(name, final)
@@ -215,7 +223,7 @@ def realenv(name: str) -> RealEnv:
             shutil.rmtree(stale, ignore_errors=True)
         building = Path(tempfile.mkdtemp(prefix=f".{key}.build-", dir=cache))
         try:
-            _build(name, building, final)
+            build(name, building, final)
             building.rename(final)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
@@ -252,12 +260,26 @@ def install_checkout(env: RealEnv, *, cwd: Path, no_deps: bool = False) -> Path:
     return wheel
 
 
-def _build(name: str, building: Path, final: Path) -> None:
+def _torch_base() -> RealEnv:
+    """pip and torch only: every library venv starts as a hard-linked copy of it."""
+    digest = hashlib.sha256(CONSTRAINTS.read_bytes())
+    digest.update(f"\0py{sys.version_info.major}.{sys.version_info.minor}".encode())
+    return _cached(TORCH_BASE, f"{TORCH_BASE}-{digest.hexdigest()[:12]}", _build_base)
+
+
+def _build_base(name: str, building: Path, final: Path) -> None:
     start = time.monotonic()
     _run([sys.executable, "-m", "venv", str(building)], cwd=building.parent, timeout=600)
     env = RealEnv(name, building)
     env.pip("install", "--quiet", "--upgrade", "pip", cwd=building)
     _install_torch(env)
+    _finish(env, final, start)
+
+
+def _build(name: str, building: Path, final: Path) -> None:
+    start = time.monotonic()
+    building.rmdir()
+    env = RealEnv(name, _torch_base().clone(building).root)
     env.pip(
         "install",
         "--quiet",
@@ -267,15 +289,23 @@ def _build(name: str, building: Path, final: Path) -> None:
         *env.constraint_args,
         cwd=building,
     )
-    _rewrite_paths(building, old=building, new=final)
+    _finish(env, final, start)
+
+
+def _finish(env: RealEnv, final: Path, start: float) -> None:
+    """Point the venv at its final folder and write the marker that says it is complete."""
+    _rewrite_paths(env.root, old=env.root, new=final)
+    path = REQUIREMENTS_DIR / f"{env.name}.txt"
     record = {
-        "name": name,
-        "requirements": requirements_file(name).read_text(),
+        "name": env.name,
+        "requirements": path.read_text() if path.is_file() else "",
         "constraints": env.constraints.read_text(),
         "python": sys.version.split()[0],
         "build_seconds": round(time.monotonic() - start, 1),
     }
-    (building / MARKER).write_text(json.dumps(record, indent=2) + "\n")
+    marker = env.root / MARKER
+    marker.unlink(missing_ok=True)  # in a copy of the base it is a hard link to the base's
+    marker.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def medstore_dependencies() -> list[str]:

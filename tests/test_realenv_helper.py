@@ -130,3 +130,26 @@ def test_clone_is_a_private_copy(tmp_path: Path) -> None:
     assert (source / "bin" / "tool").read_text() == f"#!{source}/bin/python\n"
     (copy.root / "lib.txt").unlink()
     assert (source / "lib.txt").read_text() == "shared"
+
+
+def test_a_library_venv_copied_from_the_torch_base_leaves_the_base_alone(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = cache / "torch-base"
+    (base / "bin").mkdir(parents=True)
+    (base / "bin" / "pip").write_text(f"#!{base}/bin/python\n")
+    (base / r.MARKER).write_text('{"name": "torch"}')
+    (base / "realenv-constraints.txt").write_text("torch==2.13.0+cpu\n")
+    installs: list[tuple[str, ...]] = []
+    monkeypatch.setattr(r, "_torch_base", lambda: r.RealEnv(r.TORCH_BASE, base))
+    monkeypatch.setattr(r.RealEnv, "pip", lambda self, *args, cwd: installs.append(args))
+    env = r.realenv("scale-nucleus")
+    assert json.loads((env.root / r.MARKER).read_text())["name"] == "scale-nucleus"
+    assert (env.root / "bin" / "pip").read_text() == f"#!{env.root}/bin/python\n"
+    assert (base / r.MARKER).read_text() == '{"name": "torch"}'
+    assert (base / "bin" / "pip").read_text() == f"#!{base}/bin/python\n"
+    [args] = installs
+    assert args[:3] == ("install", "--quiet", "-r")
+    assert (args[-4], args[-2]) == ("-c", "--build-constraint")
+    assert args[-3] == args[-1]
+    assert Path(args[-1]).name == env.constraints.name  # in the folder being built
