@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..ids import validate_id, validate_tag
 from ..interop.monailabel_archive import write_dataset_archive
 from .catalog import Catalog
 from .history import LabelHistory
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
     from ..watch.watcher import StoreWatcher, WatchOptions
 
 __all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
+
+
+def _tag_or_none(tag: str | None) -> str | None:
+    return None if tag is None else validate_tag(tag)
 
 
 class LocalDatastore:
@@ -231,7 +236,7 @@ class LocalDatastore:
 
     def has_image(self, image_id: str) -> bool:
         """Whether ``image_id`` is in the store."""
-        return self._catalog.has_image(image_id)
+        return self._catalog.has_image(validate_id(image_id))
 
     def get_image_uri(self, image_id: str) -> str:
         """Absolute, resolved path of an image file (or DICOM series folder).
@@ -239,7 +244,7 @@ class LocalDatastore:
         Raises:
             ImageNotFoundError: Unknown id.
         """
-        return self._catalog.get_image_uri(image_id)
+        return self._catalog.get_image_uri(validate_id(image_id))
 
     def get_image(self, image_id: str) -> bytes:
         """The image file's bytes (MONAI Label returns a stream; ``io.BytesIO(...)`` of this)."""
@@ -247,11 +252,11 @@ class LocalDatastore:
 
     def get_image_info(self, image_id: str) -> dict[str, Any]:
         """A copy of the image's info, plus its ``path``; ``ImageNotFoundError`` if unknown."""
-        return self._catalog.get_image_info(image_id)
+        return self._catalog.get_image_info(validate_id(image_id))
 
     def get_label_uri(self, label_id: str, label_tag: str) -> str:
         """Absolute, resolved path of a label file; ``LabelNotFoundError`` if there is none."""
-        return self._catalog.get_label_uri(label_id, label_tag)
+        return self._catalog.get_label_uri(validate_id(label_id), validate_tag(label_tag))
 
     def get_label(self, label_id: str, label_tag: str) -> bytes:
         """The label file's bytes."""
@@ -259,27 +264,27 @@ class LocalDatastore:
 
     def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
         """A copy of the label's info; ``LabelNotFoundError`` if there is no such label."""
-        return self._catalog.get_label_info(label_id, label_tag)
+        return self._catalog.get_label_info(validate_id(label_id), validate_tag(label_tag))
 
     def get_labels_by_image_id(self, image_id: str) -> dict[str, str]:
         """``{tag: label_id}`` for every label of an image (``{}`` when none)."""
-        return self._catalog.get_labels_by_image_id(image_id)
+        return self._catalog.get_labels_by_image_id(validate_id(image_id))
 
     def get_label_by_image_id(self, image_id: str, tag: str) -> str:
         """The label id of ``image_id`` under ``tag``, or ``""`` when it has none."""
-        return self.get_labels_by_image_id(image_id).get(tag, "")
+        return self.get_labels_by_image_id(image_id).get(validate_tag(tag), "")
 
     def get_labeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None
     ) -> list[str]:
         """Images with a label under ``label_tag`` (default ``final``) naming all ``labels``."""
-        return self._catalog.get_labeled_images(label_tag, labels)
+        return self._catalog.get_labeled_images(_tag_or_none(label_tag), labels)
 
     def get_unlabeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None
     ) -> list[str]:
         """The complement of :meth:`get_labeled_images` over all images."""
-        return self._catalog.get_unlabeled_images(label_tag, labels)
+        return self._catalog.get_unlabeled_images(_tag_or_none(label_tag), labels)
 
     def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
         """``[{"image", "label", "meta"}]`` for labelled images, ready for MONAI's ``LoadImaged``.
@@ -288,7 +293,7 @@ class LocalDatastore:
             full_path: Absolute resolved paths; ``False`` gives paths relative to the root.
             label_tag: Which tag's labels (default ``final``).
         """
-        return self._catalog.datalist(full_path, label_tag=label_tag)
+        return self._catalog.datalist(full_path, label_tag=_tag_or_none(label_tag))
 
     def status(self) -> dict[str, Any]:
         """``{"total", "completed", "label_tags": {tag: count}}`` as MONAI Label reports it."""
@@ -300,7 +305,7 @@ class LocalDatastore:
 
     def label_history(self, image_id: str, tag: str) -> list[dict[str, Any]]:
         """Every version of a label, oldest first; the current one last, with ``current: True``."""
-        return self._catalog.label_history(image_id, tag)
+        return self._catalog.label_history(validate_id(image_id), validate_tag(tag))
 
     def get_dataset_archive(self, limit_cases: int | None = None) -> str:
         """Zip the ``final``-labelled cases in MONAI Label 0.8.5's layout and return its path.
@@ -321,19 +326,19 @@ class LocalDatastore:
 
     def update_image_info(self, image_id: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into the image's info (the caller's dict is not kept or mutated)."""
-        self._images.update_image_info(image_id, info)
+        self._images.update_image_info(validate_id(image_id), info)
 
     def update_label_info(self, label_id: str, label_tag: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into a label's info; ``LabelNotFoundError`` if there is no such label."""
-        self._images.update_label_info(label_id, label_tag, info)
+        self._images.update_label_info(validate_id(label_id), validate_tag(label_tag), info)
 
     def add_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         """Add image tags (``info["tags"]``), keeping order and uniqueness; returns them all."""
-        return self._images.add_tags(image_id, tags)
+        return self._images.add_tags(validate_id(image_id), tags)
 
     def remove_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         """Remove image tags; returns the remaining ones."""
-        return self._images.remove_tags(image_id, tags)
+        return self._images.remove_tags(validate_id(image_id), tags)
 
     def add_image(
         self,
@@ -361,11 +366,11 @@ class LocalDatastore:
 
     def remove_image(self, image_id: str) -> None:
         """Remove an image and its labels; files go to trash and history, restorable."""
-        self._images.remove_image(image_id)
+        self._images.remove_image(validate_id(image_id))
 
     def restore_image(self, image_id: str) -> None:
         """Bring back the most recently removed image with its labels."""
-        self._images.restore_image(image_id)
+        self._images.restore_image(validate_id(image_id))
 
     # ------------------------------------------------------------------ writes (LabelWriter)
     def save_label(
@@ -381,18 +386,22 @@ class LocalDatastore:
 
         See :meth:`~.label_writes.LabelWriter.save_label` (geometry check, history, errors).
         """
-        return self._labels.save_label(image_id, label_filename, label_tag, label_info, force=force)
+        return self._labels.save_label(
+            validate_id(image_id), label_filename, validate_tag(label_tag), label_info, force=force
+        )
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
         """Remove a label; its file and info go to the label history (restorable)."""
-        self._labels.remove_label(label_id, label_tag)
+        self._labels.remove_label(validate_id(label_id), validate_tag(label_tag))
 
     def restore_label(self, image_id: str, tag: str, version: int) -> None:
         """Make a kept version current again; the replaced one is kept in turn."""
-        self._labels.restore_label(image_id, tag, version)
+        self._labels.restore_label(validate_id(image_id), validate_tag(tag), version)
 
     def promote_label(
         self, image_id: str, from_tag: str, to_tag: str = "final", approved_by: str | None = None
     ) -> None:
         """Copy an annotator's label to the reference tag, recording who approved it when."""
-        self._labels.promote_label(image_id, from_tag, to_tag, approved_by)
+        self._labels.promote_label(
+            validate_id(image_id), validate_tag(from_tag), validate_tag(to_tag), approved_by
+        )

@@ -1,0 +1,105 @@
+"""Issue 12, values, names, versions, caches and watch limits: each case a reproduction.
+
+Case 23: ids and tags are validated before any lookup. Case 24: NaN/Inf refused on write,
+accepted on read; big ints read back as ints; deep nesting a clear error. Case 21: label versions
+are numbers. Case 22: the decode-once cache keys on the manifest checksum. Case 25: the watcher
+falls back to polling when inotify refuses a watch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from medstore.datastore.errors import InvalidIdError
+from medstore.datastore.store.local import LocalDatastore
+from support.stores import MakeStore, simple_case
+
+BAD_NAMES = ["../evil", "", ".hidden", "a/b", "a\\b", "nul\x00byte", "CON"]
+
+
+@pytest.fixture
+def store(make_store: MakeStore) -> LocalDatastore:
+    return make_store({"case": simple_case(1)})
+
+
+def _id_calls(store: LocalDatastore, bad: str) -> dict[str, Any]:
+    """Every facade method taking an image id, called with ``bad`` as the id."""
+    label = np.zeros((6, 5, 4), np.uint8)
+    return {
+        "has_image": lambda: store.has_image(bad),
+        "get_image_uri": lambda: store.get_image_uri(bad),
+        "get_image": lambda: store.get_image(bad),
+        "get_image_info": lambda: store.get_image_info(bad),
+        "get_label_uri": lambda: store.get_label_uri(bad, "final"),
+        "get_label": lambda: store.get_label(bad, "final"),
+        "get_label_info": lambda: store.get_label_info(bad, "final"),
+        "get_labels_by_image_id": lambda: store.get_labels_by_image_id(bad),
+        "get_label_by_image_id": lambda: store.get_label_by_image_id(bad, "final"),
+        "label_history": lambda: store.label_history(bad, "final"),
+        "update_image_info": lambda: store.update_image_info(bad, {"a": 1}),
+        "update_label_info": lambda: store.update_label_info(bad, "final", {"a": 1}),
+        "add_tags": lambda: store.add_tags(bad, ["t"]),
+        "remove_tags": lambda: store.remove_tags(bad, ["t"]),
+        "remove_image": lambda: store.remove_image(bad),
+        "restore_image": lambda: store.restore_image(bad),
+        "save_label": lambda: store.save_label(bad, label, "final"),
+        "remove_label": lambda: store.remove_label(bad, "final"),
+        "restore_label": lambda: store.restore_label(bad, "final", 1),
+        "promote_label": lambda: store.promote_label(bad, "final", "bob"),
+    }
+
+
+def _tag_calls(store: LocalDatastore, bad: str) -> dict[str, Any]:
+    """Every facade method taking a label tag, called with ``bad`` as the tag."""
+    label = np.zeros((6, 5, 4), np.uint8)
+    return {
+        "get_label_uri": lambda: store.get_label_uri("case", bad),
+        "get_label": lambda: store.get_label("case", bad),
+        "get_label_info": lambda: store.get_label_info("case", bad),
+        "get_label_by_image_id": lambda: store.get_label_by_image_id("case", bad),
+        "get_labeled_images": lambda: store.get_labeled_images(bad),
+        "get_unlabeled_images": lambda: store.get_unlabeled_images(bad),
+        "datalist": lambda: store.datalist(label_tag=bad),
+        "label_history": lambda: store.label_history("case", bad),
+        "update_label_info": lambda: store.update_label_info("case", bad, {"a": 1}),
+        "save_label": lambda: store.save_label("case", label, bad),
+        "remove_label": lambda: store.remove_label("case", bad),
+        "restore_label": lambda: store.restore_label("case", bad, 1),
+        "promote_label_from": lambda: store.promote_label("case", bad, "bob"),
+        "promote_label_to": lambda: store.promote_label("case", "final", bad),
+    }
+
+
+def _answer(call: Any) -> str:
+    """What a call answered: ``"<error class>: <message>"``, or ``"returned"``."""
+    try:
+        call()
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+    return "returned"
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_case23_every_id_is_validated_before_lookup(store: LocalDatastore, bad: str) -> None:
+    before = store.json()
+    answers = {method: _answer(call) for method, call in _id_calls(store, bad).items()}
+    wrong = {m: a for m, a in answers.items() if not a.startswith("InvalidIdError: image id")}
+    assert wrong == {}
+    assert store.json() == before
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES)
+def test_case23_every_tag_is_validated_before_lookup(store: LocalDatastore, bad: str) -> None:
+    before = store.json()
+    answers = {method: _answer(call) for method, call in _tag_calls(store, bad).items()}
+    wrong = {m: a for m, a in answers.items() if not a.startswith("InvalidIdError: label tag")}
+    assert wrong == {}
+    assert store.json() == before
+
+
+def test_case23_save_label_names_the_rule(store: LocalDatastore, tmp_path: Path) -> None:
+    with pytest.raises(InvalidIdError, match=r"image id '\.\./evil' must not start with '\.'"):
+        store.save_label("../evil", np.zeros((6, 5, 4), np.uint8), "final")
