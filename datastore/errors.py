@@ -20,6 +20,7 @@ __all__ = [
     "ImageNotFoundError",
     "ImageReadError",
     "InvalidIdError",
+    "InvalidValueError",
     "LabelGeometryError",
     "LabelNotFoundError",
     "ManifestCorruptError",
@@ -61,6 +62,10 @@ class LabelNotFoundError(DatastoreError, LookupError):
 
 class InvalidIdError(DatastoreError, ValueError):
     """An image id or label tag breaks the naming rules (see :mod:`.ids`)."""
+
+
+class InvalidValueError(DatastoreError, ValueError):
+    """An info value cannot be stored as JSON faithfully (NaN, infinity, nesting too deep)."""
 
 
 class ReadOnlyError(DatastoreError, PermissionError):

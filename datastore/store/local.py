@@ -27,6 +27,7 @@ from .catalog import Catalog
 from .history import LabelHistory
 from .image_writes import ImageWriter
 from .indexer import DiskIndexer
+from .json_values import check_values
 from .label_writes import LabelWriter
 from .layout import DEFAULT_EXTENSIONS, MANIFEST_NAME, DefaultLabelTag, StoreLayout
 from .scan import DiskState
@@ -326,10 +327,12 @@ class LocalDatastore:
 
     def update_image_info(self, image_id: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into the image's info (the caller's dict is not kept or mutated)."""
+        check_values(info, where="image info")
         self._images.update_image_info(validate_id(image_id), info)
 
     def update_label_info(self, label_id: str, label_tag: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into a label's info; ``LabelNotFoundError`` if there is no such label."""
+        check_values(info, where="label info")
         self._images.update_label_info(validate_id(label_id), validate_tag(label_tag), info)
 
     def add_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
@@ -362,6 +365,7 @@ class LocalDatastore:
         link: bool = False,
     ) -> list[str]:
         """Add many images (paths or ``(image_id, path)`` pairs) in one transaction."""
+        check_values(info or {}, where="image info")
         return self._images.add_images(sources, info=info, link=link)
 
     def remove_image(self, image_id: str) -> None:
@@ -387,7 +391,11 @@ class LocalDatastore:
         See :meth:`~.label_writes.LabelWriter.save_label` (geometry check, history, errors).
         """
         return self._labels.save_label(
-            validate_id(image_id), label_filename, validate_tag(label_tag), label_info, force=force
+            validate_id(image_id),
+            label_filename,
+            validate_tag(label_tag),
+            check_values(label_info or {}, where="label info"),
+            force=force,
         )
 
     def remove_label(self, label_id: str, label_tag: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -29,6 +28,7 @@ import orjson
 from ..durable import atomic_write_bytes
 from ..errors import InvalidIdError, ManifestCorruptError
 from ..ids import validate_id, validate_tag
+from . import json_values
 
 __all__ = [
     "ManifestFile",
@@ -67,7 +67,7 @@ def gc_paused() -> Iterator[None]:
 def deep_copy(value: Any) -> Any:
     """A deep copy of JSON-shaped data (an order of magnitude faster than ``copy.deepcopy``)."""
     with gc_paused():
-        return orjson.loads(orjson.dumps(value))
+        return json_values.deep_copy(value)
 
 
 def empty_manifest(images_dir: str, labels_dir: str) -> dict[str, Any]:
@@ -89,15 +89,6 @@ def empty_manifest(images_dir: str, labels_dir: str) -> dict[str, Any]:
     }
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate key {dup!r}")
-    return result
-
-
 def _decode(raw: bytes, source: str) -> Any:
     if not raw.strip():
         raise ManifestCorruptError(f"manifest {source} is empty")
@@ -105,15 +96,14 @@ def _decode(raw: bytes, source: str) -> Any:
         raise ManifestCorruptError(f"manifest {source} starts with a byte-order mark")
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise ManifestCorruptError(f"manifest {source} is not valid JSON: {err}") from err
-    # Fast proof of no duplicate keys: our own (and MONAI Label's) formatting re-serialises to the
-    # same bytes only when nothing was dropped. Other formatting takes the slow, exact check.
+    except orjson.JSONDecodeError:
+        # NaN, Infinity (Python's json writes them), nesting orjson refuses, or not JSON at all.
+        return json_values.loads_exact(raw, source=source)
+    # Fast proof of no duplicate keys and exact values: our own (and MONAI Label's) formatting
+    # re-serialises to the same bytes only when nothing was dropped or rounded (orjson reads
+    # integers beyond 64 bits as floats). Anything else takes Python's exact reading.
     if serialize_manifest(doc) != raw:
-        try:
-            json.loads(raw, object_pairs_hook=_reject_duplicates)
-        except (ValueError, RecursionError) as err:
-            raise ManifestCorruptError(f"manifest {source} is not valid JSON: {err}") from err
+        return json_values.loads_exact(raw, source=source)
     return doc
 
 
@@ -195,7 +185,7 @@ def serialize_manifest(doc: dict[str, Any]) -> bytes:
     Returns:
         UTF-8 JSON bytes.
     """
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    return json_values.dump_json(doc, indent=True)
 
 
 @dataclass(frozen=True)

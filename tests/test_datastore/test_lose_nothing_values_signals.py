@@ -8,12 +8,14 @@ falls back to polling when inotify refuses a watch.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from medstore.datastore.errors import InvalidIdError
+from medstore.datastore.errors import InvalidIdError, InvalidValueError, ManifestCorruptError
 from medstore.datastore.store.local import LocalDatastore
 from support.stores import MakeStore, simple_case
 
@@ -103,3 +105,83 @@ def test_case23_every_tag_is_validated_before_lookup(store: LocalDatastore, bad:
 def test_case23_save_label_names_the_rule(store: LocalDatastore, tmp_path: Path) -> None:
     with pytest.raises(InvalidIdError, match=r"image id '\.\./evil' must not start with '\.'"):
         store.save_label("../evil", np.zeros((6, 5, 4), np.uint8), "final")
+
+
+# ----------------------------------------------------------------------------- case 24: values
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+def _deep(depth: int) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    node = root
+    for _ in range(depth):
+        node["d"] = {}
+        node = node["d"]
+    return root
+
+
+@pytest.mark.parametrize("value", NON_FINITE)
+def test_case24_non_finite_info_is_refused_naming_the_key(
+    store: LocalDatastore, value: float
+) -> None:
+    before = store.json()
+    label = np.zeros((6, 5, 4), np.uint8)
+    writes = {
+        "update_image_info": lambda info: store.update_image_info("case", info),
+        "update_label_info": lambda info: store.update_label_info("case", "final", info),
+        "save_label": lambda info: store.save_label("case", label, "final", info),
+    }
+    for method, write in writes.items():
+        with pytest.raises(InvalidValueError, match=r"scores\[1\]\.dice.*not a finite number"):
+            write({"scores": [{"dice": 0.5}, {"dice": value}]})
+        assert store.json() == before, method
+
+
+def _monailabel_manifest(root: Path, info: dict[str, Any]) -> None:
+    """Write the manifest as MONAI Label does: Python's ``json.dumps(indent=2)``."""
+    path = root / "datastore_v2.json"
+    doc = json.loads(path.read_bytes())
+    doc["objects"]["case"]["image"]["info"].update(info)
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def test_case24_values_written_by_monailabel_are_read_and_kept(store: LocalDatastore) -> None:
+    values = {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "big": 2**70}
+    _monailabel_manifest(store.root, values)
+    reopened = LocalDatastore(store.root, lock_timeout=5.0)
+    info = reopened.get_image_info("case")
+    assert math.isnan(info["nan"]) and info["inf"] == math.inf and info["ninf"] == -math.inf
+    assert info["big"] == 2**70 and isinstance(info["big"], int)
+    reopened.update_image_info("case", {"site": "A"})  # a medstore write keeps them all
+    again = json.loads((store.root / "datastore_v2.json").read_bytes())["objects"]["case"]
+    kept = again["image"]["info"]
+    assert math.isnan(kept["nan"]) and kept["inf"] == math.inf and kept["ninf"] == -math.inf
+    assert kept["big"] == 2**70 and kept["site"] == "A"
+    assert LocalDatastore(store.root, read_only=True).get_image_info("case")["big"] == 2**70
+
+
+def test_case24_duplicate_keys_and_bom_are_still_refused(store: LocalDatastore) -> None:
+    path = store.root / "datastore_v2.json"
+    raw = path.read_bytes()
+    path.write_bytes(b"\xef\xbb\xbf" + raw)
+    with pytest.raises(ManifestCorruptError, match="byte-order mark"):
+        LocalDatastore(store.root, read_only=True)
+    path.write_bytes(raw.replace(b'"name":', b'"name": "x", "name":', 1))
+    with pytest.raises(ManifestCorruptError, match="duplicate key 'name'"):
+        LocalDatastore(store.root, read_only=True)
+
+
+def test_case24_a_deep_value_is_a_clear_error_on_write(store: LocalDatastore) -> None:
+    before = store.json()
+    with pytest.raises(InvalidValueError, match=r"nested deeper than \d+ levels"):
+        store.update_image_info("case", {"deep": _deep(100_000)})
+    assert store.json() == before
+
+
+def test_case24_a_deep_manifest_is_a_clear_error_on_read(store: LocalDatastore) -> None:
+    depth = 100_000
+    nested = '{"d": ' * depth + "1" + "}" * depth
+    path = store.root / "datastore_v2.json"
+    path.write_text(path.read_text().replace('"info": {', '"info": {"deep": ' + nested + ", ", 1))
+    with pytest.raises(ManifestCorruptError, match="nested too deeply"):
+        LocalDatastore(store.root, read_only=True)
