@@ -118,6 +118,13 @@ class StagingArea:
         os.symlink(os.path.abspath(target), staged)
         return staged
 
+    def discard(self, staged: Path) -> None:
+        """Delete one staged file, link or series folder that will not be used."""
+        if staged.is_dir() and not staged.is_symlink():
+            shutil.rmtree(staged, ignore_errors=True)
+        else:
+            staged.unlink(missing_ok=True)
+
     def has_leftovers(self) -> bool:
         """Whether staged files or temp files are lying in the folder (one listing)."""
         try:
