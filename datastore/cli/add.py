@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..errors import UnsupportedFormatError
+from ..errors import ImageReadError, UnsupportedFormatError
 from ..ids import derive_id, is_hidden, is_inside, validate_id
 from ..store.imaging_hooks import series_sniffer
 from ..store.local import LocalDatastore
@@ -65,7 +65,15 @@ def _walk(
             series = [d for d in dirs if is_series(here / d)]
             found.extend(here / d for d in series)
             dirs[:] = [d for d in dirs if d not in series]
-        found.extend(here / f for f in sorted(files) if derive_id(f, patterns) is not None)
+        for name in sorted(files):
+            if derive_id(name, patterns) is None:
+                continue
+            if not os.path.isfile(here / name):
+                logger.warning(
+                    "skipping %s: not a regular file (a FIFO, device or socket)", here / name
+                )
+                continue
+            found.append(here / name)
     return found
 
 
@@ -89,6 +97,7 @@ def collect_sources(
     Raises:
         FileNotFoundError: A path does not exist or a glob matches nothing.
         UnsupportedFormatError: A named file matches no pattern.
+        ImageReadError: A named path is neither a folder nor a regular file (a FIFO, a device).
     """
     is_series = series_sniffer(patterns)
     out: dict[Path, None] = {}
@@ -110,6 +119,11 @@ def collect_sources(
             elif derive_id(path.name, patterns) is None:
                 raise UnsupportedFormatError(
                     f"{path} matches none of the store's patterns ({' '.join(patterns)})"
+                )
+            elif not path.is_file():
+                raise ImageReadError(
+                    f"{path} is not a regular file (a FIFO, device or socket); only image files "
+                    "and DICOM series folders can be added"
                 )
             else:
                 out[path] = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ import orjson
 
 from ..errors import (
     ImageNotFoundError,
+    ImageReadError,
     InvalidIdError,
     UnsupportedFormatError,
 )
@@ -34,6 +36,7 @@ from .imaging_hooks import header_facts, wants_dicom
 from .label_writes import LabelWriter
 from .session import StoreSession
 from .transaction import Transaction
+from .vanished import RECORD_NAME, latest_record
 
 __all__ = ["ImageWriter"]
 
@@ -45,6 +48,27 @@ def _check_tags(tags: Iterable[str]) -> list[str]:
             raise InvalidIdError(f"image tag {tag!r} must be a non-empty printable string")
         out.append(tag)
     return out
+
+
+def _source_kind(source: Path) -> str:
+    """``"dir"`` or ``"file"``; anything else (FIFO, device, socket) is refused before opening.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ImageReadError: ``source`` is neither a regular file nor a folder.
+    """
+    try:
+        mode = os.stat(source).st_mode
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"image file {source} does not exist") from err
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if not stat.S_ISREG(mode):
+        raise ImageReadError(
+            f"{source} is not a regular file (a FIFO, device or socket); only image files and "
+            "DICOM series folders can be added"
+        )
+    return "file"
 
 
 class ImageWriter:
@@ -184,26 +208,29 @@ class ImageWriter:
         link: bool,
     ) -> str:
         source = Path(filename)
-        if not source.exists():
-            raise FileNotFoundError(f"image file {source} does not exist")
         patterns = self._extensions
-        if source.is_dir() and not wants_dicom(patterns):
+        if _source_kind(source) == "dir" and not wants_dicom(patterns):
             raise UnsupportedFormatError(f"{source.name!r} is a folder; DICOM is not enabled")
         derived_id, ext = split_source_name(source, patterns)
         image_id = validate_id(image_id or derived_id)
         dest = self._session.layout.image_path(image_id, ext, for_write=True)
         info = copy.deepcopy(dict(image_info or {}))
+        staging = self._session.staging
         if link:
-            staged, checksum = self._session.staging.link(source, ext), None
+            staged, checksum = staging.link(source, ext), None
             info["source_path"] = str(source.absolute())
         else:
-            staged, checksum = self._session.staging.copy_file(source, ext)
+            staged, checksum = staging.copy_file(source, ext)
+        try:
+            info.update(header_facts(staged, shown=source.name))
+        except BaseException:
+            staging.discard(staged)
+            raise
         old = self._session.doc["objects"].get(image_id)
         if old is not None and old["image"]["ext"] != ext:
-            self._retire_image_file(txn, image_id, old)
-        keep = self._trash_path(image_id, ext) if old is not None else None
+            self._retire_image_file(txn, image_id, old, self._trash_folder(image_id))
+        keep = self._trash_folder(image_id) / f"{image_id}{ext}" if old is not None else None
         txn.replace(staged, dest, keep, self._session.layout.root)
-        info.update(header_facts(staged, shown=source.name))
         info.update({"ts": int(time.time()), "name": image_id + ext})
         if checksum:
             info["checksum"] = checksum
@@ -211,18 +238,18 @@ class ImageWriter:
         self._session.patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=True)
         return image_id
 
-    def _trash_path(self, image_id: str, ext: str) -> Path:
-        stamp = compact_utc()
-        return self._session.layout.trash_dir(image_id) / stamp / f"{image_id}{ext}"
+    def _trash_folder(self, image_id: str) -> Path:
+        """A new folder under ``.medstore/trash/<id>/`` (never beside the image: links)."""
+        return self._session.layout.trash_dir(image_id) / compact_utc()
 
-    def _retire_image_file(self, txn: Transaction, image_id: str, obj: dict[str, Any]) -> Path:
+    def _retire_image_file(
+        self, txn: Transaction, image_id: str, obj: dict[str, Any], folder: Path
+    ) -> None:
         path = self._session.layout.image_path(image_id, obj["image"]["ext"])
         if obj["image"]["info"].get("source_path") or path.is_symlink():
             txn.unlink(path, self._session.layout.root)
-            return path
-        keep = self._trash_path(image_id, obj["image"]["ext"])
-        txn.retire(path, keep, self._session.layout.root)
-        return keep
+            return
+        txn.retire(path, folder / f"{image_id}{obj['image']['ext']}", self._session.layout.root)
 
     def remove_image(self, image_id: str) -> None:
         """Remove an image and its labels; files go to trash and history, restorable.
@@ -233,7 +260,8 @@ class ImageWriter:
             obj = self._session.image_entry(image_id)
             tags = list(obj["labels"])
             versions = {tag: self._labels.retire(txn, image_id, tag, "removed") for tag in tags}
-            keep = self._retire_image_file(txn, image_id, obj)
+            folder = self._trash_folder(image_id)
+            self._retire_image_file(txn, image_id, obj, folder)
             record = {
                 "format_version": 1,
                 "image_id": image_id,
@@ -242,7 +270,7 @@ class ImageWriter:
                 "removed_at": iso_utc(),
             }
             staged = self._session.staging.write_bytes(orjson.dumps(record), ".json")
-            txn.replace(staged, keep.parent / "entry.json", None, self._session.layout.root)
+            txn.replace(staged, folder / RECORD_NAME, None, self._session.layout.root)
             self._session.patch(txn, "remove_image", image_id=image_id)
 
     def restore_image(self, image_id: str) -> None:
@@ -252,15 +280,23 @@ class ImageWriter:
             ImageNotFoundError: Nothing of that id is in the trash.
         """
         with self._session.mutation() as txn:
-            folder = self._session.layout.trash_dir(image_id)
-            stamps = sorted(p for p in folder.glob("*/entry.json")) if folder.exists() else []
-            if not stamps or image_id in self._session.doc["objects"]:
+            found = latest_record(self._session, image_id)
+            if found is None or image_id in self._session.doc["objects"]:
                 raise ImageNotFoundError(f"no removed image {image_id!r} to restore")
-            record = orjson.loads(stamps[-1].read_bytes())
+            path, record = found
+            if record.get("vanished"):
+                raise ImageNotFoundError(
+                    f"image {image_id!r} was not removed: its file is gone from the store; put "
+                    "the file back and refresh, and its info comes back with it"
+                )
             entry = record["entry"]
-            src = stamps[-1].parent / f"{image_id}{entry['ext']}"
-            staged, _ = self._session.staging.copy_file(src, entry["ext"])
-            dest = self._session.layout.image_path(image_id, entry["ext"], for_write=True)
+            ext = entry["ext"]
+            target = entry["info"].get("source_path")
+            if target:
+                staged = self._session.staging.link(target, ext)
+            else:
+                staged, _ = self._session.staging.copy_file(path.parent / f"{image_id}{ext}", ext)
+            dest = self._session.layout.image_path(image_id, ext, for_write=True)
             txn.replace(staged, dest, None, self._session.layout.root)
             self._session.patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=False)
             for tag, version in record["label_versions"].items():

@@ -21,6 +21,7 @@ from .layout import StoreLayout
 from .reconcile import reconcile
 from .scan import DiskState, scan_disk
 from .session import StoreSession
+from .vanished import VanishedImages
 
 __all__ = ["DiskIndexer"]
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 class DiskIndexer:
     """Bring a store's manifest in line with the image and label files on disk.
 
+    An image whose file is gone is dropped from the manifest, but its entry (info, labels' info)
+    is kept in the trash and given back if the file comes back.
+
     Args:
         session: The store's session.
         extensions: File-name patterns of images and labels.
@@ -38,6 +42,7 @@ class DiskIndexer:
     def __init__(self, session: StoreSession, extensions: tuple[str, ...]) -> None:
         self._session = session
         self._extensions = extensions
+        self._vanished = VanishedImages(session)
 
     def make_folders(self, tags: tuple[str, ...]) -> None:
         """Create the images and labels folders and one folder per tag in ``tags``."""
@@ -51,11 +56,17 @@ class DiskIndexer:
         from .imaging_hooks import series_sniffer
 
         objects = self._session.doc["objects"]
+        tracked_labels: dict[str, dict[str, str]] = {}
+        for image_id, obj in objects.items():
+            for tag, label in obj["labels"].items():
+                tracked_labels.setdefault(tag, {})[image_id] = label["ext"]
         return scan_disk(
             self._session.layout,
             self._extensions,
             linked={k for k, v in objects.items() if v["image"]["info"].get("source_path")},
             is_series=series_sniffer(self._extensions),
+            tracked={k: v["image"]["ext"] for k, v in objects.items()},
+            tracked_labels=tracked_labels,
         )
 
     def index_in_memory(self) -> None:
@@ -81,7 +92,8 @@ class DiskIndexer:
             state = self._scan()
             if accept is not None:
                 state = _filter_new(session.doc["objects"], session.layout, state, accept)
-            reconcile(session.doc, state, patches)
+            self._vanished.keep(txn, state)
+            reconcile(session.doc, state, patches, remembered=self._vanished.recall(state))
             txn.patches.extend(patches)
             if state.orphans:
                 logger.warning("label files without an image: %s", ", ".join(state.orphans[:20]))

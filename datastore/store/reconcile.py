@@ -12,6 +12,7 @@ Examples:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from .scan import DiskState
@@ -20,18 +21,28 @@ from .transaction import apply_patches
 __all__ = ["reconcile"]
 
 
-def reconcile(doc: dict[str, Any], state: DiskState, patches: list[dict[str, Any]]) -> None:
+def reconcile(
+    doc: dict[str, Any],
+    state: DiskState,
+    patches: list[dict[str, Any]],
+    *,
+    remembered: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
     """Bring ``doc`` in line with ``state``, appending the patches that do it.
 
     New images and labels get MONAI Label's ``ts`` and ``name``; entries whose files are gone are
-    dropped; an image whose extension changed on disk is re-pointed. Existing info is kept.
+    dropped. A tracked image is never re-pointed at another file (the scan reports such files
+    and leaves them out). Existing info is kept.
 
     Args:
         doc: The manifest dict (patched in place).
         state: What the scan found.
         patches: Receives the patches applied.
+        remembered: Trash records of images whose files vanished earlier and are back: a new
+            image (and each of its labels found with its old extension) gets its old info back.
     """
     objects: dict[str, Any] = doc["objects"]
+    remembered = remembered or {}
     now = int(time.time())
     new: list[dict[str, Any]] = []
     for image_id in objects.keys() - state.images.keys():
@@ -39,7 +50,8 @@ def reconcile(doc: dict[str, Any], state: DiskState, patches: list[dict[str, Any
     for image_id, ext in state.images.items():
         obj = objects.get(image_id)
         if obj is None or obj["image"]["ext"] != ext:
-            info = dict(obj["image"]["info"]) if obj else {}
+            old = obj["image"] if obj else remembered.get(image_id, {}).get("entry")
+            info = dict(old["info"]) if old else {}
             info.update({"ts": info.get("ts", now), "name": image_id + ext})
             new.append(
                 {
@@ -56,7 +68,8 @@ def reconcile(doc: dict[str, Any], state: DiskState, patches: list[dict[str, Any
         for image_id, ext in found.items():
             label = objects.get(image_id, {}).get("labels", {}).get(tag)
             if label is None or label["ext"] != ext:
-                info = dict(label["info"]) if label else {}
+                old = label or remembered.get(image_id, {}).get("labels", {}).get(tag)
+                info = dict(old["info"]) if old and (label or old["ext"] == ext) else {}
                 info.update({"ts": info.get("ts", now), "name": image_id + ext})
                 new.append(
                     {

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Collection, Sequence
+import stat
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,11 +39,25 @@ class DiskState:
     skipped: list[str] = field(default_factory=list)
 
 
+def _is_regular(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is (or links to) a regular file: never a FIFO, device or socket."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _skip(state: DiskState, name: str, why: str) -> None:
+    logger.warning("not indexing %s: %s", name, why)
+    state.skipped.append(name)
+
+
 def _scan_images(
     layout: StoreLayout,
     patterns: Sequence[str],
     *,
     linked: Collection[str],
+    tracked: Mapping[str, str],
     is_series: SeriesSniffer | None,
     state: DiskState,
 ) -> None:
@@ -65,21 +80,45 @@ def _scan_images(
             found: tuple[str, str] | None = (entry.name, "") if series else None
         else:
             found = derive_id(entry.name, patterns)
+            if found is not None and not _is_regular(entry):
+                _skip(state, entry.name, "not a regular file (a FIFO, device or socket)")
+                continue
         if found is None:
             continue
         image_id, ext = found
         if entry.is_symlink() and not is_inside(layout.root, entry.path) and image_id not in linked:
-            logger.warning("not indexing %s: it links outside the store", entry.name)
-            state.skipped.append(entry.name)
+            _skip(state, entry.name, "it links outside the store")
+            continue
+        known = tracked.get(image_id)
+        if known is not None and known != ext:
+            _skip(state, entry.name, f"id {image_id!r} is tracked as {image_id + known}")
             continue
         if image_id in state.images:
-            logger.warning("not indexing %s: id %r is taken by another file", entry.name, image_id)
-            state.skipped.append(entry.name)
+            _skip(state, entry.name, f"id {image_id!r} is taken by another file")
             continue
         state.images[image_id] = ext
+    _keep_tracked_images(layout, tracked, state)
 
 
-def _scan_labels(layout: StoreLayout, patterns: Sequence[str], state: DiskState) -> None:
+def _keep_tracked_images(layout: StoreLayout, tracked: Mapping[str, str], state: DiskState) -> None:
+    """Keep tracked images whose file (or series folder) is still there, matched or not."""
+    for image_id, ext in tracked.items():
+        if image_id in state.images:
+            continue
+        try:
+            mode = os.stat(layout.image_path(image_id, ext)).st_mode
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(mode) or (stat.S_ISDIR(mode) and ext == ""):
+            state.images[image_id] = ext
+
+
+def _scan_labels(
+    layout: StoreLayout,
+    patterns: Sequence[str],
+    tracked: Mapping[str, Mapping[str, str]],
+    state: DiskState,
+) -> None:
     try:
         tag_dirs = sorted(os.scandir(layout.labels), key=lambda e: e.name)
     except FileNotFoundError:
@@ -97,14 +136,25 @@ def _scan_labels(layout: StoreLayout, patterns: Sequence[str], state: DiskState)
             state.skipped.append(f"{layout.labels_dir}/{tag_dir.name}")
             continue
         found: dict[str, str] = {}
+        known = tracked.get(tag_dir.name, {})
+        by_name = {label_id + ext: (label_id, ext) for label_id, ext in known.items()}
         for entry in sorted(os.scandir(tag_dir.path), key=lambda e: e.name):
-            derived = derive_id(entry.name, patterns)
-            if derived is None or not entry.is_file():
+            derived = derive_id(entry.name, patterns) or by_name.get(entry.name)
+            if derived is None or entry.is_dir():
+                continue
+            shown = f"{layout.labels_dir}/{tag_dir.name}/{entry.name}"
+            if not _is_regular(entry):
+                _skip(state, shown, "not a regular file (a FIFO, device or socket)")
                 continue
             if entry.is_symlink() and not is_inside(layout.root, entry.path):
-                state.skipped.append(f"{layout.labels_dir}/{tag_dir.name}/{entry.name}")
+                state.skipped.append(shown)
                 continue
             label_id, ext = derived
+            if known.get(label_id, ext) != ext:
+                _skip(
+                    state, shown, f"label {label_id!r} is tracked as {label_id + known[label_id]}"
+                )
+                continue
             if label_id not in state.images:
                 state.orphans.append(f"{layout.labels_dir}/{tag_dir.name}/{entry.name}")
                 continue
@@ -118,6 +168,8 @@ def scan_disk(
     *,
     linked: Collection[str] = (),
     is_series: SeriesSniffer | None = None,
+    tracked: Mapping[str, str] | None = None,
+    tracked_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> DiskState:
     """Scan the images folder and every tag folder once.
 
@@ -126,12 +178,19 @@ def scan_disk(
         patterns: File-name patterns (MONAI Label's ``extensions``).
         linked: Ids imported with ``--link``, whose symlinks may point outside the root.
         is_series: Tells whether a sub-folder of the images folder is one DICOM series image.
+        tracked: The manifest's images (id → ext). A tracked image is never re-pointed at another
+            file of its id, and is kept while its file is there even if no pattern matches it.
+        tracked_labels: The manifest's labels (tag → (id → ext)), kept the same way.
 
     Returns:
         The images and labels on disk; label files without an image are listed as orphans
-        (reported, never deleted); links leading outside the root are skipped.
+        (reported, never deleted); links leading outside the root, entries that are not
+        regular files (FIFOs, devices, sockets) and newcomers whose id is tracked with another
+        extension are skipped (listed in ``skipped``, with a warning).
     """
     state = DiskState()
-    _scan_images(layout, patterns, linked=linked, is_series=is_series, state=state)
-    _scan_labels(layout, patterns, state)
+    _scan_images(
+        layout, patterns, linked=linked, tracked=tracked or {}, is_series=is_series, state=state
+    )
+    _scan_labels(layout, patterns, tracked_labels or {}, state)
     return state

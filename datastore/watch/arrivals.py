@@ -46,11 +46,17 @@ class _Candidate:
 
 
 def _signature(path: Path) -> Hashable | None:
-    """(size, mtime_ns) of a file; for a folder (a DICOM series), that of every file in it."""
+    """(size, mtime_ns) of a file; for a folder (a DICOM series), that of every file in it.
+
+    Anything else (a FIFO, a device, a socket) gives ``None``, as if it were gone: it is never
+    opened, so it cannot block the watcher.
+    """
     try:
         st = os.stat(path)
-        if not stat.S_ISDIR(st.st_mode):
+        if stat.S_ISREG(st.st_mode):
             return (st.st_size, st.st_mtime_ns)
+        if not stat.S_ISDIR(st.st_mode):
+            return None
         entries = []
         for entry in os.scandir(path):
             if not is_hidden(entry.name):

@@ -1,0 +1,239 @@
+"""Issue 12, odd files and a user's ordinary mistakes: medstore loses or misplaces nothing.
+
+Each test reproduces one way data or information used to be lost (the case number of the issue is
+in its name) with real files: FIFOs, character devices, DICOM series folders, symlinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from medstore.datastore import LocalDatastore
+from medstore.datastore.cli.main import main
+from medstore.datastore.errors import ImageNotFoundError, ImageReadError
+from support.dicom import make_dicom_series
+from support.nifti import make_nifti
+from support.stores import MakeStore, simple_case
+
+Run = Callable[..., tuple[int, str, str]]
+DICOM = ("*.nii.gz", "*.nii", "*.dcm")
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Call ``main(argv)`` and return ``(exit status, stdout, stderr)``."""
+    monkeypatch.delenv("MEDSTORE_STORE", raising=False)
+
+    def run(*argv: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _volume(n: int = 4) -> np.ndarray:
+    return np.arange(n * 4 * 5, dtype=np.int16).reshape(n, 4, 5)
+
+
+def _zero_device(path: Path) -> None:
+    """A character device with /dev/zero's numbers (reads never end)."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.stat("/dev/zero").st_rdev)
+    except PermissionError:
+        pytest.skip("creating a character device needs root (CAP_MKNOD)")
+
+
+def _pending(root: Path) -> list[str]:
+    folder = root / ".medstore" / "pending"
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+# ---------------------------------------------------------------------------- case 8
+@pytest.mark.timeout(60)
+def test_case8_refresh_never_indexes_a_fifo_or_a_device(
+    make_store: MakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make_store({"a": simple_case(1)})
+    os.mkfifo(store.root / "pipe.nii.gz")
+    _zero_device(store.root / "zero.nii.gz")
+    os.mkfifo(store.root / "labels" / "final" / "a.nii")
+    with caplog.at_level(logging.WARNING):
+        store.refresh()
+    assert store.list_images() == ["a"]
+    assert store.get_labels_by_image_id("a") == {"final": "a"}
+    assert "pipe.nii.gz" in caplog.text and "not a regular file" in caplog.text
+    reopened = LocalDatastore(store.root, lock_timeout=5.0)
+    assert reopened.list_images() == ["a"]
+
+
+@pytest.mark.timeout(60)
+def test_case8_add_refuses_a_fifo_and_a_device(make_store: MakeStore, tmp_path: Path) -> None:
+    store = make_store()
+    os.mkfifo(tmp_path / "pipe.nii.gz")
+    _zero_device(tmp_path / "zero.nii.gz")
+    for name in ("pipe.nii.gz", "zero.nii.gz"):
+        with pytest.raises(ImageReadError, match="not a regular file"):
+            store.add_image(name.split(".")[0], str(tmp_path / name))
+    assert store.list_images() == []
+    assert [n for n in _pending(store.root) if n.startswith("staged-")] == []
+
+
+@pytest.mark.timeout(60)
+def test_case8_cli_add_of_a_fifo_or_device_fails_at_once(tmp_path: Path, cli: Run) -> None:
+    root = tmp_path / "store"
+    assert cli("init", root)[0] == 0
+    src = tmp_path / "in"
+    src.mkdir()
+    os.mkfifo(src / "pipe.nii.gz")
+    _zero_device(src / "zero.nii.gz")
+    code, _, err = cli("--store", root, "add", src / "pipe.nii.gz")
+    assert code != 0 and "not a regular file" in err
+    code, _, err = cli("--store", root, "add", src / "zero.nii.gz")
+    assert code != 0 and "not a regular file" in err
+    make_nifti(src / "ok.nii.gz", np.zeros((3, 3, 3), np.int16))
+    code, out, err = cli("--store", root, "add", src)
+    assert code == 0 and "added 1 image" in out, err
+    assert LocalDatastore(root).list_images() == ["ok"]
+    assert _pending(root) == []
+
+
+@pytest.mark.timeout(60)
+def test_case8_watcher_passes_over_a_fifo_and_indexes_later_files(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    from medstore.datastore.watch.arrivals import ArrivalGate
+
+    gate = ArrivalGate(stability_window=0.0, describe=str)
+    fifo = tmp_path / "pipe.nii.gz"
+    os.mkfifo(fifo)
+    gate.begin_refresh()
+    assert gate.accept(fifo) is False
+    gate.check()  # used to block for good, opening the FIFO
+    assert fifo not in gate and gate.settled()
+
+
+# ---------------------------------------------------------------------------- case 16
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("gap", "missing slice"), ("duplicate", "duplicate"), ("mixed", "series")],
+)
+def test_case16_a_refused_series_says_why_and_leaves_nothing_staged(
+    make_store: MakeStore, tmp_path: Path, kind: str, message: str
+) -> None:
+    store = make_store(extensions=DICOM)
+    folder = tmp_path / "series"
+    vol = _volume(5)
+    if kind == "gap":
+        make_dicom_series(folder, vol, skip=(2,))
+    elif kind == "duplicate":
+        make_dicom_series(folder, vol, spacing=(0.0, 0.5, 0.75))
+    else:
+        make_dicom_series(folder, vol, series_uids=["1.2.3", "1.2.3", "1.2.4", "1.2.4", "1.2.4"])
+    with pytest.raises(ImageReadError, match=message) as info:
+        store.add_image("s", str(folder))
+    assert "staged-" not in str(info.value) and "pending" not in str(info.value)
+    assert _pending(store.root) == []
+    assert store.list_images() == []
+
+
+def test_case16_cli_add_of_a_gapped_series_prints_the_gap(tmp_path: Path, cli: Run) -> None:
+    root = tmp_path / "store"
+    assert cli("init", root)[0] == 0
+    make_dicom_series(tmp_path / "series", _volume(5), skip=(2,))
+    code, _, err = cli("--store", root, "--ext", "*.dcm", "add", tmp_path / "series")
+    assert code != 0
+    assert "missing slice(s): gap of" in err and "IsADirectoryError" not in err
+    assert _pending(root) == []
+
+
+# ---------------------------------------------------------------------------- case 14
+def test_case14_removing_a_linked_image_keeps_its_folder_and_restores(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    images = tmp_path / "user"
+    src = make_nifti(images / "scan.nii.gz", np.ones((3, 3, 3), np.int16))
+    user_file = images / "entry.json"
+    user_file.write_text('{"mine": true}')
+    store = make_store()
+    store.add_image("scan", str(src), {"site": "Lyon"}, link=True)
+    store.remove_image("scan")
+    assert user_file.read_text() == '{"mine": true}'
+    assert sorted(p.name for p in images.iterdir()) == ["entry.json", "scan.nii.gz"]
+    store.restore_image("scan")
+    assert store.get_image_info("scan")["site"] == "Lyon"
+    assert os.path.realpath(store.get_image_uri("scan")) == str(src.resolve())
+
+
+# ---------------------------------------------------------------------------- case 10
+def test_case10_a_stray_file_never_repoints_a_tracked_image(
+    make_store: MakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make_store({"a": simple_case(2)})
+    store.update_image_info("a", {"checksum_probe": 1})
+    before = store.get_image_info("a")
+    make_nifti(store.root / "a.nii", np.zeros((2, 2, 2), np.int16))
+    with caplog.at_level(logging.WARNING):
+        state = store.refresh()
+    assert store.get_image_uri("a").endswith("a.nii.gz")
+    assert store.get_image_info("a") == before
+    assert store.get_labels_by_image_id("a") == {"final": "a"}
+    assert "a.nii" in state.skipped
+    assert "a.nii" in caplog.text
+
+
+# ---------------------------------------------------------------------------- case 11
+def test_case11_a_narrower_extension_list_forgets_nothing(
+    make_store: MakeStore, tmp_path: Path, cli: Run
+) -> None:
+    store = make_store(extensions=DICOM)
+    make_dicom_series(tmp_path / "ser", _volume(4))
+    store.add_image("ser", str(tmp_path / "ser"), {"patient_id": "P1"})
+    make_nifti(tmp_path / "plain.nii", np.ones((4, 5, 4), np.int16))
+    store.add_image("plain", str(tmp_path / "plain.nii"), {"patient_id": "P2"})
+    store.save_label(
+        "plain", str(make_nifti(tmp_path / "l.nii", np.ones((4, 5, 4), np.uint8))), "final"
+    )
+    store.update_label_info("plain", "final", {"label_info": [{"name": "x", "idx": 1}]})
+    store.close()
+    make_nifti(tmp_path / "P003" / "new.nii.gz", np.ones((3, 3, 3), np.int16))
+    code, _, err = cli("--store", store.root, "--ext", "*.nii.gz", "add", tmp_path / "P003")
+    assert code == 0, err
+    again = LocalDatastore(store.root, extensions=DICOM)
+    assert sorted(again.list_images()) == ["new", "plain", "ser"]
+    assert again.get_image_info("ser")["patient_id"] == "P1"
+    assert again.get_image_info("plain")["patient_id"] == "P2"
+    assert again.get_label_info("plain", "final")["label_info"] == [{"name": "x", "idx": 1}]
+
+
+def test_case11_an_object_whose_files_are_gone_stays_restorable(make_store: MakeStore) -> None:
+    store = make_store({"a": simple_case(3, (4, 4, 4)), "b": simple_case(4, (4, 4, 4))})
+    store.update_image_info("a", {"patient_id": "P1"})
+    data = (store.root / "a.nii.gz").read_bytes()
+    (store.root / "a.nii.gz").unlink()
+    store.refresh()
+    assert store.list_images() == ["b"]
+    (store.root / "a.nii.gz").write_bytes(data)  # the user puts the file back
+    store.refresh()
+    assert store.get_image_info("a").get("patient_id") == "P1"
+    assert store.get_label_info("a", "final")["label_info"] == simple_case(3).labels["final"][1]
+
+
+def test_case11_restore_image_brings_back_a_vanished_image_info(make_store: MakeStore) -> None:
+    store = make_store({"a": simple_case(5, (4, 4, 4))})
+    store.update_image_info("a", {"patient_id": "P1"})
+    data = (store.root / "a.nii.gz").read_bytes()
+    (store.root / "a.nii.gz").unlink()
+    store.refresh()
+    with pytest.raises(ImageNotFoundError, match="file is gone"):
+        store.restore_image("a")
+    (store.root / "a.nii.gz").write_bytes(data)
+    store.refresh()
+    assert store.get_image_info("a")["patient_id"] == "P1"
