@@ -108,6 +108,7 @@ def _kept_contents(root: Path) -> set[str]:
     return {h.sha256_file(p) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+@pytest.mark.slow  # each point 5-10 s (a killed child process, then a reference run)
 @pytest.mark.parametrize("point", POINTS)
 def test_crash_at_point_ends_old_or_new(
     point: str, scenario: dict[str, Any], tmp_path: Path
