@@ -26,6 +26,7 @@ __all__ = [
     "ManifestCorruptError",
     "ManifestError",
     "ReadOnlyError",
+    "StoreLockUnsupportedError",
     "StoreLockedError",
     "UnsupportedFormatError",
 ]
@@ -74,6 +75,10 @@ class ReadOnlyError(DatastoreError, PermissionError):
 
 class StoreLockedError(DatastoreError, TimeoutError):
     """The store lock could not be taken within the timeout."""
+
+
+class StoreLockUnsupportedError(DatastoreError, OSError):
+    """The filesystem under the store cannot take the store lock (``flock`` unavailable)."""
 
 
 class UnsupportedFormatError(DatastoreError, ValueError):
