@@ -209,6 +209,8 @@ class ManifestFile:
         self._signature: _Signature | None = None
         self._bytes: bytes | None = None
         self._seen_at_ns = 0
+        self.racy_window_ns = _RACY_WINDOW_NS
+        """How recent (ns) an unchanged signature may be and still need a byte compare."""
 
     def _stat(self) -> _Signature | None:
         try:
@@ -236,7 +238,7 @@ class ManifestFile:
         sig = self._stat()
         if sig != self._signature:
             return True
-        if not strict or sig is None or self._seen_at_ns - sig.mtime_ns > _RACY_WINDOW_NS:
+        if not strict or sig is None or self._seen_at_ns - sig.mtime_ns > self.racy_window_ns:
             return False
         try:
             return self.path.read_bytes() != self._bytes
