@@ -10,19 +10,21 @@ Examples:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import filelock
+from typing import TYPE_CHECKING, Any
 
 from .durable import atomic_copy, fsync_dir
-from .errors import ManifestCorruptError, StoreLockedError
+from .errors import ManifestCorruptError
 from .store.layout import MANIFEST_NAME, StoreLayout
-from .store.manifest import ManifestFile, empty_manifest
+from .store.manifest import ManifestFile
+from .store.manifest_salvage import salvage_manifest
+from .store.session import read_settled
 from .store.staging import file_checksum
+from .store.store_lock import StoreLock
 from .timestamps import compact_utc
 
 if TYPE_CHECKING:
@@ -33,21 +35,26 @@ __all__ = ["DoctorReport", "GcReport", "VerifyReport", "collect_garbage", "docto
 
 @dataclass
 class VerifyReport:
-    """Files whose bytes no longer match their recorded checksum, and files missing."""
+    """Files whose bytes no longer match their recorded checksum, files missing, images that
+    cannot be read and labels that do not fit their image (``reasons`` says why, by name)."""
 
     checked: int = 0
     unrecorded: int = 0
     mismatched: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    misfit: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """Whether every recorded checksum matched."""
-        return not self.mismatched and not self.missing
+        """Whether every recorded checksum matched, every image reads and every label fits."""
+        return not (self.mismatched or self.missing or self.unreadable or self.misfit)
 
 
 def verify(store: LocalDatastore) -> VerifyReport:
-    """Re-hash every image and label that has a recorded ``checksum``.
+    """Re-hash every image and label that has a recorded ``checksum``; read every image and
+    check that every label fits its image (shape, affine, dtype).
 
     Args:
         store: The store.
@@ -79,7 +86,29 @@ def verify(store: LocalDatastore) -> VerifyReport:
             report.checked += 1
             if file_checksum(path) != recorded:
                 report.mismatched.append(name)
+        _check_readable(store, image_id, obj, report)
     return report
+
+
+def _check_readable(
+    store: LocalDatastore, image_id: str, obj: dict[str, Any], report: VerifyReport
+) -> None:
+    """Record whether the image reads and each of its labels fits it."""
+    from .store.imaging_hooks import why_misfit, why_unreadable
+
+    image = store.layout.image_path(image_id, obj["image"]["ext"])
+    if not os.path.exists(image):
+        return
+    reason = why_unreadable(image, shown=image.name)
+    if reason is not None:
+        report.unreadable.append(f"image {image_id}")
+        report.reasons[f"image {image_id}"] = reason
+        return
+    for tag, label in sorted(obj["labels"].items()):
+        path = store.layout.label_path(tag, image_id, label["ext"])
+        if os.path.exists(path) and (reason := why_misfit(path, image)) is not None:
+            report.misfit.append(f"label {tag}/{image_id}")
+            report.reasons[f"label {tag}/{image_id}"] = reason
 
 
 @dataclass
@@ -100,9 +129,10 @@ def doctor(
 ) -> DoctorReport:
     """Complete interrupted saves; with ``rebuild``, replace a corrupt manifest from the files.
 
-    A corrupt manifest is first copied to ``.medstore/corrupt/`` (never deleted), then rebuilt
-    from the images and labels on disk (info that lived only in it is lost; label history keeps
-    the info of older versions).
+    The manifest is judged corrupt only if it still is under the store lock (a read outside it may
+    meet MONAI Label's in-place rewrite). A corrupt manifest is first copied to
+    ``.medstore/corrupt/`` (never deleted), then rebuilt from every object of that copy that still
+    validates (their info, tags and ``label_info`` kept) plus the images and labels on disk.
 
     Args:
         root: The store folder.
@@ -115,6 +145,7 @@ def doctor(
 
     Raises:
         ManifestCorruptError: The manifest is corrupt and ``rebuild`` is false.
+        StoreLockedError: The store lock could not be taken (``rebuild``).
     """
     from .store.local import LocalDatastore
 
@@ -122,19 +153,21 @@ def doctor(
     report = DoctorReport()
     manifest = ManifestFile(layout.manifest)
     try:
-        manifest.read()
+        read_settled(manifest)
     except ManifestCorruptError:
         if not rebuild:
             raise
-        try:
-            with filelock.FileLock(layout.lock, timeout=lock_timeout):
+        with StoreLock(layout.lock, timeout=lock_timeout).held():
+            try:  # the unlocked read may have met a write in progress: decide under the lock
+                read_settled(manifest)
+            except ManifestCorruptError:
                 keep = layout.corrupt_copy(compact_utc())
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 atomic_copy(manifest.path, keep)
-                manifest.write(empty_manifest(".", "labels"))
+                manifest.write(
+                    salvage_manifest(keep.read_bytes(), images_dir=".", labels_dir="labels")
+                )
                 report.rebuilt_manifest, report.corrupt_copy = True, str(keep)
-        except filelock.Timeout as err:
-            raise StoreLockedError(f"store {root} is locked by another process") from err
     pending = layout.pending
     report.completed_saves = len(list(pending.glob("*.json"))) if pending.exists() else 0
     LocalDatastore(layout.root, datastore_config=datastore_config, lock_timeout=lock_timeout)
@@ -155,6 +188,20 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
+
+
+# A kept version's record or file: ``v0007.json``, ``v0007.nii.gz``, ``v10000.nii.gz``.
+_VERSION_FILE = re.compile(r"^v(\d{4,})\.")
+
+
+def _version_files(label_dir: Path) -> dict[int, list[Path]]:
+    """The files of each kept version of one label (``vNNNN.json``, ``vNNNN<ext>``), by number."""
+    files: dict[int, list[Path]] = {}
+    for path in label_dir.iterdir():
+        match = _VERSION_FILE.match(path.name)
+        if match is not None:
+            files.setdefault(int(match.group(1)), []).append(path)
+    return files
 
 
 def collect_garbage(
@@ -184,11 +231,13 @@ def collect_garbage(
     layout = store.layout
     with store.locked():
         for label_dir in sorted(layout.history_root.glob("*/*")):
-            records = sorted(label_dir.glob("v*.json"))
-            for record in records[: max(len(records) - keep_versions, 0)]:
-                if record.stat().st_mtime >= cutoff:
+            files = _version_files(label_dir)
+            versions = sorted(files)  # numbers: v10000 is newer than v9999
+            for version in versions[: max(len(versions) - keep_versions, 0)]:
+                record = label_dir / f"v{version:04d}.json"
+                if not record.exists() or record.stat().st_mtime >= cutoff:
                     continue
-                for path in label_dir.glob(record.stem + "*"):
+                for path in files[version]:
                     report.bytes_freed += _size(path)
                     if not dry_run:
                         path.unlink()

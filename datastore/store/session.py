@@ -24,20 +24,59 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import filelock
-
 from ..durable import crashpoint
-from ..errors import ImageNotFoundError, LabelNotFoundError, ReadOnlyError, StoreLockedError
+from ..errors import (
+    ImageNotFoundError,
+    LabelNotFoundError,
+    ManifestCorruptError,
+    ReadOnlyError,
+)
+from .fs_probe import NameRules, probe_names, timestamp_granularity_ns
 from .layout import StoreLayout
 from .manifest import ManifestFile, empty_manifest
 from .staging import StagingArea
+from .store_lock import StoreLock
 from .transaction import PendingRecords, Transaction, apply_patches
 
-__all__ = ["StoreSession"]
+__all__ = ["StoreSession", "read_settled"]
+
+# A manifest that fails to parse but was modified this recently may be half-way through an
+# in-place rewrite (MONAI Label truncates, then writes): it is re-read for up to _SETTLE_S.
+_YOUNG_S = 2.0
+_SETTLE_S = 1.0
+_SETTLE_STEP_S = 0.02
+
+
+def read_settled(manifest: ManifestFile) -> dict[str, Any] | None:
+    """Read the manifest, waiting briefly if it is corrupt but was just modified.
+
+    Args:
+        manifest: The manifest file.
+
+    Returns:
+        The manifest dict, or ``None`` when the file does not exist.
+
+    Raises:
+        ManifestCorruptError: Still unreadable after the wait, or not recently modified.
+    """
+    deadline = time.monotonic() + _SETTLE_S
+    while True:
+        try:
+            return manifest.read()
+        except ManifestCorruptError:
+            try:
+                age = time.time() - os.stat(manifest.path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > _YOUNG_S or time.monotonic() > deadline:
+                raise
+            time.sleep(_SETTLE_STEP_S)
 
 
 class StoreSession:
@@ -68,8 +107,10 @@ class StoreSession:
         self._txn: Transaction | None = None
         self._txn_thread: int | None = None
         self._manifest = ManifestFile(layout.manifest, file_mode=file_mode)
-        self._lock = None if read_only else filelock.FileLock(layout.lock, timeout=lock_timeout)
-        doc = self._manifest.read()
+        self._lock = None if read_only else StoreLock(layout.lock, timeout=lock_timeout)
+        self._name_rules: NameRules | None = None
+        self._racy_window_probed = False
+        doc = read_settled(self._manifest)
         self.existed = doc is not None
         """Whether the manifest file existed when the session was opened."""
         self._doc: dict[str, Any] = doc or empty_manifest(layout.images_dir, layout.labels_dir)
@@ -142,22 +183,14 @@ class StoreSession:
         Raises:
             ReadOnlyError: The store is read-only.
             StoreLockedError: Another process holds the lock past the timeout.
+            StoreLockUnsupportedError: The filesystem has no ``flock``: nothing is written.
         """
         self.check_writable()
         assert self._lock is not None
-        try:
-            self._lock.acquire()
-        except filelock.Timeout as err:
-            raise StoreLockedError(
-                f"store {self._layout.root} is locked by another process "
-                f"(waited {self._lock_timeout:g} s for {self._layout.lock})"
-            ) from err
-        try:
+        with self._lock.held():
             crashpoint("lock.acquired")
             with self._mutex:
                 yield
-        finally:
-            self._lock.release()
 
     def _in_batch(self) -> bool:
         return self._txn is not None and self._txn_thread == threading.get_ident()
@@ -171,15 +204,17 @@ class StoreSession:
         """
         with self._mutex:
             if not self._in_batch() and self._manifest.changed(strict=False):
-                doc = self._manifest.read()
+                doc = read_settled(self._manifest)
                 if doc is not None:
                     self._doc = doc
             yield
 
     def _sync_locked(self) -> None:
         """With the lock held: load the latest manifest and complete interrupted saves."""
+        if not self._racy_window_probed:
+            self._probe_racy_window()
         if self._manifest.changed(strict=True):
-            doc = self._manifest.read()
+            doc = read_settled(self._manifest)
             self._doc = (
                 doc
                 if doc is not None
@@ -189,6 +224,42 @@ class StoreSession:
             self._pending.recover(self._doc, self._manifest.write)
         if self._staging.has_leftovers():
             self._staging.clear_orphans()
+
+    def _probe_racy_window(self) -> None:
+        """Trust the manifest's stat signature only when older than two timestamp ticks here."""
+        self._racy_window_probed = True
+        side = self._layout.side
+        with contextlib.suppress(OSError):
+            side.mkdir(parents=True, exist_ok=True)
+            tick = timestamp_granularity_ns(side)
+            self._manifest.racy_window_ns = max(self._manifest.racy_window_ns, 2 * tick)
+
+    def check_new_names(self, *, image_id: str | None = None, tag: str | None = None) -> None:
+        """Refuse an id or tag the filesystem cannot keep apart from an existing one.
+
+        The filesystem's name rules (case folding, Unicode normalisation, refused characters)
+        are probed once per writable store; read-only stores and unchanged names pass.
+
+        Raises:
+            InvalidIdError: The name cannot be stored here or collides with another (both named).
+        """
+        if self._read_only:
+            return
+        if self._name_rules is None:
+            side = self._layout.side
+            side.mkdir(parents=True, exist_ok=True)
+            self._name_rules = probe_names(side)
+        rules = self._name_rules
+        if rules == NameRules():
+            return
+        with self.reading():
+            objects = self._doc["objects"]
+            if image_id is not None and image_id not in objects:
+                rules.check(image_id, list(objects), kind="image id")
+            if tag is not None:
+                tags: Iterable[str] = {t for obj in objects.values() for t in obj["labels"]}
+                if tag not in tags:
+                    rules.check(tag, tags, kind="label tag")
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager

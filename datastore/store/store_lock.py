@@ -1,0 +1,73 @@
+"""The store lock: ``flock`` on ``<root>/.lock``, the same lock MONAI Label takes, or nothing.
+
+Where the filesystem has no ``flock`` (``ENOSYS``, ``ENOLCK``, ``EOPNOTSUPP``) no write is allowed:
+a soft (existence) lock would not exclude MONAI Label's ``flock`` and would delete ``.lock`` when
+released, so :class:`StoreLock` refuses instead of falling back.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> lock = StoreLock(pathlib.Path(tempfile.mkdtemp()) / ".lock", timeout=5.0)
+    >>> with lock.held():
+    ...     lock.path.exists()
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+
+import filelock
+
+from ..errors import StoreLockedError, StoreLockUnsupportedError
+from .fs_probe import filesystem_of
+
+__all__ = ["StoreLock"]
+
+_NO_FLOCK = frozenset(
+    code for code in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP) if code
+)
+
+
+class StoreLock:
+    """A re-entrant, process-wide ``flock`` on a store's ``.lock`` file.
+
+    Args:
+        path: The lock file.
+        timeout: Seconds to wait before ``StoreLockedError``.
+    """
+
+    def __init__(self, path: Path, *, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._lock = filelock.FileLock(path, timeout=timeout, fallback_to_soft=False)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the block.
+
+        Raises:
+            StoreLockedError: Another process holds it past the timeout.
+            StoreLockUnsupportedError: The filesystem cannot ``flock`` (nothing is written).
+        """
+        try:
+            self._lock.acquire()
+        except filelock.Timeout as err:
+            raise StoreLockedError(
+                f"store {self.path.parent} is locked by another process "
+                f"(waited {self.timeout:g} s for {self.path})"
+            ) from err
+        except OSError as err:
+            if err.errno not in _NO_FLOCK:
+                raise
+            raise StoreLockUnsupportedError(
+                f"cannot lock store {self.path.parent}: the filesystem "
+                f"({filesystem_of(self.path.parent)}) does not support flock ({err.strerror}); "
+                "medstore refuses to write there rather than use a lock MONAI Label would not see"
+            ) from err
+        try:
+            yield
+        finally:
+            self._lock.release()

@@ -1,0 +1,247 @@
+"""Issue 12, other filesystems and MONAI Label's manifest habits: nothing acknowledged is lost.
+
+The special filesystems are real ones built by :mod:`support.filesystems` (loop-mounted ext4 with
+1-second timestamps, exFAT); where mounting is refused the test skips and says why
+(``MEDSTORE_REQUIRE_MOUNTS=1`` turns those skips into failures).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from medstore.datastore import LocalDatastore
+from medstore.datastore.errors import InvalidIdError, ManifestCorruptError
+from medstore.datastore.upkeep import doctor
+from support.filesystems import mounted
+from support.nifti import make_nifti
+
+_AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
+
+
+@pytest.fixture
+def ext4_1s_root(tmp_path: Path) -> Iterator[Path]:
+    """A store folder on ext4 with 1-second timestamps."""
+    with mounted("ext4_1s", tmp_path) as root:
+        yield root
+
+
+@pytest.fixture
+def exfat_root(tmp_path: Path) -> Iterator[Path]:
+    """A store folder on exFAT."""
+    with mounted("exfat", tmp_path) as root:
+        yield root
+
+
+def _image(path: Path, value: int) -> Path:
+    return make_nifti(path, np.full((4, 4, 4), value, dtype=np.int16), _AFFINE)
+
+
+def _label(value: int) -> np.ndarray:
+    return np.full((4, 4, 4), value, dtype=np.uint8)
+
+
+def _child(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# MONAI Label's way of saving the manifest: truncate in place, then write (here with a pause
+# between the two so that readers meet the empty file), optionally holding the store lock.
+_MONAI_REWRITER = """
+    import sys, time, filelock
+    manifest, lock_path, hold_lock = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    rounds, pause = int(sys.argv[4]), float(sys.argv[5])
+    raw = open(manifest, "rb").read()
+    print("ready", flush=True)
+    for _ in range(rounds):
+        lock = filelock.FileLock(lock_path) if hold_lock else None
+        if lock: lock.acquire()
+        with open(manifest, "wb") as f:
+            f.flush()
+            if pause >= 1:
+                print("truncated", flush=True)
+            time.sleep(pause)
+            f.write(raw)
+        if lock: lock.release()
+        time.sleep(0.05 if pause < 1 else 3.0)
+"""
+
+
+# ---------------------------------------------------------------- case 2: 1-second timestamps
+def test_case2_alternating_writers_on_1s_timestamps_keep_every_write(ext4_1s_root: Path) -> None:
+    """Before: B's two same-sized writes vanished when A wrote next (inode reused, same second)."""
+    src = _image(ext4_1s_root.parent.parent / "src" / "a.nii.gz", 1)
+    first = LocalDatastore(ext4_1s_root)
+    first.add_image("a", src)
+    first.update_image_info("a", {"p": "000", "q": "000", "r": "000", "s": "000"})
+    second = LocalDatastore(ext4_1s_root)
+    expected = {}
+    for i in range(1, 31):
+        value = f"{i:03d}"
+        first.update_image_info("a", {"p": value})
+        second.update_image_info("a", {"q": value})
+        second.update_image_info("a", {"r": value})
+        first.update_image_info("a", {"s": value})
+        expected = {"p": value, "q": value, "r": value, "s": value}
+        info = LocalDatastore(ext4_1s_root, refresh=False, read_only=True).get_image_info("a")
+        assert {k: info[k] for k in expected} == expected, f"round {i}"
+    first.close()
+    second.close()
+
+
+# ---------------------------------------------------------------- case 4: flock unavailable
+_NO_FLOCK_WRITER = """
+    import errno, fcntl, sys
+    def no_flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    fcntl.flock = no_flock
+    from medstore.datastore import LocalDatastore
+    try:
+        store = LocalDatastore(sys.argv[1], refresh=False, lock_timeout=1)
+        store.update_image_info("a", {"written": "while MONAI Label held the lock"})
+    except Exception as err:
+        print(f"refused {type(err).__name__}: {err}|oserror={isinstance(err, OSError)}")
+    else:
+        print("written")
+"""
+
+
+def test_case4_no_flock_refuses_to_write_instead_of_soft_locking(tmp_path: Path) -> None:
+    """Before: a soft lock was taken beside MONAI Label's flock and the write went through."""
+    import fcntl
+
+    store = LocalDatastore(tmp_path / "store")
+    store.add_image("a", _image(tmp_path / "src" / "a.nii.gz", 1))
+    store.close()
+    lock_path = store.layout.lock
+    with open(lock_path, "a") as held:  # MONAI Label holds the store lock (flock)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = _child(_NO_FLOCK_WRITER, str(tmp_path / "store"))
+        out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert out.startswith("refused StoreLockUnsupportedError"), out
+    assert "flock" in out and "filesystem" in out and "oserror=True" in out
+    assert lock_path.exists()
+    info = LocalDatastore(tmp_path / "store", read_only=True).get_image_info("a")
+    assert "written" not in info
+
+
+# ---------------------------------------------------------------- case 6: truncated by MONAI Label
+def test_case6_reader_waits_out_monai_labels_in_place_rewrite(tmp_path: Path) -> None:
+    """Before: ``ManifestCorruptError: ... is empty`` when opening during the rewrite."""
+    root = tmp_path / "store"
+    store = LocalDatastore(root)
+    store.add_image("a", _image(tmp_path / "src" / "a.nii.gz", 1))
+    store.close()
+    rounds = 40
+    child = _child(
+        _MONAI_REWRITER,
+        str(store.layout.manifest),
+        str(store.layout.lock),
+        "0",
+        str(rounds),
+        "0.15",
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    opened = 0
+    try:
+        while child.poll() is None:
+            reader = LocalDatastore(root, refresh=False, read_only=True)
+            assert reader.list_images() == ["a"]
+            opened += 1
+            time.sleep(0.03)
+    finally:
+        child.kill()
+        child.wait()
+    assert opened > 10
+
+
+def test_case6_old_empty_manifest_is_still_corrupt(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    LocalDatastore(root).close()
+    manifest = root / "datastore_v2.json"
+    manifest.write_bytes(b"")
+    old = time.time() - 60
+    import os
+
+    os.utime(manifest, (old, old))
+    with pytest.raises(ManifestCorruptError, match="is empty"):
+        LocalDatastore(root, refresh=False, read_only=True)
+
+
+# ---------------------------------------------------------------- case 7: doctor --rebuild
+def test_case7_doctor_rebuild_rechecks_under_the_lock(tmp_path: Path) -> None:
+    """Before: a manifest MONAI Label was rewriting was replaced; every image lost its info."""
+    root = tmp_path / "store"
+    store = LocalDatastore(root)
+    for i in range(3):
+        store.add_image(f"img{i}", _image(tmp_path / "src" / f"{i}.nii.gz", i))
+        store.update_image_info(f"img{i}", {"patient_id": f"P{i}"})
+    store.add_tags("img0", ["keep"])
+    store.close()
+    # Each rewrite leaves the manifest empty for longer than a reader waits (1.5 s), lock held.
+    child = _child(
+        _MONAI_REWRITER, str(store.layout.manifest), str(store.layout.lock), "1", "2", "1.5"
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    try:
+        for run in range(2):
+            assert child.stdout.readline().strip() == "truncated"
+            report = doctor(root, rebuild=True)
+            assert not report.rebuilt_manifest, f"run {run}"
+    finally:
+        child.kill()
+        child.wait()
+    after = LocalDatastore(root, refresh=False, read_only=True)
+    assert after.get_image_info("img1")["patient_id"] == "P1"
+    assert "keep" in after.get_image_info("img0").get("tags", [])
+
+
+def test_case7_rebuild_keeps_the_info_it_can_recover(tmp_path: Path) -> None:
+    """Before: a rebuild from files only; every ``patient_id`` and tag was gone."""
+    root = tmp_path / "store"
+    store = LocalDatastore(root)
+    for i in range(3):
+        store.add_image(f"img{i}", _image(tmp_path / "src" / f"{i}.nii.gz", i))
+        store.update_image_info(f"img{i}", {"patient_id": f"P{i}"})
+    store.save_label("img1", _label(1), "final", {"by": "ann"})
+    store.close()
+    manifest = store.layout.manifest
+    doc = json.loads(manifest.read_bytes())
+    doc["objects"]["img2"]["image"]["info"] = "not an object"  # one object broken
+    manifest.write_text(json.dumps(doc, indent=2))
+    with pytest.raises(ManifestCorruptError):
+        LocalDatastore(root, refresh=False, read_only=True)
+    report = doctor(root, rebuild=True)
+    assert report.rebuilt_manifest and report.corrupt_copy
+    after = LocalDatastore(root, refresh=False, read_only=True)
+    assert sorted(after.list_images()) == ["img0", "img1", "img2"]
+    assert after.get_image_info("img0")["patient_id"] == "P0"
+    assert after.get_label_info("img1", "final")["by"] == "ann"
+
+
+# ---------------------------------------------------------------- case 1: case-insensitive names
+def test_case1_case_folding_filesystem_refuses_colliding_id(
+    exfat_root: Path, tmp_path: Path
+) -> None:
+    """Before: both ids listed, Case1's image and label bytes gone."""
+    store = LocalDatastore(exfat_root)
+    store.add_image("Case1", _image(tmp_path / "src" / "a.nii.gz", 1))
+    store.save_label("Case1", _label(1), "final")
+    with pytest.raises(InvalidIdError, match=r"'case1' collides with existing 'Case1'"):
+        store.add_image("case1", _image(tmp_path / "src" / "b.nii.gz", 2))
+    assert store.list_images() == ["Case1"]
+    assert not list(exfat_root.glob("*.tmp"))
+    store.close()
