@@ -355,6 +355,8 @@ class LocalDatastore:
 
         See :meth:`~.image_writes.ImageWriter.add_image`; returns the image id.
         """
+        if image_id:  # an empty id is derived from the file name by the writer
+            self._session.check_new_names(image_id=validate_id(image_id))
         return self._images.add_image(image_id, image_filename, image_info, link=link)
 
     def add_images(
@@ -390,6 +392,7 @@ class LocalDatastore:
 
         See :meth:`~.label_writes.LabelWriter.save_label` (geometry check, history, errors).
         """
+        self._session.check_new_names(tag=validate_tag(label_tag))
         return self._labels.save_label(
             validate_id(image_id),
             label_filename,
