@@ -15,15 +15,20 @@ __all__ = ["register"]
 
 
 def run_verify(args: argparse.Namespace, store: LocalDatastore) -> int:
-    """Re-hash files against their recorded checksums; exit 1 when any differs or is missing."""
+    """Re-hash files, read images, fit labels; exit 1 when any differs, is missing or fails."""
     report = verify(store)
     for name in report.mismatched:
         print(f"CHANGED  {name}")
     for name in report.missing:
         print(f"MISSING  {name}")
+    for name in report.unreadable:
+        print(f"UNREADABLE  {name}: {report.reasons[name]}")
+    for name in report.misfit:
+        print(f"MISFIT  {name}: {report.reasons[name]}")
     print(
         f"{report.checked} file(s) checked, {len(report.mismatched)} changed, "
-        f"{len(report.missing)} missing, {report.unrecorded} without a recorded checksum"
+        f"{len(report.missing)} missing, {len(report.unreadable)} unreadable, "
+        f"{len(report.misfit)} misfit label(s), {report.unrecorded} without a recorded checksum"
     )
     return 0 if report.ok else 1
 

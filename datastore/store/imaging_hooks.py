@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImageReadError, UnsupportedFormatError
+from ..errors import ImageReadError, LabelGeometryError, UnsupportedFormatError
 
-__all__ = ["header_facts", "series_sniffer", "wants_dicom"]
+__all__ = ["header_facts", "series_sniffer", "wants_dicom", "why_misfit", "why_unreadable"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,18 @@ def series_sniffer(patterns: Sequence[str]) -> Callable[[Path], bool] | None:
     return is_dicom_series_dir
 
 
+#: Names of formats the readers know: such a file that no reader takes is broken, not foreign.
+KNOWN_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".dicom")
+
+
 def header_facts(path: Path, *, shown: str) -> dict[str, Any]:
-    """Header facts (shape, spacing, dtype, modality) for manifest info.
+    """Header facts (shape, spacing, dtype, modality) for manifest info, once the file is whole.
 
     A file of a format no reader knows (a pattern the user added, e.g. ``*.mha``) is stored
-    without facts, as MONAI Label would store it; a file of a known format that is broken
-    (truncated, absurd header) is refused.
+    without facts, as MONAI Label would store it; a file named as a known format (``.nii``,
+    ``.nii.gz``, ``.dcm``) that no reader takes, a broken one (absurd header) and an incomplete
+    one (shorter than its header says, a cut gzip stream, a DICOM element cut short: the
+    watcher's completeness checks) are refused.
 
     Args:
         path: Image file or series folder.
@@ -60,11 +66,56 @@ def header_facts(path: Path, *, shown: str) -> dict[str, Any]:
         ImageReadError: The file is of a known format but unreadable or unsafe.
     """
     from ..imaging import probe_image
+    from ..watch.completeness import why_incomplete
 
     try:
-        return dict(probe_image(path).info_facts())
+        facts = dict(probe_image(path).info_facts())
     except UnsupportedFormatError as err:
+        if path.is_dir() or shown.lower().endswith(KNOWN_SUFFIXES):
+            raise ImageReadError(
+                f"{shown}: not a readable image ({str(err).replace(str(path), shown)})"
+            ) from err
         logger.warning("no header facts for %s: %s", shown, err)
         return {}
     except ImageReadError as err:
         raise ImageReadError(str(err).replace(str(path), shown)) from err
+    reason = why_incomplete(path)
+    if reason is not None:
+        raise ImageReadError(f"{shown}: incomplete or corrupt image ({reason})")
+    return facts
+
+
+def why_unreadable(path: Path, *, shown: str) -> str | None:
+    """Why an image file or series folder cannot be read, or ``None`` when it can.
+
+    Args:
+        path: The image.
+        shown: The name to use in the reason.
+
+    Returns:
+        The reason, as :func:`header_facts` would refuse it.
+    """
+    try:
+        header_facts(path, shown=shown)
+    except (ImageReadError, OSError) as err:
+        return str(err)
+    return None
+
+
+def why_misfit(label: Path, image: Path) -> str | None:
+    """Why a label file does not fit its image (shape, affine, dtype, channels), or ``None``.
+
+    Args:
+        label: The label file.
+        image: Its image file or series folder.
+
+    Returns:
+        The reason (an unreadable label or image counts as a misfit).
+    """
+    from ..imaging import check_label_geometry
+
+    try:
+        check_label_geometry(label, image)
+    except (LabelGeometryError, ImageReadError, UnsupportedFormatError, OSError) as err:
+        return str(err)
+    return None

@@ -237,3 +237,52 @@ def test_case11_restore_image_brings_back_a_vanished_image_info(make_store: Make
     (store.root / "a.nii.gz").write_bytes(data)
     store.refresh()
     assert store.get_image_info("a")["patient_id"] == "P1"
+
+
+# ---------------------------------------------------------------------------- case 15
+def _unreadable(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fake.dcm").write_text("this is not DICOM\n" * 20)
+    (folder / "short.nii").write_bytes(b"\x5c\x01\x00\x00" + b"\x00" * 196)
+    whole = make_nifti(folder / "whole.nii.gz", np.ones((16, 16, 16), np.int16)).read_bytes()
+    (folder / "cut.nii.gz").write_bytes(whole[: len(whole) // 2])
+    (folder / "whole.nii.gz").unlink()
+    return {p.name.split(".")[0]: p for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("name", ["fake", "short", "cut"])
+def test_case15_add_refuses_an_unreadable_file(
+    make_store: MakeStore, tmp_path: Path, name: str
+) -> None:
+    store = make_store(extensions=DICOM)
+    path = _unreadable(tmp_path / "bad")[name]
+    with pytest.raises(ImageReadError, match=path.name):
+        store.add_image(name, str(path))
+    assert store.list_images() == []
+    assert _pending(store.root) == []
+
+
+def test_case15_cli_add_refuses_unreadable_files_and_adds_nothing(tmp_path: Path, cli: Run) -> None:
+    root = tmp_path / "store"
+    assert cli("init", root)[0] == 0
+    bad = _unreadable(tmp_path / "bad")
+    bad["cut"].unlink()
+    make_nifti(tmp_path / "bad" / "good.nii.gz", np.ones((3, 3, 3), np.int16))
+    code, _, err = cli("--store", root, "--ext", "*.dcm", "--ext", "*.nii", "add", tmp_path / "bad")
+    assert code != 0 and "fake.dcm" in err
+    assert LocalDatastore(root).list_images() == []
+
+
+def test_case15_verify_finds_unreadable_images_and_misfit_labels(make_store: MakeStore) -> None:
+    from medstore.datastore.upkeep import verify
+
+    store = make_store({"a": simple_case(6, (6, 5, 4)), "b": simple_case(7, (6, 5, 4))})
+    assert verify(store).ok
+    make_nifti(store.root / "labels" / "final" / "a.nii.gz", np.ones((3, 3, 3), np.uint8))
+    whole = (store.root / "b.nii.gz").read_bytes()
+    (store.root / "b.nii.gz").write_bytes(whole[: len(whole) // 2])
+    store.refresh()
+    report = verify(store)
+    assert not report.ok
+    assert report.misfit == ["label final/a"]
+    assert report.unreadable == ["image b"]
