@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 from medstore.datastore.errors import InvalidIdError, InvalidValueError, ManifestCorruptError
 from medstore.datastore.store.local import LocalDatastore
+from medstore.datastore.upkeep import collect_garbage
 from support.stores import MakeStore, simple_case
 
 BAD_NAMES = ["../evil", "", ".hidden", "a/b", "a\\b", "nul\x00byte", "CON"]
@@ -185,3 +188,25 @@ def test_case24_a_deep_manifest_is_a_clear_error_on_read(store: LocalDatastore) 
     path.write_text(path.read_text().replace('"info": {', '"info": {"deep": ' + nested + ", ", 1))
     with pytest.raises(ManifestCorruptError, match="nested too deeply"):
         LocalDatastore(store.root, read_only=True)
+
+
+# ----------------------------------------------------------------------------- case 21: versions
+def test_case21_gc_keeps_the_newest_versions_past_ten_thousand(store: LocalDatastore) -> None:
+    folder = store.layout.history_dir("final", "case")
+    folder.mkdir(parents=True)
+    old = time.time() - 90 * 86400
+    for version in range(1, 10_006):
+        for name in (f"v{version:04d}.json", f"v{version:04d}.nii.gz"):
+            path = folder / name
+            path.write_text(json.dumps({"version": version, "ext": ".nii.gz", "info": {}}))
+            os.utime(path, (old, old))
+    report = collect_garbage(store, keep_versions=10, older_than_days=30)
+    left = sorted(int(p.name[1:].split(".")[0]) for p in folder.glob("v*.json"))
+    assert left == list(range(9_996, 10_006))
+    assert {p.name for p in folder.iterdir() if p.name.endswith(".nii.gz")} == {
+        f"v{v}.nii.gz" for v in range(9_996, 10_006)
+    }
+    assert report.history_versions == 9_995
+    again = collect_garbage(store, keep_versions=10, older_than_days=30)
+    assert again.history_versions == 0
+    assert [r["version"] for r in store.label_history("case", "final")][:-1] == left
