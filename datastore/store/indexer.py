@@ -77,7 +77,9 @@ class DiskIndexer:
         """Reconcile the manifest with the disk in one transaction; write only on a change.
 
         Args:
-            accept: Optional test a *new* file must pass to be indexed now.
+            accept: Optional test a *new* file must pass to be indexed now (the watcher's
+                refreshes); such a refresh also warns about new labels that do not fit their
+                image (listed in the result's ``misfits``).
 
         Returns:
             What the scan found.
@@ -95,10 +97,29 @@ class DiskIndexer:
             self._vanished.keep(txn, state)
             reconcile(session.doc, state, patches, remembered=self._vanished.recall(state))
             txn.patches.extend(patches)
+            if accept is not None:
+                _warn_misfits(session.layout, state, patches)
             if state.orphans:
                 logger.warning("label files without an image: %s", ", ".join(state.orphans[:20]))
             session.clear_stale_manifest_temps()
         return state
+
+
+def _warn_misfits(layout: StoreLayout, state: DiskState, patches: list[dict[str, Any]]) -> None:
+    """Warn about newly indexed labels that do not fit their image (they stay indexed)."""
+    from .imaging_hooks import why_misfit
+
+    for patch in patches:
+        if patch["op"] != "set_label":
+            continue
+        image_id, tag = patch["image_id"], patch["tag"]
+        label = layout.label_path(tag, image_id, patch["entry"]["ext"])
+        image = layout.image_path(image_id, state.images[image_id])
+        reason = why_misfit(label, image)
+        if reason is not None:
+            shown = layout.relative(label)
+            logger.warning("label %s does not fit its image: %s", shown, reason)
+            state.misfits.append(shown)
 
 
 def _filter_new(

@@ -31,12 +31,16 @@ SeriesSniffer = Callable[[Path], bool]
 
 @dataclass
 class DiskState:
-    """What one scan found: ``images`` id → ext, ``labels`` tag → (id → ext), and problems."""
+    """What one scan found: ``images`` id → ext, ``labels`` tag → (id → ext), and problems.
+
+    ``misfits`` lists labels a watcher's refresh indexed although they do not fit their image.
+    """
 
     images: dict[str, str] = field(default_factory=dict)
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     orphans: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    misfits: list[str] = field(default_factory=list)
 
 
 def _is_regular(entry: os.DirEntry[str]) -> bool:

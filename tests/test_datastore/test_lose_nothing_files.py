@@ -286,3 +286,23 @@ def test_case15_verify_finds_unreadable_images_and_misfit_labels(make_store: Mak
     assert not report.ok
     assert report.misfit == ["label final/a"]
     assert report.unreadable == ["image b"]
+
+
+@pytest.mark.timeout(120)
+def test_case15_the_watcher_warns_about_a_misfit_label(
+    make_store: MakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medstore.datastore.watch.watcher import WatchOptions
+
+    fast = WatchOptions(debounce=0.1, stability_window=0.3, poll_interval=0.3, rescan_interval=60.0)
+    store = make_store(
+        {"a": simple_case(8, (6, 5, 4))}, auto_reload=True, watch="poll", watch_options=fast
+    )
+    with caplog.at_level(logging.WARNING):
+        make_nifti(store.root / "labels" / "review" / "a.nii.gz", np.ones((3, 3, 3), np.uint8))
+        make_nifti(store.root / "labels" / "ok" / "a.nii.gz", np.ones((6, 5, 4), np.uint8))
+        assert store.watcher is not None
+        while set(store.get_labels_by_image_id("a")) != {"final", "ok", "review"}:
+            store.watcher.wait_idle(5.0)
+    assert "labels/review/a.nii.gz does not fit its image" in caplog.text
+    assert "labels/ok/a.nii.gz" not in caplog.text
