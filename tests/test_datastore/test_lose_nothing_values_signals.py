@@ -12,14 +12,17 @@ import json
 import math
 import os
 import time
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from medstore.datasets import VolumeDataset
 from medstore.datastore.errors import InvalidIdError, InvalidValueError, ManifestCorruptError
 from medstore.datastore.store.local import LocalDatastore
 from medstore.datastore.upkeep import collect_garbage
+from support.nifti import make_nifti
 from support.stores import MakeStore, simple_case
 
 BAD_NAMES = ["../evil", "", ".hidden", "a/b", "a\\b", "nul\x00byte", "CON"]
@@ -210,3 +213,27 @@ def test_case21_gc_keeps_the_newest_versions_past_ten_thousand(store: LocalDatas
     again = collect_garbage(store, keep_versions=10, older_than_days=30)
     assert again.history_versions == 0
     assert [r["version"] for r in store.label_history("case", "final")][:-1] == left
+
+
+# ----------------------------------------------------------------------------- case 22: cache key
+def test_case22_same_size_in_place_rewrite_with_old_mtime_is_not_served_stale(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = make_store({"case": simple_case(1)})
+    first = np.zeros((6, 5, 4), np.uint8)
+    first[1, 1, 1] = 1
+    store.save_label("case", make_nifti(tmp_path / "a.nii", first), "final")
+    assert int(VolumeDataset(store)[0]["segmentations"]["final"].sum()) == 1
+    label = Path(store.get_label_uri("case", "final"))
+    before = label.stat()
+    second = first.copy()
+    second[2:4, 2, 2] = 1
+    data = make_nifti(tmp_path / "b.nii", second).read_bytes()
+    assert len(data) == before.st_size
+    with open(label, "r+b") as handle:  # MONAI Label's in-place rewrite, same size
+        handle.write(data)
+    os.utime(label, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r: same stat
+    assert (label.stat().st_ino, label.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    store.update_label_info("case", "final", {"checksum": f"SHA256:{sha256(data).hexdigest()}"})
+    reopened = LocalDatastore(store.root, refresh=False)
+    assert int(VolumeDataset(reopened)[0]["segmentations"]["final"].sum()) == 3
