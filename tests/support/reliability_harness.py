@@ -24,6 +24,7 @@ from typing import Any
 
 HARNESS = Path(__file__).resolve()
 MANIFEST = "datastore_v2.json"
+_FIRST_MANIFEST = b"{}"  # the manifest as the torture found it (set before writers are forked)
 
 if __package__ in (None, ""):  # run as a script: make the ``support`` package importable
     sys.path.insert(0, str(HARNESS.parents[1]))
@@ -321,6 +322,15 @@ def broken_writer(root: Path, writer: int, seq: int, fd: int, images: list[str])
     rng = random.Random(writer * 7 + seq)
     tag = f"w{writer}"
     manifest = root / MANIFEST
+
+    def read_manifest() -> dict[str, Any]:
+        # A kill mid-write leaves the manifest empty or torn: start over from the first one (and
+        # so lose every acknowledged change), rather than stop writing and acknowledging at all.
+        try:
+            return dict(json.loads(manifest.read_bytes()))
+        except ValueError:
+            return dict(json.loads(_FIRST_MANIFEST))
+
     while True:
         seq += 1
         image = rng.choice(images)
@@ -332,13 +342,13 @@ def broken_writer(root: Path, writer: int, seq: int, fd: int, images: list[str])
             dest = root / "labels" / tag / f"{image}.nii.gz"
             with open(dest, "wb") as out:
                 out.write(data)
-            doc = json.loads(manifest.read_bytes())
+            doc = read_manifest()
             entry = {"ext": ".nii.gz", "info": {"checksum": value, "name": f"{image}.nii.gz"}}
             doc["objects"][image]["labels"][tag] = entry
         else:
             value = str(seq)
             _emit(fd, "B", "info", key, value, seq)
-            doc = json.loads(manifest.read_bytes())
+            doc = read_manifest()
             doc["objects"][image]["image"]["info"][tag] = seq
         with open(manifest, "w") as out:
             out.write(json.dumps(doc, indent=2))
@@ -395,7 +405,9 @@ def run_torture(
     """
     from medstore.datastore import LocalDatastore
 
+    global _FIRST_MANIFEST  # the forked writers inherit it
     images = LocalDatastore(root, read_only=True).list_images()
+    _FIRST_MANIFEST = (root / MANIFEST).read_bytes()
     target = WRITERS[kind]
     rng = random.Random(seed)
     result = TortureResult()
