@@ -25,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -99,7 +100,9 @@ class StoreWatcher:
 
     Args:
         store: The store to keep indexed.
-        mode: ``"native"`` (inotify, FSEvents...) or ``"poll"`` (network mounts).
+        mode: ``"native"`` (inotify, FSEvents...) or ``"poll"`` (network mounts). A native
+            watch the system refuses (the inotify watch limit reached...) falls back to polling,
+            with a warning; ``mode`` then reads ``"poll"``.
         options: Timing; defaults to :class:`WatchOptions()`.
         on_change: Called from the worker thread after each refresh that changed something.
 
@@ -151,22 +154,39 @@ class StoreWatcher:
             logger.warning("auto reload ignored: store %s is open read-only", self.store.root)
             return
         self._stopping = False
+        if self.mode == "native":
+            try:
+                self._observer = self._started(Observer())
+            except OSError as err:  # e.g. ENOSPC: the inotify watch limit is reached
+                logger.warning(
+                    "native file watching of %s is unavailable (%s): polling every %.2f s instead",
+                    self.store.root,
+                    err,
+                    self.options.poll_interval,
+                )
+                self.mode = "poll"
+        if self.mode == "poll":
+            self._observer = self._started(PollingObserver(timeout=self.options.poll_interval))
+        self._next_rescan = time.monotonic() + self.options.rescan_interval
+        self._worker = threading.Thread(target=self._run, name="medstore-watch", daemon=True)
+        self._worker.start()
+
+    def _started(self, observer: BaseObserver) -> BaseObserver:
+        """Schedule the store's folders on ``observer`` and start it (stopped again on failure)."""
         layout = self.store.layout
-        observer: BaseObserver = (
-            PollingObserver(timeout=self.options.poll_interval)
-            if self.mode == "poll"
-            else Observer()
-        )
         handler = _Forwarder(self._on_event)
         observer.schedule(handler, str(layout.images), recursive=False)
         if layout.labels.is_dir():
             observer.schedule(handler, str(layout.labels), recursive=True)
         observer.daemon = True
-        observer.start()
-        self._observer = observer
-        self._next_rescan = time.monotonic() + self.options.rescan_interval
-        self._worker = threading.Thread(target=self._run, name="medstore-watch", daemon=True)
-        self._worker.start()
+        try:
+            observer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                observer.unschedule_all()
+                observer.stop()
+            raise
+        return observer
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the observer and the worker; pending work is dropped (the next open refreshes).

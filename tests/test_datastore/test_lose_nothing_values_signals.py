@@ -8,7 +8,9 @@ falls back to polling when inotify refuses a watch.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import math
 import os
 import time
@@ -22,8 +24,10 @@ from medstore.datasets import VolumeDataset
 from medstore.datastore.errors import InvalidIdError, InvalidValueError, ManifestCorruptError
 from medstore.datastore.store.local import LocalDatastore
 from medstore.datastore.upkeep import collect_garbage
+from medstore.datastore.watch.watcher import WatchOptions
 from support.nifti import make_nifti
 from support.stores import MakeStore, simple_case
+from watchdog.observers.inotify import InotifyObserver
 
 BAD_NAMES = ["../evil", "", ".hidden", "a/b", "a\\b", "nul\x00byte", "CON"]
 
@@ -237,3 +241,23 @@ def test_case22_same_size_in_place_rewrite_with_old_mtime_is_not_served_stale(
     store.update_label_info("case", "final", {"checksum": f"SHA256:{sha256(data).hexdigest()}"})
     reopened = LocalDatastore(store.root, refresh=False)
     assert int(VolumeDataset(reopened)[0]["segmentations"]["final"].sum()) == 3
+
+
+# ----------------------------------------------------------------------------- case 25: inotify
+def test_case25_inotify_limit_falls_back_to_polling(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(self: object) -> None:
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(InotifyObserver, "start", refuse)
+    options = WatchOptions(poll_interval=0.05, debounce=0.05, stability_window=0.05)
+    with caplog.at_level(logging.WARNING, logger="medstore"):
+        store = make_store(auto_reload=True, watch_options=options)
+    assert store.watcher is not None and store.watcher.mode == "poll"
+    assert "inotify watch limit reached" in caplog.text and "polling" in caplog.text
+    make_nifti(store.root / "arrived.nii.gz", np.zeros((4, 4, 4), np.int16))
+    deadline = time.monotonic() + 60.0  # generous: only bounds a hang, times nothing
+    while not store.has_image("arrived") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.has_image("arrived")
