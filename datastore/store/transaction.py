@@ -191,8 +191,12 @@ def _undo_step(root: Path, step: dict[str, Any]) -> None:
             return
         if keep is not None and os.path.lexists(keep):
             os.replace(dest, src)
-            os.link(keep, dest, follow_symlinks=False)
-            keep.unlink()
+            try:
+                os.link(keep, dest, follow_symlinks=False)
+            except OSError:  # no hard links here (exFAT): the kept copy is moved back instead
+                os.replace(keep, dest)
+            else:
+                keep.unlink()
         else:
             os.replace(dest, src)
         fsync_dir(dest.parent)
