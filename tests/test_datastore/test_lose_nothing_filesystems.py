@@ -245,3 +245,77 @@ def test_case1_case_folding_filesystem_refuses_colliding_id(
     assert store.list_images() == ["Case1"]
     assert not list(exfat_root.glob("*.tmp"))
     store.close()
+
+
+def test_case1_refused_characters_and_no_chmod_on_exfat(exfat_root: Path, tmp_path: Path) -> None:
+    """An id exFAT cannot store is refused up front; ``file_mode`` where chmod is a no-op works."""
+    store = LocalDatastore(exfat_root, file_mode=0o640)
+    with pytest.raises(InvalidIdError, match=r"'a:b' holds ':'"):
+        store.add_image("a:b", _image(tmp_path / "src" / "a.nii.gz", 1))
+    store.add_image("ok", _image(tmp_path / "src" / "b.nii.gz", 2))
+    store.save_label("ok", _label(1), "final")
+    store.save_label("ok", _label(2), "final")
+    assert store.list_images() == ["ok"]
+    with pytest.raises(InvalidIdError, match=r"'Final' collides with existing 'final'"):
+        store.save_label("ok", _label(1), "Final")
+    store.close()
+
+
+# ---------------------------------------------------------------- case 3: no hard links
+def _fill(folder: Path, leave: int) -> Path:
+    """Fill the filesystem of ``folder`` until about ``leave`` bytes are free."""
+    import os
+
+    filler = folder.parent / "filler"
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    with open(filler, "wb") as f:
+        f.truncate(0)
+        chunk = b"\0" * (1 << 20)
+        remaining = max(free - leave, 0)
+        while remaining > 0:
+            try:
+                remaining -= f.write(chunk[: min(len(chunk), remaining)])
+            except OSError:
+                break
+    return filler
+
+
+@pytest.mark.parametrize("free_kb", [96, 144, 168, 192, 216, 264])
+def test_case3_no_hard_links_low_space_save_rolls_back(
+    exfat_root: Path, tmp_path: Path, free_kb: int
+) -> None:
+    """Before: save_label raised, the label file was gone, and the next writer applied it.
+
+    The label file is replaced, then the manifest write hits ENOSPC; the roll-back cannot
+    hard-link the kept copy back on exFAT.
+    """
+    rng = np.random.default_rng(free_kb)
+    shape = (40, 40, 40)
+    image = make_nifti(tmp_path / "src" / "a.nii.gz", np.zeros(shape, np.int16), _AFFINE)
+    store = LocalDatastore(exfat_root)
+    store.add_image("a", image)
+    # A large manifest: it runs out of space after the label file was already replaced.
+    store.update_image_info("a", {"notes": "x" * 150_000})
+    old = rng.integers(0, 255, shape, dtype=np.uint8)
+    store.save_label("a", old, "final")
+    label_file = Path(store.get_label_uri("a", "final"))
+    old_bytes = label_file.read_bytes()
+    filler = _fill(exfat_root, free_kb * 1024)
+    try:
+        try:
+            store.save_label("a", rng.integers(0, 255, shape, dtype=np.uint8), "final")
+        except OSError:
+            saved = False
+            assert label_file.read_bytes() == old_bytes, "the label file is missing or changed"
+        else:
+            saved = True
+        store.close()
+    finally:
+        filler.unlink()
+    after = LocalDatastore(exfat_root)
+    uri = Path(after.get_label_uri("a", "final"))
+    assert uri.exists(), "manifest lists a label file that is missing"
+    if not saved:
+        assert uri.read_bytes() == old_bytes, "the next writer applied a save reported failed"
+    after.close()
