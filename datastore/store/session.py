@@ -246,9 +246,11 @@ class StoreSession:
         if self._read_only:
             return
         if self._name_rules is None:
-            side = self._layout.side
-            side.mkdir(parents=True, exist_ok=True)
-            self._name_rules = probe_names(side)
+            try:
+                self._layout.side.mkdir(parents=True, exist_ok=True)
+                self._name_rules = probe_names(self._layout.side)
+            except OSError:  # the write itself will report why the store is not writable
+                return
         rules = self._name_rules
         if rules == NameRules():
             return

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
 from medstore.datastore.errors import InvalidIdError, ManifestCorruptError
+from medstore.datastore.store.fs_probe import NameRules, probe_names, timestamp_granularity_ns
 from medstore.datastore.upkeep import doctor
 from support.filesystems import mounted
 from support.nifti import make_nifti
@@ -280,6 +281,23 @@ def test_case1_refused_characters_and_no_chmod_on_exfat(exfat_root: Path, tmp_pa
     with pytest.raises(InvalidIdError, match=r"'Final' collides with existing 'final'"):
         store.save_label("ok", _label(1), "Final")
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "tick_ns", "rules"),
+    [
+        ("tmpfs", 1, NameRules()),
+        ("ext4_1s", 1_000_000_000, NameRules()),
+        ("exfat", 1_000_000_000, NameRules(folds_case=True, refused=':*?"<>|')),
+    ],
+)
+def test_probes_tell_each_filesystem_apart(
+    kind: str, tick_ns: int, rules: NameRules, tmp_path: Path
+) -> None:
+    with mounted(kind, tmp_path) as root:
+        assert timestamp_granularity_ns(root) == tick_ns
+        assert probe_names(root) == rules
+        assert list(root.iterdir()) == []
 
 
 # ---------------------------------------------------------------- case 3: no hard links
