@@ -29,8 +29,10 @@ demo: $(VENV)/.installed
 	ln -sfn ../../datastore $@/datastore
 	ln -sfn ../../datasets $@/datasets
 
+# loadgroup: each module testing a real third-party library (tests/realenv.py) runs on one
+# worker, which builds that library's venv once while the other worker goes on with other tests.
 test: lint
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(VENV)/.installed | .typecheck/medstore
 	$(BIN)/ruff check datastore datasets tests bench scripts

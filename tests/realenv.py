@@ -20,9 +20,9 @@ against the real libraries, each installed in its own venv and never as a projec
 * A build runs into a temporary folder beside the final one under a file lock, then is renamed
   into place, so parallel test workers build a venv once and a failed build leaves nothing.
 
-Tests mark themselves ``realenv`` and run the venv's interpreter from ``tmp_path``::
+Tests take their marks from ``marks(name)`` and run the venv's interpreter from ``tmp_path``::
 
-    pytestmark = [pytest.mark.realenv, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+    pytestmark = marks("hf-datasets")
 
     def test_it(tmp_path):
         env = realenv("hf-datasets")
@@ -47,8 +47,12 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    import pytest
 
 REQUIREMENTS_DIR = Path(__file__).resolve().with_name("realenv")
 CONSTRAINTS = REQUIREMENTS_DIR / "constraints.txt"
@@ -64,6 +68,19 @@ MARKER = "realenv.json"
 """Written last into a finished venv: what it was built from and how long the build took."""
 
 _DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+
+
+def marks(name: str) -> list[pytest.MarkDecorator]:
+    """The marks of a test module that uses venv ``name``.
+
+    ``realenv``; a pytest-timeout long enough for a cold build; and an xdist group, so that
+    under ``pytest -n 2 --dist loadgroup`` one worker runs the module (building its venv once)
+    while the other worker runs other tests instead of waiting for the same build.
+    """
+    import pytest
+
+    group = pytest.mark.xdist_group(f"realenv-{name}")
+    return [pytest.mark.realenv, pytest.mark.timeout(BUILD_TIMEOUT_S), group]
 
 
 class RealEnvError(RuntimeError):
@@ -280,15 +297,8 @@ def _build(name: str, building: Path, final: Path) -> None:
     start = time.monotonic()
     building.rmdir()
     env = RealEnv(name, _torch_base().clone(building).root)
-    env.pip(
-        "install",
-        "--quiet",
-        "-r",
-        str(requirements_file(name)),
-        *_extra_requirements(name),
-        *env.constraint_args,
-        cwd=building,
-    )
+    wanted = ["-r", str(requirements_file(name)), *_extra_requirements(name)]
+    env.pip("install", "--quiet", *wanted, *env.constraint_args, cwd=building)
     _finish(env, final, start)
 
 
@@ -321,29 +331,20 @@ def _extra_requirements(name: str) -> list[str]:
 
 def _install_torch(env: RealEnv) -> None:
     """torch first: the pinned CPU build where pip can find it, else PyPI's same version."""
-    pins = _pins(CONSTRAINTS)
-    wanted = pins.get("torch", TORCH_VERSION)
+    lines = CONSTRAINTS.read_text().splitlines()
+    pins = [line.split("#")[0].split("==", 1)[1].strip() for line in lines if _is_torch(line)]
+    wanted = pins[0] if pins else TORCH_VERSION
     first = env.pip("install", "--quiet", f"torch=={wanted}", cwd=env.root, check=False)
     if first.returncode != 0:
         env.pip("install", "--quiet", f"torch=={wanted.split('+')[0]}", cwd=env.root)
-    installed = env.run(
-        "import importlib.metadata as m; print(m.version('torch'))", cwd=env.root
-    ).stdout.strip()
-    lines = [
-        f"torch=={installed}" if line.split("==")[0].strip() == "torch" else line
-        for line in CONSTRAINTS.read_text().splitlines()
-    ]
-    env.constraints.write_text("\n".join(lines) + "\n")
+    probe = "import importlib.metadata as m; print(m.version('torch'))"
+    installed = env.run(probe, cwd=env.root).stdout.strip()
+    pinned = [f"torch=={installed}" if _is_torch(line) else line for line in lines]
+    env.constraints.write_text("\n".join(pinned) + "\n")
 
 
-def _pins(path: Path) -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.split("#")[0].strip()
-        if "==" in line:
-            package, version = line.split("==", 1)
-            pins[package.strip().lower()] = version.strip()
-    return pins
+def _is_torch(line: str) -> bool:
+    return line.split("==")[0].strip().lower() == "torch"
 
 
 def _rewrite_paths(root: Path, *, old: Path, new: Path) -> None:

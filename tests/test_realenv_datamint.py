@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from medstore.datastore.interop.datamint import from_datamint, to_datamint
-from realenv import BUILD_TIMEOUT_S, realenv
+from realenv import marks, realenv
 
-pytestmark = [pytest.mark.realenv, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+pytestmark = marks("datamint")
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "datamint_payloads.json"
 

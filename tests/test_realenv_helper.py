@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import realenv as r
@@ -153,3 +154,27 @@ def test_a_library_venv_copied_from_the_torch_base_leaves_the_base_alone(
     assert (args[-4], args[-2]) == ("-c", "--build-constraint")
     assert args[-3] == args[-1]
     assert Path(args[-1]).name == env.constraints.name  # in the folder being built
+
+
+def test_torch_falls_back_to_the_plain_pypi_release_and_is_pinned_to_what_went_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def pip(self: r.RealEnv, *args: str, cwd: Path, check: bool = True) -> SimpleNamespace:
+        calls.append(args)
+        return SimpleNamespace(returncode=1 if "torch==2.13.0+cpu" in args else 0)
+
+    def run(self: r.RealEnv, code: str, *, cwd: Path) -> SimpleNamespace:
+        return SimpleNamespace(stdout="2.13.0\n")
+
+    monkeypatch.setattr(r.RealEnv, "pip", pip)
+    monkeypatch.setattr(r.RealEnv, "run", run)
+    env = r.RealEnv(r.TORCH_BASE, tmp_path)
+    r._install_torch(env)
+    assert calls == [
+        ("install", "--quiet", "torch==2.13.0+cpu"),  # no local CPU wheel here
+        ("install", "--quiet", "torch==2.13.0"),
+    ]
+    pins = [line for line in env.constraints.read_text().splitlines() if line.startswith("torch")]
+    assert pins == ["torch==2.13.0"]

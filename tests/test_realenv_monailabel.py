@@ -9,11 +9,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from medstore.datastore import LocalDatastore
-from realenv import BUILD_TIMEOUT_S, realenv
+from realenv import marks, realenv
 
-pytestmark = [pytest.mark.realenv, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+pytestmark = marks("monailabel")
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

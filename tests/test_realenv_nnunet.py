@@ -7,12 +7,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from medstore.datastore import LocalDatastore
 from medstore.datastore.interop.nnunet import export_nnunet, import_nnunet
-from realenv import BUILD_TIMEOUT_S, realenv
+from realenv import marks, realenv
 
-pytestmark = [pytest.mark.realenv, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+pytestmark = marks("nnunetv2")
 
 CLASSES = [{"name": "liver", "idx": 1}, {"name": "tumor", "idx": 2}]
 

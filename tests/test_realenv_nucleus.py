@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from medstore.datastore.interop.nucleus import from_nucleus, to_nucleus
-from realenv import BUILD_TIMEOUT_S, realenv
+from realenv import marks, realenv
 
-pytestmark = [pytest.mark.realenv, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+pytestmark = marks("scale-nucleus")
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "nucleus_payloads.json"
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from medstore.datastore.interop.nml import load_nml, save_nml
-from realenv import BUILD_TIMEOUT_S, realenv
+from realenv import marks, realenv
 
-pytestmark = [pytest.mark.realenv, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+pytestmark = marks("webknossos")
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "wk_skeleton_two_trees_groups.nml"
 QUIET = {"PYTHONWARNINGS": "ignore"}  # webknossos warns about optional image readers on import
