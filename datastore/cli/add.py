@@ -22,10 +22,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..errors import ImageReadError, UnsupportedFormatError
+from ..errors import ImageReadError, InvalidIdError, UnsupportedFormatError
 from ..ids import derive_id, is_hidden, is_inside, validate_id
-from ..store.imaging_hooks import series_sniffer
+from ..store.imaging_hooks import series_sniffer, why_misfit
 from ..store.local import LocalDatastore
+from ..store.staging import file_checksum
 from .edit import parse_info
 from .main import UsageError
 
@@ -169,12 +170,28 @@ def source_ids(
 
 
 def run_add(args: argparse.Namespace, store: LocalDatastore) -> int:
-    """Import images in one batch: all or nothing."""
+    """Import images in one batch: all or nothing.
+
+    An id already in the store is refused unless ``--replace`` (or the source holds exactly the
+    stored bytes); each replaced image's labels are listed with whether they fit the new image.
+    """
     info = parse_info(args.info)
     sources = collect_sources(args.paths, store.extensions, exclude=store.root)
     if not sources:
         raise FileNotFoundError("no image files found in the given paths")
     ids = source_ids(sources, store.extensions, image_id=args.image_id)
+    present = set(store.list_images())
+    replaced = [
+        i
+        for i, src in zip(ids, sources, strict=True)
+        if i in present and not _same_bytes(store, i, src)
+    ]
+    if replaced and not args.replace:
+        raise InvalidIdError(
+            f"id {replaced[0]!r} is already in the store"
+            + (f" (and {len(replaced) - 1} more)" if len(replaced) > 1 else "")
+            + "; add --replace to replace the image (it stays restorable; labels are kept)"
+        )
     tags = args.tags or []
     bar = tqdm(
         list(zip(ids, sources, strict=True)),
@@ -193,9 +210,29 @@ def run_add(args: argparse.Namespace, store: LocalDatastore) -> int:
     if len(ids) <= _LISTED or args.verbose:
         for image_id, src in zip(ids, sources, strict=True):
             print(f"{image_id}\t{src}")
+    for image_id in replaced:
+        _report_replaced(store, image_id)
     how = "linked" if args.link else "added"
     print(f"{how} {len(ids)} image{'s' if len(ids) != 1 else ''} to {store.root}")
     return 0
+
+
+def _same_bytes(store: LocalDatastore, image_id: str, src: Path) -> bool:
+    """Whether ``src`` holds exactly the stored image's bytes (re-adding it replaces nothing)."""
+    recorded = store.get_image_info(image_id).get("checksum")
+    return bool(recorded) and src.is_file() and file_checksum(src) == recorded
+
+
+def _report_replaced(store: LocalDatastore, image_id: str) -> None:
+    """Say that ``image_id`` was replaced and what became of each of its labels."""
+    print(f"replaced image {image_id} (the old one: medstore restore {image_id})")
+    image = Path(store.get_image_uri(image_id))
+    for tag in sorted(store.get_labels_by_image_id(image_id)):
+        reason = why_misfit(Path(store.get_label_uri(image_id, tag)), image)
+        if reason is None:
+            print(f"kept label {tag}/{image_id} (it fits the new image)")
+        else:
+            print(f"kept label {tag}/{image_id}, but it no longer fits the new image: {reason}")
 
 
 def register(subparsers: Any) -> None:
@@ -214,6 +251,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--id", dest="image_id", metavar="ID", help="the id (one source only)")
     p.add_argument(
         "--link", action="store_true", help="record a symlink to the file instead of copying it"
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the image of an id already in the store (the old one stays restorable)",
     )
     p.add_argument(
         "--info",

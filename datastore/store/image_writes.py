@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import stat
 import time
@@ -32,13 +33,15 @@ from ..errors import (
 )
 from ..ids import split_source_name, validate_id
 from ..timestamps import compact_utc, iso_utc
-from .imaging_hooks import header_facts, wants_dicom
+from .imaging_hooks import header_facts, wants_dicom, why_misfit
 from .label_writes import LabelWriter
 from .session import StoreSession
 from .transaction import Transaction
 from .vanished import RECORD_NAME, latest_record
 
 __all__ = ["ImageWriter"]
+
+logger = logging.getLogger(__name__)
 
 
 def _check_tags(tags: Iterable[str]) -> list[str]:
@@ -155,8 +158,9 @@ class ImageWriter:
     ) -> str:
         """Copy (or with ``link=True`` symlink) an image file or DICOM series folder in.
 
-        Re-adding an existing id replaces the file (the old one goes to the trash) and keeps
-        its labels.
+        Re-adding an existing id replaces the image (MONAI Label's behaviour): the old file and
+        its entry go to the trash, where :meth:`restore_image` finds them; its labels are kept,
+        and each one that does not fit the new image is reported (a warning).
 
         Args:
             image_id: The id, or ``""`` to derive it from the file name.
@@ -227,9 +231,10 @@ class ImageWriter:
             staging.discard(staged)
             raise
         old = self._session.doc["objects"].get(image_id)
-        if old is not None and old["image"]["ext"] != ext:
-            self._retire_image_file(txn, image_id, old, self._trash_folder(image_id))
-        keep = self._trash_folder(image_id) / f"{image_id}{ext}" if old is not None else None
+        keep = None
+        if old is not None:
+            keep = self._keep_replaced(txn, image_id, old, new_ext=ext)
+            self._warn_misfits(image_id, old, staged)
         txn.replace(staged, dest, keep, self._session.layout.root)
         info.update({"ts": int(time.time()), "name": image_id + ext})
         if checksum:
@@ -237,6 +242,43 @@ class ImageWriter:
         entry = {"ext": ext, "info": info}
         self._session.patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=True)
         return image_id
+
+    def _keep_replaced(
+        self, txn: Transaction, image_id: str, old: dict[str, Any], *, new_ext: str
+    ) -> Path | None:
+        """Put the replaced image and its entry in the trash; where ``dest``'s old file goes."""
+        folder = self._trash_folder(image_id)
+        record = {
+            "format_version": 1,
+            "image_id": image_id,
+            "entry": old["image"],
+            "label_versions": {},
+            "replaced": True,
+            "removed_at": iso_utc(),
+        }
+        staged = self._session.staging.write_bytes(orjson.dumps(record), ".json")
+        txn.replace(staged, folder / RECORD_NAME, None, self._session.layout.root)
+        if old["image"]["ext"] != new_ext:
+            self._retire_image_file(txn, image_id, old, folder)
+            return None
+        return folder / f"{image_id}{new_ext}"
+
+    def _warn_misfits(self, image_id: str, old: dict[str, Any], image: Path) -> list[str]:
+        """Warn about the labels (kept) that do not fit the image replacing ``old``."""
+        misfits = []
+        for tag, label in sorted(old["labels"].items()):
+            path = self._session.layout.label_path(tag, image_id, label["ext"])
+            reason = why_misfit(path, image)
+            if reason is not None:
+                logger.warning(
+                    "label %s/%s no longer fits the image replacing %s: %s",
+                    tag,
+                    image_id,
+                    image_id,
+                    reason.replace(str(image), f"{image_id}{old['image']['ext']}"),
+                )
+                misfits.append(tag)
+        return misfits
 
     def _trash_folder(self, image_id: str) -> Path:
         """A new folder under ``.medstore/trash/<id>/`` (never beside the image: links)."""
@@ -274,14 +316,18 @@ class ImageWriter:
             self._session.patch(txn, "remove_image", image_id=image_id)
 
     def restore_image(self, image_id: str) -> None:
-        """Bring back the most recently removed image with its labels.
+        """Bring back the most recently removed (or replaced) image with its labels.
+
+        An image replaced by a later ``add_image`` of its id comes back in place of the one
+        that replaced it (which goes to the trash in turn); its labels stay.
 
         Raises:
             ImageNotFoundError: Nothing of that id is in the trash.
         """
         with self._session.mutation() as txn:
             found = latest_record(self._session, image_id)
-            if found is None or image_id in self._session.doc["objects"]:
+            current = self._session.doc["objects"].get(image_id)
+            if found is None or (current is not None and not found[1].get("replaced")):
                 raise ImageNotFoundError(f"no removed image {image_id!r} to restore")
             path, record = found
             if record.get("vanished"):
@@ -297,7 +343,12 @@ class ImageWriter:
             else:
                 staged, _ = self._session.staging.copy_file(path.parent / f"{image_id}{ext}", ext)
             dest = self._session.layout.image_path(image_id, ext, for_write=True)
-            txn.replace(staged, dest, None, self._session.layout.root)
-            self._session.patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=False)
+            keep = None
+            if current is not None:
+                keep = self._keep_replaced(txn, image_id, current, new_ext=ext)
+            txn.replace(staged, dest, keep, self._session.layout.root)
+            self._session.patch(
+                txn, "set_image", image_id=image_id, entry=entry, keep_labels=current is not None
+            )
             for tag, version in record["label_versions"].items():
                 self._labels.restore_version(txn, image_id, tag, version)

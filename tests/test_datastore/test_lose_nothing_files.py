@@ -306,3 +306,42 @@ def test_case15_the_watcher_warns_about_a_misfit_label(
             store.watcher.wait_idle(5.0)
     assert "labels/review/a.nii.gz does not fit its image" in caplog.text
     assert "labels/ok/a.nii.gz" not in caplog.text
+
+
+# ---------------------------------------------------------------------------- case 12
+def test_case12_re_adding_an_id_keeps_the_old_image_restorable(
+    make_store: MakeStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make_store({"scan": simple_case(9, (6, 5, 4))})
+    store.update_image_info("scan", {"site": "A"})
+    old = (store.root / "scan.nii.gz").read_bytes()
+    new = make_nifti(tmp_path / "siteB" / "scan.nii.gz", np.ones((8, 8, 8), np.int16))
+    with caplog.at_level(logging.WARNING):
+        assert store.add_image("scan", str(new), {"site": "B"}) == "scan"
+    assert "final" in caplog.text and "no longer fits" in caplog.text
+    assert store.get_image_info("scan")["site"] == "B"
+    store.restore_image("scan")
+    assert (store.root / "scan.nii.gz").read_bytes() == old
+    assert store.get_image_info("scan")["site"] == "A"
+    assert store.get_labels_by_image_id("scan") == {"final": "scan"}
+
+
+def test_case12_cli_add_refuses_an_existing_id_unless_replace(tmp_path: Path, cli: Run) -> None:
+    root = tmp_path / "store"
+    assert cli("init", root)[0] == 0
+    first = make_nifti(tmp_path / "siteA" / "scan.nii", np.zeros((6, 5, 4), np.int16))
+    second = make_nifti(tmp_path / "siteB" / "scan.nii", np.zeros((8, 8, 8), np.int16))
+    label = make_nifti(tmp_path / "lab.nii.gz", np.ones((6, 5, 4), np.uint8))
+    assert cli("--store", root, "add", first)[0] == 0
+    assert cli("--store", root, "label", "scan", label)[0] == 0
+    before = (root / "scan.nii").read_bytes()
+    code, _, err = cli("--store", root, "add", second)
+    assert code != 0 and "'scan' is already in the store" in err and "--replace" in err
+    assert (root / "scan.nii").read_bytes() == before
+    code, out, err = cli("--store", root, "add", second, "--replace")
+    assert code == 0, err
+    assert "replaced image scan" in out
+    assert "kept label final/scan, but it no longer fits the new image" in out
+    store = LocalDatastore(root)
+    store.restore_image("scan")
+    assert (root / "scan.nii").read_bytes() == before
