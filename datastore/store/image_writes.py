@@ -218,6 +218,7 @@ class ImageWriter:
         derived_id, ext = split_source_name(source, patterns)
         image_id = validate_id(image_id or derived_id)
         dest = self._session.layout.image_path(image_id, ext, for_write=True)
+        self._check_owner(image_id, ext, dest)
         info = copy.deepcopy(dict(image_info or {}))
         staging = self._session.staging
         if link:
@@ -242,6 +243,31 @@ class ImageWriter:
         entry = {"ext": ext, "info": info}
         self._session.patch(txn, "set_image", image_id=image_id, entry=entry, keep_labels=True)
         return image_id
+
+    def _check_owner(self, image_id: str, ext: str, dest: Path) -> None:
+        """Refuse a destination that is another id's file or series folder.
+
+        Raises:
+            InvalidIdError: ``dest`` belongs to another image (e.g. a series folder named
+                ``scan.nii.gz`` for id ``scan`` with ``.nii.gz``), or is a folder not this id's.
+        """
+        if not os.path.lexists(dest):
+            return
+        objects = self._session.doc["objects"]
+        own = objects.get(image_id)
+        if own is not None and own["image"]["ext"] == ext:
+            return
+        name = image_id + ext
+        for other, obj in objects.items():
+            if other != image_id and other + obj["image"]["ext"] == name:
+                raise InvalidIdError(
+                    f"image id {image_id!r} with {ext or 'a series folder'} would be stored at "
+                    f"{name}, which is the image of id {other!r}; choose another id"
+                )
+        if dest.is_dir() and not dest.is_symlink():
+            raise InvalidIdError(
+                f"image id {image_id!r} would be stored at {name}, which is a folder in the store"
+            )
 
     def _keep_replaced(
         self, txn: Transaction, image_id: str, old: dict[str, Any], *, new_ext: str

@@ -345,3 +345,22 @@ def test_case12_cli_add_refuses_an_existing_id_unless_replace(tmp_path: Path, cl
     store = LocalDatastore(root)
     store.restore_image("scan")
     assert (root / "scan.nii").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------- case 9
+def test_case9_an_id_whose_file_is_another_ids_series_folder_is_refused(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    from medstore.datastore.errors import InvalidIdError
+
+    store = make_store(extensions=DICOM)
+    make_dicom_series(store.root / "scan.nii.gz", _volume(4))
+    store.refresh()
+    assert store.list_images() == ["scan.nii.gz"]
+    files = sorted(os.listdir(store.root / "scan.nii.gz"))
+    src = make_nifti(tmp_path / "f.nii.gz", np.ones((3, 3, 3), np.int16))
+    with pytest.raises(InvalidIdError, match=r"'scan'.*'scan\.nii\.gz'"):
+        store.add_image("scan", str(src))
+    assert sorted(os.listdir(store.root / "scan.nii.gz")) == files
+    assert store.list_images() == ["scan.nii.gz"]
+    assert _pending(store.root) == []
