@@ -21,7 +21,7 @@ from medstore.datastore import LocalDatastore
 from medstore.datastore.errors import InvalidIdError, ManifestCorruptError
 from medstore.datastore.store.fs_probe import NameRules, probe_names, timestamp_granularity_ns
 from medstore.datastore.upkeep import doctor
-from support.filesystems import mounted
+from support.filesystems import REQUIRE_MOUNTS_ENV, mounted
 from support.nifti import make_nifti
 
 _AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -78,6 +78,22 @@ _MONAI_REWRITER = """
         if lock: lock.release()
         time.sleep(0.05 if pause < 1 else 3.0)
 """
+
+
+def test_unmountable_filesystem_skips_or_fails_when_mounts_are_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no mkfs.* nor mount tools
+    monkeypatch.delenv(REQUIRE_MOUNTS_ENV, raising=False)
+    (tmp_path / "a").mkdir()
+    skipped = pytest.raises(pytest.skip.Exception, match=r"mkfs\.ext4 is not installed|needs root")
+    with skipped, mounted("ext4_1s", tmp_path / "a"):
+        pass
+    monkeypatch.setenv(REQUIRE_MOUNTS_ENV, "1")
+    (tmp_path / "b").mkdir()
+    failed = pytest.raises(pytest.fail.Exception, match=f"{REQUIRE_MOUNTS_ENV}=1 turns this skip")
+    with failed, mounted("ext4_1s", tmp_path / "b"):
+        pass
 
 
 # ---------------------------------------------------------------- case 2: 1-second timestamps
