@@ -65,6 +65,13 @@ def _source_kind(source: Path) -> str:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"image file {source} does not exist") from err
     if stat.S_ISDIR(mode):
+        for current, _, files in os.walk(source):
+            for name in files:
+                if not os.path.isfile(os.path.join(current, name)):
+                    raise ImageReadError(
+                        f"{source} holds {name!r}, which is not a regular file (a FIFO, device or "
+                        "socket); a series folder is copied whole, so it cannot be added"
+                    )
         return "dir"
     if not stat.S_ISREG(mode):
         raise ImageReadError(

@@ -364,3 +364,17 @@ def test_case9_an_id_whose_file_is_another_ids_series_folder_is_refused(
     assert sorted(os.listdir(store.root / "scan.nii.gz")) == files
     assert store.list_images() == ["scan.nii.gz"]
     assert _pending(store.root) == []
+
+
+@pytest.mark.timeout(60)
+def test_case8_a_series_folder_holding_a_fifo_or_device_is_refused(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = make_store(extensions=DICOM)
+    for name, make in (("pipe", os.mkfifo), ("zero", _zero_device)):
+        folder = make_dicom_series(tmp_path / name, _volume(3))
+        make(folder / "IM9999")
+        with pytest.raises(ImageReadError, match=r"IM9999.*not a regular file"):
+            store.add_image(name, str(folder))
+    assert store.list_images() == []
+    assert _pending(store.root) == []
