@@ -98,6 +98,9 @@ class Transaction:
     def discard(self) -> None:
         """Delete staged files of a transaction that will not be committed."""
         for path in self.staged:
+            if path.is_dir() and not path.is_symlink():  # a staged DICOM series folder
+                shutil.rmtree(path, ignore_errors=True)
+                continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         self.staged.clear()
