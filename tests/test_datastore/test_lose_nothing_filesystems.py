@@ -59,22 +59,25 @@ def _child(script: str, *args: str) -> subprocess.Popen[str]:
 
 
 # MONAI Label's way of saving the manifest: truncate in place, then write (here with a pause
-# between the two so that readers meet the empty file), optionally holding the store lock.
+# after the first ``cut`` of the bytes, so that readers meet the empty or truncated file),
+# optionally holding the store lock.
 _MONAI_REWRITER = """
     import sys, time, filelock
     manifest, lock_path, hold_lock = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     rounds, pause = int(sys.argv[4]), float(sys.argv[5])
     raw = open(manifest, "rb").read()
+    cut = int(len(raw) * float(sys.argv[6])) if len(sys.argv) > 6 else 0
     print("ready", flush=True)
     for _ in range(rounds):
         lock = filelock.FileLock(lock_path) if hold_lock else None
         if lock: lock.acquire()
         with open(manifest, "wb") as f:
+            f.write(raw[:cut])
             f.flush()
             if pause >= 1:
                 print("truncated", flush=True)
             time.sleep(pause)
-            f.write(raw)
+            f.write(raw[cut:])
         if lock: lock.release()
         time.sleep(0.05 if pause < 1 else 3.0)
 """
@@ -177,8 +180,9 @@ def test_case4_no_flock_refuses_to_write_instead_of_soft_locking(tmp_path: Path)
 
 
 # ---------------------------------------------------------------- case 6: truncated by MONAI Label
-def test_case6_reader_waits_out_monai_labels_in_place_rewrite(tmp_path: Path) -> None:
-    """Before: ``ManifestCorruptError: ... is empty`` when opening during the rewrite."""
+@pytest.mark.parametrize("cut", ["0", "0.5"])
+def test_case6_reader_waits_out_monai_labels_in_place_rewrite(tmp_path: Path, cut: str) -> None:
+    """Before: ``ManifestCorruptError: ... is empty`` (or not valid JSON) during the rewrite."""
     root = tmp_path / "store"
     store = LocalDatastore(root)
     store.add_image("a", _image(tmp_path / "src" / "a.nii.gz", 1))
@@ -191,6 +195,7 @@ def test_case6_reader_waits_out_monai_labels_in_place_rewrite(tmp_path: Path) ->
         "0",
         str(rounds),
         "0.15",
+        cut,
     )
     assert child.stdout is not None and child.stdout.readline().strip() == "ready"
     opened = 0
