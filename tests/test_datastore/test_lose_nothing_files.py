@@ -378,3 +378,17 @@ def test_case8_a_series_folder_holding_a_fifo_or_device_is_refused(
             store.add_image(name, str(folder))
     assert store.list_images() == []
     assert _pending(store.root) == []
+
+
+def test_case16_a_refused_series_in_a_batch_after_a_good_one_says_why(
+    tmp_path: Path, cli: Run
+) -> None:
+    root = tmp_path / "store"
+    assert cli("init", root)[0] == 0
+    make_dicom_series(tmp_path / "in" / "a_good", _volume(4))
+    make_dicom_series(tmp_path / "in" / "b_gap", _volume(5), skip=(2,))
+    code, _, err = cli("--store", root, "--ext", "*.dcm", "add", tmp_path / "in")
+    assert code != 0
+    assert "missing slice(s): gap of" in err and "IsADirectoryError" not in err
+    assert _pending(root) == []
+    assert LocalDatastore(root, extensions=DICOM).list_images() == []
