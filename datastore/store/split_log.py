@@ -12,8 +12,9 @@ earlier time can be replayed:
 
 Times are ISO-8601 UTC (:func:`~medstore.datastore.timestamps.iso_utc`). A line that is not JSON
 (a crash mid-append leaves a torn last line) or has a newer ``format_version`` is skipped with a
-warning; the next append starts on a fresh line. Appends happen under the store lock, in one
-write, fsynced before returning.
+warning; the next append starts on a fresh line. Appends happen under the store lock; each save
+is one durable unit (all its lines fsynced, or the log truncated back as it was). Replay follows
+the log's order, never the recorded times (clocks differ between machines).
 
 The module also holds :func:`seeded_order_key`, the one seeded hash every seeded split of medstore
 orders its groups by (the datasets' local ``split()`` and the nnU-Net fold export), so that the
@@ -153,10 +154,14 @@ class SplitLog:
             yield event
 
     def assignments(self, as_of: str | dt.datetime | None = None) -> dict[str, SplitAssignment]:
-        """Replay the log: every image's live assignment as it stood at ``as_of``.
+        """Replay the log, in log order: every image's live assignment as it stood at ``as_of``.
+
+        Lines are replayed in the order they were appended, never sorted by their times: a
+        writer whose clock is behind cannot reorder saves. ``as_of`` keeps the log up to the
+        first line recorded after it (a state the store really was in).
 
         Args:
-            as_of: ISO-8601 UTC text or a datetime; events after it are ignored (``None``: all).
+            as_of: ISO-8601 UTC text or a datetime (``None``: the whole log).
 
         Returns:
             ``{image_id: SplitAssignment}``.
@@ -168,13 +173,13 @@ class SplitLog:
         if limit is not None and limit.tzinfo is None:
             limit = limit.replace(tzinfo=dt.UTC)
         live: dict[str, SplitAssignment] = {}
-        for event in sorted(self.events(), key=lambda e: str(e.get("at", ""))):
+        for event in self.events():  # log order: the order the saves were acknowledged in
             try:
                 at = parse_utc(str(event["at"]))
             except (KeyError, ValueError):
                 continue
             if limit is not None and at > limit:
-                continue
+                break  # recorded after ``as_of``: so is everything after it in the log
             image_id, record_id = str(event.get("image_id")), str(event.get("record_id"))
             if event.get("event") == "assign":
                 live[image_id] = SplitAssignment(str(event.get("split")), record_id)
@@ -231,17 +236,34 @@ class SplitLog:
         return written
 
     def _append(self, events: list[dict[str, Any]]) -> None:
-        """Append JSON lines in one write, then fsync (and fsync the folder for a new file)."""
+        """Append JSON lines as one durable unit: all of them, fsynced, or none.
+
+        A failed write (ENOSPC halfway, an fsync error) truncates the log back to its size
+        before the save, so no partial save is ever replayed.
+        """
         path = self._path
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
         data = b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in events)
-        with open(path, "ab") as handle:
-            if handle.tell() and not _ends_with_newline(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size and not _ends_with_newline(path):
                 data = b"\n" + data  # a torn previous line must not swallow ours
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except BaseException:
+                try:
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                except OSError:
+                    _LOG.exception("%s: a failed save could not be truncated away", path)
+                raise
+        finally:
+            os.close(fd)
         if not existed:
             fsync_dir(path.parent)
 

@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import os
+import subprocess
 import time
+from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ import numpy as np
 import pytest
 from medstore.datasets import VolumeDataset
 from medstore.datastore.errors import InvalidIdError, InvalidValueError, ManifestCorruptError
+from medstore.datastore.store import split_log
 from medstore.datastore.store.local import LocalDatastore
+from medstore.datastore.store.split_log import SplitLog
 from medstore.datastore.upkeep import collect_garbage
 from medstore.datastore.watch.watcher import WatchOptions
 from support.nifti import make_nifti
@@ -261,3 +265,79 @@ def test_case25_inotify_limit_falls_back_to_polling(
     while not store.has_image("arrived") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert store.has_image("arrived")
+
+
+# ----------------------------------------------------------------------------- case 19: split log
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted for the test (skipped where mounting is not permitted)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    run = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode != 0:
+        reason = f"cannot mount a tmpfs here: {run.stderr.strip() or run.returncode}"
+        if os.environ.get("MEDSTORE_REQUIRE_MOUNTS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(folder: Path, *, leave: int) -> None:
+    """Fill the filesystem of ``folder``, then free ``leave`` bytes."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as err:
+        assert err.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(filler.stat().st_size - leave, 0))
+
+
+def _splits(log: SplitLog, as_of: str | None = None) -> dict[str, str]:
+    return {image: a.split for image, a in log.assignments(as_of).items()}
+
+
+def test_case19_enospc_mid_save_leaves_the_log_as_before(small_fs: Path) -> None:
+    store = LocalDatastore(small_fs / "store", lock_timeout=5.0)
+    log = SplitLog(store)
+    images = [f"img{i:04d}" for i in range(718)]
+    assert log.save(dict.fromkeys(images, "train"), source="local") == 718
+    before = log.path.read_bytes()
+    _fill(small_fs, leave=16 * 1024)
+    with pytest.raises(OSError) as caught:
+        log.save(dict.fromkeys(images, "val"), source="local", force=True)
+    assert caught.value.errno == errno.ENOSPC
+    assert log.path.read_bytes() == before
+    assert _splits(SplitLog(store)) == dict.fromkeys(images, "train")
+    (small_fs / "filler").unlink()
+    assert log.save(dict.fromkeys(images, "val"), source="local", force=True) == 718
+    assert _splits(SplitLog(store)) == dict.fromkeys(images, "val")
+
+
+def test_case19_a_writer_whose_clock_is_behind_cannot_reorder_the_log(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    images = [f"img{i}" for i in range(6)]
+    monkeypatch.setattr(split_log, "iso_utc", lambda *_: "2026-01-01T10:00:00.000000Z")
+    SplitLog(store).save(dict.fromkeys(images, "train"), source="local")
+    # A second writer, its clock an hour behind, re-assigns them later (acknowledged).
+    monkeypatch.setattr(split_log, "iso_utc", lambda *_: "2026-01-01T09:00:00.000000Z")
+    assert SplitLog(store).save(dict.fromkeys(images, "val"), source="local", force=True) == 6
+    log = SplitLog(store)
+    assert _splits(log) == dict.fromkeys(images, "val")
+    assert _splits(log, "2026-01-01T10:30:00Z") == dict.fromkeys(images, "val")
+    assert _splits(log, "2026-01-01T10:00:00Z") == dict.fromkeys(images, "val")
+    # Before the first entry's time: nothing, although later entries carry an earlier time.
+    assert _splits(log, "2026-01-01T09:30:00Z") == {}
