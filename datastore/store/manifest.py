@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,8 @@ from ..durable import atomic_write_bytes
 from ..errors import InvalidIdError, ManifestCorruptError
 from ..ids import validate_id, validate_tag
 from . import json_values
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = [
     "ManifestFile",
@@ -290,6 +293,7 @@ class ManifestFile:
                 err.manifest_landed = True  # type: ignore[attr-defined]
                 self._remember(self._stat(), raw, time.time_ns())
             raise
+        _announce_change(self.path)
         self._remember(self._stat(), raw, time.time_ns())
 
     def _holds(self, raw: bytes) -> bool:
@@ -307,6 +311,7 @@ class ManifestFile:
                 atomic_write_bytes(self.path, previous, mode=self._file_mode, point="manifest")
         except OSError:
             return self._holds(previous) if previous is not None else not self.path.exists()
+        _announce_change(self.path)
         self._remember(self._stat(), previous, time.time_ns())
         return True
 
@@ -314,3 +319,26 @@ class ManifestFile:
         self._signature = sig
         self._bytes = raw
         self._seen_at_ns = seen_at
+
+
+def _announce_change(path: Path) -> None:
+    """Make the replaced manifest also raise a "modified" event for file watchers.
+
+    A replace by rename is seen by inotify-based watchers as a move. A MONAI Label server opened
+    with ``auto_reload=True`` reloads its manifest only on a "modified" event of that file, so
+    without one it keeps its stale copy and writes it back over ours at its next save. Truncating
+    the file to its own size changes no byte (only its mtime) and is reported as a modification
+    (an attribute change alone is not: watchdog reports it as "attrib").
+    """
+    flags = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:  # best effort: the manifest itself is already durable
+        _LOG.debug("could not announce the new %s: %s", path.name, err)
+        return
+    try:
+        os.ftruncate(fd, os.fstat(fd).st_size)
+    except OSError as err:
+        _LOG.debug("could not announce the new %s: %s", path.name, err)
+    finally:
+        os.close(fd)
