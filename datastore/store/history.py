@@ -16,9 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..timestamps import iso_utc
+from .json_values import dump_json, load_json
 from .layout import StoreLayout
 
 __all__ = ["FORMAT_VERSION", "LabelHistory"]
@@ -58,7 +57,7 @@ class LabelHistory:
         folder = self.layout.history_dir(tag, image_id)
         out = []
         for version in self._versions(tag, image_id):
-            record = orjson.loads((folder / f"v{version:04d}.json").read_bytes())
+            record = load_json((folder / f"v{version:04d}.json").read_bytes())
             out.append(record)
         return out
 
@@ -85,7 +84,7 @@ class LabelHistory:
             FileNotFoundError: No such version.
         """
         folder = self.layout.history_dir(tag, image_id)
-        record = orjson.loads((folder / f"v{version:04d}.json").read_bytes())
+        record = load_json((folder / f"v{version:04d}.json").read_bytes())
         return folder / f"v{version:04d}{record.get('ext', '')}", record
 
     @staticmethod
@@ -111,7 +110,7 @@ class LabelHistory:
             "info": info,
             "reason": reason,
         }
-        return orjson.dumps(record, option=orjson.OPT_INDENT_2)
+        return dump_json(record, indent=True)
 
 
 def _ts_iso(ts: Any) -> str | None:

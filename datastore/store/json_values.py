@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -38,7 +39,7 @@ import orjson
 
 from ..errors import InvalidValueError, ManifestCorruptError
 
-__all__ = ["MAX_DEPTH", "check_values", "deep_copy", "dump_json", "loads_exact"]
+__all__ = ["MAX_DEPTH", "check_values", "deep_copy", "dump_json", "load_json", "loads_exact"]
 
 # Deepest nesting an info value may have: far beyond any real metadata, well within what both
 # orjson (254 levels for a whole document) and Python's json can write back.
@@ -46,6 +47,8 @@ MAX_DEPTH = 100
 # Set once this process has read JSON holding NaN or infinity: from then on copies and writes
 # take the exact path (orjson would turn those values into null).
 _EXACT = threading.Event()
+# A run of 19+ digits may be an integer beyond 64 bits, which orjson reads as a float.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
 
 
 def _shown(path: str) -> str:
@@ -109,6 +112,26 @@ def loads_exact(raw: bytes, *, source: str) -> Any:
     if b"NaN" in raw or b"Infinity" in raw:
         _EXACT.set()
     return value
+
+
+def load_json(raw: bytes) -> Any:
+    """Parse one of medstore's own small JSON files (history and redo records) exactly.
+
+    Args:
+        raw: The bytes.
+
+    Returns:
+        The parsed value: ``orjson``'s, or Python's ``json``'s for NaN, infinity and integers
+        beyond 64 bits.
+
+    Raises:
+        ValueError: Not JSON (a torn write).
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+    return json.loads(raw) if _LONG_DIGITS.search(raw) else value
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..durable import atomic_copy, atomic_write_bytes, crashpoint, fsync_dir
 from ..errors import ManifestCorruptError
+from .json_values import dump_json, load_json
 
 __all__ = ["PendingRecords", "Transaction", "apply_patches"]
 
@@ -280,7 +279,9 @@ class PendingRecords:
 
         If a step or the manifest write fails, the steps already done are rolled back and the
         record deleted; if even the roll-back fails the record stays, and the next writer rolls
-        the transaction forward. Either way no acknowledged state is lost.
+        the transaction forward. An interrupt (``KeyboardInterrupt``, ``SystemExit``) once the
+        record is written leaves the record and its staged files for the next writer to
+        complete. Either way no acknowledged state is lost.
 
         Args:
             txn: The transaction (its files already staged).
@@ -297,16 +298,17 @@ class PendingRecords:
             record = self.folder / f"{RECORD_PREFIX}{uuid.uuid4().hex}.json"
             payload = {"format_version": FORMAT_VERSION, "steps": txn.steps, "patches": txn.patches}
             try:
-                atomic_write_bytes(record, orjson.dumps(payload), point="pending")
+                atomic_write_bytes(record, dump_json(payload), point="pending")
             except BaseException:
                 # Nothing ran yet: a record that did land (the folder fsync failed) must not be
                 # rolled forward by the next writer after the caller was told the save failed.
                 record.unlink(missing_ok=True)
                 raise
-            crashpoint("txn.after_record")
         done: list[dict[str, Any]] = []
         touched: set[Path] = set()
         try:
+            if record is not None:
+                crashpoint("txn.after_record")
             for step in txn.steps:
                 run_step(self.root, step, touched)
                 done.append(step)
@@ -325,10 +327,18 @@ class PendingRecords:
                 # The record stays and the next writer rolls it forward: it needs the staged files.
                 txn.staged.clear()
             raise
-        crashpoint("txn.after_manifest")
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM turned into SystemExit): undo nothing now, since a
+            # second interrupt could cut a roll-back short. The record stays with every staged
+            # file it needs, and the next writer completes the save.
+            txn.staged.clear()
+            raise
         txn.staged.clear()
-        if record is not None:
-            record.unlink()
+        try:
+            crashpoint("txn.after_manifest")
+        finally:  # the save is complete: an interrupt from here on must not undo it
+            if record is not None:
+                record.unlink()
 
     def recover(self, doc: dict[str, Any], write_manifest: Callable[[dict[str, Any]], None]) -> int:
         """Complete every leftover record (call with the lock held).
@@ -351,8 +361,8 @@ class PendingRecords:
             return 0
         for record in records:
             try:
-                payload = orjson.loads(record.read_bytes())
-            except orjson.JSONDecodeError:
+                payload = load_json(record.read_bytes())
+            except ValueError:
                 # The record itself never became durable: its transaction never started.
                 logger.warning("discarding incomplete pending record %s", record.name)
                 record.unlink()

@@ -398,11 +398,16 @@ def run_torture(
     kind: str = "good",
     max_interval: float = 0.05,
     seed: int = 0,
+    min_kills: int = 0,
+    max_duration: float | None = None,
 ) -> TortureResult:
     """SIGKILL a random writer every 0..``max_interval`` s and restart it, for ``duration`` s.
 
-    Writers are forked from this (already warm) process, so kills land in their saves.
+    Writers are forked from this (already warm) process, so kills land in their saves. On a
+    loaded machine the run goes on past ``duration`` until ``min_kills`` kills have landed, up to
+    ``max_duration`` seconds (default: four times ``duration``).
     """
+    limit = max_duration if max_duration is not None else 4 * duration
     from medstore.datastore import LocalDatastore
 
     global _FIRST_MANIFEST  # the forked writers inherit it
@@ -462,7 +467,9 @@ def run_torture(
     for w in range(writers):
         start(w)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < duration:
+    while (elapsed := time.monotonic() - t0) < duration or (
+        result.kills < min_kills and elapsed < limit
+    ):
         time.sleep(rng.uniform(0, max_interval))
         for w in range(writers):
             drain(w)
@@ -667,6 +674,41 @@ def _probe_files(root: Path, cases_file: Path) -> None:
     print(json.dumps(results))
 
 
+# How the crash-point child is stopped at its planned point, each by a real signal to itself:
+# SIGKILL (durable's own plan), SIGINT (Ctrl-C: Python raises KeyboardInterrupt there), SIGTERM
+# with its default action (the process dies) and SIGTERM handled by raising SystemExit (as
+# servers shutting down gracefully do).
+INTERRUPTS = ("sigkill", "sigint", "sigterm", "sigterm-exit")
+
+
+class _SignalPlan:
+    """A crash plan that sends ``signum`` to this process at the planned visit."""
+
+    def __init__(self, point: str, occurrence: int, signum: int) -> None:
+        self.point, self.occurrence, self.signum, self.hits = point, occurrence, signum, 0
+
+    def reached(self, name: str) -> None:
+        if name != self.point:
+            return
+        self.hits += 1
+        if self.hits == self.occurrence:
+            sys.stdout.flush()
+            os.kill(os.getpid(), self.signum)
+
+
+def arm_interrupt(how: str) -> None:
+    """Make the armed crash point (``MEDSTORE_CRASHPOINT``) deliver ``how`` instead of SIGKILL."""
+    from medstore.datastore import durable
+
+    plan = durable._plan
+    if how == "sigkill" or plan is None:
+        return
+    if how == "sigterm-exit":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signum = signal.SIGINT if how == "sigint" else signal.SIGTERM
+    durable._plan = _SignalPlan(plan.point, plan.occurrence, signum)  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Script entry point (see the module docstring)."""
     parser = argparse.ArgumentParser()
@@ -675,12 +717,14 @@ def main(argv: list[str] | None = None) -> int:
     tort.add_argument("root", type=Path)
     tort.add_argument("--out", type=Path, required=True)
     tort.add_argument("--duration", type=float, default=20.0)
+    tort.add_argument("--min-kills", type=int, default=0, help="go on past --duration until then")
     tort.add_argument("--writers", type=int, default=4)
     tort.add_argument("--kind", choices=sorted(WRITERS), default="good")
     tort.add_argument("--seed", type=int, default=0)
     ops = sub.add_parser("ops")
     ops.add_argument("root", type=Path)
     ops.add_argument("ops_file", type=Path)
+    ops.add_argument("--interrupt", choices=sorted(INTERRUPTS), default="sigkill")
     fresh = sub.add_parser("fresh-write")
     fresh.add_argument("root", type=Path)
     probe = sub.add_parser("open")
@@ -697,7 +741,12 @@ def main(argv: list[str] | None = None) -> int:
         import support.nifti  # noqa: F401
 
         result = run_torture(
-            args.root, duration=args.duration, writers=args.writers, kind=args.kind, seed=args.seed
+            args.root,
+            duration=args.duration,
+            writers=args.writers,
+            kind=args.kind,
+            seed=args.seed,
+            min_kills=args.min_kills,
         )
         args.out.write_text(json.dumps(result.to_json()))
     elif args.cmd == "ops":
@@ -705,6 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         def ack(i: int) -> None:
             os.write(1, f"ack {i}\n".encode())
 
+        arm_interrupt(args.interrupt)
         run_ops(args.root, json.loads(args.ops_file.read_text()), ack)
     elif args.cmd == "files":
         _probe_files(args.root, args.cases_file)

@@ -341,3 +341,17 @@ def test_case19_a_writer_whose_clock_is_behind_cannot_reorder_the_log(
     assert _splits(log, "2026-01-01T10:00:00Z") == dict.fromkeys(images, "val")
     # Before the first entry's time: nothing, although later entries carry an earlier time.
     assert _splits(log, "2026-01-01T09:30:00Z") == {}
+
+
+def test_case24_monailabel_values_survive_history_and_redo_records(store: LocalDatastore) -> None:
+    path = store.root / "datastore_v2.json"
+    doc = json.loads(path.read_bytes())
+    doc["objects"]["case"]["labels"]["final"]["info"].update({"big": 2**70, "nan": math.nan})
+    path.write_text(json.dumps(doc, indent=2))
+    reopened = LocalDatastore(store.root, lock_timeout=5.0)
+    reopened.promote_label("case", "final", "bob")  # the redo record carries the info
+    promoted = reopened.get_label_info("case", "bob")
+    assert promoted["big"] == 2**70 and math.isnan(promoted["nan"])
+    reopened.save_label("case", np.zeros((4, 5, 6), np.uint8), "final")  # old one to history
+    kept = reopened.label_history("case", "final")[0]["info"]
+    assert kept["big"] == 2**70 and isinstance(kept["big"], int) and math.isnan(kept["nan"])

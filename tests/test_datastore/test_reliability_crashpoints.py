@@ -108,6 +108,36 @@ def _kept_contents(root: Path) -> set[str]:
     return {h.sha256_file(p) for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+def _check_stopped_store(root: Path, states: list[Any], acked: int, where: str) -> None:
+    """A store whose writer was stopped after ``acked`` acknowledged ops ends old or new."""
+    # Before anyone recovers: the manifest on disk still parses.
+    parse_manifest((root / h.MANIFEST).read_bytes(), source="after crash")
+    on_disk_before = _label_contents(root)
+    # The next opener takes the lock at once and completes or drops the interrupted save.
+    store = LocalDatastore(root, lock_timeout=2.0)
+    state = h.logical_state(root, info_keys=INFO_KEYS)
+    allowed = states[acked : acked + 2]
+    assert state in allowed, f"{where} after {acked} acks: a mixed state"
+    for obj in state.values():
+        for tag_state in obj["labels"].values():
+            assert tag_state["file"] is not None
+            # refresh-adopted labels carry no checksum yet; saved ones must match their file
+            assert tag_state["listed"] in (None, tag_state["file"])
+    # Nothing that was on disk as a label file is destroyed by recovery.
+    assert set(on_disk_before) <= _kept_contents(root), f"{where} lost a file"
+    # Every label file is adopted or reported as an orphan; refresh deletes nothing.
+    files = {p.relative_to(root).as_posix() for p in (root / "labels").rglob("*.nii.gz")}
+    found = store.refresh()
+    listed = {
+        f"labels/{tag}/{image}{label['ext']}"
+        for image, obj in store.json()["objects"].items()
+        for tag, label in obj["labels"].items()
+    }
+    assert files <= listed | set(found.orphans)
+    assert files <= {p.relative_to(root).as_posix() for p in (root / "labels").rglob("*.nii.gz")}
+    assert not h.has_redo_records(root)
+
+
 @pytest.mark.slow  # each point 5-10 s (a killed child process, then a reference run)
 @pytest.mark.parametrize("point", POINTS)
 def test_crash_at_point_ends_old_or_new(
@@ -128,35 +158,7 @@ def test_crash_at_point_ends_old_or_new(
             timeout=120,
         )
         assert run.returncode == -signal.SIGKILL, (point, occurrence, run.stderr[-2000:])
-        acked = run.stdout.count("ack ")
-        # Before anyone recovers: the manifest on disk still parses.
-        parse_manifest((root / h.MANIFEST).read_bytes(), source="after crash")
-        on_disk_before = _label_contents(root)
-        # The next opener takes the lock at once and completes or drops the interrupted save.
-        store = LocalDatastore(root, lock_timeout=2.0)
-        state = h.logical_state(root, info_keys=INFO_KEYS)
-        allowed = states[acked : acked + 2]
-        assert state in allowed, f"{point}:{occurrence} after {acked} acks: a mixed state"
-        for obj in state.values():
-            for tag_state in obj["labels"].values():
-                assert tag_state["file"] is not None
-                # refresh-adopted labels carry no checksum yet; saved ones must match their file
-                assert tag_state["listed"] in (None, tag_state["file"])
-        # Nothing that was on disk as a label file is destroyed by recovery.
-        assert set(on_disk_before) <= _kept_contents(root), f"{point}:{occurrence} lost a file"
-        # Every label file is adopted or reported as an orphan; refresh deletes nothing.
-        files = {p.relative_to(root).as_posix() for p in (root / "labels").rglob("*.nii.gz")}
-        found = store.refresh()
-        listed = {
-            f"labels/{tag}/{image}{label['ext']}"
-            for image, obj in store.json()["objects"].items()
-            for tag, label in obj["labels"].items()
-        }
-        assert files <= listed | set(found.orphans)
-        assert files <= {
-            p.relative_to(root).as_posix() for p in (root / "labels").rglob("*.nii.gz")
-        }
-        assert not h.has_redo_records(root)
+        _check_stopped_store(root, states, run.stdout.count("ack "), f"{point}:{occurrence}")
         tried += 1
     print(f"\nCRASHPOINT {point}: reached {hits}x, {tried} crash states tried")
     assert tried >= 2
@@ -180,3 +182,42 @@ def test_label_file_dropped_in_is_adopted_by_refresh(tmp_path: Path) -> None:
     store.refresh()
     assert store.get_labeled_images() == ["img001"]
     assert Path(store.get_label_uri("img001", "final")).read_bytes() == h.seeded_nifti_bytes(6)
+
+
+# The child's exit status per interruption: Python re-raises an uncaught KeyboardInterrupt as
+# SIGINT; SIGTERM's default action kills; the handled SIGTERM exits through SystemExit(143).
+INTERRUPT_STATUS = {"sigint": -signal.SIGINT, "sigterm": -signal.SIGTERM, "sigterm-exit": 143}
+
+
+@pytest.fixture(scope="module")
+def references() -> dict[str, tuple[list[Any], int]]:
+    """Reference runs, one per point, shared by its interruptions."""
+    return {}
+
+
+@pytest.mark.slow  # each point and interruption 3-8 s (child processes, a reference run per point)
+@pytest.mark.parametrize("how", sorted(INTERRUPT_STATUS))
+@pytest.mark.parametrize("point", POINTS)
+def test_interrupt_at_point_ends_old_or_new(
+    point: str,
+    how: str,
+    scenario: dict[str, Any],
+    references: dict[str, tuple[list[Any], int]],
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C (KeyboardInterrupt) or SIGTERM at a crash point: old state or new, never a
+    manifest naming a label file that never landed."""
+    if point not in references:
+        references[point] = _reference(scenario, point, tmp_path)
+    states, hits = references[point]
+    for occurrence in _occurrences(hits):
+        root = tmp_path / f"{how}-{occurrence}"
+        shutil.copytree(scenario["template"], root, symlinks=True)
+        env = {**os.environ, "MEDSTORE_CRASHPOINT": f"{point}:{occurrence}"}
+        command = [sys.executable, str(h.HARNESS), "ops", str(root), str(scenario["ops_file"])]
+        run = subprocess.run(
+            [*command, "--interrupt", how], env=env, capture_output=True, text=True, timeout=120
+        )
+        where = f"{how} at {point}:{occurrence}"
+        assert run.returncode == INTERRUPT_STATUS[how], (where, run.stderr[-2000:])
+        _check_stopped_store(root, states, run.stdout.count("ack "), where)
