@@ -357,6 +357,7 @@ class LocalDatastore:
         """
         if image_id:  # an empty id is derived from the file name by the writer
             self._session.check_new_names(image_id=validate_id(image_id))
+        check_values(image_info or {}, where="image info")
         return self._images.add_image(image_id, image_filename, image_info, link=link)
 
     def add_images(

@@ -144,6 +144,8 @@ def test_case24_non_finite_info_is_refused_naming_the_key(
         "update_image_info": lambda info: store.update_image_info("case", info),
         "update_label_info": lambda info: store.update_label_info("case", "final", info),
         "save_label": lambda info: store.save_label("case", label, "final", info),
+        "add_image": lambda info: store.add_image("new", store.get_image_uri("case"), info),
+        "add_images": lambda info: store.add_images([store.get_image_uri("case")], info=info),
     }
     for method, write in writes.items():
         with pytest.raises(InvalidValueError, match=r"scores\[1\]\.dice.*not a finite number"):
