@@ -32,16 +32,18 @@ def _torture(tmp_path: Path, kind: str, duration: float) -> tuple[Path, dict]:
             str(duration),
             "--kind",
             kind,
+            "--min-kills",
+            str(MIN_KILLS if kind == "good" else 0),
         ],
         check=True,
-        timeout=duration + 120,
+        timeout=4 * duration + 120,
         stderr=subprocess.PIPE if kind != "good" else None,
     )
     return root, json.loads(out.read_text())
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(DURATION + 240)
+@pytest.mark.timeout(4 * DURATION + 240)
 def test_kill9_torture_loses_no_acknowledged_save(tmp_path: Path) -> None:
     root, run = _torture(tmp_path, "good", DURATION)
     problems, figures = h.verify_torture(root, run["events"])
