@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from medstore.datastore import LocalDatastore
-from realenv import marks, realenv
+from realenv import install_checkout, marks, realenv
 
 pytestmark = marks("monailabel")
 
@@ -81,3 +81,24 @@ def test_reference_benchmark_runs_in_the_monai_label_venv(tmp_path: Path) -> Non
     assert all(seconds >= 0 for seconds in timings.values())
     doc = json.loads((tmp_path / "store" / "datastore_v2.json").read_text())
     assert len(doc["objects"]) == 4 + 1  # N images and the one add_image made
+
+
+BESIDE_ML = """
+import nibabel as nib, numpy as np, pydicom
+from medstore.datastore import LocalDatastore
+from monailabel.datastore.local import LocalDatastore as MonaiLabelDatastore
+nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.int16), np.eye(4)), "ct.nii.gz")
+store = LocalDatastore("store")
+store.add_image("a", "ct.nii.gz", {"k": 1})
+print(pydicom.__version__, store.list_images(), MonaiLabelDatastore("store").list_images())
+"""
+
+
+def test_medstore_works_in_monai_labels_server_environment(tmp_path: Path) -> None:
+    """Installed as MONAI Label's server would have it: --no-deps beside pydicom 2.4.4."""
+    env = realenv("monailabel").clone(tmp_path / "venv")
+    install_checkout(env, cwd=tmp_path, no_deps=True)
+    extra = ("orjson", "defusedxml", "tqdm")  # medstore's own needs MONAI Label does not bring
+    env.pip("install", "--quiet", *env.constraint_args, *extra, cwd=tmp_path)
+    out = env.run(BESIDE_ML, cwd=tmp_path).stdout.split("\n")[-2]
+    assert out == "2.4.4 ['a'] ['a']"
