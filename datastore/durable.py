@@ -20,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -37,6 +38,7 @@ __all__ = [
     "armed_crashpoint",
     "atomic_copy",
     "atomic_write_bytes",
+    "chmod_if_supported",
     "crashpoint",
     "create_durable",
     "current_umask",
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+_NO_CHMOD = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 _IS_WINDOWS = os.name == "nt"
 CRASHPOINT_ENV = "MEDSTORE_CRASHPOINT"
 
@@ -154,6 +157,33 @@ def new_file_mode(mode: int | None = None) -> int:
     return mode if mode is not None else 0o666 & ~current_umask()
 
 
+def chmod_if_supported(path: str | os.PathLike[str], mode: int) -> bool:
+    """Set permission bits on a file this process just created; skip where the filesystem can't.
+
+    exFAT and FAT (kernel driver) answer ``EPERM`` for a mode they cannot represent, some FUSE
+    and network filesystems ``ENOTSUP``/``ENOSYS``: there the bits are not kept, the write goes on.
+
+    Args:
+        path: A file owned by this process.
+        mode: The permission bits.
+
+    Returns:
+        Whether the bits were set.
+
+    Examples:
+        >>> import tempfile
+        >>> chmod_if_supported(tempfile.mkstemp()[1], 0o600)
+        True
+    """
+    try:
+        os.chmod(path, mode)
+    except OSError as err:
+        if err.errno not in _NO_CHMOD:
+            raise
+        return False
+    return True
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Flush a folder's entries to disk (no-op on Windows, which cannot open folders).
 
@@ -202,7 +232,7 @@ def _durable_temp(dest: Path, mode: int | None, point: str) -> Iterator[BinaryIO
             crashpoint(f"{point}.mid_write")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, bits)
+        chmod_if_supported(tmp, bits)
         if gid is not None and hasattr(os, "chown"):
             with contextlib.suppress(OSError):
                 os.chown(tmp, -1, gid)
@@ -308,7 +338,7 @@ def create_durable(
             handle.flush()
             os.fsync(handle.fileno())
         if mode is not None:
-            os.chmod(dest, mode)
+            chmod_if_supported(dest, mode)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(dest)
