@@ -1,7 +1,8 @@
 """What the filesystem under a store can do: timestamp resolution, name rules, its type.
 
-Each probe creates throw-away files in a folder the caller names (``.medstore/`` of a writable
-store) and removes them; the caller keeps the answer for the life of the open store.
+The name probe creates throw-away files in a folder the caller names (``.medstore/`` of a
+writable store) and removes them, the timestamp probe sets times on an existing path; both put
+the times of what they touched back. The caller keeps the answer for the life of the open store.
 
 - :func:`timestamp_granularity_ns`: how coarse file mtimes are (1 ns on ext4/tmpfs, 1 s on ext4
   with 128-byte inodes or exFAT through FUSE, 2 s on FAT).
@@ -24,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
@@ -42,24 +44,26 @@ _PROBE_TIMES_NS = (1_700_000_001_123_456_789, 1_700_000_003_987_654_321, 1_700_0
 _CANDIDATE_CHARS = ':*?"<>|'
 
 
-def timestamp_granularity_ns(folder: str | os.PathLike[str]) -> int:
-    """The resolution of file mtimes in ``folder``, in nanoseconds (probed with a temp file).
+def timestamp_granularity_ns(path: str | os.PathLike[str]) -> int:
+    """The resolution of file mtimes where ``path`` lives, in nanoseconds.
+
+    Probe times are set on ``path`` itself (an existing file or folder the caller may touch,
+    such as the held lock file) and its own times are put back afterwards: nothing is created.
 
     Args:
-        folder: An existing writable folder.
+        path: An existing file or folder.
 
     Returns:
         The greatest common divisor of the stored probe times (at most 2 s).
     """
-    probe = Path(folder) / f".mtime-probe-{secrets.token_hex(4)}"
-    probe.touch()
+    own = os.stat(path)
+    stored = []
     try:
-        stored = []
         for ns in _PROBE_TIMES_NS:
-            os.utime(probe, ns=(ns, ns))
-            stored.append(os.stat(probe).st_mtime_ns)
+            os.utime(path, ns=(ns, ns))
+            stored.append(os.stat(path).st_mtime_ns)
     finally:
-        probe.unlink(missing_ok=True)
+        os.utime(path, ns=(own.st_atime_ns, own.st_mtime_ns))
     step = 0
     for ns in stored:
         step = math.gcd(step, ns)
@@ -134,6 +138,15 @@ def probe_names(folder: str | os.PathLike[str]) -> NameRules:
         The folder's :class:`NameRules`.
     """
     folder = Path(folder)
+    own = os.stat(folder)
+    try:
+        return _probe_names(folder)
+    finally:  # the probe files are gone: leave the folder's times as they were
+        with contextlib.suppress(OSError):
+            os.utime(folder, ns=(own.st_atime_ns, own.st_mtime_ns))
+
+
+def _probe_names(folder: Path) -> NameRules:
     stem = f".name-probe-{secrets.token_hex(4)}-"
     folds_case = _exists_as(folder, stem + "Ab", stem + "aB")
     nfc = unicodedata.normalize("NFC", "\u00e9")

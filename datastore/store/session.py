@@ -228,10 +228,8 @@ class StoreSession:
     def _probe_racy_window(self) -> None:
         """Trust the manifest's stat signature only when older than two timestamp ticks here."""
         self._racy_window_probed = True
-        side = self._layout.side
-        with contextlib.suppress(OSError):
-            side.mkdir(parents=True, exist_ok=True)
-            tick = timestamp_granularity_ns(side)
+        with contextlib.suppress(OSError):  # on the held lock file: nothing is created
+            tick = timestamp_granularity_ns(self._layout.lock)
             self._manifest.racy_window_ns = max(self._manifest.racy_window_ns, 2 * tick)
 
     def check_new_names(self, *, image_id: str | None = None, tag: str | None = None) -> None:

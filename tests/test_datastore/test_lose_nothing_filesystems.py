@@ -321,6 +321,28 @@ def test_probes_tell_each_filesystem_apart(
         assert list(root.iterdir()) == []
 
 
+_NO_CHMOD_WRITER = """
+    import errno, os, sys
+    def no_chmod(path, mode, **kw):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+    os.chmod = no_chmod  # what the kernel exFAT/FAT drivers answer (no such driver here)
+    from medstore.datastore import LocalDatastore
+    store = LocalDatastore(sys.argv[1], file_mode=0o640)
+    store.add_image("a", sys.argv[2])
+    store.update_image_info("a", {"kept": True})
+    print(store.list_images(), store.get_image_info("a")["kept"])
+"""
+
+
+def test_case1_a_filesystem_that_cannot_chmod_still_takes_writes(tmp_path: Path) -> None:
+    """Before: ``PermissionError`` from chmod of the temp file; nothing could be saved."""
+    src = _image(tmp_path / "src" / "a.nii.gz", 1)
+    child = _child(_NO_CHMOD_WRITER, str(tmp_path / "store"), str(src))
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert out.strip() == "['a'] True"
+
+
 # ---------------------------------------------------------------- case 3: no hard links
 def _fill(folder: Path, leave: int) -> Path:
     """Fill the filesystem of ``folder`` until about ``leave`` bytes are free."""
