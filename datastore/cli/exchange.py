@@ -27,7 +27,9 @@ _FORMATS = ("decathlon", "nnunet")
 def run_import(args: argparse.Namespace, store: None) -> int:
     """Import a Decathlon task or nnU-Net raw dataset into STORE (created if missing).
 
-    Every problem of the folder is printed, one per line, and nothing is imported.
+    Every problem of the folder is printed, one per line, and nothing is imported. An nnU-Net
+    import is resumable: run again after an interruption, it completes what is missing (cases
+    already in STORE with the same content are kept as they are), splits included.
     """
     from ..interop.decathlon import import_decathlon
     from ..interop.nnunet import import_nnunet
@@ -48,16 +50,24 @@ def run_import(args: argparse.Namespace, store: None) -> int:
             print(f"medstore: error: {err}", file=sys.stderr)
             return 1
     how = "linked" if args.link else "copied"
+    done = set(getattr(result, "already_present", ()))
+    new = [c for c in result.cases if c.case_id not in done]
     print(
-        f"imported {len(result.image_ids)} image(s) ({how}), {result.labelled} with a 'final' "
-        f"label, into {target.root}"
+        f"imported {len(new)} image(s) ({how}), {sum(c.label is not None for c in new)} with a "
+        f"'final' label, into {target.root}"
     )
+    if done:
+        print(f"{len(done)} case(s) already in the store with the same content: kept as they are")
     if result.label_info:
         names = ", ".join(f"{c['idx']}={c['name']}" for c in result.label_info)
         print(f"classes: {names}")
-    if getattr(result, "splits_saved", 0):
+    if getattr(result, "assignments", None):
         folds = sorted(set(result.assignments.values()))
-        print(f"split assignments saved: {result.splits_saved} ({', '.join(folds)})")
+        kept = len(result.assignments) - result.splits_saved
+        print(
+            f"split assignments saved: {result.splits_saved} ({', '.join(folds)})"
+            + (f", {kept} already saved" if kept else "")
+        )
     return 0
 
 
@@ -113,7 +123,8 @@ def register(subparsers: Any) -> None:
     """
     p = subparsers.add_parser(
         "import",
-        help="import a Decathlon task folder or an nnU-Net v2 raw dataset (all or nothing)",
+        help="import a Decathlon task folder or an nnU-Net v2 raw dataset (all or nothing; "
+        "an nnU-Net import run again after an interruption completes it)",
     )
     p.add_argument("--format", required=True, choices=_FORMATS)
     p.add_argument("source", metavar="SRC", help="the task / dataset folder")

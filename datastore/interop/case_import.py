@@ -7,6 +7,11 @@ labels on their image's grid (canonical shape and affine) — and every problem 
 is imported, inside one ``store.batch()``: one manifest write, and an exception anywhere (disk
 full, Ctrl-C) writes nothing.
 
+With ``resume=True`` an import can be run again after it was killed: a case whose image (and
+label) is already in the store with the same content counts as done and is left alone, what is
+missing is added, and a case stored under its id with other content is still refused. Single
+files are compared by their SHA-256, merged images by their voxels and affine.
+
 Several single-channel files of one case (nnU-Net's ``_0000``, ``_0001``...) are merged into one
 4-D NIfTI (channels on the fourth axis, as NIfTI stores 4-D data); such merged images are always
 copied, even with ``link=True``. Labels are always copied (the store keeps their history).
@@ -20,6 +25,9 @@ Examples:
     >>> cases = [CaseSource("a", (tmp / "a.nii.gz",), None)]
     >>> check_cases(cases, store=store, source=tmp)
     >>> import_cases(store, cases)
+    ['a']
+    >>> check_cases(cases, store=store, source=tmp, resume=True)  # the same content: done
+    >>> complete_cases(store, cases)
     ['a']
 """
 
@@ -35,10 +43,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
 
 from ..errors import DatastoreError, UnsupportedFormatError
 from ..ids import derive_id, validate_id
 from ..imaging import check_label_geometry, probe_image
+from ..store.staging import file_checksum
 
 if TYPE_CHECKING:
     from ..store.local import LocalDatastore
@@ -47,6 +57,7 @@ __all__ = [
     "CaseSource",
     "ProblemReport",
     "check_cases",
+    "complete_cases",
     "import_cases",
     "load_nifti",
     "merge_channels",
@@ -156,21 +167,61 @@ def _check_channels(case: CaseSource, report: ProblemReport, source: Path) -> bo
     return ok
 
 
+def _same_image(store: LocalDatastore, case: CaseSource) -> bool:
+    """Whether the stored image of ``case.case_id`` holds the case's image (merged or not)."""
+    stored = Path(store.get_image_uri(case.case_id))
+    if len(case.images) == 1:
+        recorded = store.get_image_info(case.case_id).get("checksum")
+        return file_checksum(case.images[0]) == (recorded or file_checksum(stored))
+    merged, kept = _merged_image(case.images), load_nifti(stored)
+    return (
+        merged.shape == kept.shape
+        and np.allclose(merged.affine, kept.affine, atol=1e-6)
+        and np.array_equal(np.asanyarray(merged.dataobj), np.asanyarray(kept.dataobj))
+    )
+
+
+def _same_label(store: LocalDatastore, image_id: str, label: Path, tag: str) -> bool:
+    recorded = store.get_label_info(image_id, tag).get("checksum")
+    return file_checksum(label) == (recorded or file_checksum(store.get_label_uri(image_id, tag)))
+
+
+def _stored_differences(
+    store: LocalDatastore, case: CaseSource, *, tag: str = "final"
+) -> list[str]:
+    """What of ``case`` (its files exist) is in the store with other content: one line per part."""
+    if not store.has_image(case.case_id):
+        return []
+    problems = []
+    try:
+        if not _same_image(store, case):
+            problems.append("an image of that id with other content is already in the store")
+        labels = store.get_labels_by_image_id(case.case_id)
+        if case.label and tag in labels and not _same_label(store, case.case_id, case.label, tag):
+            problems.append(f"its {tag!r} label in the store has other content")
+    except (DatastoreError, OSError, ImageFileError) as err:
+        problems.append(f"its stored image or label cannot be compared: {err}")
+    return [f"case {case.case_id!r}: {problem}" for problem in problems]
+
+
 def _check_case(
-    case: CaseSource, store: LocalDatastore, report: ProblemReport, source: Path
+    case: CaseSource, store: LocalDatastore, report: ProblemReport, source: Path, resume: bool
 ) -> None:
     try:
         validate_id(case.case_id)
     except DatastoreError as err:
         report.add(f"case {case.case_id!r}: not a valid image id ({err})")
         return
-    if store.has_image(case.case_id):
+    if not resume and store.has_image(case.case_id):
         report.add(f"case {case.case_id!r}: an image of that id is already in the store")
     missing = [p for p in (*case.images, *([case.label] if case.label else [])) if not p.is_file()]
     for path in missing:
         report.add(f"case {case.case_id!r}: file {_shown(path, source)} is missing")
     if missing:
         return
+    if resume:
+        for problem in _stored_differences(store, case):
+            report.add(problem)
     if len(case.images) == 1 and derive_id(case.images[0].name, store.extensions) is None:
         report.add(
             f"case {case.case_id!r}: {case.images[0].name} matches none of the store's "
@@ -192,6 +243,7 @@ def check_cases(
     store: LocalDatastore,
     source: Path,
     report: ProblemReport | None = None,
+    resume: bool = False,
 ) -> None:
     """Check every case; raise one report listing every problem found.
 
@@ -200,6 +252,8 @@ def check_cases(
         store: The destination store (ids must be new to it, files must match its patterns).
         source: The dataset folder (for relative names in messages).
         report: A report that may already hold the format's own problems.
+        resume: Accept ids already in the store whose image and label hold the same content
+            (an earlier run of the import); other content under such an id is still a problem.
 
     Raises:
         UnsupportedFormatError: Listing every problem (of ``report`` and of the cases).
@@ -210,8 +264,32 @@ def check_cases(
         if count > 1:
             report.add(f"case id {case_id!r} occurs {count} times")
     for case in cases:
-        _check_case(case, store, report, source)
+        _check_case(case, store, report, source, resume)
     report.raise_if_any()
+
+
+def complete_cases(
+    store: LocalDatastore, cases: Sequence[CaseSource], *, tag: str = "final"
+) -> list[str]:
+    """The ids of the cases whose image and label (if any) are both in the store already.
+
+    Meant after :func:`check_cases` with ``resume=True``, which checked that their content is
+    the same: such cases are done and a resumed import leaves them alone.
+
+    Args:
+        store: The store.
+        cases: The cases.
+        tag: The tag labels are saved under.
+
+    Returns:
+        Those ids, in the cases' order.
+    """
+    return [
+        case.case_id
+        for case in cases
+        if store.has_image(case.case_id)
+        and (case.label is None or tag in store.get_labels_by_image_id(case.case_id))
+    ]
 
 
 def load_nifti(path: str | os.PathLike[str]) -> nib.Nifti1Image:
@@ -235,6 +313,11 @@ def merge_channels(files: Sequence[Path], dest: Path) -> None:
         files: Same-grid single-channel files (``_0000``, ``_0001``...).
         dest: The 4-D ``.nii``/``.nii.gz`` to write.
     """
+    nib.save(_merged_image(files), os.fspath(dest))
+
+
+def _merged_image(files: Sequence[Path]) -> nib.Nifti1Image:
+    """Single-channel files stacked into one 4-D image in memory (see :func:`merge_channels`)."""
     first = load_nifti(files[0])
     arrays = [np.asanyarray(first.dataobj)]
     arrays += [np.asanyarray(load_nifti(p).dataobj) for p in files[1:]]
@@ -244,7 +327,7 @@ def merge_channels(files: Sequence[Path], dest: Path) -> None:
     header.set_data_dtype(dtype)
     image = nib.Nifti1Image(data, first.affine, header)
     image.header.set_xyzt_units(*first.header.get_xyzt_units())
-    nib.save(image, os.fspath(dest))
+    return image
 
 
 def import_cases(
@@ -255,6 +338,7 @@ def import_cases(
     label_extra: Mapping[str, Any] | None = None,
     link: bool = False,
     tag: str = "final",
+    resume: bool = False,
 ) -> list[str]:
     """Import checked cases in one transaction (all or nothing).
 
@@ -265,21 +349,39 @@ def import_cases(
         label_extra: Further label info.
         link: Symlink single-file images instead of copying them.
         tag: The label tag.
+        resume: Leave alone an image or label already in the store with the same content (it
+            is compared again under the store lock), add what is missing.
 
     Returns:
-        The imported image ids, in order.
+        The cases' image ids, in order (with ``resume``, those that were there already too).
+
+    Raises:
+        UnsupportedFormatError: With ``resume``, a case is in the store with other content
+            (nothing was imported).
     """
     ids: list[str] = []
     with tempfile.TemporaryDirectory(prefix="medstore-import-") as tmp, store.batch():
         for case in cases:
-            source, linked = case.images[0], link and len(case.images) == 1
-            info = dict(case.info)
-            if len(case.images) > 1:
-                source = Path(tmp) / f"{case.case_id}.nii.gz"
-                merge_channels(case.images, source)
-                info["merged_from"] = [p.name for p in case.images]
-            ids.append(store.add_image(case.case_id, source, info, link=linked))
-            if case.label is not None:
+            present = resume and store.has_image(case.case_id)
+            if present:
+                problems = _stored_differences(store, case, tag=tag)
+                if problems:
+                    raise UnsupportedFormatError("; ".join(problems) + "; nothing was imported")
+                ids.append(case.case_id)
+            else:
+                ids.append(_add_image(store, case, Path(tmp), link=link))
+            labelled = present and tag in store.get_labels_by_image_id(case.case_id)
+            if case.label is not None and not labelled:
                 extra = {**(label_extra or {}), "label_info": [dict(c) for c in label_info]}
                 store.save_label(case.case_id, case.label, tag, extra)
     return ids
+
+
+def _add_image(store: LocalDatastore, case: CaseSource, tmp: Path, *, link: bool) -> str:
+    source, linked = case.images[0], link and len(case.images) == 1
+    info = dict(case.info)
+    if len(case.images) > 1:
+        source = tmp / f"{case.case_id}.nii.gz"
+        merge_channels(case.images, source)
+        info["merged_from"] = [p.name for p in case.images]
+    return store.add_image(case.case_id, source, info, link=linked)

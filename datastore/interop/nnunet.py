@@ -12,7 +12,9 @@ copy it over or pass ``splits_file``) becomes persisted split assignments in the
 log (:class:`~medstore.datastore.SplitLog`, read by ``datasets``' ``split()``): with several folds
 each case is assigned ``fold<k>``, the fold that validates on it; a single fold gives ``train``
 and ``val``. Everything is checked first; the problems found are reported together and nothing is
-imported. The split log is appended after the images are committed.
+imported. The split log is appended after the images are committed, so an import is resumable:
+run again after a kill, it leaves the cases already in the store with the same content alone, adds
+what is missing and then the split assignments (a case stored with other content is refused).
 
 Export writes ``dataset.json``, ``imagesTr/{id}_0000.nii.gz`` (one file per channel),
 ``labelsTr/{id}.nii.gz``, ``imagesTs/`` for unlabelled images and ``splits_final.json``: from the
@@ -26,7 +28,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -34,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..store.split_log import SplitLog, seeded_order_key
+from ..store.split_log import SplitLog
 from .case_export import ExportWriter, channel_names, class_names, export_cases
-from .case_import import CaseSource, ProblemReport, check_cases, import_cases
+from .case_import import CaseSource, ProblemReport, check_cases, complete_cases, import_cases
 from .decathlon import load_dataset_json
+from .nnunet_splits import make_folds, persisted_folds, read_splits
 
 if TYPE_CHECKING:
     from ..store.local import LocalDatastore
@@ -46,7 +48,6 @@ __all__ = ["NnUNetImport", "export_nnunet", "import_nnunet", "make_folds", "read
 
 _WHAT = "nnU-Net raw dataset"
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-_FOLD = re.compile(r"^fold(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class NnUNetImport:
         splits_saved: How many assignments were appended to the split log.
         regions: nnU-Net region labels (``{name: [values]}``), kept in the label info.
         cases: The planned cases.
+        already_present: Cases whose image and label were in the store already with the same
+            content (an earlier, interrupted run of the import): left alone.
     """
 
     image_ids: list[str]
@@ -70,6 +73,7 @@ class NnUNetImport:
     splits_saved: int = 0
     regions: dict[str, Any] = field(default_factory=dict)
     cases: list[CaseSource] = field(default_factory=list, repr=False)
+    already_present: list[str] = field(default_factory=list)
 
 
 def _label_info(labels: Any, report: ProblemReport) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -127,45 +131,6 @@ def _group(
         if extra:
             report.add(f"case {case!r}: channel(s) {extra} beyond the {channels} channel_names")
         out[case] = [files[c] for c in sorted(files) if c < channels]
-    return out
-
-
-def read_splits(path: Path, training: set[str], report: ProblemReport) -> dict[str, str]:
-    """``{case: split name}`` from an nnU-Net ``splits_final.json``.
-
-    Args:
-        path: The file.
-        training: The training case ids.
-        report: Where problems go.
-
-    Returns:
-        ``fold<k>`` per case when there are several folds, ``train``/``val`` for a single one.
-    """
-    try:
-        folds = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        report.add(f"{path.name} is not valid JSON: {err}")
-        return {}
-    if not isinstance(folds, list) or not all(isinstance(f, Mapping) for f in folds) or not folds:
-        report.add(f"{path.name} must be a non-empty list of {{'train', 'val'}} objects")
-        return {}
-    out: dict[str, str] = {}
-    for k, fold in enumerate(folds):
-        for part in ("train", "val"):
-            for case in fold.get(part, []):
-                if case not in training:
-                    report.add(f"{path.name} fold {k} {part}: {case!r} is not a training case")
-    if len(folds) == 1:
-        for part in ("train", "val"):
-            for case in folds[0].get(part, []):
-                if out.setdefault(str(case), part) != part:
-                    report.add(f"{path.name}: {case!r} is in both train and val")
-        return out
-    for k, fold in enumerate(folds):
-        for case in fold.get("val", []):
-            if str(case) in out:
-                report.add(f"{path.name}: {case!r} is validated in {out[str(case)]} and fold{k}")
-            out.setdefault(str(case), f"fold{k}")
     return out
 
 
@@ -228,11 +193,11 @@ def read_nnunet(
             report.add(f"splits file {splits} is missing")
         elif splits.is_file():
             assignments = read_splits(splits, set(train), report)
-    check_cases(cases, store=store, source=source, report=report)
+    check_cases(cases, store=store, source=source, report=report, resume=True)
     labelled = sum(c.label is not None for c in cases)
-    return NnUNetImport(
-        [c.case_id for c in cases], labelled, label_info, assignments, 0, regions, cases
-    )
+    done = complete_cases(store, cases)
+    ids = [c.case_id for c in cases]
+    return NnUNetImport(ids, labelled, label_info, assignments, 0, regions, cases, done)
 
 
 def import_nnunet(
@@ -242,7 +207,11 @@ def import_nnunet(
     link: bool = False,
     splits_file: str | os.PathLike[str] | None = None,
 ) -> NnUNetImport:
-    """Import an nnU-Net v2 raw dataset: all cases or, on any problem, none.
+    """Import an nnU-Net v2 raw dataset: all cases or, on any problem, none; resumable.
+
+    Images and labels are committed in one transaction, then the split assignments are
+    appended. Run again after an interruption, the import completes what is missing: cases
+    already in the store with the same content are left alone (``already_present``).
 
     Args:
         src: The dataset folder.
@@ -255,78 +224,31 @@ def import_nnunet(
         What was imported.
 
     Raises:
-        UnsupportedFormatError: The folder has problems (all listed); nothing was imported.
+        UnsupportedFormatError: The folder has problems, or a case is in the store with other
+            content (all listed); nothing was imported.
     """
     plan = read_nnunet(src, store, splits_file=splits_file)
     extra: dict[str, Any] = {"source_format": "nnunet"}
     if plan.regions:
         extra["nnunet_regions"] = plan.regions
-    ids = import_cases(store, plan.cases, label_info=plan.label_info, label_extra=extra, link=link)
+    ids = import_cases(
+        store, plan.cases, label_info=plan.label_info, label_extra=extra, link=link, resume=True
+    )
     saved = (
         SplitLog(store).save(plan.assignments, source="nnunet", force=True)
         if plan.assignments
         else 0
     )
     return NnUNetImport(
-        ids, plan.labelled, plan.label_info, plan.assignments, saved, plan.regions, plan.cases
+        ids,
+        plan.labelled,
+        plan.label_info,
+        plan.assignments,
+        saved,
+        plan.regions,
+        plan.cases,
+        plan.already_present,
     )
-
-
-def make_folds(patients: Mapping[str, str], *, folds: int = 5, seed: int = 0) -> list[dict]:
-    """Cross-validation folds keeping each patient's cases in one fold.
-
-    Groups (patients) are taken largest first, in a seeded hash order, each into the fold with
-    the fewest validation cases so far.
-
-    Args:
-        patients: ``{case id: patient key}`` (use the case id itself when unknown).
-        folds: Number of folds (fewer when there are fewer patients).
-        seed: Seed of the order.
-
-    Returns:
-        nnU-Net's ``[{"train": [...], "val": [...]}]``, ids sorted; ``[]`` under two patients.
-
-    Example:
-        See the module example.
-    """
-    groups: dict[str, list[str]] = {}
-    for case, patient in patients.items():
-        groups.setdefault(patient, []).append(case)
-    k = min(folds, len(groups))
-    if k < 2:
-        return []
-    val: list[list[str]] = [[] for _ in range(k)]
-    for key in sorted(groups, key=lambda g: (-len(groups[g]), seeded_order_key(seed, g))):
-        smallest = min(range(k), key=lambda i: (len(val[i]), i))
-        val[smallest].extend(groups[key])
-    every = sorted(patients)
-    return [{"train": [c for c in every if c not in set(v)], "val": sorted(v)} for v in val]
-
-
-def _persisted_folds(store: LocalDatastore, training: list[str]) -> list[dict] | None:
-    wanted = set(training)
-    live = {k: v.split for k, v in SplitLog(store).assignments().items() if k in wanted}
-    if not live:
-        return None
-    names = set(live.values())
-    if all(_FOLD.match(n) for n in names):
-        order = sorted(names, key=lambda n: int(n[4:]))
-        return [
-            {
-                "train": sorted(c for c in training if live.get(c) not in (None, name)),
-                "val": sorted(c for c, n in live.items() if n == name),
-            }
-            for name in order
-        ]
-    if "train" in names:
-        val_names = {"val", "validation"}
-        return [
-            {
-                "train": sorted(c for c, n in live.items() if n == "train"),
-                "val": sorted(c for c, n in live.items() if n in val_names),
-            }
-        ]
-    return None
 
 
 def export_nnunet(
@@ -383,7 +305,7 @@ def export_nnunet(
     }
     writer.write_json("dataset.json", doc)
     ids = [c.image_id for c in training]
-    splits = _persisted_folds(store, ids)
+    splits = persisted_folds(store, ids)
     if splits is None:
         patients = {
             c.image_id: f"patient:{c.info['patient_id']}"
