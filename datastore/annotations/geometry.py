@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ from ..errors import AnnotationError
 
 __all__ = [
     "as_affine",
+    "frame_count",
     "patient_to_pixel",
     "pixel_to_patient",
     "polyline_length",
@@ -142,3 +144,28 @@ def polyline_length(
     if closed:
         array = np.vstack([array, array[:1]])
     return float(np.linalg.norm(np.diff(array, axis=0), axis=1).sum())
+
+
+def frame_count(info: dict[str, Any]) -> int | None:
+    """Number of frames (slices) of an image from its info, when known.
+
+    ``info["shape"]`` is the canonical ``(D, H, W)`` (or ``(C, D, H, W)``); a 2-D shape has one
+    frame. ``num_frames``/``frames`` win when present.
+
+    Args:
+        info: The image's manifest info.
+
+    Returns:
+        The frame count, or ``None`` when the info does not say.
+    """
+    for key in ("num_frames", "frames"):
+        if isinstance(info.get(key), int):
+            return int(info[key])
+    shape = info.get("shape")
+    if not isinstance(shape, list | tuple) or not shape:
+        return None
+    if len(shape) == 2:
+        return 1
+    if len(shape) == 4:
+        return int(shape[1])
+    return int(shape[-3])

@@ -6,11 +6,10 @@ across processes). Work on one image costs O(that image's annotations), whatever
 
 Examples:
     >>> import tempfile, numpy as np, nibabel as nib
-    >>> from pathlib import Path
     >>> from medstore.datastore import LocalDatastore
     >>> from medstore.datastore.annotations import LabelAnnotation
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> nib.save(nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4)), folder / "case_1.nii")
+    >>> folder = tempfile.mkdtemp()
+    >>> nib.save(nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4)), f"{folder}/case_1.nii")
     >>> anns = LocalDatastore(folder).annotations
     >>> ann_id = anns.add("case_1", LabelAnnotation(identifier="artifact"))
     >>> [a.identifier for a in anns.list("case_1")]
@@ -32,12 +31,13 @@ from ..errors import AnnotationError, ImageNotFoundError
 from ..ids import validate_id
 from ..timestamps import utc_now
 from .base import Annotation
+from .geometry import frame_count
 from .labels import save_segmentation_label
 from .registry import annotation_class, annotation_from_dict
 from .schema import AnnotationSpec, ProjectSchema, load_schema, save_schema
 from .segmentation import VolumeSegmentation
 
-__all__ = ["ANNOTATIONS_FORMAT_VERSION", "AnnotationStore", "frame_count"]
+__all__ = ["ANNOTATIONS_FORMAT_VERSION", "AnnotationStore"]
 
 ANNOTATIONS_FORMAT_VERSION = 1
 _Records = dict[str, dict[str, Any]]
@@ -63,31 +63,6 @@ class _Store(Protocol):
     def save_label(
         self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]
     ) -> Any: ...
-
-
-def frame_count(info: dict[str, Any]) -> int | None:
-    """Number of frames (slices) of an image from its info, when known.
-
-    ``info["shape"]`` is the canonical ``(D, H, W)`` (or ``(C, D, H, W)``); a 2-D shape has one
-    frame. ``num_frames``/``frames`` win when present.
-
-    Args:
-        info: The image's manifest info.
-
-    Returns:
-        The frame count, or ``None`` when the info does not say.
-    """
-    for key in ("num_frames", "frames"):
-        if isinstance(info.get(key), int):
-            return int(info[key])
-    shape = info.get("shape")
-    if not isinstance(shape, list | tuple) or not shape:
-        return None
-    if len(shape) == 2:
-        return 1
-    if len(shape) == 4:
-        return int(shape[1])
-    return int(shape[-3])
 
 
 class AnnotationStore:
@@ -262,16 +237,14 @@ class AnnotationStore:
 
         Example:
             >>> import tempfile, numpy as np, nibabel as nib
-            >>> from pathlib import Path
             >>> from medstore.datastore import LocalDatastore
-            >>> from medstore.datastore.annotations import LabelAnnotation
-            >>> folder = Path(tempfile.mkdtemp())
-            >>> nifti = nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4))
+            >>> from medstore.datastore.annotations import LabelAnnotation as Label
+            >>> folder = tempfile.mkdtemp()
             >>> for name in ("case_1", "case_2"):
-            ...     nib.save(nifti, folder / f"{name}.nii")
-            >>> anns = LocalDatastore(folder).annotations
-            >>> ids = anns.add_bulk({"case_1": [LabelAnnotation(identifier="motion")],
-            ...                      "case_2": [LabelAnnotation(identifier="artifact")]})
+            ...     nib.save(nib.Nifti1Image(np.zeros((2, 3, 4), np.int16), np.eye(4)),
+            ...              f"{folder}/{name}.nii")
+            >>> ids = LocalDatastore(folder).annotations.add_bulk(
+            ...     {"case_1": [Label(identifier="motion")], "case_2": [Label(identifier="x")]})
             >>> sorted(ids), len(ids["case_1"])
             (['case_1', 'case_2'], 1)
         """
