@@ -34,6 +34,7 @@ from ..errors import (
 from ..ids import split_source_name, validate_id
 from ..timestamps import compact_utc, iso_utc
 from .imaging_hooks import header_facts, wants_dicom, why_misfit
+from .json_values import check_values
 from .label_writes import LabelWriter
 from .session import StoreSession
 from .transaction import Transaction
@@ -112,8 +113,9 @@ class ImageWriter:
         """Merge ``info`` into the image's info (the caller's dict is not kept or mutated).
 
         Raises:
-            ImageNotFoundError: Unknown id.
+            ImageNotFoundError: Unknown id. InvalidValueError: a NaN, infinity or too deep a value.
         """
+        check_values(info, where="image info")
         with self._session.mutation() as txn:
             self._session.image_entry(image_id)
             self._session.patch(
@@ -124,8 +126,9 @@ class ImageWriter:
         """Merge ``info`` into a label's info.
 
         Raises:
-            LabelNotFoundError: No such label.
+            LabelNotFoundError: No such label. InvalidValueError: NaN, infinity, too deep.
         """
+        check_values(info, where="label info")
         with self._session.mutation() as txn:
             self._session.label_entry(label_id, label_tag)
             self._session.patch(
@@ -202,6 +205,7 @@ class ImageWriter:
         Returns:
             The ids, in order.
         """
+        check_values(info or {}, where="image info")
         ids = []
         with self._session.mutation() as txn:
             for source in sources:

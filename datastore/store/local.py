@@ -167,11 +167,9 @@ class LocalDatastore:
         self._session.check_writable()
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
-        """Hold the store lock (shared with MONAI Label's ``.lock``), re-entrantly.
+        """Hold the store lock (MONAI Label's ``.lock`` too), re-entrantly.
 
-        Raises:
-            ReadOnlyError: The store is read-only.
-            StoreLockedError: Another process holds the lock past the timeout.
+        Raises ``ReadOnlyError`` on a read-only store, ``StoreLockedError`` past the timeout.
         """
         return self._session.locked()
 
@@ -208,17 +206,9 @@ class LocalDatastore:
     def refresh(self, *, accept: Callable[[Path], bool] | None = None) -> DiskState:
         """Reconcile the manifest with the files on disk; write only if something changed.
 
-        Label files without an image are logged, never deleted; links leaving the root are skipped.
-
-        Args:
-            accept: Optional test a *new* file must pass to be indexed now (the watcher's
-                stability rule); files failing it are left for a later refresh.
-
-        Returns:
-            What the scan found (``orphans``: label files without an image; ``skipped``).
-
-        Raises:
-            ReadOnlyError: On a read-only store.
+        Label files without an image are logged, never deleted; links leaving the root, special
+        files and newcomers that would re-point a tracked id are skipped (``skipped`` in the
+        returned scan). See :meth:`~.indexer.DiskIndexer.refresh` for ``accept``.
         """
         return self._indexer.refresh(accept=accept)
 
@@ -240,11 +230,7 @@ class LocalDatastore:
         return self._catalog.has_image(validate_id(image_id))
 
     def get_image_uri(self, image_id: str) -> str:
-        """Absolute, resolved path of an image file (or DICOM series folder).
-
-        Raises:
-            ImageNotFoundError: Unknown id.
-        """
+        """Absolute, resolved path of an image file or series folder; ``ImageNotFoundError``."""
         return self._catalog.get_image_uri(validate_id(image_id))
 
     def get_image(self, image_id: str) -> bytes:
@@ -288,11 +274,9 @@ class LocalDatastore:
         return self._catalog.get_unlabeled_images(_tag_or_none(label_tag), labels)
 
     def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
-        """``[{"image", "label", "meta"}]`` for labelled images, ready for MONAI's ``LoadImaged``.
+        """``[{"image", "label", "meta"}]`` of images labelled under ``label_tag`` (``final``).
 
-        Args:
-            full_path: Absolute resolved paths; ``False`` gives paths relative to the root.
-            label_tag: Which tag's labels (default ``final``).
+        Ready for MONAI's ``LoadImaged``; ``full_path=False`` gives paths relative to the root.
         """
         return self._catalog.datalist(full_path, label_tag=_tag_or_none(label_tag))
 
@@ -327,12 +311,10 @@ class LocalDatastore:
 
     def update_image_info(self, image_id: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into the image's info (the caller's dict is not kept or mutated)."""
-        check_values(info, where="image info")
         self._images.update_image_info(validate_id(image_id), info)
 
     def update_label_info(self, label_id: str, label_tag: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into a label's info; ``LabelNotFoundError`` if there is no such label."""
-        check_values(info, where="label info")
         self._images.update_label_info(validate_id(label_id), validate_tag(label_tag), info)
 
     def add_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
@@ -368,7 +350,6 @@ class LocalDatastore:
         link: bool = False,
     ) -> list[str]:
         """Add many images (paths or ``(image_id, path)`` pairs) in one transaction."""
-        check_values(info or {}, where="image info")
         return self._images.add_images(sources, info=info, link=link)
 
     def remove_image(self, image_id: str) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..durable import atomic_copy, atomic_write_bytes, crashpoint, fsync_dir
+from ..durable import atomic_copy, atomic_write_bytes, chmod_if_supported, crashpoint, fsync_dir
 from ..errors import ManifestCorruptError
 from .json_values import dump_json, load_json
 
@@ -137,7 +137,7 @@ def _inherit_mode(dest: Path, src: Path) -> None:
         return
     if not stat.S_ISREG(st.st_mode) or src.is_symlink() or not src.is_file():
         return
-    os.chmod(src, stat.S_IMODE(st.st_mode))
+    chmod_if_supported(src, stat.S_IMODE(st.st_mode))
     if hasattr(os, "chown"):
         with contextlib.suppress(OSError):
             os.chown(src, -1, st.st_gid)
