@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cli import Run, cli_runner
 from support.nifti import NiftiFile, make_nifti
 from support.stores import MakeStore, StoreFactory
 
@@ -40,3 +41,13 @@ def nifti_file(tmp_path: Path) -> NiftiFile:
         return make_nifti(tmp_path / "src" / name, data, np.diag([0.8, 0.8, 2.5, 1.0]))
 
     return make
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Call ``medstore`` in-process: ``cli("ls", "--store", path)`` -> ``(status, out, err)``.
+
+    ``MEDSTORE_STORE`` is cleared so the caller's environment cannot pick the store.
+    """
+    monkeypatch.delenv("MEDSTORE_STORE", raising=False)
+    return cli_runner(capsys)

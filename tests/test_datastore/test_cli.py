@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import filelock
@@ -18,24 +17,10 @@ import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
 from medstore.datastore.cli.main import main
+from support.cli import Run
 from support.nifti import NiftiFile
 
 # ---------------------------------------------------------------------------- fixtures
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    """Call ``main(argv)`` and return ``(exit status, stdout, stderr)``."""
-    monkeypatch.delenv("MEDSTORE_STORE", raising=False)
-
-    def run(*argv: str | Path) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

@@ -9,34 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
-from medstore.datastore.cli.main import main
 from medstore.datastore.errors import ImageNotFoundError, ImageReadError
+from support.cli import Run
 from support.dicom import make_dicom_series
 from support.nifti import make_nifti
 from support.stores import MakeStore, simple_case
 
-Run = Callable[..., tuple[int, str, str]]
 DICOM = ("*.nii.gz", "*.nii", "*.dcm")
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    """Call ``main(argv)`` and return ``(exit status, stdout, stderr)``."""
-    monkeypatch.delenv("MEDSTORE_STORE", raising=False)
-
-    def run(*argv: str | Path) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def _volume(n: int = 4) -> np.ndarray:
