@@ -1,6 +1,6 @@
 """The demo's training run: a small MONAI UNet learns the store's ``final`` labels on the CPU.
 
-Data come from :class:`datasets.VolumeDataset` with the store's persisted splits (created with a
+Data come from ``VolumeDataset`` with the store's persisted splits (created with a
 seeded, patient-grouped 75/25 split and saved when the store has none). Volumes are windowed
 (CT: [-200, 300] HU → [0, 1]), resampled to one voxel size and centre-padded to one grid;
 validation Dice is measured on each case's own grid (logits resampled back), per class and as the
