@@ -228,6 +228,7 @@ class ImageWriter:
             raise UnsupportedFormatError(f"{source.name!r} is a folder; DICOM is not enabled")
         derived_id, ext = split_source_name(source, patterns)
         image_id = validate_id(image_id or derived_id)
+        self._session.check_new_names(image_id=image_id)
         dest = self._session.layout.image_path(image_id, ext, for_write=True)
         self._check_owner(image_id, ext, dest)
         info = copy.deepcopy(dict(image_info or {}))

@@ -337,8 +337,6 @@ class LocalDatastore:
 
         See :meth:`~.image_writes.ImageWriter.add_image`; returns the image id.
         """
-        if image_id:  # an empty id is derived from the file name by the writer
-            self._session.check_new_names(image_id=validate_id(image_id))
         check_values(image_info or {}, where="image info")
         return self._images.add_image(image_id, image_filename, image_info, link=link)
 

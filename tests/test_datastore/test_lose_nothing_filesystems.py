@@ -290,6 +290,21 @@ def test_case1_case_folding_filesystem_refuses_colliding_id(
     store.close()
 
 
+def test_case1_derived_ids_and_ids_within_one_batch_are_checked_too(
+    exfat_root: Path, tmp_path: Path
+) -> None:
+    """Ids derived from file names, and two new ids of one ``add_images`` call, collide too."""
+    store = LocalDatastore(exfat_root)
+    store.add_images([_image(tmp_path / "src" / "Case1.nii.gz", 1)])
+    with pytest.raises(InvalidIdError, match=r"'case1' collides with existing 'Case1'"):
+        store.add_images([_image(tmp_path / "src2" / "case1.nii.gz", 2)])
+    pair = [_image(tmp_path / "a" / "Scan.nii.gz", 3), _image(tmp_path / "b" / "scan.nii.gz", 4)]
+    with pytest.raises(InvalidIdError, match=r"'scan' collides with existing 'Scan'"):
+        store.add_images(pair)
+    assert store.list_images() == ["Case1"]
+    store.close()
+
+
 def test_case1_refused_characters_and_no_chmod_on_exfat(exfat_root: Path, tmp_path: Path) -> None:
     """An id exFAT cannot store is refused up front; ``file_mode`` where chmod is a no-op works."""
     store = LocalDatastore(exfat_root, file_mode=0o640)
