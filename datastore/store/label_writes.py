@@ -88,7 +88,7 @@ class LabelWriter:
             UnsupportedFormatError: The file matches no pattern.
             LabelGeometryError: The label does not fit its image.
         """
-        validate_tag(label_tag)
+        self._session.check_new_names(tag=validate_tag(label_tag))
         session = self._session
         with session.mutation() as txn:
             obj = session.image_entry(image_id)
@@ -230,8 +230,9 @@ class LabelWriter:
 
         Raises:
             LabelNotFoundError: ``from_tag`` has no label for the image.
+            InvalidIdError: ``to_tag`` cannot be stored on this filesystem beside the others.
         """
-        validate_tag(to_tag)
+        self._session.check_new_names(tag=validate_tag(to_tag))
         with self._session.mutation() as txn:
             label = self._session.label_entry(image_id, from_tag)
             src = self._session.layout.label_path(from_tag, image_id, label["ext"])

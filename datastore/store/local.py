@@ -372,7 +372,6 @@ class LocalDatastore:
 
         See :meth:`~.label_writes.LabelWriter.save_label` (geometry check, history, errors).
         """
-        self._session.check_new_names(tag=validate_tag(label_tag))
         return self._labels.save_label(
             validate_id(image_id),
             label_filename,

@@ -316,6 +316,9 @@ def test_case1_refused_characters_and_no_chmod_on_exfat(exfat_root: Path, tmp_pa
     assert store.list_images() == ["ok"]
     with pytest.raises(InvalidIdError, match=r"'Final' collides with existing 'final'"):
         store.save_label("ok", _label(1), "Final")
+    with pytest.raises(InvalidIdError, match=r"'FINAL' collides with existing 'final'"):
+        store.promote_label("ok", "final", "FINAL")
+    assert sorted(store.get_labels_by_image_id("ok")) == ["final"]
     store.close()
 
 
