@@ -22,8 +22,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..errors import ImageReadError, InvalidIdError, UnsupportedFormatError
+from ..errors import InvalidIdError, UnsupportedFormatError
 from ..ids import derive_id, is_hidden, is_inside, validate_id
+from ..store.image_writes import source_kind
 from ..store.imaging_hooks import series_sniffer, why_misfit
 from ..store.local import LocalDatastore
 from ..store.staging import file_checksum
@@ -121,12 +122,8 @@ def collect_sources(
                 raise UnsupportedFormatError(
                     f"{path} matches none of the store's patterns ({' '.join(patterns)})"
                 )
-            elif not path.is_file():
-                raise ImageReadError(
-                    f"{path} is not a regular file (a FIFO, device or socket); only image files "
-                    "and DICOM series folders can be added"
-                )
             else:
+                source_kind(path)  # a FIFO or device is refused before anything is copied
                 out[path] = None
     return list(out)
 

@@ -40,7 +40,7 @@ from .session import StoreSession
 from .transaction import Transaction
 from .vanished import RECORD_NAME, latest_record
 
-__all__ = ["ImageWriter"]
+__all__ = ["ImageWriter", "source_kind"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _check_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-def _source_kind(source: Path) -> str:
+def source_kind(source: Path) -> str:
     """``"dir"`` or ``"file"``; anything else (FIFO, device, socket) is refused before opening.
 
     Raises:
@@ -224,7 +224,7 @@ class ImageWriter:
     ) -> str:
         source = Path(filename)
         patterns = self._extensions
-        if _source_kind(source) == "dir" and not wants_dicom(patterns):
+        if source_kind(source) == "dir" and not wants_dicom(patterns):
             raise UnsupportedFormatError(f"{source.name!r} is a folder; DICOM is not enabled")
         derived_id, ext = split_source_name(source, patterns)
         image_id = validate_id(image_id or derived_id)
