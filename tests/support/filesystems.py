@@ -1,11 +1,11 @@
 """Real special filesystems, built inside a test on loop devices (root only).
 
-Each fixture mounts a fresh filesystem under ``tmp_path`` and unmounts it on teardown (lazily when a
-plain unmount fails, so a test that left a process or file open never wedges the next one):
+:func:`mounted` mounts a fresh filesystem in a work folder and unmounts it afterwards (lazily when
+a plain unmount fails, so a test that left a process or file open never wedges the next one):
 
-- ``ext4_1s``: ext4 made with 128-byte inodes, whose timestamps have whole-second resolution;
-- ``small_tmpfs``: a 1 MiB tmpfs (nanosecond timestamps, runs out of space quickly);
-- ``exfat``: exFAT through the kernel driver when ``mount -t exfat`` works, else Debian's
+- ``"ext4_1s"``: ext4 made with 128-byte inodes, whose timestamps have whole-second resolution;
+- ``"tmpfs"``: a 1 MiB tmpfs (nanosecond timestamps, runs out of space quickly);
+- ``"exfat"``: exFAT through the kernel driver when ``mount -t exfat`` works, else Debian's
   ``exfat-fuse`` on a loop device (case-insensitive names, no hard links, no ``chmod``, refused
   characters such as ``: * ? " < > |``).
 
@@ -29,14 +29,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = [
-    "REQUIRE_MOUNTS_ENV",
-    "exfat",
-    "ext4_1s",
-    "mkfs_tool",
-    "mounted",
-    "small_tmpfs",
-]
+__all__ = ["REQUIRE_MOUNTS_ENV", "mkfs_tool", "mounted"]
 
 REQUIRE_MOUNTS_ENV = "MEDSTORE_REQUIRE_MOUNTS"
 _IMAGE_BYTES = 64 * 1024 * 1024
@@ -129,24 +122,3 @@ def mounted(kind: str, workdir: Path) -> Iterator[Path]:
         _unmount(mountpoint)
         if loop_device:
             _run(["losetup", "-d", loop_device])
-
-
-@pytest.fixture
-def ext4_1s(tmp_path: Path) -> Iterator[Path]:
-    """A folder on a fresh ext4 with 1-second timestamps (``mkfs.ext4 -I 128``)."""
-    with mounted("ext4_1s", tmp_path) as root:
-        yield root
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A folder on a fresh 1 MiB tmpfs."""
-    with mounted("tmpfs", tmp_path) as root:
-        yield root
-
-
-@pytest.fixture
-def exfat(tmp_path: Path) -> Iterator[Path]:
-    """A folder on a fresh exFAT (kernel driver, else ``exfat-fuse``)."""
-    with mounted("exfat", tmp_path) as root:
-        yield root
