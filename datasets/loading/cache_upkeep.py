@@ -7,8 +7,8 @@ The cache folder describes itself to whatever prunes it (the store's ``gc``, bac
   "a cache: skip it or empty it";
 - every file in it is disposable: a missing or half-removed entry is a miss, decoded again, and
   a process that already has an entry open keeps its memory map;
-- a file's modification time is its last use: entries are touched each time a process opens
-  them.
+- a file's modification time is its last use, to the hour: a process that opens an entry
+  touches it unless it was touched within the last hour.
 
 So "delete the files of this folder not modified for N days" removes exactly the entries
 unused for N days. :func:`prune_folder` does that entry by entry (an entry is a decoded
@@ -44,6 +44,7 @@ _TAG_TEXT = (
     b"# A file's modification time is its last use.\n"
 )
 _ENTRY_SUFFIXES = (".npy", ".json")
+_USE_RESOLUTION_S = 3600.0  # a use is recorded at most once an hour per file
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,17 @@ def tag_folder(folder: Path) -> None:
 def touch(*paths: Path) -> None:
     """Record a use: set the files' modification time to now (best effort, e.g. read-only).
 
+    Pruning counts in days, so a file used within the last hour keeps its time: reading an
+    entry in every item of every epoch does not also write its metadata every time.
+
     Args:
         *paths: The files of one entry.
     """
+    recent = time.time() - _USE_RESOLUTION_S
     for path in paths:
         with contextlib.suppress(OSError):
-            os.utime(path)
+            if os.stat(path).st_mtime < recent:
+                os.utime(path)
 
 
 def prune_folder(folder: Path, *, older_than_days: float, dry_run: bool = False) -> CachePrune:

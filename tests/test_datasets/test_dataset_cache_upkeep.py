@@ -56,6 +56,16 @@ def test_opening_an_entry_records_its_use(tmp_path: Path) -> None:
     assert all(time.time() - f.stat().st_mtime < _DAY for f in files)
 
 
+def test_a_recent_use_is_not_written_again(tmp_path: Path) -> None:
+    source = _source(tmp_path, "a")
+    VolumeCache(tmp_path / "cache", reader=_reader([])).get(source)
+    files = _entry_files(tmp_path / "cache")
+    _age(files, 0.01)  # used about 15 minutes ago
+    before = [f.stat().st_mtime_ns for f in files]
+    VolumeCache(tmp_path / "cache", reader=_reader([])).get(source)
+    assert [f.stat().st_mtime_ns for f in files] == before
+
+
 def test_prune_removes_only_unused_entries_whole(tmp_path: Path) -> None:
     log: list[str] = []
     cache = VolumeCache(tmp_path / "cache", reader=_reader(log))
