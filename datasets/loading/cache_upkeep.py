@@ -10,7 +10,7 @@ The cache folder describes itself to whatever prunes it (the store's ``gc``, bac
 - a file's modification time is its last use, to the hour: a process that opens an entry
   touches it unless it was touched within the last hour.
 
-So "delete the files of this folder not modified for N days" removes exactly the entries
+So "delete the files of this folder not modified for N days" removes the entries
 unused for N days. :func:`prune_folder` does that entry by entry (an entry is a decoded
 ``<source>-<version>.npy`` and its ``.json`` geometry), plus the old per-source lock files.
 
