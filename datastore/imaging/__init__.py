@@ -4,7 +4,8 @@ Besides the readers, the package exposes the checks they are built on, for code 
 a file without reading it (the watcher's "is this file completely written?"):
 :func:`nifti_layout` (where a NIfTI header says the voxels end), :func:`verify_gzip` (a full,
 CRC-checked decode), :func:`is_dicom_file` (the DICOM sniff), :class:`GuardedFile` (a file that
-refuses DICOM lengths beyond its end) and :data:`PIXEL_DATA_TAGS`.
+refuses DICOM lengths beyond its end) and :data:`PIXEL_DATA_TAGS`; :mod:`.completeness` builds
+``why_incomplete`` on them for the watcher and for ``add``.
 
 Examples:
     >>> import pydicom.data

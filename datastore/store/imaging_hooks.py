@@ -53,7 +53,7 @@ def header_facts(path: Path, *, shown: str) -> dict[str, Any]:
     without facts, as MONAI Label would store it; a file named as a known format (``.nii``,
     ``.nii.gz``, ``.dcm``) that no reader takes, a broken one (absurd header) and an incomplete
     one (shorter than its header says, a cut gzip stream, a DICOM element cut short: the
-    watcher's completeness checks) are refused.
+    completeness checks the watcher uses too) are refused.
 
     Args:
         path: Image file or series folder.
@@ -66,7 +66,7 @@ def header_facts(path: Path, *, shown: str) -> dict[str, Any]:
         ImageReadError: The file is of a known format but unreadable or unsafe.
     """
     from ..imaging import probe_image
-    from ..watch.completeness import why_incomplete
+    from ..imaging.completeness import why_incomplete
 
     try:
         facts = dict(probe_image(path).info_facts())

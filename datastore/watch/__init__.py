@@ -1,8 +1,8 @@
 """Watching a store's folders: index files as they appear, once they are completely written.
 
 - :mod:`.watcher`: :class:`StoreWatcher`, the observer and its background worker;
-- :mod:`.arrivals`: the gate a new file passes (stable, then complete) before it is indexed;
-- :mod:`.completeness`: "is this file completely written?", on the imaging package's rules;
+- :mod:`.arrivals`: the gate a new file passes (stable, then complete by
+  :func:`~..imaging.completeness.why_incomplete`) before it is indexed;
 - :mod:`.report`: :class:`RefreshReport`, what changed in the index between two looks;
 - :mod:`.foreground`: :func:`run_foreground`, the ``medstore watch`` loop;
 - :mod:`.watched`: :class:`WatchedStore`, the public store methods all of this uses.

@@ -1,7 +1,7 @@
 """The watcher's admission gate: a new file is indexed only once it is stable and complete.
 
 A file first seen by a refresh becomes a candidate. Once its (size, mtime) signature has stayed
-unchanged for ``stability_window`` seconds, :func:`~.completeness.why_incomplete` checks
+unchanged for ``stability_window`` seconds, :func:`~..imaging.completeness.why_incomplete` checks
 its content (outside the store lock); a complete file is *verified* and accepted by the next
 refresh as long as its signature still matches. Only the watcher's worker thread changes the gate.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ids import is_hidden
-from .completeness import why_incomplete
+from ..imaging.completeness import why_incomplete
 
 __all__ = ["ArrivalGate"]
 

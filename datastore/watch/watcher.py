@@ -7,7 +7,7 @@ mark work as due; one background worker applies them, debounced, through
 the manifest already explains (the store's own saves and removals) cause no refresh at all.
 
 A new file is indexed only once its size and mtime have been unchanged for
-``stability_window`` seconds *and* :func:`~.completeness.why_incomplete` finds it
+``stability_window`` seconds *and* :func:`~..imaging.completeness.why_incomplete` finds it
 complete (:class:`~medstore.datastore.watch.arrivals.ArrivalGate`); the expensive part of that check
 runs outside the store lock. A periodic rescan covers lost events. Errors in the worker are
 logged; the worker keeps going. What a refresh changed is a

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from medstore.datastore.imaging.completeness import why_incomplete
 from medstore.datastore.store.local import LocalDatastore
 from medstore.datastore.watch import RefreshReport, StoreWatcher, WatchOptions, run_foreground
-from medstore.datastore.watch.completeness import why_incomplete
 from pydicom.data import get_testdata_file
 from support.nifti import nifti_bytes
 from support.stores import MakeStore

@@ -1,15 +1,16 @@
-"""Is a file completely written? The watcher's checks for files still being copied in.
+"""Is a file completely written? Checks from the content, for files being copied in or added.
 
-A growing file must not be indexed half-written. Stability of size and mtime (the watcher's job)
-catches most copies; these checks catch the rest from the content itself, with the imaging
-package's own rules, so that the watcher and the readers never disagree about a file:
+A growing file must not be indexed half-written, and a cut file must not be added. Stability of
+size and mtime (the watcher's job) catches most copies; these checks catch the rest from the
+content itself, with the readers' own rules, so that the watcher, ``add`` and the readers never
+disagree about a file:
 
-- ``.nii``: the file is at least as long as its header says (:func:`~..imaging.nifti_layout`);
-- ``.nii.gz`` (and any ``.gz``): a full streamed decode (:func:`~..imaging.verify_gzip`), which
+- ``.nii``: the file is at least as long as its header says (:func:`~.nifti.nifti_layout`);
+- ``.nii.gz`` (and any ``.gz``): a full streamed decode (:func:`~._gzip.verify_gzip`), which
   verifies gzip's CRC and length trailer; a NIfTI inside must also be as long as its header says;
-- DICOM (``.dcm``, ``.dicom``, or content the readers' sniff :func:`~..imaging.is_dicom_file`
+- DICOM (``.dcm``, ``.dicom``, or content the readers' sniff :func:`~.dicom_io.is_dicom_file`
   claims) and DICOM series folders: a full parse with pydicom through the readers'
-  :class:`~..imaging.GuardedFile`, in which every element holds the bytes its length declares,
+  :class:`~.dicom_guard.GuardedFile`, in which every element holds the bytes its length declares,
   an image object has its pixel data, and encapsulated pixel data ends with its sequence
   delimiter. A DICOM file cut exactly between two elements before the pixel data of a
   non-image object (RTSTRUCT, SR...) cannot be told from a complete one: the stability window
@@ -40,14 +41,10 @@ from pydicom.dataelem import RawDataElement
 
 from ..errors import ImageReadError
 from ..ids import is_hidden
-from ..imaging import (
-    NIFTI_HEADER_BYTES,
-    PIXEL_DATA_TAGS,
-    GuardedFile,
-    is_dicom_file,
-    nifti_layout,
-    verify_gzip,
-)
+from ._gzip import verify_gzip
+from .dicom_guard import GuardedFile
+from .dicom_io import PIXEL_DATA_TAGS, is_dicom_file
+from .nifti import NIFTI_HEADER_BYTES, nifti_layout
 
 __all__ = ["why_incomplete"]
 
