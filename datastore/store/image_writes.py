@@ -184,7 +184,9 @@ class ImageWriter:
         Raises:
             InvalidIdError: A bad id. UnsupportedFormatError: no pattern matches.
             FileNotFoundError: The source does not exist.
+            InvalidValueError: ``image_info`` holds a NaN, an infinity or too deep a value.
         """
+        check_values(image_info or {}, where="image info")
         with self._session.mutation() as txn:
             return self._add_image(txn, image_id, image_filename, image_info, link=link)
 

@@ -35,6 +35,7 @@ from ..ids import split_source_name, validate_tag
 from ..imaging import check_label_geometry, label_nifti_bytes, probe_image
 from ..timestamps import iso_utc
 from .history import LabelHistory
+from .json_values import check_values
 from .session import StoreSession
 from .transaction import Transaction
 
@@ -87,8 +88,10 @@ class LabelWriter:
             ImageNotFoundError: Unknown image. InvalidIdError: bad tag.
             UnsupportedFormatError: The file matches no pattern.
             LabelGeometryError: The label does not fit its image.
+            InvalidValueError: ``label_info`` holds a NaN, an infinity or too deep a value.
         """
         self._session.check_new_names(tag=validate_tag(label_tag))
+        check_values(label_info or {}, where="label info")
         session = self._session
         with session.mutation() as txn:
             obj = session.image_entry(image_id)

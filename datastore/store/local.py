@@ -27,7 +27,6 @@ from .catalog import Catalog
 from .history import LabelHistory
 from .image_writes import ImageWriter
 from .indexer import DiskIndexer
-from .json_values import check_values
 from .label_writes import LabelWriter
 from .layout import DEFAULT_EXTENSIONS, MANIFEST_NAME, DefaultLabelTag, StoreLayout
 from .scan import DiskState
@@ -337,7 +336,6 @@ class LocalDatastore:
 
         See :meth:`~.image_writes.ImageWriter.add_image`; returns the image id.
         """
-        check_values(image_info or {}, where="image info")
         return self._images.add_image(image_id, image_filename, image_info, link=link)
 
     def add_images(
@@ -376,7 +374,7 @@ class LocalDatastore:
             validate_id(image_id),
             label_filename,
             validate_tag(label_tag),
-            check_values(label_info or {}, where="label info"),
+            label_info,
             force=force,
         )
 
