@@ -28,6 +28,7 @@ __all__ = [
     "ReadOnlyError",
     "StoreLockUnsupportedError",
     "StoreLockedError",
+    "UnsafePathError",
     "UnsupportedFormatError",
 ]
 
@@ -79,6 +80,10 @@ class StoreLockedError(DatastoreError, TimeoutError):
 
 class StoreLockUnsupportedError(DatastoreError, OSError):
     """The filesystem under the store cannot take the store lock (``flock`` unavailable)."""
+
+
+class UnsafePathError(DatastoreError, OSError):
+    """A path inside the store goes through a symbolic link: medstore never writes through one."""
 
 
 class UnsupportedFormatError(DatastoreError, ValueError):
