@@ -42,10 +42,15 @@ def simple_case(seed: int, shape: tuple[int, int, int] = (6, 5, 4)) -> Case:
 
 
 class StoreFactory:
-    """Builds stores in fresh folders ``store0``, ``store1``... (or ``name``) under ``folder``."""
+    """Builds stores in fresh folders ``store0``, ``store1``... (or ``name``) under ``folder``.
 
-    def __init__(self, folder: Path) -> None:
+    ``defaults`` are :class:`LocalDatastore` options every store gets unless the call overrides
+    them (the contract suite's write path passes its options here).
+    """
+
+    def __init__(self, folder: Path, *, defaults: Mapping[str, Any] | None = None) -> None:
         self.folder = folder
+        self.defaults = dict(defaults or {})
         self.stores: list[LocalDatastore] = []
 
     def __call__(
@@ -63,6 +68,7 @@ class StoreFactory:
             make_nifti(root / f"{image_id}.nii.gz", case.image)
             for tag, (array, _) in case.labels.items():
                 make_nifti(root / "labels" / tag / f"{image_id}.nii.gz", array)
+        options = {**self.defaults, **options}
         options.setdefault("lock_timeout", 5.0)
         store = LocalDatastore(root, **options)
         self.stores.append(store)
