@@ -28,14 +28,17 @@ from .errors import (
 from .store.label_info import LabelClasses, parse_label_info
 from .store.layout import StoreLayout
 from .store.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
+from .store.models import DataModel, ImageLabelModel, LocalDatastoreModel
 from .store.split_log import SplitAssignment, SplitLog, seeded_order_key
 
 __all__ = [
     "DEFAULT_EXTENSIONS",
     "AnnotationError",
     "ArchiveError",
+    "DataModel",
     "DatastoreError",
     "DefaultLabelTag",
+    "ImageLabelModel",
     "ImageNotFoundError",
     "ImageReadError",
     "InvalidIdError",
@@ -43,6 +46,7 @@ __all__ = [
     "LabelGeometryError",
     "LabelNotFoundError",
     "LocalDatastore",
+    "LocalDatastoreModel",
     "ManifestCorruptError",
     "ManifestError",
     "ReadOnlyError",

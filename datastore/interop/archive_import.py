@@ -115,7 +115,20 @@ def _metadata(zf: zipfile.ZipFile, info: zipfile.ZipInfo | None, limits: Archive
         raise ArchiveError(f"archive metadata.json is not valid JSON: {err}") from err
     if not isinstance(data, dict):
         raise ArchiveError("archive metadata.json must hold an object")
-    return data
+    return _cases_of(data)
+
+
+def _cases_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``{image_id: {"image", "labels"}}`` from either form of ``metadata.json``.
+
+    MONAI Label 0.8.5 (and medstore since) writes the whole manifest model (``name``,
+    ``description``, ``images_dir``, ``labels_dir``, ``objects``); medstore used to write the
+    archived cases alone, keyed by image id.
+    """
+    objects = metadata.get("objects")
+    if isinstance(objects, dict) and isinstance(metadata.get("name"), str):
+        return objects
+    return metadata
 
 
 def _info_of(metadata: dict, image_id: str, *path: str) -> dict[str, Any]:

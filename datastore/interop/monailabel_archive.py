@@ -3,9 +3,10 @@
 Examples:
     >>> import tempfile
     >>> from medstore.datastore import LocalDatastore
-    >>> path = write_dataset_archive(LocalDatastore(tempfile.mkdtemp()), limit_cases=None)
-    >>> path.suffix
-    '.zip'
+    >>> write_dataset_archive(LocalDatastore(tempfile.mkdtemp()), limit_cases=None)
+    Traceback (most recent call last):
+    ...
+    medstore.datastore.errors.ArchiveError: nothing to archive: no image has a 'final' label
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import zipfile
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
-
+from ..errors import ArchiveError
 from ..ids import is_inside
+from ..store.models import LocalDatastoreModel
 from ..timestamps import compact_utc
 
 __all__ = ["ArchivedStore", "archive_folder", "write_dataset_archive"]
@@ -46,29 +47,42 @@ def archive_folder() -> Path:
     return Path(tempfile.gettempdir()) / "medstore-archives"
 
 
-def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> Path:
-    """Zip the store's ``final``-labelled cases.
+def _selected(cases: list[str], limit_cases: int | None) -> list[str]:
+    """MONAI Label 0.8.5's rule: a limit in ``1..len-1`` keeps that many; anything else, all."""
+    if limit_cases and 1 <= limit_cases < len(cases):
+        return cases[:limit_cases]
+    return cases
 
-    Files are taken only from inside the store, or from where an image imported with ``--link``
-    points (its recorded ``source_path``); anything else is skipped.
+
+def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> Path:
+    """Zip the store's ``final``-labelled cases as MONAI Label 0.8.5 does.
+
+    The zip holds ``image/<id><ext>`` and ``label/<id><ext>`` per case and ``metadata.json``, the
+    whole manifest as 0.8.5 dumps its model (compact JSON, every object, no ``base_path``).
+    ``limit_cases`` follows 0.8.5: ``None``, ``0``, a negative number or one at least the number
+    of cases means every case. Files are taken only from inside the store, or from where an
+    image imported with ``--link`` points (its recorded ``source_path``); anything else is
+    skipped.
 
     Args:
         store: The store.
-        limit_cases: At most this many cases (``None``: all).
+        limit_cases: How many of the cases, in manifest order.
 
     Returns:
         The zip's path, in :func:`archive_folder`.
+
+    Raises:
+        ArchiveError: No case to archive (0.8.5 fails a bare ``assert`` there).
     """
     root = Path(os.path.realpath(store.root))
     doc = store.json()
-    metadata: dict[str, Any] = {}
+    cases = _selected(store.get_labeled_images(), limit_cases)
+    if not cases:
+        raise ArchiveError("nothing to archive: no image has a 'final' label")
     folder = archive_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = compact_utc()
-    target = folder / f"{store.name() or 'store'}-{stamp}.zip".replace(os.sep, "_")
-    cases = store.get_labeled_images()
-    if limit_cases is not None:
-        cases = cases[: max(limit_cases, 0)]
+    target = folder / f"{store.name() or 'store'}-{compact_utc()}.zip".replace(os.sep, "_")
+    written = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
         for image_id in cases:
             obj = doc["objects"][image_id]
@@ -81,7 +95,10 @@ def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> P
                 continue
             zf.write(image, f"image/{image_id}{obj['image']['ext']}")
             zf.write(label, f"label/{image_id}{obj['labels']['final']['ext']}")
-            final = obj["labels"]["final"]
-            metadata[image_id] = {"image": obj["image"], "labels": {"final": final}}
-        zf.writestr("metadata.json", orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
+            written += 1
+        model = LocalDatastoreModel.model_validate(doc)
+        zf.writestr("metadata.json", model.model_dump_json(exclude={"base_path"}))
+    if not written:
+        target.unlink()
+        raise ArchiveError("nothing to archive: no 'final'-labelled case has its files inside")
     return target

@@ -16,10 +16,11 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .history import LabelHistory
+from .image_versions import belongs, image_version
 from .label_info import parse_label_info
 from .layout import DefaultLabelTag
 from .manifest import deep_copy, gc_paused
@@ -141,12 +142,17 @@ class Catalog:
             labeled = set(self.get_labeled_images(label_tag, labels))
             return [k for k in self._session.doc["objects"] if k not in labeled]
 
-    def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
-        """``[{"image", "label", "meta"}]`` for labelled images, ready for MONAI's ``LoadImaged``.
+    def datalist(
+        self, full_path: bool = True, *, label_tag: str | None = None, with_info: bool = False
+    ) -> list[dict[str, Any]]:
+        """``[{"image", "label"}]`` for labelled images, exactly MONAI Label's entries.
 
         Args:
             full_path: Absolute resolved paths; ``False`` gives paths relative to the root.
             label_tag: Which tag's labels (default ``final``).
+            with_info: Add ``"meta": {"image": info, "label": info}`` (copies) to each entry.
+                Off by default: MONAI's ``DataLoader`` collates every key, and info lists of
+                different lengths (``label_info``) cannot be batched.
 
         Returns:
             The list (MONAI's own layout: the files as they are, not medstore's canonical one).
@@ -161,7 +167,21 @@ class Catalog:
             images = "" if rel == "." else rel + "/"
             labels = f"{layout.labels_dir}/{tag}/"
         with self._session.reading(), gc_paused():
-            return deep_copy(self._datalist_entries(tag, images, labels, full_path=full_path))
+            entries = self._datalist_entries(tag, images, labels, full_path=full_path)
+            if not with_info:
+                return entries
+            return [dict(entry, meta=deep_copy(meta)) for entry, meta in self._metas(tag, entries)]
+
+    def _metas(
+        self, tag: str, entries: list[dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        labelled = (
+            (obj["image"]["info"], obj["labels"][tag]["info"])
+            for obj in self._session.doc["objects"].values()
+            if tag in obj["labels"]
+        )
+        for entry, (image_info, label_info) in zip(entries, labelled, strict=True):
+            yield entry, {"image": image_info, "label": label_info}
 
     def _datalist_entries(
         self, tag: str, images: str, labels: str, *, full_path: bool
@@ -171,17 +191,10 @@ class Catalog:
             label = obj["labels"].get(tag)
             if label is None:
                 continue
-            image_info = obj["image"]["info"]
             image = f"{images}{image_id}{obj['image']['ext']}"
-            if full_path and "source_path" in image_info:
+            if full_path and "source_path" in obj["image"]["info"]:
                 image = os.path.realpath(image)  # a linked image: where it really is
-            out.append(
-                {
-                    "image": image,
-                    "label": f"{labels}{image_id}{label['ext']}",
-                    "meta": {"image": image_info, "label": label["info"]},
-                }
-            )
+            out.append({"image": image, "label": f"{labels}{image_id}{label['ext']}"})
         return out
 
     def status(self) -> dict[str, Any]:
@@ -201,21 +214,32 @@ class Catalog:
         with self._session.reading():
             return deep_copy(self._session.doc)
 
-    def label_history(self, image_id: str, tag: str) -> list[dict[str, Any]]:
+    def label_history(
+        self, image_id: str, tag: str, earlier_images: bool = False
+    ) -> list[dict[str, Any]]:
         """Every version of a label, oldest first; the current one last, with ``current: True``.
+
+        Kept versions carry their ``path`` and the ``image_version`` they were kept from (``None``
+        before versions existed). Only the current image's are listed unless ``earlier_images``
+        (versions kept from earlier images with this id, removed and the id reused).
 
         Raises:
             ImageNotFoundError: Unknown image.
         """
         with self._session.reading():
             obj = self._session.image_entry(image_id)
-            records = self._history.records(tag, image_id)
+            current = image_version(image_id, obj["image"]["info"])
+            kept = self._history.records(tag, image_id)
+            records = [
+                r for r in kept if earlier_images or belongs(r.get("image_version"), current)
+            ]
             label = obj["labels"].get(tag)
             if label is not None:
                 info = deep_copy(label["info"])
                 records.append(
                     {
-                        "version": (records[-1]["version"] + 1) if records else 1,
+                        "version": (kept[-1]["version"] + 1) if kept else 1,
+                        "image_version": current,
                         "saved_at": info.get("saved_at"),
                         "checksum": info.get("checksum"),
                         "ext": label["ext"],

@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -232,9 +233,9 @@ class LocalDatastore:
         """Absolute, resolved path of an image file or series folder; ``ImageNotFoundError``."""
         return self._catalog.get_image_uri(validate_id(image_id))
 
-    def get_image(self, image_id: str) -> bytes:
-        """The image file's bytes (MONAI Label returns a stream; ``io.BytesIO(...)`` of this)."""
-        return Path(self.get_image_uri(image_id)).read_bytes()
+    def get_image(self, image_id: str, params: Mapping[str, Any] | None = None) -> io.BytesIO:
+        """The image file as a stream, as MONAI Label returns it (``params`` is unused)."""
+        return io.BytesIO(Path(self.get_image_uri(image_id)).read_bytes())
 
     def get_image_info(self, image_id: str) -> dict[str, Any]:
         """A copy of the image's info, plus its ``path``; ``ImageNotFoundError`` if unknown."""
@@ -244,9 +245,11 @@ class LocalDatastore:
         """Absolute, resolved path of a label file; ``LabelNotFoundError`` if there is none."""
         return self._catalog.get_label_uri(validate_id(label_id), validate_tag(label_tag))
 
-    def get_label(self, label_id: str, label_tag: str) -> bytes:
-        """The label file's bytes."""
-        return Path(self.get_label_uri(label_id, label_tag)).read_bytes()
+    def get_label(
+        self, label_id: str, label_tag: str, params: Mapping[str, Any] | None = None
+    ) -> io.BytesIO:
+        """The label file as a stream, as MONAI Label returns it (``params`` is unused)."""
+        return io.BytesIO(Path(self.get_label_uri(label_id, label_tag)).read_bytes())
 
     def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
         """A copy of the label's info; ``LabelNotFoundError`` if there is no such label."""
@@ -272,12 +275,13 @@ class LocalDatastore:
         """The complement of :meth:`get_labeled_images` over all images."""
         return self._catalog.get_unlabeled_images(_tag_or_none(label_tag), labels)
 
-    def datalist(self, full_path: bool = True, *, label_tag: str | None = None) -> list[dict]:
-        """``[{"image", "label", "meta"}]`` of images labelled under ``label_tag`` (``final``).
-
-        Ready for MONAI's ``LoadImaged``; ``full_path=False`` gives paths relative to the root.
-        """
-        return self._catalog.datalist(full_path, label_tag=_tag_or_none(label_tag))
+    def datalist(
+        self, full_path: bool = True, *, label_tag: str | None = None, with_info: bool = False
+    ) -> list[dict[str, Any]]:
+        """MONAI Label's ``[{"image", "label"}]``; see :meth:`~.catalog.Catalog.datalist`."""
+        return self._catalog.datalist(
+            full_path, label_tag=_tag_or_none(label_tag), with_info=with_info
+        )
 
     def status(self) -> dict[str, Any]:
         """``{"total", "completed", "label_tags": {tag: count}}`` as MONAI Label reports it."""
@@ -287,9 +291,9 @@ class LocalDatastore:
         """A deep copy of the manifest."""
         return self._catalog.json()
 
-    def label_history(self, image_id: str, tag: str) -> list[dict[str, Any]]:
-        """Every version of a label, oldest first; the current one last, with ``current: True``."""
-        return self._catalog.label_history(validate_id(image_id), validate_tag(tag))
+    def label_history(self, image_id: str, tag: str, *, earlier_images: bool = False) -> list[dict]:
+        """A label's versions, oldest first, current last; ``earlier_images``: ones of reused ids."""
+        return self._catalog.label_history(validate_id(image_id), validate_tag(tag), earlier_images)
 
     def get_dataset_archive(self, limit_cases: int | None = None) -> str:
         """Zip the ``final``-labelled cases in MONAI Label 0.8.5's layout and return its path.
@@ -352,9 +356,9 @@ class LocalDatastore:
         """Remove an image and its labels; files go to trash and history, restorable."""
         self._images.remove_image(validate_id(image_id))
 
-    def restore_image(self, image_id: str) -> None:
-        """Bring back the most recently removed image with its labels."""
-        self._images.restore_image(validate_id(image_id))
+    def restore_image(self, image_id: str, *, image_version: str | None = None) -> None:
+        """Bring back the most recently removed image (or ``image_version``) with its labels."""
+        self._images.restore_image(validate_id(image_id), image_version=image_version)
 
     # ------------------------------------------------------------------ writes (LabelWriter)
     def save_label(

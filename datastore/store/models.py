@@ -1,16 +1,24 @@
 """Pydantic models of MONAI Label 0.8.5's ``datastore_v2.json`` schema.
 
-The field names, types and defaults are MONAI Label's own (``DataModel``, ``ImageLabelModel``,
-``LocalDatastoreModel``); unknown keys survive a round trip so that a newer writer's data is kept.
+The field names, types, defaults and helper methods are MONAI Label's own (``DataModel``,
+``ImageLabelModel``, ``LocalDatastoreModel`` with ``tags``, ``filter_by_tag``, ``label``,
+``image_path``, ``label_path``, ``labels_path`` and the unsaved ``base_path``); unknown keys
+survive a round trip so that a newer writer's data is kept (MONAI Label drops them).
 
 Examples:
-    >>> m = LocalDatastoreModel.model_validate({"name": "n", "description": "d", "objects": {}})
-    >>> m.labels_dir
-    'labels'
+    >>> m = LocalDatastoreModel.model_validate({"name": "n", "description": "d", "objects": {
+    ...     "a": {"image": {"ext": ".nii.gz"}, "labels": {"final": {"ext": ".nii.gz"}}}}})
+    >>> m.labels_dir, sorted(m.tags()), list(m.filter_by_tag("final"))
+    ('labels', ['final'], ['a'])
+    >>> m.base_path = "/data/store"
+    >>> m.label_path("final")
+    '/data/store/labels/final'
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import KeysView
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +43,10 @@ class ImageLabelModel(BaseModel):
     image: DataModel
     labels: dict[str, DataModel] = Field(default_factory=dict)
 
+    def tags(self) -> KeysView[str]:
+        """The tags this image has a label under."""
+        return self.labels.keys()
+
 
 class LocalDatastoreModel(BaseModel):
     """The whole manifest."""
@@ -46,3 +58,38 @@ class LocalDatastoreModel(BaseModel):
     images_dir: str = ""
     labels_dir: str = "labels"
     objects: dict[str, ImageLabelModel] = Field(default_factory=dict)
+    base_path: str = ""
+    """The store folder; not part of the file (dump with ``exclude={"base_path"}``)."""
+
+    def tags(self) -> set[str]:
+        """Every tag any image has a label under."""
+        tags: set[str] = set()
+        for obj in self.objects.values():
+            tags.update(obj.tags())
+        return tags
+
+    def filter_by_tag(self, tag: str) -> dict[str, ImageLabelModel]:
+        """The objects that have a label under ``tag``, in manifest order."""
+        return {k: v for k, v in self.objects.items() if v.labels.get(tag)}
+
+    def label(self, id: str, tag: str) -> DataModel | None:
+        """The label of image ``id`` under ``tag``, or ``None``."""
+        obj = self.objects.get(id)
+        return obj.labels.get(tag) if obj else None
+
+    def image_path(self) -> str:
+        """The images folder: joined to ``base_path`` when set, else relative."""
+        return os.path.join(self.base_path, self.images_dir) if self.base_path else self.images_dir
+
+    def label_path(self, tag: str | None) -> str:
+        """The folder of ``tag``'s labels (the labels folder itself for ``None``/``""``)."""
+        path = os.path.join(self.labels_dir, tag) if tag else self.labels_dir
+        return os.path.join(self.base_path, path) if self.base_path else path
+
+    def labels_path(self) -> dict[str, str]:
+        """``{tag: label_path(tag)}`` for every tag in use.
+
+        MONAI Label 0.8.5 returns ``labels_dir/tag`` not joined to ``base_path`` (and bare
+        ``labels_dir`` without one); medstore returns the folder each tag really has.
+        """
+        return {tag: self.label_path(tag) for tag in self.tags()}

@@ -386,11 +386,13 @@ def test_archive(store: Path, cli: Run, tmp_path: Path) -> None:
     code, _, err = cli("--store", store, "archive", "--out", out_zip)
     assert code == 1
     assert_one_error_line(err, "already exists")
-    assert cli("--store", store, "archive", "--out", out_zip, "--force", "--limit", "0")[0] == 0
+    assert cli("--store", store, "archive", "--out", out_zip, "--force", "--limit", "1")[0] == 0
     with zipfile.ZipFile(out_zip) as zf:
-        assert zf.namelist() == ["metadata.json"]
-    code, _, err = cli("--store", store, "archive", "--limit", "-1")
-    assert code == 1
+        assert sorted(zf.namelist()) == names
+    for limit in ("0", "-1"):
+        code, _, err = cli("--store", store, "archive", "--limit", limit)
+        assert code == 1
+        assert_one_error_line(err, "--limit must be >= 1")
 
 
 # ---------------------------------------------------------------------------- watch / demo

@@ -301,7 +301,7 @@ class StoreVsModel(RuleBasedStateMachine):
                 assert not {"k", "seed", "tags"} - set(expected["info"]) & set(info)
                 assert set(store.get_labels_by_image_id(image_id)) == set(expected["labels"])
                 for tag, checksum in expected["labels"].items():
-                    assert h.sha256_bytes(store.get_label(image_id, tag)) == checksum
+                    assert h.sha256_bytes(store.get_label(image_id, tag).getvalue()) == checksum
         for (image_id, tag), checksums in self.kept.items():
             if image_id in self.images:
                 history = {r["checksum"] for r in fresh.label_history(image_id, tag)}
