@@ -5,6 +5,7 @@ What a MONAI Label user's training script does, unchanged, on a medstore store.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -194,3 +195,57 @@ def test_import_archive_reads_both_metadata_forms(
     assert got["patient_id"] == expected["patient_id"] and got["tags"] == expected["tags"]
     label_info = target.get_label_info(first, "final")["label_info"]
     assert label_info == sample.get_label_info(first, "final")["label_info"]
+
+
+def test_server_adapter_follows_monai_labels_unknown_id_conventions(
+    sample: LocalDatastore,
+) -> None:
+    from medstore.datastore.interop.monailabel import MonaiLabelDatastore
+
+    server = MonaiLabelDatastore(sample)
+    assert server.get_image_uri("nope") == "" and server.get_label_uri("nope", "final") == ""
+    assert server.get_image("nope") is None and server.get_label("nope", "final", None) is None
+    assert server.get_image_info("nope") == {} and server.get_label_info("nope", "x") == {}
+    assert server.get_labels_by_image_id("nope") == {}
+    assert server.get_label_by_image_id("nope", "final") == ""
+    first = sample.get_labeled_images()[0]
+    stream = server.get_label(first, "final")
+    assert stream is not None and stream.getvalue() == sample.get_label(first, "final").getvalue()
+    assert server.datalist() == sample.datalist()
+    assert server.get_label_by_image_id(first, "final") == first
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ("ImageNotFoundError", 404),
+        ("LabelNotFoundError", 404),
+        ("InvalidIdError", 400),
+        ("LabelGeometryError", 400),
+        ("UnsupportedFormatError", 400),
+        ("ArchiveError", 400),
+        ("ReadOnlyError", 403),
+        ("ManifestCorruptError", 503),
+        ("StoreLockedError", 503),
+    ],
+)
+def test_medstore_errors_map_to_clear_http_errors(error: str, status: int) -> None:
+    from medstore.datastore import errors
+    from medstore.datastore.interop.monailabel_http import http_error
+
+    answer = http_error(getattr(errors, error)("what\nhappened"))
+    assert (answer.status, answer.detail) == (status, "what happened")
+    assert ("Retry-After" in answer.headers) == (error == "StoreLockedError")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("fastapi") is not None, reason="FastAPI installed: HTTP errors"
+)
+def test_without_a_server_the_adapter_raises_medstore_errors(sample: LocalDatastore) -> None:
+    from medstore.datastore import InvalidIdError
+    from medstore.datastore.interop.monailabel import MonaiLabelDatastore
+
+    with pytest.raises(InvalidIdError):
+        MonaiLabelDatastore(sample).get_image_uri("../escape")
+    with pytest.raises(ImageNotFoundError):
+        MonaiLabelDatastore(sample).update_image_info("nope", {"a": 1})
