@@ -21,6 +21,7 @@ from ..errors import ImageNotFoundError, UnsupportedFormatError
 from .dicom_file import DICOM_FILE_READER
 from .dicom_series import DICOM_SERIES_READER
 from .nifti import NIFTI_READER
+from .nrrd import NRRD_READER
 from .raster2d import RASTER2D_READER
 from .types import DEFAULT_MAX_BYTES, ImageData, ImageHeader, ReadLimits
 from .video import VIDEO_READER
@@ -80,6 +81,7 @@ class ImageReader(Protocol):
 
 _READERS: list[ImageReader] = [
     NIFTI_READER,
+    NRRD_READER,
     DICOM_SERIES_READER,
     DICOM_FILE_READER,
     RASTER2D_READER,
@@ -138,8 +140,8 @@ def find_reader(path: str | os.PathLike[str]) -> ImageReader:
             return reader
     kind = "folder (no DICOM files)" if p.is_dir() else "file"
     raise UnsupportedFormatError(
-        f"{p}: unsupported {kind}; readable: NIfTI (.nii, .nii.gz), DICOM files and series "
-        "folders, PNG/JPEG/TIFF (extra 'images2d'), video (extra 'video')"
+        f"{p}: unsupported {kind}; readable: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), DICOM "
+        "files and series folders, PNG/JPEG/TIFF (extra 'images2d'), video (extra 'video')"
     )
 
 

@@ -27,7 +27,7 @@ SIDE_DIR = ".medstore"
 MANIFEST_NAME = "datastore_v2.json"
 LOCK_NAME = ".lock"
 # File-name patterns of images and labels when a store is opened without its own.
-DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii", "*.dcm")
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("*.nii.gz", "*.nii", "*.nrrd", "*.seg.nrrd", "*.dcm")
 
 
 class DefaultLabelTag:
