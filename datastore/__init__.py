@@ -25,6 +25,7 @@ from .errors import (
     StoreLockedError,
     UnsupportedFormatError,
 )
+from .store.image_versions import image_version
 from .store.label_info import LabelClasses, parse_label_info
 from .store.layout import StoreLayout
 from .store.local import DEFAULT_EXTENSIONS, DefaultLabelTag, LocalDatastore
@@ -56,6 +57,7 @@ __all__ = [
     "StoreLockedError",
     "UnsupportedFormatError",
     "atomic_write_bytes",
+    "image_version",
     "parse_label_info",
     "seeded_order_key",
 ]

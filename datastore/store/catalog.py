@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .history import LabelHistory
-from .image_versions import belongs, image_version
+from .image_versions import belongs, image_version, version_stamp
 from .label_info import parse_label_info
 from .layout import DefaultLabelTag
 from .manifest import deep_copy, gc_paused
@@ -219,8 +219,8 @@ class Catalog:
     ) -> list[dict[str, Any]]:
         """Every version of a label, oldest first; the current one last, with ``current: True``.
 
-        Kept versions carry their ``path`` and the ``image_version`` they were kept from (``None``
-        before versions existed). Only the current image's are listed unless ``earlier_images``
+        Every entry carries the ``image_version`` it belongs to (``None``: an image without one),
+        kept ones their ``path``. Only the current image's are listed unless ``earlier_images``
         (versions kept from earlier images with this id, removed and the id reused).
 
         Raises:
@@ -239,7 +239,7 @@ class Catalog:
                 records.append(
                     {
                         "version": (kept[-1]["version"] + 1) if kept else 1,
-                        "image_version": current,
+                        "image_version": version_stamp(obj["image"]["info"]),
                         "saved_at": info.get("saved_at"),
                         "checksum": info.get("checksum"),
                         "ext": label["ext"],

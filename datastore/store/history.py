@@ -1,7 +1,8 @@
 """Label history and image trash: nothing a user saved is ever destroyed by a later save.
 
 Previous versions of a label live in ``.medstore/history/<tag>/<image_id>/`` as ``vNNNN<ext>`` with
-a ``vNNNN.json`` record (version, saved_at, checksum, info, ext, reason). Removed images live in
+a ``vNNNN.json`` record (version, image_version, saved_at, checksum, info, ext, reason; records
+kept before image versions existed have no ``image_version``). Removed images live in
 ``.medstore/trash/<image_id>/<stamp>/`` with their manifest entry.
 
 Examples:
@@ -52,12 +53,14 @@ class LabelHistory:
             image_id: Image id.
 
         Returns:
-            Records with ``version``, ``saved_at``, ``checksum``, ``info``, ``ext``, ``reason``.
+            Records with ``version``, ``image_version``, ``saved_at``, ``checksum``, ``info``,
+            ``ext``, ``reason``, and ``path`` (the kept file).
         """
         folder = self.layout.history_dir(tag, image_id)
         out = []
         for version in self._versions(tag, image_id):
             record = load_json((folder / f"v{version:04d}.json").read_bytes())
+            record["path"] = str(folder / f"v{version:04d}{record.get('ext', '')}")
             out.append(record)
         return out
 
@@ -88,13 +91,17 @@ class LabelHistory:
         return folder / f"v{version:04d}{record.get('ext', '')}", record
 
     @staticmethod
-    def make_record(version: int, entry: dict[str, Any], reason: str) -> bytes:
+    def make_record(
+        version: int, entry: dict[str, Any], reason: str, *, image_version: str | None
+    ) -> bytes:
         """Serialise the record of a version being kept.
 
         Args:
             version: Its number.
             entry: Its manifest entry (``ext`` and ``info``).
             reason: ``"replaced"``, ``"removed"`` or ``"restored"``.
+            image_version: The version id of the image it was kept from (``None``: an image
+                without one).
 
         Returns:
             JSON bytes.
@@ -103,6 +110,7 @@ class LabelHistory:
         record = {
             "format_version": FORMAT_VERSION,
             "version": version,
+            "image_version": image_version,
             "saved_at": info.get("saved_at") or _ts_iso(info.get("ts")),
             "kept_at": iso_utc(),
             "checksum": info.get("checksum"),

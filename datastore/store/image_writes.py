@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..ids import split_source_name, validate_id
 from ..timestamps import compact_utc, iso_utc
+from .image_versions import VERSION_KEY, new_version
 from .imaging_hooks import header_facts, wants_dicom, why_misfit
 from .json_values import check_values
 from .label_writes import LabelWriter
@@ -112,15 +113,17 @@ class ImageWriter:
     def update_image_info(self, image_id: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into the image's info (the caller's dict is not kept or mutated).
 
+        The image's version id (``medstore.image_version``) is the store's: a value given for it
+        is ignored.
+
         Raises:
             ImageNotFoundError: Unknown id. InvalidValueError: a NaN, infinity or too deep a value.
         """
         check_values(info, where="image info")
+        merged = {k: copy.deepcopy(v) for k, v in info.items() if k != VERSION_KEY}
         with self._session.mutation() as txn:
             self._session.image_entry(image_id)
-            self._session.patch(
-                txn, "update_image_info", image_id=image_id, info=copy.deepcopy(dict(info))
-            )
+            self._session.patch(txn, "update_image_info", image_id=image_id, info=merged)
 
     def update_label_info(self, label_id: str, label_tag: str, info: Mapping[str, Any]) -> None:
         """Merge ``info`` into a label's info.
@@ -170,7 +173,9 @@ class ImageWriter:
 
         Re-adding an existing id replaces the image (MONAI Label's behaviour): the old file and
         its entry go to the trash, where :meth:`restore_image` finds them; its labels are kept,
-        and each one that does not fit the new image is reported (a warning).
+        and each one that does not fit the new image is reported (a warning). Every addition
+        gets a new image version id (``info["medstore.image_version"]``): annotations, kept
+        label versions and splits of an earlier image with this id do not carry over.
 
         Args:
             image_id: The id, or ``""`` to derive it from the file name.
@@ -251,7 +256,7 @@ class ImageWriter:
             keep = self._keep_replaced(txn, image_id, old, new_ext=ext)
             self._warn_misfits(image_id, old, staged)
         txn.replace(staged, dest, keep, self._session.layout.root)
-        info.update({"ts": int(time.time()), "name": image_id + ext})
+        info.update({"ts": int(time.time()), "name": image_id + ext, VERSION_KEY: new_version()})
         if checksum:
             info["checksum"] = checksum
         entry = {"ext": ext, "info": info}
@@ -355,20 +360,23 @@ class ImageWriter:
             txn.replace(staged, folder / RECORD_NAME, None, self._session.layout.root)
             self._session.patch(txn, "remove_image", image_id=image_id)
 
-    def restore_image(self, image_id: str) -> None:
+    def restore_image(self, image_id: str, *, image_version: str | None = None) -> None:
         """Bring back the most recently removed (or replaced) image with its labels.
 
         An image replaced by a later ``add_image`` of its id comes back in place of the one
-        that replaced it (which goes to the trash in turn); its labels stay.
+        that replaced it (which goes to the trash in turn); its labels stay. ``image_version``
+        picks an earlier image of the id (its ``medstore.image_version``) instead of the latest;
+        its annotations, label history and splits come back with it.
 
         Raises:
-            ImageNotFoundError: Nothing of that id is in the trash.
+            ImageNotFoundError: Nothing of that id (and version) is in the trash.
         """
         with self._session.mutation() as txn:
-            found = latest_record(self._session, image_id)
+            found = latest_record(self._session, image_id, version=image_version)
             current = self._session.doc["objects"].get(image_id)
             if found is None or (current is not None and not found[1].get("replaced")):
-                raise ImageNotFoundError(f"no removed image {image_id!r} to restore")
+                shown = "" if image_version is None else f" of version {image_version!r}"
+                raise ImageNotFoundError(f"no removed image {image_id!r}{shown} to restore")
             path, record = found
             if record.get("vanished"):
                 raise ImageNotFoundError(

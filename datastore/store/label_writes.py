@@ -35,6 +35,7 @@ from ..ids import split_source_name, validate_tag
 from ..imaging import check_label_geometry, label_nifti_bytes, probe_image
 from ..timestamps import iso_utc
 from .history import LabelHistory
+from .image_versions import belongs, image_version, version_stamp
 from .json_values import check_values
 from .session import StoreSession
 from .transaction import Transaction
@@ -104,15 +105,26 @@ class LabelWriter:
                 staged, checksum = self._session.staging.copy_file(label_filename, ext)
                 shown = Path(label_filename).name
             if not force:
-                try:
-                    check_label_geometry(staged, image_path)
-                except (LabelGeometryError, ImageReadError) as err:
-                    txn.discard_one(staged)
-                    reason = str(err).replace(str(staged), shown)
-                    raise type(err)(f"label {label_tag!r} of image {image_id!r}: {reason}") from err
+                what = f"label {label_tag!r} of image {image_id!r}"
+                self._check_fits(txn, staged, image_path, shown=shown, what=what)
             info = copy.deepcopy(dict(label_info or {}))
             self._put_label(txn, image_id, label_tag, staged, ext, info, checksum)
         return image_id
+
+    def _check_fits(
+        self, txn: Transaction, staged: Path, image_path: Path, *, shown: str, what: str
+    ) -> None:
+        """Refuse (dropping ``staged``) a label that does not fit its image.
+
+        Raises:
+            LabelGeometryError: A mismatch (both shapes named). ImageReadError: Unreadable.
+        """
+        try:
+            check_label_geometry(staged, image_path)
+        except (LabelGeometryError, ImageReadError) as err:
+            txn.discard_one(staged)
+            reason = str(err).replace(str(staged), shown)
+            raise type(err)(f"{what}: {reason}") from err
 
     def _stage_array(self, array: np.ndarray, image_path: Path) -> tuple[Path, str, str]:
         data = label_nifti_bytes(array, probe_image(image_path))
@@ -159,7 +171,10 @@ class LabelWriter:
         txn.reserved[(tag, image_id)] = reserved + 1
         folder = file_path.parent
         file_path = folder / f"v{version:04d}{entry['ext']}"
-        record = self._history.make_record(version, entry, reason)
+        image_info = self._session.doc["objects"][image_id]["image"]["info"]
+        record = self._history.make_record(
+            version, entry, reason, image_version=version_stamp(image_info)
+        )
         txn.replace(
             self._session.staging.write_bytes(record, ".json"),
             folder / f"v{version:04d}.json",
@@ -203,18 +218,42 @@ class LabelWriter:
     def restore_label(self, image_id: str, tag: str, version: int) -> None:
         """Make a kept version current again; the replaced one is kept in turn.
 
+        Only a version kept from the current image is restored: one kept from an earlier image
+        with this id (removed, then the id reused) is not this image's. It must also fit the
+        image (shape and affine within 1e-3 mm).
+
         Raises:
-            LabelNotFoundError: No such version.
+            LabelNotFoundError: No such version, or it was kept from an earlier image.
+            LabelGeometryError: It does not fit the image (both shapes named).
         """
         with self._session.mutation() as txn:
-            self._session.image_entry(image_id)
-            self.restore_version(txn, image_id, tag, version)
+            obj = self._session.image_entry(image_id)
+            current = image_version(image_id, obj["image"]["info"])
+            self.restore_version(txn, image_id, tag, version, image_version=current)
 
-    def restore_version(self, txn: Transaction, image_id: str, tag: str, version: int) -> None:
+    def restore_version(
+        self,
+        txn: Transaction,
+        image_id: str,
+        tag: str,
+        version: int,
+        *,
+        image_version: str | None = None,
+    ) -> None:
         """In ``txn``: make a kept version of a label current again.
 
+        Args:
+            txn: The open transaction.
+            image_id: The image.
+            tag: The label's tag.
+            version: The kept version's number.
+            image_version: The current image's version: a kept version of another image is
+                refused, and the label must fit the image. ``None`` (restoring an image with
+                the labels it was removed with) checks neither.
+
         Raises:
-            LabelNotFoundError: No such version.
+            LabelNotFoundError: No such version, or it was kept from another image.
+            LabelGeometryError: It does not fit the image.
         """
         try:
             path, record = self._history.version_file(tag, image_id, version)
@@ -222,7 +261,21 @@ class LabelWriter:
             raise LabelNotFoundError(
                 f"label {tag!r} of image {image_id!r} has no version {version}"
             ) from err
+        kept_from = record.get("image_version")
+        if image_version is not None and not belongs(kept_from, image_version):
+            raise LabelNotFoundError(
+                f"version {version} of label {tag!r} was kept from an earlier image with id "
+                f"{image_id!r} (image version {kept_from}), not the current one; "
+                "label_history(..., earlier_images=True) lists it with its path, and "
+                "save_label with that path attaches it after checking it fits"
+            )
         staged, checksum = self._session.staging.copy_file(path, record["ext"])
+        if image_version is not None:
+            ext = self._session.image_entry(image_id)["image"]["ext"]
+            image_path = txn.source_of(self._session.layout.image_path(image_id, ext))
+            shown = f"v{version:04d}{record['ext']}"
+            what = f"version {version} of label {tag!r} of image {image_id!r}"
+            self._check_fits(txn, staged, image_path, shown=shown, what=what)
         info = dict(record["info"], restored_from=version)
         self._put_label(txn, image_id, tag, staged, record["ext"], info, checksum)
 

@@ -292,7 +292,7 @@ class LocalDatastore:
         return self._catalog.json()
 
     def label_history(self, image_id: str, tag: str, *, earlier_images: bool = False) -> list[dict]:
-        """A label's versions, oldest first, current last; ``earlier_images``: ones of reused ids."""
+        """A label's versions, oldest first, current last; ``earlier_images``: of reused ids too."""
         return self._catalog.label_history(validate_id(image_id), validate_tag(tag), earlier_images)
 
     def get_dataset_archive(self, limit_cases: int | None = None) -> str:

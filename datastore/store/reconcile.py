@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .image_versions import VERSION_KEY, new_version
 from .scan import DiskState
 from .transaction import apply_patches
 
@@ -27,10 +28,12 @@ def reconcile(
     patches: list[dict[str, Any]],
     *,
     remembered: Mapping[str, Mapping[str, Any]] | None = None,
+    new_versions: bool = True,
 ) -> None:
     """Bring ``doc`` in line with ``state``, appending the patches that do it.
 
-    New images and labels get MONAI Label's ``ts`` and ``name``; entries whose files are gone are
+    New images and labels get MONAI Label's ``ts`` and ``name`` (a new image also a new version
+    id, see :mod:`.image_versions`); entries whose files are gone are
     dropped. A tracked image is never re-pointed at another file (the scan reports such files
     and leaves them out). Existing info is kept.
 
@@ -40,6 +43,8 @@ def reconcile(
         patches: Receives the patches applied.
         remembered: Trash records of images whose files vanished earlier and are back: a new
             image (and each of its labels found with its old extension) gets its old info back.
+        new_versions: Give new images a version id; ``False`` for an index kept only in memory
+            (an id it would give could not be found again after the process ends).
     """
     objects: dict[str, Any] = doc["objects"]
     remembered = remembered or {}
@@ -52,6 +57,8 @@ def reconcile(
         if obj is None or obj["image"]["ext"] != ext:
             old = obj["image"] if obj else remembered.get(image_id, {}).get("entry")
             info = dict(old["info"]) if old else {}
+            if not old and new_versions:
+                info[VERSION_KEY] = new_version()
             info.update({"ts": info.get("ts", now), "name": image_id + ext})
             new.append(
                 {

@@ -24,6 +24,7 @@ import orjson
 
 from ..errors import InvalidIdError
 from ..timestamps import compact_utc, iso_utc
+from .image_versions import image_version
 from .scan import DiskState
 from .session import StoreSession
 from .transaction import Transaction
@@ -35,12 +36,15 @@ logger = logging.getLogger(__name__)
 RECORD_NAME = "entry.json"
 
 
-def latest_record(session: StoreSession, image_id: str) -> tuple[Any, dict[str, Any]] | None:
+def latest_record(
+    session: StoreSession, image_id: str, *, version: str | None = None
+) -> tuple[Any, dict[str, Any]] | None:
     """The newest trash record of ``image_id`` as ``(path, record)``, or ``None``.
 
     Args:
         session: The store's session.
         image_id: The id.
+        version: Only a record of this image version (see :mod:`.image_versions`).
 
     Returns:
         The record's path and content; ``None`` when the trash holds nothing of that id.
@@ -50,9 +54,11 @@ def latest_record(session: StoreSession, image_id: str) -> tuple[Any, dict[str, 
     except InvalidIdError:
         return None
     records = sorted(folder.glob(f"*/{RECORD_NAME}")) if folder.is_dir() else []
-    if not records:
-        return None
-    return records[-1], orjson.loads(records[-1].read_bytes())
+    for path in reversed(records):
+        record = orjson.loads(path.read_bytes())
+        if version is None or image_version(image_id, record["entry"]["info"]) == version:
+            return path, record
+    return None
 
 
 class VanishedImages:
