@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from medstore.datastore import LabelGeometryError
+from medstore.datastore import LabelGeometryError, image_version
 
 from ..loading.cache import CachedVolume, VolumeCache
 from ..loading.worker_memory import float32_tensor
@@ -39,6 +39,15 @@ LutKey = tuple[str, str, tuple[str, ...]]
 """``(label path, view dtype, segmentation class names)``."""
 
 
+def _image_key(record: ImageRecord) -> str:
+    """What the cache key adds for an image: its checksum and its image version id.
+
+    A linked image has no checksum and its file can be rewritten in place (same size, inode and
+    times); with the version id, an id reused for another image never gets the old voxels.
+    """
+    return f"{record.checksum or ''}|{image_version(record.image_id, record.info)}"
+
+
 def _label_checksum(label: LabelRecord) -> str | None:
     return str(label.info.get("checksum") or "") or None
 
@@ -62,7 +71,7 @@ def image_volume(
     """
     return cache.get(
         record.path,
-        checksum=record.checksum,
+        checksum=_image_key(record),
         what=f"image {record.image_id!r}",
         keep_open=keep_open,
     )
@@ -105,7 +114,7 @@ def volume_sources(records: Iterable[ImageRecord]) -> list[tuple[str, str | None
     """
     sources: list[tuple[str, str | None, str]] = []
     for record in records:
-        sources.append((record.path, record.checksum, f"image {record.image_id!r}"))
+        sources.append((record.path, _image_key(record), f"image {record.image_id!r}"))
         for label in record.labels:
             sources.append((label.path, _label_checksum(label), _label_what(record, label)))
     return sources

@@ -36,6 +36,7 @@ from .labels import save_segmentation_label
 from .registry import annotation_class, annotation_from_dict
 from .schema import AnnotationSpec, ProjectSchema, load_schema, save_schema
 from .segmentation import VolumeSegmentation
+from .versioned import VersionedRecords, select_version
 
 __all__ = ["ANNOTATIONS_FORMAT_VERSION", "AnnotationStore"]
 
@@ -81,12 +82,13 @@ class AnnotationStore:
         validate_id(image_id)
         return self._store.side_path("annotations", f"{image_id}.json")
 
-    def _read(self, image_id: str) -> _Records:
+    def _read(self, image_id: str, image_version: str | None = None) -> VersionedRecords:
         path = self._path(image_id)
+        info = self._store.get_image_info(image_id) if self._store.has_image(image_id) else None
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            return {}
+            return select_version([], image_id, info, image_version)
         try:
             doc = orjson.loads(raw)
             version = doc["format_version"]
@@ -97,14 +99,14 @@ class AnnotationStore:
             raise AnnotationError(f"annotation file {path} has unsupported version {version!r}")
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise AnnotationError(f"annotation file {path} is corrupt: bad 'annotations' list")
-        return {str(item["id"]): item for item in items}
+        return select_version(items, image_id, info, image_version)  # only the image's own
 
-    def _write(self, image_id: str, records: _Records) -> None:
+    def _write(self, image_id: str, records: VersionedRecords) -> None:
         path = self._path(image_id)
         doc = {
             "format_version": ANNOTATIONS_FORMAT_VERSION,
             "image_id": image_id,
-            "annotations": list(records.values()),
+            "annotations": records.to_write(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, orjson.dumps(doc), point="annotations")
@@ -308,8 +310,12 @@ class AnnotationStore:
         status: str | None = None,
         frame: int | None = None,
         include_deleted: bool = False,
+        image_version: str | None = None,
     ) -> list[Annotation]:
         """The image's annotations matching every given filter, in insertion order.
+
+        Only those made for the current image of the id (an earlier image with the same id,
+        removed, keeps its own; ``image_version`` lists those of that version instead).
 
         Args:
             image_id: The image.
@@ -320,6 +326,7 @@ class AnnotationStore:
             status: Workflow status.
             frame: Frame index.
             include_deleted: Include soft-deleted annotations.
+            image_version: An image version (``medstore.image_version`` of an earlier image).
 
         Returns:
             The annotations (empty when the image has none).
@@ -334,7 +341,7 @@ class AnnotationStore:
         }
         filters = {key: value for key, value in wanted.items() if value is not None}
         result = []
-        for record in self._read(image_id).values():
+        for record in self._read(image_id, image_version).values():
             if not include_deleted and record.get("deleted"):
                 continue
             if any(record.get(key) != value for key, value in filters.items()):

@@ -71,7 +71,7 @@ class DiskIndexer:
 
     def index_in_memory(self) -> None:
         """Index the disk into the in-memory manifest only (a store opened without a manifest)."""
-        reconcile(self._session.doc, self._scan(), [])
+        reconcile(self._session.doc, self._scan(), [], new_versions=False)
 
     def refresh(self, *, accept: Callable[[Path], bool] | None = None) -> DiskState:
         """Reconcile the manifest with the disk in one transaction; write only on a change.

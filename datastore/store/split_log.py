@@ -4,8 +4,10 @@ Each line is one JSON event; nothing is ever rewritten, so the assignments as th
 earlier time can be replayed:
 
 - ``{"format_version": 1, "event": "assign", "record_id": "<hex>", "image_id": "img_1",
-  "split": "train", "source": "local", "at": "2026-11-21T10:00:00.000000Z"}`` puts an image in a
-  split;
+  "split": "train", "source": "local", "at": "2026-11-21T10:00:00.000000Z",
+  "image_version": "<hex>"}`` puts an image in a split; ``image_version`` (absent for an image
+  without one, see :mod:`.image_versions`) is the addition of the id it was made for: an
+  assignment of an earlier image with a reused id is not applied to the current one;
 - ``{"format_version": 1, "event": "delete", "record_id": "<hex>", "image_id": "img_1",
   "at": ...}`` withdraws that assignment (re-assigning an image writes a ``delete``, then a new
   ``assign``).
@@ -51,6 +53,7 @@ from typing import Any, NamedTuple
 from ..durable import fsync_dir
 from ..errors import ReadOnlyError
 from ..timestamps import iso_utc, parse_utc
+from .image_versions import belongs, version_stamp, versions_in
 from .layout import StoreLayout
 
 __all__ = [
@@ -95,10 +98,12 @@ class SplitAssignment(NamedTuple):
     Attributes:
         split: The split name (``"train"``, ``"fold0"``...).
         record_id: The ``record_id`` of the ``assign`` event.
+        image_version: The image version it was made for (``None``: an image without one).
     """
 
     split: str
     record_id: str
+    image_version: str | None = None
 
 
 class SplitLog:
@@ -158,7 +163,9 @@ class SplitLog:
 
         Lines are replayed in the order they were appended, never sorted by their times: a
         writer whose clock is behind cannot reorder saves. ``as_of`` keeps the log up to the
-        first line recorded after it (a state the store really was in).
+        first line recorded after it (a state the store really was in). An image in the store
+        gets only an assignment made for its own image version (an earlier image with the same
+        id, removed, keeps its own, which comes back when that image is restored).
 
         Args:
             as_of: ISO-8601 UTC text or a datetime (``None``: the whole log).
@@ -172,7 +179,7 @@ class SplitLog:
         limit = parse_utc(as_of) if isinstance(as_of, str) else as_of
         if limit is not None and limit.tzinfo is None:
             limit = limit.replace(tzinfo=dt.UTC)
-        live: dict[str, SplitAssignment] = {}
+        live: dict[str, dict[str | None, SplitAssignment]] = {}  # per image, per image version
         for event in self.events():  # log order: the order the saves were acknowledged in
             try:
                 at = parse_utc(str(event["at"]))
@@ -181,11 +188,28 @@ class SplitLog:
             if limit is not None and at > limit:
                 break  # recorded after ``as_of``: so is everything after it in the log
             image_id, record_id = str(event.get("image_id")), str(event.get("record_id"))
+            versions = live.setdefault(image_id, {})
             if event.get("event") == "assign":
-                live[image_id] = SplitAssignment(str(event.get("split")), record_id)
-            elif event.get("event") == "delete" and live.get(image_id, ("", ""))[1] == record_id:
-                del live[image_id]
-        return live
+                version = event.get("image_version")
+                version = version if isinstance(version, str) else None
+                versions.pop(version, None)  # the latest assignment of a version is last
+                versions[version] = SplitAssignment(str(event.get("split")), record_id, version)
+            elif event.get("event") == "delete":
+                for version, assignment in list(versions.items()):
+                    if assignment.record_id == record_id:
+                        del versions[version]
+        return _applicable(live, self._image_versions())
+
+    def _image_versions(self) -> dict[str, str] | None:
+        """``{image_id: version}`` of the store's images (``None``: the store cannot tell)."""
+        read = getattr(self._store, "json", None)
+        return versions_in(read()) if callable(read) else None
+
+    def _stamps(self) -> dict[str, str | None]:
+        read = getattr(self._store, "json", None)
+        if not callable(read):
+            return {}
+        return {k: version_stamp(v["image"].get("info", {})) for k, v in read()["objects"].items()}
 
     def save(self, wanted: Mapping[str, str], *, source: str, force: bool = False) -> int:
         """Append assignments ``{image_id: split}`` under the store lock.
@@ -219,7 +243,7 @@ class SplitLog:
                     f"{len(conflicts)} image(s) already assigned to another split ({shown}); "
                     "use save(force=True) to re-assign"
                 )
-            events, written = [], 0
+            events, written, stamps = [], 0, self._stamps()
             for image_id, name in sorted(wanted.items()):
                 old = current.get(image_id)
                 if old is not None and old.split == name:
@@ -227,9 +251,10 @@ class SplitLog:
                 now = iso_utc()
                 if old is not None:
                     events.append(_event("delete", image_id, old.record_id, now))
-                events.append(
-                    _event("assign", image_id, uuid.uuid4().hex, now, split=name, source=source)
-                )
+                extra = {"split": name, "source": source}
+                if stamps.get(image_id) is not None:
+                    extra["image_version"] = str(stamps[image_id])
+                events.append(_event("assign", image_id, uuid.uuid4().hex, now, **extra))
                 written += 1
             if events:
                 self._append(events)
@@ -266,6 +291,22 @@ class SplitLog:
             os.close(fd)
         if not existed:
             fsync_dir(path.parent)
+
+
+def _applicable(
+    live: dict[str, dict[str | None, SplitAssignment]], current: dict[str, str] | None
+) -> dict[str, SplitAssignment]:
+    """Each image's assignment for its current version (the latest one for an absent image)."""
+    out: dict[str, SplitAssignment] = {}
+    for image_id, versions in live.items():
+        if current is None or image_id not in current:
+            if versions:
+                out[image_id] = list(versions.values())[-1]
+            continue
+        for version, assignment in versions.items():
+            if belongs(version, current[image_id]):
+                out[image_id] = assignment
+    return out
 
 
 def _event(kind: str, image_id: str, record_id: str, at: str, **extra: str) -> dict[str, Any]:
