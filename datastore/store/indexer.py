@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import StoreLayout
+from .name_index import drop_colliding
 from .reconcile import reconcile
 from .scan import DiskState, scan_disk
 from .session import StoreSession
@@ -92,6 +93,10 @@ class DiskIndexer:
         with session.mutation() as txn:
             patches: list[dict[str, Any]] = []
             state = self._scan()
+            names = session.name_index()
+            if names is not None:  # a file renamed to another spelling of a tracked id
+                objects = session.doc["objects"]
+                drop_colliding(names, objects, state, labels_dir=session.layout.labels_dir)
             if accept is not None:
                 state = _filter_new(session.doc["objects"], session.layout, state, accept)
             self._vanished.keep(txn, state)

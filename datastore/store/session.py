@@ -27,7 +27,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..durable import crashpoint
@@ -40,6 +40,7 @@ from ..errors import (
 from .fs_probe import NameRules, probe_names, timestamp_granularity_ns
 from .layout import StoreLayout
 from .manifest import ManifestFile, empty_manifest
+from .name_index import NameIndex
 from .staging import StagingArea
 from .store_lock import StoreLock
 from .transaction import PendingRecords, Transaction, apply_patches
@@ -109,6 +110,7 @@ class StoreSession:
         self._manifest = ManifestFile(layout.manifest, file_mode=file_mode)
         self._lock = None if read_only else StoreLock(layout.lock, timeout=lock_timeout)
         self._name_rules: NameRules | None = None
+        self._names: NameIndex | None = None
         self._racy_window_probed = False
         doc = read_settled(self._manifest)
         self.existed = doc is not None
@@ -252,14 +254,26 @@ class StoreSession:
         rules = self._name_rules
         if rules == NameRules():
             return
+        if self._names is None:  # O(1) per name: ids and tags indexed by their filesystem key
+            self._names = NameIndex(rules)
+        if image_id is None and tag is None:
+            return
         with self.reading():
             objects = self._doc["objects"]
             if image_id is not None and image_id not in objects:
-                rules.check(image_id, list(objects), kind="image id")
+                self._names.check_id(image_id, objects)
             if tag is not None:
-                tags: Iterable[str] = {t for obj in objects.values() for t in obj["labels"]}
-                if tag not in tags:
-                    rules.check(tag, tags, kind="label tag")
+                self._names.check_tag(tag, objects, self._layout.labels)
+
+    def name_index(self) -> NameIndex | None:
+        """The ids and tags by the name the filesystem sees (for the scans' collision checks).
+
+        Returns:
+            The index; ``None`` on a read-only store, or where the filesystem keeps every name
+            apart and refuses no character.
+        """
+        self.check_new_names()
+        return self._names
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager

@@ -8,6 +8,9 @@ The special filesystems are real ones built by :mod:`support.filesystems` (loop-
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -359,6 +362,79 @@ def test_case1_a_filesystem_that_cannot_chmod_still_takes_writes(tmp_path: Path)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     assert out.strip() == "['a'] True"
+
+
+def _renamed_to_other_case(root: Path) -> None:
+    """A user renames ``Case1``'s image and label files to ``case1`` (exFAT keeps the new case)."""
+    for folder in (root, root / "labels" / "final"):
+        os.rename(folder / "Case1.nii.gz", folder / "case1.nii.gz")
+
+
+def test_case1_refresh_reports_a_file_renamed_to_a_colliding_id(
+    exfat_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: both ids listed (one file), and Case1's label with its info dropped."""
+    store = LocalDatastore(exfat_root)
+    store.add_image("Case1", _image(tmp_path / "src" / "a.nii.gz", 1), {"patient_id": "P1"})
+    store.save_label("Case1", _label(1), "final", {"by": "ann"})
+    _renamed_to_other_case(exfat_root)
+    with caplog.at_level(logging.WARNING):
+        state = store.refresh()
+    assert store.list_images() == ["Case1"]
+    assert store.get_image_info("Case1")["patient_id"] == "P1"
+    assert store.get_label_info("Case1", "final")["by"] == "ann"
+    assert "case1.nii.gz" in state.skipped
+    assert "'case1' collides with existing 'Case1'" in caplog.text
+    store.close()
+
+
+def test_case1_the_watcher_reports_a_colliding_file_instead_of_indexing_it(
+    exfat_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the watcher's refresh listed ``case1`` beside ``Case1``."""
+    store = LocalDatastore(exfat_root, auto_reload=True)
+    store.add_image("Case1", _image(tmp_path / "src" / "a.nii.gz", 1), {"patient_id": "P1"})
+    store.save_label("Case1", _label(1), "final", {"by": "ann"})
+    assert store.watcher is not None and store.watcher.wait_idle(30)
+    with caplog.at_level(logging.WARNING):
+        _renamed_to_other_case(exfat_root)
+        shutil.copyfile(_image(tmp_path / "src" / "later.nii.gz", 2), exfat_root / "later.nii.gz")
+        deadline = time.monotonic() + 60
+        while "later" not in store.list_images() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.watcher.wait_idle(30)
+    assert store.list_images() == ["Case1", "later"]
+    assert store.get_label_info("Case1", "final")["by"] == "ann"
+    assert "'case1' collides with existing 'Case1'" in caplog.text
+    store.close()
+
+
+def test_case1_the_name_check_is_o1_per_new_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: each new id was compared with every tracked id (n(n-1)/2 folds for n ids)."""
+    from medstore.datastore.store import session as session_module
+
+    monkeypatch.setattr(session_module, "probe_names", lambda _: NameRules(folds_case=True))
+    store = LocalDatastore(tmp_path / "store")
+    src = _image(tmp_path / "src" / "a.nii.gz", 1)
+    folds = 0
+    fold = NameRules.key
+
+    def counted(rules: NameRules, name: str) -> str:
+        nonlocal folds
+        folds += 1
+        return fold(rules, name)
+
+    monkeypatch.setattr(NameRules, "key", counted)
+    n = 120
+    store.add_images([(f"img{i}", src) for i in range(n)])
+    for i in range(n, n + 20):
+        store.add_image(f"img{i}", src)
+    assert folds <= 5 * (n + 20), folds  # before: 9,500+ for these 140 ids
+    with pytest.raises(InvalidIdError, match=r"'IMG7' collides with existing 'img7'"):
+        store.add_image("IMG7", src)
+    store.close()
 
 
 # ---------------------------------------------------------------- case 3: no hard links
