@@ -152,4 +152,4 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep", action="store_true", help="keep the temporary copy")
-    p.set_defaults(handler=run_demo, store_mode="none")
+    p.set_defaults(handler=run_demo, store_mode="none", writes_no_store=True)

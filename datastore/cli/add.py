@@ -29,6 +29,7 @@ from ..store.imaging_hooks import series_sniffer, why_misfit
 from ..store.local import LocalDatastore
 from ..store.staging import file_checksum
 from .edit import parse_info
+from .id_templates import ID_FROM, check_template, is_template, render_id
 from .main import UsageError
 
 __all__ = ["collect_sources", "register", "source_ids"]
@@ -129,38 +130,56 @@ def collect_sources(
 
 
 def source_ids(
-    sources: Sequence[Path], patterns: Sequence[str], *, image_id: str | None
+    sources: Sequence[Path],
+    patterns: Sequence[str],
+    *,
+    image_id: str | None,
+    template: str | None = None,
 ) -> list[str]:
     """The id each source will get, validated, with clashes refused before anything is written.
 
     Args:
         sources: From :func:`collect_sources`.
         patterns: The store's file-name patterns.
-        image_id: An explicit id (only with exactly one source).
+        image_id: An explicit id (only with exactly one source), or an id template such as
+            ``{parent}_{stem}`` (any number of sources; see :mod:`.id_templates`).
+        template: An id template from ``--id-from`` (``image_id`` wins when both are given).
 
     Returns:
         One id per source.
 
     Raises:
-        UsageError: ``image_id`` with several sources.
+        UsageError: A plain ``image_id`` with several sources; a template with an unknown field.
         InvalidIdError: An id breaks the naming rules.
         ValueError: Two sources would get the same id.
     """
+    if image_id is not None and is_template(image_id):
+        image_id, template = None, image_id
     if image_id is not None:
         if len(sources) != 1:
-            raise UsageError(f"--id needs exactly one source, got {len(sources)}")
+            raise UsageError(
+                f"--id needs exactly one source, got {len(sources)}; for one folder per "
+                "patient use a template: --id '{parent}_{stem}' or --id-from parent"
+            )
         return [validate_id(image_id)]
+    if template is not None:
+        check_template(template)
     ids: list[str] = []
     seen: dict[str, Path] = {}
     for src in sources:
         derived = (src.name, "") if src.is_dir() else derive_id(src.name, patterns)
         if derived is None:  # pragma: no cover - collect_sources only returns matching files
             raise UnsupportedFormatError(f"{src} matches none of the store's patterns")
-        new = validate_id(derived[0])
+        raw = render_id(template, src, derived[0]) if template is not None else derived[0]
+        new = validate_id(raw)
         if new in seen:
-            raise ValueError(
-                f"{seen[new]} and {src} would both get id {new!r}; add one of them with --id"
+            hint = (
+                "; use a template that tells them apart, e.g. --id '{grandparent}_{parent}_{stem}'"
+                if template is not None
+                else "; for one folder per patient use --id-from parent (ids like P001_t1)"
+                " or --id '{parent}_{stem}'"
             )
+            raise ValueError(f"{seen[new]} and {src} would both get id {new!r}{hint}")
         seen[new] = src
         ids.append(new)
     return ids
@@ -176,7 +195,8 @@ def run_add(args: argparse.Namespace, store: LocalDatastore) -> int:
     sources = collect_sources(args.paths, store.extensions, exclude=store.root)
     if not sources:
         raise FileNotFoundError("no image files found in the given paths")
-    ids = source_ids(sources, store.extensions, image_id=args.image_id)
+    template = ID_FROM[args.id_from] if args.id_from else None
+    ids = source_ids(sources, store.extensions, image_id=args.image_id, template=template)
     present = set(store.list_images())
     replaced = [
         i
@@ -245,7 +265,19 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="files, folders (searched recursively) or glob patterns",
     )
-    p.add_argument("--id", dest="image_id", metavar="ID", help="the id (one source only)")
+    ids = p.add_mutually_exclusive_group()
+    ids.add_argument(
+        "--id",
+        dest="image_id",
+        metavar="ID",
+        help="the id (one source only), or an id template for many: '{parent}_{stem}' "
+        "(fields: {stem} the file's own id, {parent} its folder, {grandparent}, {name})",
+    )
+    ids.add_argument(
+        "--id-from",
+        choices=sorted(ID_FROM),
+        help="build ids from the folders: 'parent' gives patients/P001/t1.nii the id P001_t1",
+    )
     p.add_argument(
         "--link", action="store_true", help="record a symlink to the file instead of copying it"
     )
@@ -261,6 +293,11 @@ def register(subparsers: Any) -> None:
         help="image info; KEY:=JSON for non-string values; repeatable",
     )
     p.add_argument(
-        "--tag", dest="tags", action="append", metavar="TAG", help="image tag to set, repeatable"
+        "--image-tag",
+        "--tag",
+        dest="tags",
+        action="append",
+        metavar="IMAGE_TAG",
+        help="image tag to set on every added image (see 'medstore tag'), repeatable",
     )
     p.set_defaults(handler=run_add, store_mode="write")

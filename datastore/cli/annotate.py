@@ -20,10 +20,11 @@ from typing import Any
 import orjson
 
 from ..annotations.base import Annotation
+from ..annotations.grid import ImageGrid
 from ..annotations.skeleton import SkeletonAnnotation
 from ..annotations.storage import AnnotationStore
 from ..durable import atomic_write_bytes
-from ..errors import AnnotationError, UnsupportedFormatError
+from ..errors import AnnotationError, DatastoreError, UnsupportedFormatError
 from ..interop.datamint import from_datamint, to_datamint
 from ..interop.nml import dump_nml, load_nml, save_nml
 from ..interop.nucleus import NUCLEUS_KEYS, from_nucleus, to_nucleus
@@ -81,9 +82,9 @@ def run(args: argparse.Namespace, store: Any) -> int:
     anns = store.annotations
     command = args.annotate_command
     if command == "import":
-        return _import(args, anns)
+        return _import(args, store)
     if command == "export":
-        return _export(args, anns)
+        return _export(args, store)
     return _ls(args, anns)
 
 
@@ -103,9 +104,9 @@ def _json_items(data: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _from_json_item(item: dict[str, Any]) -> Annotation:
+def _from_json_item(item: dict[str, Any], image: ImageGrid | None) -> Annotation:
     if {"identifier", "annotation_type", "model_dump_json"} & set(item):
-        return from_datamint(item)
+        return from_datamint(item, image=image)
     if item.get("type") in NUCLEUS_KEYS and {"label", "labels", "mask_url"} & set(item):
         return from_nucleus(item)
     raise UnsupportedFormatError(
@@ -114,12 +115,14 @@ def _from_json_item(item: dict[str, Any]) -> Annotation:
     )
 
 
-def detect_and_load(path: Path) -> tuple[str, list[Annotation]]:
+def detect_and_load(path: Path, *, image: ImageGrid | None = None) -> tuple[str, list[Annotation]]:
     """Read an annotation file of any supported format.
 
     Args:
         path: ``.nml`` / ``.zip`` (WEBKNOSSOS) or ``.json`` (Nucleus or Datamint, one object, a
             list, or a dict of named payloads).
+        image: The grid of the image the annotations belong to (Datamint pixel coordinates
+            index the image file's own voxels).
 
     Returns:
         ``(format name, annotations)``.
@@ -143,13 +146,22 @@ def detect_and_load(path: Path) -> tuple[str, list[Annotation]]:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as err:
         raise AnnotationError(f"{path.name} is not valid JSON: {err}") from err
-    anns = [_from_json_item(item) for item in _json_items(data)]
+    anns = [_from_json_item(item, image) for item in _json_items(data)]
     kinds = {a.origin.format for a in anns if a.origin is not None}
     return "/".join(sorted(kinds)) or "json", anns
 
 
-def _import(args: argparse.Namespace, anns: AnnotationStore) -> int:
-    kind, loaded = detect_and_load(args.file)
+def _grid(store: Any, image_id: str) -> ImageGrid | None:
+    """The image's voxel grid, or ``None`` when it cannot be read (pixel imports then fail)."""
+    try:
+        return ImageGrid.of_image(store, image_id)
+    except DatastoreError:
+        return None
+
+
+def _import(args: argparse.Namespace, store: Any) -> int:
+    anns: AnnotationStore = store.annotations
+    kind, loaded = detect_and_load(args.file, image=_grid(store, args.image))
     if args.created_by:
         loaded = [
             a
@@ -167,11 +179,11 @@ def _import(args: argparse.Namespace, anns: AnnotationStore) -> int:
 # ------------------------------------------------------------------------------------ export
 
 
-def _convert(anns: Iterable[Annotation], fmt: str) -> list[dict[str, Any]]:
+def _convert(anns: Iterable[Annotation], fmt: str, image: ImageGrid | None) -> list[dict[str, Any]]:
     out, skipped = [], 0
     for ann in anns:
         try:
-            out.append(to_nucleus(ann) if fmt == "nucleus" else to_datamint(ann))
+            out.append(to_nucleus(ann) if fmt == "nucleus" else to_datamint(ann, image=image))
         except AnnotationError:
             skipped += 1
     if skipped:
@@ -179,7 +191,8 @@ def _convert(anns: Iterable[Annotation], fmt: str) -> list[dict[str, Any]]:
     return out
 
 
-def _export(args: argparse.Namespace, anns: AnnotationStore) -> int:
+def _export(args: argparse.Namespace, store: Any) -> int:
+    anns: AnnotationStore = store.annotations
     listed = anns.list(args.image_id)
     if args.format == "nml":
         skeletons = [a for a in listed if isinstance(a, SkeletonAnnotation)]
@@ -195,7 +208,8 @@ def _export(args: argparse.Namespace, anns: AnnotationStore) -> int:
         else:
             sys.stdout.write(dump_nml(skeletons[0]))
         return 0
-    data = orjson.dumps(_convert(listed, args.format), option=orjson.OPT_INDENT_2) + b"\n"
+    grid = _grid(store, args.image_id) if args.format == "datamint" else None
+    data = orjson.dumps(_convert(listed, args.format, grid), option=orjson.OPT_INDENT_2) + b"\n"
     if args.out:
         atomic_write_bytes(args.out, data, point="export")
     else:

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import LabelNotFoundError
 from ..ids import validate_id, validate_tag
 from ..store.local import DefaultLabelTag, LocalDatastore
+from .arguments import label_tag_option
 from .main import UsageError
 
 __all__ = ["parse_classes", "parse_info", "register"]
@@ -97,7 +98,7 @@ def run_label(args: argparse.Namespace, store: LocalDatastore) -> int:
     if classes:
         info["label_info"] = classes
     replaced = tag in store.get_labels_by_image_id(image_id)
-    store.save_label(image_id, args.file, tag, info)
+    store.save_label(image_id, args.file, tag, info, force=args.force)
     kept = " (previous version kept in its history)" if replaced else ""
     print(f"saved label {tag!r} of image {image_id!r}{kept}")
     return 0
@@ -125,7 +126,7 @@ def run_rm(args: argparse.Namespace, store: LocalDatastore) -> int:
         store.remove_label(image_id, tag)
         print(
             f"removed label {tag!r} of image {image_id!r} "
-            f"(restore with: medstore restore {image_id} --tag {tag})"
+            f"(restore with: medstore restore {image_id} --label-tag {tag})"
         )
     else:
         store.remove_image(image_id)
@@ -139,7 +140,7 @@ def run_restore(args: argparse.Namespace, store: LocalDatastore) -> int:
     image_id = validate_id(args.image_id)
     if args.tag is None:
         if args.version is not None:
-            raise UsageError("--version needs --tag")
+            raise UsageError("--version needs --label-tag")
         store.restore_image(image_id)
         print(f"restored image {image_id!r}")
         return 0
@@ -164,11 +165,12 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("label", help="save a label file for an image")
     p.add_argument("image_id", metavar="IMAGE_ID")
     p.add_argument("file", metavar="FILE", help="the label file (same patterns as images)")
+    label_tag_option(p, default=DefaultLabelTag.FINAL, what="label to save")
     p.add_argument(
-        "--tag",
-        default=DefaultLabelTag.FINAL,
-        metavar="T",
-        help="annotator/model tag (default: final)",
+        "--force",
+        action="store_true",
+        help="save a label that does not fit its image (float values, another shape or "
+        "orientation) instead of refusing it",
     )
     p.add_argument(
         "--class",
@@ -191,14 +193,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--remove", nargs="+", metavar="T", help="tags to remove")
     p.set_defaults(handler=run_tag, store_mode="write")
 
-    p = subparsers.add_parser("rm", help="remove an image (or with --tag, one label)")
+    p = subparsers.add_parser("rm", help="remove an image (or with --label-tag, one label)")
     p.add_argument("image_id", metavar="IMAGE_ID")
-    p.add_argument("--tag", metavar="T", help="remove only this label")
+    label_tag_option(p, default=None, what="label to remove (the image stays)")
     p.set_defaults(handler=run_rm, store_mode="write")
 
     p = subparsers.add_parser("restore", help="bring back a removed image or a label version")
     p.add_argument("image_id", metavar="IMAGE_ID")
-    p.add_argument("--tag", metavar="T", help="restore a version of this label")
+    label_tag_option(p, default=None, what="label to restore a version of")
     p.add_argument(
         "--version",
         type=int,

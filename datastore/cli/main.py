@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from ..errors import DatastoreError
 from ..store.layout import MANIFEST_NAME, StoreLayout
 from ..store.local import DEFAULT_EXTENSIONS, LocalDatastore
+from .outcome import StoreSnapshot, interrupted_message, silence_stdout
 
 __all__ = ["PROG", "STORE_ENV", "StoreOptions", "UsageError", "build_parser", "main", "open_store"]
 
@@ -94,8 +95,12 @@ def open_store(options: StoreOptions, *, mode: str = "write", **kwargs: Any) -> 
     Returns:
         The open store.
 
+    A folder without ``datastore_v2.json`` (a MONAI Label studies folder never opened by a
+    server) is accepted in ``"read"`` mode: it is indexed in memory and nothing is written.
+
     Raises:
-        FileNotFoundError: The folder or its manifest does not exist (run ``medstore init``).
+        FileNotFoundError: The folder does not exist, or (``"write"`` mode) has no manifest
+            (run ``medstore init``).
         NotADirectoryError: The path is a file.
 
     Examples:
@@ -110,12 +115,12 @@ def open_store(options: StoreOptions, *, mode: str = "write", **kwargs: Any) -> 
         raise FileNotFoundError(f"store folder {root} does not exist (see '{PROG} init')")
     if not root.is_dir():
         raise NotADirectoryError(f"store path {root} is not a folder")
-    if not StoreLayout.at(root).manifest.is_file():
+    read_only = options.read_only or mode == "read"
+    if not read_only and not StoreLayout.at(root).manifest.is_file():
         raise FileNotFoundError(
             f"{root} is not a medstore store (no {MANIFEST_NAME}); "
             f"create one with '{PROG} init {root}'"
         )
-    read_only = options.read_only or mode == "read"
     return LocalDatastore(
         root,
         extensions=options.extensions,
@@ -258,9 +263,20 @@ def _report(err: BaseException, *, verbose: bool, prefix: str = "error") -> None
 def _run(args: argparse.Namespace) -> int:
     mode = getattr(args, "store_mode", "write")
     if mode == "none":
-        return int(args.handler(args, None))
-    with open_store(StoreOptions.from_args(args), mode=mode) as store:
-        return int(args.handler(args, store))
+        code = int(args.handler(args, None))
+    else:
+        with open_store(StoreOptions.from_args(args), mode=mode) as store:
+            code = int(args.handler(args, store))
+    sys.stdout.flush()  # a closed pipe shows here, inside main's handlers
+    return code
+
+
+def _touched_store(args: argparse.Namespace) -> str | None:
+    """The store folder a command may write (``None`` for commands that write none)."""
+    mode = getattr(args, "store_mode", "write")
+    if mode == "read" or getattr(args, "writes_no_store", False):
+        return None
+    return str(getattr(args, "target", None) or args.store)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,20 +287,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 for a failed operation, 2 for a usage error,
-        130 when interrupted.
+        130 when interrupted (saying whether the store changed), 141 when stdout's reader went
+        away (quietly, as a command killed by SIGPIPE).
     """
     verbose = 0
+    before = StoreSnapshot.of(None)
+    touched: str | None = None
     try:
         args = build_parser().parse_args(argv)
         verbose = args.verbose
         _configure_logging(verbose)
+        touched = _touched_store(args)
+        before = StoreSnapshot.of(touched)
         return _run(args)
     except UsageError as err:
         _report(err, verbose=False)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{PROG}: {interrupted_message(before, StoreSnapshot.of(touched))}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (medstore ls | head): not an error
+        silence_stdout()
+        return 141
     except (DatastoreError, OSError, ValueError, LookupError) as err:
         _report(err, verbose=bool(verbose))
         return 1

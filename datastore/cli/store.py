@@ -18,6 +18,8 @@ from ..errors import ReadOnlyError
 from ..ids import validate_id, validate_tag
 from ..store.layout import StoreLayout
 from ..store.local import DefaultLabelTag, LocalDatastore
+from .arguments import image_tag_option, label_tag_option
+from .describe import geometry_json, geometry_lines, label_line
 from .main import StoreOptions, open_store
 
 __all__ = ["format_status", "print_json", "register", "status_summary"]
@@ -141,7 +143,8 @@ def run_ls(args: argparse.Namespace, store: LocalDatastore) -> int:
         width = max([2, *(len(r["id"]) for r in rows)])
         print(f"{'ID':<{width}}  {'LABELS':<24}  TAGS")
         for r in rows:
-            print(f"{r['id']:<{width}}  {','.join(r['labels']) or '-':<24}  {','.join(r['tags'])}")
+            line = f"{r['id']:<{width}}  {','.join(r['labels']) or '-':<24}  {','.join(r['tags'])}"
+            print(line.rstrip())
     else:
         for r in rows:
             print(r["id"])
@@ -149,17 +152,41 @@ def run_ls(args: argparse.Namespace, store: LocalDatastore) -> int:
 
 
 def run_info(args: argparse.Namespace, store: LocalDatastore) -> int:
-    """Print an image's info (with its labels' info), or one label's info, as JSON."""
+    """Print an image's info: a readable summary, or (``--json``) its info and labels as JSON.
+
+    The summary gives shape, spacing and axis directions both in the file's own voxel order
+    (what 3D Slicer shows) and in medstore's canonical (D, H, W) order, labelled.
+    """
+    from ..imaging import probe_image
+
     image_id = validate_id(args.image_id)
     if args.tag:
         info = store.get_label_info(image_id, validate_tag(args.tag))
         info["path"] = store.get_label_uri(image_id, args.tag)
         print_json(info)
         return 0
-    labels = {
-        tag: store.get_label_info(image_id, tag) for tag in store.get_labels_by_image_id(image_id)
-    }
-    print_json({"id": image_id, "image": store.get_image_info(image_id), "labels": labels})
+    image = store.get_image_info(image_id)
+    tags = store.get_labels_by_image_id(image_id)
+    labels = {tag: store.get_label_info(image_id, tag) for tag in tags}
+    header = probe_image(store.get_image_uri(image_id))
+    if args.json:
+        print_json(
+            {"id": image_id, "image": image, "labels": labels, "geometry": geometry_json(header)}
+        )
+        return 0
+    fmt = ", ".join(str(x) for x in (image.get("format") or header.format, header.dtype) if x)
+    print(f"{'Image':<9} {image_id}  ({fmt})")
+    print(f"{'File':<9} {store.get_image_uri(image_id)}")
+    for line in geometry_lines(header):
+        print(line)
+    for tag, info in sorted(labels.items()):
+        path = Path(store.get_label_uri(image_id, tag))
+        print(label_line(tag, info, path.relative_to(store.root).as_posix()))
+    if not labels:
+        print(f"{'Label':<9} none")
+    image_tags = image.get("tags") or []
+    if image_tags:
+        print(f"{'Tags':<9} {' '.join(map(str, image_tags))}")
     return 0
 
 
@@ -197,8 +224,8 @@ def run_refresh(args: argparse.Namespace, store: None) -> int:
 
 def run_archive(args: argparse.Namespace, store: LocalDatastore) -> int:
     """Zip the ``final``-labelled cases in MONAI Label's archive layout."""
-    if args.limit is not None and args.limit < 0:
-        raise ValueError(f"--limit must be >= 0, got {args.limit}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not args.force:
         raise FileExistsError(f"{out} already exists (use --force to replace it)")
@@ -229,8 +256,10 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("ls", help="list image ids")
     p.add_argument(
+        "--label-tag",
         "--tag",
-        metavar="T",
+        dest="tag",
+        metavar="LABEL_TAG",
         help="label tag for --labeled/--unlabeled (implies "
         "--labeled when given alone; default: final)",
     )
@@ -241,28 +270,31 @@ def register(subparsers: Any) -> None:
         dest="labelled",
         action="store_true",
         default=None,
-        help="only images with a label under --tag",
+        help="only images with a label under --label-tag",
     )
     which.add_argument(
         "--unlabeled",
         "--unlabelled",
         dest="labelled",
         action="store_false",
-        help="only images without a label under --tag",
+        help="only images without a label under --label-tag",
     )
-    p.add_argument("--image-tag", metavar="X", help="only images tagged X (see 'medstore tag')")
+    image_tag_option(p, what="only images with this tag")
     p.add_argument("-l", "--long", action="store_true", help="show labels and image tags")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run_ls, store_mode="read")
 
-    p = subparsers.add_parser("info", help="an image's (or one label's) info as JSON")
+    p = subparsers.add_parser(
+        "info", help="an image's geometry (file order and medstore's) and labels, or --json"
+    )
     p.add_argument("image_id", metavar="IMAGE_ID")
-    p.add_argument("--tag", metavar="T", help="show this label's info instead")
+    label_tag_option(p, default=None, what="label whose info to show instead")
+    p.add_argument("--json", action="store_true", help="the full info as JSON")
     p.set_defaults(handler=run_info, store_mode="read")
 
     p = subparsers.add_parser("history", help="kept versions of a label")
     p.add_argument("image_id", metavar="IMAGE_ID")
-    p.add_argument("--tag", metavar="T", required=True, help="label tag")
+    label_tag_option(p, default=DefaultLabelTag.FINAL, what="label")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run_history, store_mode="read")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +24,12 @@ import filelock
 
 from ..errors import StoreLockedError, StoreLockUnsupportedError
 from .fs_probe import filesystem_of
+from .lock_holder import lock_holder
 
 __all__ = ["StoreLock"]
+
+logger = logging.getLogger(__name__)
+_QUIET_WAIT = 1.0  # seconds of waiting before saying whom for
 
 _NO_FLOCK = frozenset(
     code for code in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP) if code
@@ -44,6 +49,23 @@ class StoreLock:
         self.timeout = timeout
         self._lock = filelock.FileLock(path, timeout=timeout, fallback_to_soft=False)
 
+    def _acquire(self) -> None:
+        """Take the lock; after a second of waiting, log who holds it (then wait the rest)."""
+        if self._lock.is_locked or self.timeout <= _QUIET_WAIT:
+            self._lock.acquire()
+            return
+        try:
+            self._lock.acquire(timeout=_QUIET_WAIT)
+            return
+        except filelock.Timeout:
+            logger.warning(
+                "waiting for the lock held by %s on %s (up to %g s)",
+                lock_holder(self.path),
+                self.path,
+                self.timeout,
+            )
+        self._lock.acquire(timeout=self.timeout - _QUIET_WAIT)
+
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """Hold the lock for the block.
@@ -53,7 +75,7 @@ class StoreLock:
             StoreLockUnsupportedError: The filesystem cannot ``flock`` (nothing is written).
         """
         try:
-            self._lock.acquire()
+            self._acquire()
         except filelock.Timeout as err:
             raise StoreLockedError(
                 f"store {self.path.parent} is locked by another process "

@@ -189,12 +189,19 @@ def test_add_dicom_series_folder_is_one_image(tmp_path: Path, cli: Run) -> None:
     assert (root / "series1" / "slice1.dcm").is_file()
 
 
-def test_commands_need_an_initialised_store(tmp_path: Path, cli: Run) -> None:
+def test_writing_commands_need_an_initialised_store(tmp_path: Path, cli: Run) -> None:
     (tmp_path / "plain").mkdir()
-    for argv in (["ls"], ["status"], ["refresh"], ["info", "a"]):
+    for argv in (["refresh"], ["tag", "a", "--add", "x"], ["rm", "a"]):
         code, _, err = cli("--store", tmp_path / "plain", *argv)
         assert code == 1
         assert_one_error_line(err, "not a medstore store")
+    # read-only commands index a folder without a manifest in memory (issue 17)
+    code, out, err = cli("--store", tmp_path / "plain", "status")
+    assert code == 0, err
+    assert "Images      0" in out
+    code, _, err = cli("--store", tmp_path / "plain", "info", "a")
+    assert code == 1
+    assert_one_error_line(err, "a")
     assert list((tmp_path / "plain").iterdir()) == []
 
 
@@ -306,7 +313,7 @@ def test_default_store_is_the_current_folder(
 
 # ---------------------------------------------------------------------------- info / tag / rm
 def test_info_prints_json(store: Path, cli: Run) -> None:
-    code, out, _ = cli("--store", store, "info", "a")
+    code, out, _ = cli("--store", store, "info", "a", "--json")
     doc = json.loads(out)
     assert doc["id"] == "a" and doc["image"]["site"] == "Lyon"
     assert doc["image"]["path"] == str(store / "a.nii.gz")
@@ -356,7 +363,7 @@ def test_restore_explicit_version_and_errors(store: Path, cli: Run, nifti_file: 
     assert_one_error_line(err, "no kept version")
     code, _, err = cli("--store", store, "restore", "c", "--version", "1")
     assert code == 2
-    assert_one_error_line(err, "--version needs --tag")
+    assert_one_error_line(err, "--version needs --label-tag")
 
 
 def test_history_table(store: Path, cli: Run) -> None:
@@ -566,7 +573,7 @@ def test_corrupt_manifest_is_reported_and_kept(store: Path, cli: Run) -> None:
 
 
 def test_usage_errors_exit_2_with_one_line(cli: Run) -> None:
-    for argv in ([], ["nope"], ["ls", "--bogus"], ["history", "a"], ["archive", "--limit", "x"]):
+    for argv in ([], ["nope"], ["ls", "--bogus"], ["history"], ["archive", "--limit", "x"]):
         code, _, err = cli(*argv)
         assert code == 2, argv
         assert_one_error_line(err, "")
