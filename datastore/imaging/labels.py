@@ -132,6 +132,8 @@ def check_label_geometry(
 ) -> None:
     """Check that a label file fits its image: canonical shape, affine, integer dtype, one channel.
 
+    A Slicer ``.seg.nrrd`` may hold several channels: its layers of overlapping segments.
+
     Args:
         label_path: The label file.
         image_path: The image file or series folder.
@@ -146,7 +148,7 @@ def check_label_geometry(
     """
     lab = probe_image(label_path)
     img = probe_image(image_path)
-    if lab.channels != 1:
+    if lab.channels != 1 and not os.fspath(label_path).lower().endswith(".seg.nrrd"):
         raise LabelGeometryError(f"{label_path}: a label has one channel, found {lab.channels}")
     if np.dtype(lab.dtype).kind not in "iub":
         raise LabelGeometryError(f"{label_path}: label dtype {lab.dtype} is not an integer type")

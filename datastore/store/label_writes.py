@@ -33,6 +33,12 @@ import numpy as np
 from ..errors import ImageReadError, LabelGeometryError, LabelNotFoundError
 from ..ids import split_source_name, validate_tag
 from ..imaging import check_label_geometry, label_nifti_bytes, probe_image
+from ..imaging.seg_nrrd import (
+    Segmentation,
+    is_segmentation_name,
+    label_info_of,
+    segmentation_bytes,
+)
 from ..timestamps import iso_utc
 from .history import LabelHistory
 from .image_versions import belongs, image_version, version_stamp
@@ -62,7 +68,7 @@ class LabelWriter:
     def save_label(
         self,
         image_id: str,
-        label_filename: str | os.PathLike[str] | np.ndarray,
+        label_filename: str | os.PathLike[str] | np.ndarray | Segmentation,
         label_tag: str,
         label_info: Mapping[str, Any] | None = None,
         *,
@@ -77,7 +83,8 @@ class LabelWriter:
             image_id: The image.
             label_filename: The label file, or a numpy array in the canonical layout of
                 ``imaging.read_image`` (``(D, H, W)``), written as NIfTI in the image
-                file's own orientation and affine.
+                file's own orientation and affine, or a ``Segmentation`` (written as a Slicer
+                ``.seg.nrrd`` with its segments' names and colours; they become ``label_info``).
             label_tag: The tag (annotator, model, ``final``...).
             label_info: Extra info (e.g. ``label_info`` class names); copied, never mutated.
             force: Skip the geometry check.
@@ -97,7 +104,7 @@ class LabelWriter:
         with session.mutation() as txn:
             obj = session.image_entry(image_id)
             image_path = txn.source_of(session.layout.image_path(image_id, obj["image"]["ext"]))
-            if isinstance(label_filename, np.ndarray):
+            if isinstance(label_filename, np.ndarray | Segmentation):
                 staged, checksum, ext = self._stage_array(label_filename, image_path)
                 shown = "array"
             else:
@@ -108,6 +115,8 @@ class LabelWriter:
                 what = f"label {label_tag!r} of image {image_id!r}"
                 self._check_fits(txn, staged, image_path, shown=shown, what=what)
             info = copy.deepcopy(dict(label_info or {}))
+            if is_segmentation_name(ext) and (names := label_info_of(staged)):
+                info.setdefault("label_info", names)  # Slicer's segment names: the class names
             self._put_label(txn, image_id, label_tag, staged, ext, info, checksum)
         return image_id
 
@@ -126,10 +135,15 @@ class LabelWriter:
             reason = str(err).replace(str(staged), shown)
             raise type(err)(f"{what}: {reason}") from err
 
-    def _stage_array(self, array: np.ndarray, image_path: Path) -> tuple[Path, str, str]:
-        data = label_nifti_bytes(array, probe_image(image_path))
-        staged = self._session.staging.write_bytes(data, ".nii.gz")
-        return staged, f"SHA256:{hashlib.sha256(data).hexdigest()}", ".nii.gz"
+    def _stage_array(
+        self, array: np.ndarray | Segmentation, image_path: Path
+    ) -> tuple[Path, str, str]:
+        if isinstance(array, Segmentation):
+            data, ext = segmentation_bytes(array, probe_image(image_path)), ".seg.nrrd"
+        else:
+            data, ext = label_nifti_bytes(array, probe_image(image_path)), ".nii.gz"
+        staged = self._session.staging.write_bytes(data, ext)
+        return staged, f"SHA256:{hashlib.sha256(data).hexdigest()}", ext
 
     def _put_label(
         self,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..annotations.storage import AnnotationStore
+    from ..imaging.seg_nrrd import Segmentation
     from ..watch.watcher import StoreWatcher, WatchOptions
 
 __all__ = ["DEFAULT_EXTENSIONS", "DefaultLabelTag", "LocalDatastore"]
@@ -364,7 +365,7 @@ class LocalDatastore:
     def save_label(
         self,
         image_id: str,
-        label_filename: str | os.PathLike[str] | np.ndarray,
+        label_filename: str | os.PathLike[str] | np.ndarray | Segmentation,
         label_tag: str,
         label_info: Mapping[str, Any] | None = None,
         *,
