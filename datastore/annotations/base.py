@@ -36,6 +36,7 @@ TYPE_SYNONYMS: Mapping[str, str] = MappingProxyType(
         "bbox": "box",
         "region": "polyline",
         "float": "numeric",
+        "integer": "numeric",
         "number": "numeric",
         "mask": "volume_segmentation",
         "semantic_segmentation": "volume_segmentation",
@@ -83,6 +84,8 @@ class Origin(BaseModel):
     format: str
     external_id: str | None = None
     keys: list[str] | None = None
+    extra: dict[str, Any] | None = None
+    """Fields of the source format medstore has no field for, written back on export."""
 
 
 class Annotation(BaseModel):

@@ -49,11 +49,12 @@ class LabelAnnotation(Annotation):
 
 
 class NumericAnnotation(Annotation):
-    """A measured or entered number with optional units."""
+    """A measured or entered number with optional units; an ``int`` stays an ``int`` (Datamint's
+    "integer" type), a ``float`` a ``float``."""
 
     TYPE: ClassVar[str] = "numeric"
 
-    value: float = Field(validation_alias=AliasChoices("value", "numeric_value"))
+    value: int | float = Field(validation_alias=AliasChoices("value", "numeric_value"))
     units: str | None = None
 
 

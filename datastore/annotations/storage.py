@@ -32,7 +32,9 @@ from ..ids import validate_id
 from ..timestamps import utc_now
 from .base import Annotation
 from .geometry import frame_count
+from .grid import ImageGrid
 from .labels import save_segmentation_label
+from .migrate import migrate_records
 from .registry import annotation_class, annotation_from_dict
 from .schema import AnnotationSpec, ProjectSchema, load_schema, save_schema
 from .segmentation import VolumeSegmentation
@@ -40,7 +42,8 @@ from .versioned import VersionedRecords, select_version
 
 __all__ = ["ANNOTATIONS_FORMAT_VERSION", "AnnotationStore"]
 
-ANNOTATIONS_FORMAT_VERSION = 1
+#: 2: Datamint pixel geometry stored on the canonical array (1: as Datamint gave it; migrated).
+ANNOTATIONS_FORMAT_VERSION = 2
 _Records = dict[str, dict[str, Any]]
 
 
@@ -60,6 +63,8 @@ class _Store(Protocol):
     def has_image(self, image_id: str) -> bool: ...
 
     def get_image_info(self, image_id: str) -> dict[str, Any]: ...
+
+    def get_image_uri(self, image_id: str) -> str: ...
 
     def save_label(
         self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]
@@ -99,6 +104,7 @@ class AnnotationStore:
             raise AnnotationError(f"annotation file {path} has unsupported version {version!r}")
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise AnnotationError(f"annotation file {path} is corrupt: bad 'annotations' list")
+        items = migrate_records(items, version, lambda: ImageGrid.of_image(self._store, image_id))
         return select_version(items, image_id, info, image_version)  # only the image's own
 
     def _write(self, image_id: str, records: VersionedRecords) -> None:

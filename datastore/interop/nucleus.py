@@ -128,11 +128,16 @@ def _build(payload: Mapping[str, Any], kind: str) -> Annotation:
     return VolumeSegmentation(segments=segments, mask_url=payload.get("mask_url"), **fields)
 
 
-def from_nucleus(payload: Mapping[str, Any]) -> Annotation:
+def from_nucleus(payload: Mapping[str, Any], *, frame_index: int | None = None) -> Annotation:
     """Build an annotation from one Nucleus payload dict.
+
+    Nucleus pixels are 2-D image pixels: ``x`` the column, ``y`` the row of the picture. On a
+    volume they are the pixels of one frame as medstore shows it (an axial slice of the
+    canonical array), named by ``frame_index``.
 
     Args:
         payload: A dict as ``Annotation.to_payload()`` of scale-nucleus writes it.
+        frame_index: The frame of a volume the payload annotates (``None``: a 2-D image).
 
     Returns:
         The annotation (``id`` = ``annotation_id``, else a content hash).
@@ -146,9 +151,16 @@ def from_nucleus(payload: Mapping[str, Any]) -> Annotation:
     if kind not in NUCLEUS_KEYS:
         raise AnnotationError(f"unknown Nucleus annotation type {kind!r}")
     try:
-        return _build(payload, str(kind))
+        ann = _build(payload, str(kind))
     except (KeyError, TypeError) as err:
         raise AnnotationError(f"Nucleus {kind} payload is missing or has a bad {err}") from err
+    if frame_index is None:
+        return ann
+    if not isinstance(frame_index, int) or frame_index < 0:
+        raise AnnotationError(f"frame_index must be a non-negative integer, got {frame_index!r}")
+    return type(ann).model_validate(
+        {**ann.model_dump(), "scope": "frame", "frame_index": frame_index}
+    )
 
 
 def _geometry(ann: Annotation) -> tuple[str, dict[str, Any]]:

@@ -71,7 +71,7 @@ def test_add_get_list_round_trip(store_with_images: Callable[..., LocalDatastore
     assert got.created_at is not None
     path = store.root / ".medstore" / "annotations" / "case_1.json"
     doc = orjson.loads(path.read_bytes())
-    assert doc["format_version"] == 1 and len(doc["annotations"]) == 1
+    assert doc["format_version"] == 2 and len(doc["annotations"]) == 1
     assert anns.list("case_2") == []
 
 
