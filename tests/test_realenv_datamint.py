@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+from medstore.datastore.annotations.grid import ImageGrid
 from medstore.datastore.interop.datamint import from_datamint, to_datamint
 from realenv import marks, realenv
+from support.dicom import make_dicom_series
+from support.nifti import affine_for_codes, make_nifti
 
 pytestmark = marks("datamint")
 
@@ -24,10 +29,19 @@ print(json.dumps(out))
 """
 
 
+#: The fixtures' pixel coordinates are placed on a RAS+ NIfTI grid of 64 x 64 x 32 voxels.
+GRID = ImageGrid(
+    native_affine=np.diag([0.8, 0.8, 2.5, 1.0]), native_shape=(64, 64, 32), format="nifti1"
+)
+
+
 def test_datamint_validates_and_redumps_our_annotations(tmp_path: Path) -> None:
     fixture = json.loads(FIXTURE.read_text())
     ours = {
-        key: {"class": case["class"], "entity": to_datamint(from_datamint(case["model_dump_json"]))}
+        key: {
+            "class": case["class"],
+            "entity": to_datamint(from_datamint(case["model_dump_json"], image=GRID), image=GRID),
+        }
         for key, case in fixture.items()
     }
     (tmp_path / "ours.json").write_text(json.dumps(ours))
@@ -41,3 +55,63 @@ def test_datamint_validates_and_redumps_our_annotations(tmp_path: Path) -> None:
     for key, value in seen.items():
         assert value["dump"] == json.loads(json.dumps(ours[key]["entity"])), key
         assert value["dump"] == fixture[key]["model_dump_json"], key
+
+
+DATAMINT_PLACES = """
+import json, sys
+import nibabel as nib, pydicom
+from datamint.entities.annotations import PointGeometry
+out = {}
+for key, case in json.load(open(sys.argv[1])).items():
+    path = case["path"]
+    metadata = pydicom.dcmread(path) if path.endswith(".dcm") else nib.load(path)
+    geometry = PointGeometry.from_coordinates(
+        tuple(case["pixel"]), coords_system="pixel", frame_index=case["frame"], metadata=metadata)
+    out[key] = list(geometry.points[0])
+print(json.dumps(out))
+"""
+
+#: File orientations (nibabel axis codes) the conversion is compared in.
+CODES = [("R", "A", "S"), ("L", "P", "I"), ("A", "I", "R"), ("I", "L", "A"), ("S", "R", "P")]
+
+
+def test_datamint_pixels_land_where_datamint_puts_them(tmp_path: Path) -> None:
+    """Datamint's own pixel->patient conversion (its venv) and medstore's agree, NIfTI and DICOM."""
+    cases: dict[str, dict[str, object]] = {}
+    grids: dict[str, ImageGrid] = {}
+    shape = (9, 10, 11)
+    for n, codes in enumerate(CODES):
+        affine = affine_for_codes(codes, (0.8, 1.1, 2.5), shape)
+        path = make_nifti(tmp_path / f"nifti_{n}.nii", np.zeros(shape, np.int16), affine)
+        grid = ImageGrid.of_file(path)
+        for m, (x, y, frame) in enumerate([(0, 0, 0), (3, 5, 2), (7.25, 1.5, 4)]):
+            cases[f"nifti_{n}_{m}"] = {"path": str(path), "pixel": [x, y], "frame": frame}
+            grids[f"nifti_{n}_{m}"] = grid
+    volume = np.zeros((4, 6, 5), np.int16)
+    for n, iop in enumerate([(1, 0, 0, 0, 1, 0), (-1, 0, 0, 0, 1, 0), (0, 1, 0, 0, 0, -1)]):
+        folder = make_dicom_series(
+            tmp_path / f"series_{n}", volume, iop=iop, names=[f"s{k}.dcm" for k in range(4)]
+        )
+        grid = ImageGrid.of_file(folder)
+        for k in range(4):
+            # One slice file: Datamint's frame 0 of that file is the series' slice k.
+            cases[f"dicom_{n}_{k}"] = {
+                "path": str(folder / f"s{k}.dcm"), "pixel": [2.5, 1], "frame": 0, "slice": k,
+            }  # fmt: skip
+            grids[f"dicom_{n}_{k}"] = grid
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    out = realenv("datamint").run(["-c", DATAMINT_PLACES, "cases.json"], cwd=tmp_path)
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    for key, case in cases.items():
+        grid = grids[key]
+        x, y = case["pixel"]  # type: ignore[misc]
+        frame = case.get("slice", case["frame"])
+        # The frame rides in the point (scope image): a sagittal series' frames are not
+        # medstore slices, but its points still convert exactly.
+        payload = {
+            "annotation_type": "point", "identifier": "p", "scope": "image",
+            "geometry": {"coordinate_system": "pixel", "points": [[x, y, frame]]},
+        }  # fmt: skip
+        ours = from_datamint(payload, image=grid)
+        world = ours.patient_points(grid.canonical_affine)[0] * [-1, -1, 1]  # RAS -> LPS
+        assert world.tolist() == pytest.approx(theirs[key], abs=1e-4), key
