@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "CRASHPOINT_ENV",
@@ -299,10 +299,17 @@ def atomic_copy(
             on_chunk(chunk)
 
 
+def _readable(src: str | os.PathLike[str] | BinaryIO) -> contextlib.AbstractContextManager[Any]:
+    """``src`` opened for reading, or ``src`` itself when already open (then left open)."""
+    if isinstance(src, str | os.PathLike):
+        return open(src, "rb")
+    return contextlib.nullcontext(src)
+
+
 def create_durable(
     dest: str | os.PathLike[str],
     *,
-    src: str | os.PathLike[str] | None = None,
+    src: str | os.PathLike[str] | BinaryIO | None = None,
     data: bytes = b"",
     mode: int | None = None,
     on_chunk: Callable[[bytes], None] | None = None,
@@ -314,7 +321,8 @@ def create_durable(
 
     Args:
         dest: A path that must not exist yet.
-        src: File to copy, or ``None`` to write ``data``.
+        src: File to copy (a path, or a file open for reading, read from where it stands), or
+            ``None`` to write ``data``.
         data: Content when ``src`` is ``None``.
         mode: Permission bits (``None``: the umask's default).
         on_chunk: Called with each chunk copied.
@@ -329,7 +337,7 @@ def create_durable(
             if src is None:
                 handle.write(data)
             else:
-                with open(src, "rb") as source:
+                with _readable(src) as source:
                     while chunk := source.read(_CHUNK):
                         handle.write(chunk)
                         if on_chunk is not None:

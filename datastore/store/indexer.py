@@ -23,6 +23,7 @@ from .reconcile import reconcile
 from .scan import DiskState, scan_disk
 from .session import StoreSession
 from .vanished import VanishedImages
+from .vanished_labels import VanishedLabels
 
 __all__ = ["DiskIndexer"]
 
@@ -32,8 +33,8 @@ logger = logging.getLogger(__name__)
 class DiskIndexer:
     """Bring a store's manifest in line with the image and label files on disk.
 
-    An image whose file is gone is dropped from the manifest, but its entry (info, labels' info)
-    is kept in the trash and given back if the file comes back.
+    An image (or a label) whose file is gone is dropped from the manifest, but its entry (info,
+    labels' info) is kept in the trash and given back if the file comes back.
 
     Args:
         session: The store's session.
@@ -44,6 +45,7 @@ class DiskIndexer:
         self._session = session
         self._extensions = extensions
         self._vanished = VanishedImages(session)
+        self._vanished_labels = VanishedLabels(session)
 
     def make_folders(self, tags: tuple[str, ...]) -> None:
         """Create the images and labels folders and one folder per tag in ``tags``."""
@@ -100,7 +102,9 @@ class DiskIndexer:
             if accept is not None:
                 state = _filter_new(session.doc["objects"], session.layout, state, accept)
             self._vanished.keep(txn, state)
-            reconcile(session.doc, state, patches, remembered=self._vanished.recall(state))
+            self._vanished_labels.keep(txn, state)
+            remembered = {**self._vanished.recall(state), **self._vanished_labels.recall(state)}
+            reconcile(session.doc, state, patches, remembered=remembered)
             txn.patches.extend(patches)
             if accept is not None:
                 _warn_misfits(session.layout, state, patches)

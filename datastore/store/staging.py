@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from ..durable import create_durable, fsync_dir
+from .source_files import open_regular
 
 __all__ = ["StagingArea", "file_checksum"]
 
@@ -87,7 +88,8 @@ class StagingArea:
             fsync_dir(staged)
             return staged, file_checksum(staged)
         digest = hashlib.sha256()
-        create_durable(staged, src=src, mode=self.file_mode, on_chunk=digest.update)
+        with open_regular(src) as source:  # the opened file is checked: never a FIFO or device
+            create_durable(staged, src=source, mode=self.file_mode, on_chunk=digest.update)
         return staged, f"SHA256:{digest.hexdigest()}"
 
     def write_bytes(self, data: bytes, ext: str) -> Path:

@@ -223,6 +223,45 @@ def test_case11_restore_image_brings_back_a_vanished_image_info(make_store: Make
     assert store.get_image_info("a")["patient_id"] == "P1"
 
 
+def test_case11_a_label_whose_file_vanished_keeps_its_info_restorable(
+    make_store: MakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the refresh dropped the label's entry; the file put back came with no info."""
+    store = make_store({"a": simple_case(11, (4, 4, 4))})
+    store.update_label_info("a", "final", {"by": "ann"})
+    label = store.root / "labels" / "final" / "a.nii.gz"
+    data = label.read_bytes()
+    label.unlink()
+    with caplog.at_level(logging.WARNING):
+        store.refresh()
+    assert store.get_labels_by_image_id("a") == {}  # the manifest names no missing file
+    assert "label final/a.nii.gz is gone from the disk; its info is kept in" in caplog.text
+    assert len(list((store.root / ".medstore" / "trash" / "a").glob("*/label-final.json"))) == 1
+    label.write_bytes(data)  # the user puts the file back
+    store.refresh()
+    info = store.get_label_info("a", "final")
+    assert info["by"] == "ann"
+    assert info["label_info"] == simple_case(11).labels["final"][1]
+    with pytest.raises(ImageNotFoundError, match="no removed image"):
+        store.restore_image("a")  # the image was never removed
+
+
+def test_case11_a_vanished_label_s_info_never_moves_to_a_new_image_of_the_id(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = make_store({"a": simple_case(12, (4, 4, 4))})
+    store.update_label_info("a", "final", {"by": "ann"})
+    label = store.root / "labels" / "final" / "a.nii.gz"
+    data = label.read_bytes()
+    label.unlink()
+    store.refresh()
+    replacement = make_nifti(tmp_path / "new.nii.gz", np.zeros((4, 4, 4), np.int16))
+    store.add_image("a", str(replacement))  # a new image under the same id
+    label.write_bytes(data)
+    store.refresh()
+    assert "by" not in store.get_label_info("a", "final")
+
+
 # ---------------------------------------------------------------------------- case 15
 def _unreadable(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -376,3 +415,34 @@ def test_case16_a_refused_series_in_a_batch_after_a_good_one_says_why(
     assert "missing slice(s): gap of" in err and "IsADirectoryError" not in err
     assert _pending(root) == []
     assert LocalDatastore(root, extensions=DICOM).list_images() == []
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_case8_save_label_from_a_fifo_or_device_fails_at_once(
+    make_store: MakeStore, tmp_path: Path, kind: str
+) -> None:
+    """Before: the label copy opened the FIFO and waited for a writer forever."""
+    store = make_store({"a": simple_case(10, (4, 4, 4))})
+    path = tmp_path / "label.nii.gz"
+    os.mkfifo(path) if kind == "fifo" else _zero_device(path)
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        store.save_label("a", str(path), "final")
+    assert store.get_label_info("a", "final")["label_info"] == simple_case(10).labels["final"][1]
+    assert _pending(store.root) == []
+
+
+@pytest.mark.timeout(20)
+def test_case8_a_source_swapped_for_a_fifo_after_its_check_is_refused_when_opened(
+    make_store: MakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy checks the file it opened, not only the path it checked before (a swap)."""
+    from medstore.datastore.store import image_writes
+
+    store = make_store()
+    os.mkfifo(tmp_path / "swapped.nii.gz")
+    monkeypatch.setattr(image_writes, "source_kind", lambda source: "file")  # checked, then swapped
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        store.add_image("swapped", str(tmp_path / "swapped.nii.gz"))
+    assert store.list_images() == []
+    assert _pending(store.root) == []

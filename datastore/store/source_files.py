@@ -1,0 +1,71 @@
+"""Open a file the store is about to copy in: a regular file, checked on the descriptor copied.
+
+``add_image``, ``save_label`` and the imports check a source's type before they copy it, but a
+path can be replaced between that check and the copy. :func:`open_regular` therefore opens the
+source with ``O_NONBLOCK`` (opening a FIFO never waits for a writer), checks the *opened* file with
+``fstat``: a regular file (never a FIFO, a device such as ``/dev/zero`` whose reads never end, or
+a socket), the same file the path named just before. The copy then reads that descriptor.
+
+Examples:
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "a.nii"), "wb") as f:
+    ...     _ = f.write(b"data")
+    >>> with open_regular(os.path.join(folder, "a.nii")) as source:
+    ...     source.read()
+    b'data'
+    >>> os.mkfifo(os.path.join(folder, "pipe.nii"))
+    >>> try:
+    ...     open_regular(os.path.join(folder, "pipe.nii"))
+    ... except ImageReadError as err:
+    ...     print(str(err).split(": ")[-1])
+    not a regular file (a FIFO, device or socket)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import BinaryIO
+
+from ..errors import ImageReadError
+
+__all__ = ["open_regular"]
+
+_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading, refusing anything but the regular file it names.
+
+    Args:
+        path: The source file (links are followed: a source may live anywhere).
+
+    Returns:
+        The open file, in blocking mode again, positioned at its start.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ImageReadError: ``path`` is not a regular file, or was replaced while being opened.
+    """
+    before = os.stat(path)
+    if not stat.S_ISREG(before.st_mode):  # never opened at all
+        raise ImageReadError(f"{os.fspath(path)}: not a regular file (a FIFO, device or socket)")
+    fd = os.open(path, _FLAGS)
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise ImageReadError(f"{os.fspath(path)}: not a regular file (a FIFO, device or socket)")
+        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            raise ImageReadError(f"{os.fspath(path)}: replaced by another file while being opened")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
