@@ -32,6 +32,8 @@ from ..errors import ImageReadError
 
 __all__ = ["open_regular"]
 
+_NOT_REGULAR = "not a regular file (a FIFO, device or socket)"
+
 _FLAGS = (
     os.O_RDONLY
     | getattr(os, "O_NONBLOCK", 0)
@@ -54,16 +56,17 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         FileNotFoundError: ``path`` does not exist.
         ImageReadError: ``path`` is not a regular file, or was replaced while being opened.
     """
+    shown = os.fspath(path)
     before = os.stat(path)
     if not stat.S_ISREG(before.st_mode):  # never opened at all
-        raise ImageReadError(f"{os.fspath(path)}: not a regular file (a FIFO, device or socket)")
+        raise ImageReadError(f"{shown}: {_NOT_REGULAR}")
     fd = os.open(path, _FLAGS)
     try:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
-            raise ImageReadError(f"{os.fspath(path)}: not a regular file (a FIFO, device or socket)")
+            raise ImageReadError(f"{shown}: {_NOT_REGULAR}")
         if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
-            raise ImageReadError(f"{os.fspath(path)}: replaced by another file while being opened")
+            raise ImageReadError(f"{shown}: replaced by another file while being opened")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
