@@ -5,11 +5,14 @@ W right→left) and shown the radiological way: axial with anterior up and patie
 left, coronal and sagittal with superior up (sagittal: anterior on the left). Each panel keeps
 physical proportions (voxel spacing): the longest physical extent among the three planes is drawn
 ``panel_px`` pixels long. Planes cross the label's centre of mass (the image centre when there is
-no label). CT is windowed to [-200, 300] HU; other images to their 0.5-99.5 percentiles.
+no label). Each panel's edges carry the patient directions they face (R/L, A/P, S/I). CT is
+windowed with the soft-tissue preset (C 40, W 400 HU) unless another window is asked for; other
+images with their 0.5-99.5 percentiles (see :mod:`.preview_window`).
 
 Layout (all sizes in pixels): one row per overlay (or one for the bare image), each a
 ``title_px`` strip then the panels, panels and rows separated by ``margin``; a legend below with
-one ``legend_px`` line per class. Width = ``margin + Σ(panel width + margin)``; height =
+one ``legend_px`` line stating the window (and the channel shown, for a multi-channel image), then
+one line per class. Width = ``margin + Σ(panel width + margin)``; height =
 ``margin + rows·(title_px + row height + margin) + legend lines·legend_px + margin``.
 
 Examples:
@@ -19,7 +22,7 @@ Examples:
     >>> img = render_planes(vol, (1.0, 1.0, 1.0), overlays=[Overlay(lab, "final")],
     ...                     classes={1: "liver"}, options=PreviewOptions(panel_px=24))
     >>> img.size
-    (100, 76)
+    (100, 92)
 """
 
 from __future__ import annotations
@@ -29,13 +32,22 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .durable import atomic_write_bytes
 from .errors import LabelGeometryError, UnsupportedFormatError
+from .preview_panels import (
+    Overlay,
+    class_colour,
+    direction_letters,
+    panel_pixels,
+    plane_cuts,
+    requested_window,
+)
+from .preview_window import CT_WINDOW, Window, choose_window, parse_window, window_for
 from .store.label_info import parse_label_info
 
 if TYPE_CHECKING:
@@ -47,28 +59,16 @@ __all__ = [
     "CT_WINDOW",
     "Overlay",
     "PreviewOptions",
+    "PreviewResult",
+    "Window",
     "centre_of_mass",
     "class_colour",
+    "parse_window",
     "preview_image",
     "render_planes",
     "window_for",
+    "write_preview",
 ]
-
-CT_WINDOW = (-200.0, 300.0)
-_PALETTE = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (0, 130, 200),
-    (255, 225, 25),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (170, 110, 40),
-)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,9 @@ class PreviewOptions:
         margin: Gap around panels and rows.
         title_px: Height of the title strip above each row.
         legend_px: Height of one legend line.
-        window: Display window ``(low, high)``; ``None`` chooses by modality.
-        channel: Which channel of a multi-channel image to show.
+        window: Display window (a :class:`Window`, or ``(low, high)``); ``None`` chooses by
+            modality (CT: soft tissue; others: percentiles).
+        channel: Which channel of a multi-channel image to show (stated in the legend).
         alpha: Opacity of filled labels.
     """
 
@@ -89,50 +90,9 @@ class PreviewOptions:
     margin: int = 8
     title_px: int = 16
     legend_px: int = 16
-    window: tuple[float, float] | None = None
+    window: Window | tuple[float, float] | None = None
     channel: int = 0
     alpha: float = 0.35
-
-
-@dataclass(frozen=True)
-class Overlay:
-    """A label map drawn over one row of planes.
-
-    Args:
-        label: Integer (D, H, W) map on the image's canonical grid.
-        title: Shown above the row.
-        style: ``"fill"`` (translucent fill plus outline) or ``"outline"`` only.
-    """
-
-    label: npt.NDArray[Any]
-    title: str
-    style: Literal["fill", "outline"] = "fill"
-
-
-def class_colour(idx: int) -> tuple[int, int, int]:
-    """The RGB colour of class ``idx`` (1-based; the palette repeats after 12).
-
-    Example:
-        >>> class_colour(1)
-        (230, 25, 75)
-    """
-    return _PALETTE[(int(idx) - 1) % len(_PALETTE)]
-
-
-def window_for(volume: npt.NDArray[Any], modality: str | None) -> tuple[float, float]:
-    """The display window: :data:`CT_WINDOW` for CT, else the 0.5-99.5 percentiles.
-
-    Example:
-        >>> window_for(np.arange(10.0), "CT")
-        (-200.0, 300.0)
-    """
-    if (modality or "").upper() == "CT":
-        return CT_WINDOW
-    finite = volume[np.isfinite(volume)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(finite, [0.5, 99.5])
-    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
 def centre_of_mass(label: npt.NDArray[Any] | None, shape: Sequence[int]) -> tuple[int, ...]:
@@ -149,65 +109,6 @@ def centre_of_mass(label: npt.NDArray[Any] | None, shape: Sequence[int]) -> tupl
     return tuple(int(s) // 2 for s in shape)
 
 
-def _planes(
-    array: npt.NDArray[Any], centre: Sequence[int], spacing: Sequence[float]
-) -> list[tuple[str, npt.NDArray[Any], tuple[float, float]]]:
-    """``(name, 2-D slice oriented for display, (row mm, column mm))`` per plane."""
-    d, h, w = centre
-    sd, sh, sw = spacing
-    if array.shape[0] == 1:
-        return [("axial", array[0], (sh, sw))]
-    return [
-        ("axial", array[d], (sh, sw)),
-        ("coronal", array[::-1, h, :], (sd, sw)),
-        ("sagittal", array[::-1, :, w], (sd, sh)),
-    ]
-
-
-def _nearest(plane: npt.NDArray[Any], size: tuple[int, int]) -> npt.NDArray[Any]:
-    """Nearest-neighbour resize of a 2-D array to ``(height, width)``."""
-    rows = np.minimum((np.arange(size[0]) + 0.5) * plane.shape[0] / size[0], plane.shape[0] - 1)
-    cols = np.minimum((np.arange(size[1]) + 0.5) * plane.shape[1] / size[1], plane.shape[1] - 1)
-    return plane[rows.astype(int)][:, cols.astype(int)]
-
-
-def _edges(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Pixels of ``mask`` with a 4-neighbour outside it."""
-    inner = np.zeros_like(mask)
-    inner[1:-1, 1:-1] = (
-        mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
-    )
-    return mask & ~inner
-
-
-def _panel(
-    plane: npt.NDArray[Any],
-    labels: npt.NDArray[Any] | None,
-    size: tuple[int, int],
-    window: tuple[float, float],
-    overlay: Overlay | None,
-    alpha: float,
-) -> npt.NDArray[np.uint8]:
-    from PIL import Image
-
-    lo, hi = window
-    grey = np.clip((np.asarray(plane, np.float64) - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-    small = Image.fromarray(np.ascontiguousarray(grey * 255).astype(np.uint8), mode="L")
-    big = np.asarray(small.resize((size[1], size[0]), Image.Resampling.BILINEAR), np.float64)
-    rgb = np.repeat(big[..., None], 3, axis=2)
-    if labels is not None and overlay is not None:
-        lab = _nearest(labels, size)
-        for value in np.unique(lab):
-            if value <= 0:
-                continue
-            mask = lab == value
-            colour = np.array(class_colour(int(value)), np.float64)
-            if overlay.style == "fill":
-                rgb[mask] = (1 - alpha) * rgb[mask] + alpha * colour
-            rgb[_edges(mask)] = colour
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-
 def render_planes(
     volume: npt.NDArray[Any],
     spacing: Sequence[float],
@@ -217,6 +118,7 @@ def render_planes(
     centre: Sequence[int] | None = None,
     modality: str | None = None,
     options: PreviewOptions | None = None,
+    channels: int = 1,
 ) -> Image.Image:
     """Draw the three planes of a canonical (D, H, W) volume, one row per overlay, and a legend.
 
@@ -226,8 +128,9 @@ def render_planes(
         overlays: Label maps, one row each (none: one row of the bare image).
         classes: ``{value: name}`` for the legend (present values without a name show as such).
         centre: The voxel the planes cross (default: first overlay's centre of mass).
-        modality: Chooses the window (``"CT"`` → :data:`CT_WINDOW`).
-        options: Sizes, window, opacity.
+        modality: Chooses the default window (``"CT"`` → soft tissue, :data:`CT_WINDOW`).
+        options: Sizes, window, opacity; ``options.channel`` is named in the legend.
+        channels: How many channels the image has (the legend says which one is shown).
 
     Returns:
         The RGB picture (see the module docstring for its size).
@@ -250,7 +153,7 @@ def render_planes(
     where = tuple(centre) if centre is not None else centre_of_mass(first, vol.shape)
     spacing3 = tuple(float(s) for s in spacing)[-3:]
     spacing3 = (1.0,) * (3 - len(spacing3)) + spacing3
-    planes = _planes(vol, where, spacing3)
+    planes = plane_cuts(vol, where, spacing3)
     extent = max(max(p.shape[0] * r, p.shape[1] * c) for _, p, (r, c) in planes)
     scale = opts.panel_px / extent
     sizes = [
@@ -258,7 +161,11 @@ def render_planes(
         for _, p, (r, c) in planes
     ]
     row_h = max(h for h, _ in sizes)
-    window = opts.window or window_for(vol, modality)
+    chosen = choose_window(vol, modality, requested_window(opts.window))
+    window = chosen.bounds
+    note = f"window {chosen.describe()}"
+    if channels > 1:
+        note += f"; channel {opts.channel} of {channels} (0-based)"
     names = dict(classes or {})
     for ov in overlays:
         for value in np.unique(ov.label):
@@ -267,8 +174,8 @@ def render_planes(
     m = opts.margin
     width = m + sum(w + m for _, w in sizes)
     rows: list[Overlay | None] = list(overlays) or [None]
-    legend_h = len(names) * opts.legend_px
-    height = m + len(rows) * (opts.title_px + row_h + m) + legend_h + (m if names else 0)
+    legend_h = (len(names) + 1) * opts.legend_px
+    height = m + len(rows) * (opts.title_px + row_h + m) + legend_h + m
     canvas = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     y = m
@@ -276,13 +183,17 @@ def render_planes(
         draw.text((m, y + 2), overlay.title if overlay else "image", fill=(255, 255, 255))
         x = m
         for (name, plane, _), size in zip(planes, sizes, strict=True):
-            label_planes = _planes(overlay.label, where, spacing3) if overlay else None
+            label_planes = plane_cuts(overlay.label, where, spacing3) if overlay else None
             lab = next((p for n, p, _ in label_planes if n == name), None) if label_planes else None
-            pixels = _panel(plane, lab, size, window, overlay, opts.alpha)
+            pixels = panel_pixels(plane, lab, size, window, overlay, opts.alpha)
             canvas.paste(Image.fromarray(pixels, mode="RGB"), (x, y + opts.title_px))
             draw.text((x + 2, y + opts.title_px + 2), name, fill=(255, 255, 0))
+            if len(planes) > 1:
+                direction_letters(draw, name, (x, y + opts.title_px, size[1], size[0]))
             x += size[1] + m
         y += opts.title_px + row_h + m
+    draw.text((m, y + 2), note, fill=(255, 255, 255))
+    y += opts.legend_px
     for value, name in sorted(names.items()):
         swatch = opts.legend_px - 4
         draw.rectangle((m, y + 2, m + swatch, y + 2 + swatch), fill=class_colour(value))
@@ -305,32 +216,66 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def preview_image(
+@dataclass(frozen=True)
+class PreviewResult:
+    """What :func:`write_preview` wrote.
+
+    Attributes:
+        path: The PNG.
+        tag: The label tag drawn (``None``: the bare image).
+        window: The display window used.
+        channel: The channel shown.
+        channels: How many channels the image has.
+    """
+
+    path: Path
+    tag: str | None
+    window: Window
+    channel: int = 0
+    channels: int = 1
+
+    def describe(self) -> str:
+        """One line: label, window, channel (when there are several).
+
+        Example:
+            >>> PreviewResult(Path("a.png"), "final", Window(40, 400, "soft-tissue")).describe()
+            "label 'final'; window soft-tissue (C 40, W 400)"
+        """
+        parts = [f"label {self.tag!r}" if self.tag else "no label"]
+        parts.append(f"window {self.window.describe()}")
+        if self.channels > 1:
+            parts.append(f"channel {self.channel} of {self.channels} (0-based)")
+        return "; ".join(parts)
+
+
+def write_preview(
     store: LocalDatastore,
     image_id: str,
     *,
     tag: str | None = None,
     out: str | os.PathLike[str] | None = None,
     options: PreviewOptions | None = None,
-) -> Path:
-    """Render an image of the store with one of its labels and write the PNG durably.
+) -> PreviewResult:
+    """Render an image of the store with one of its labels, write the PNG durably, say what.
 
     Args:
-        store: The store.
+        store: The store (only read: a read-only store works).
         image_id: The image.
         tag: The label tag (default ``final`` when present, else the image's first tag; no
             overlay when it has none).
         out: The PNG path (default ``<image_id>[-<tag>]-preview.png`` in the current folder).
-        options: Rendering options.
+        options: Rendering options (window, channel, sizes).
 
     Returns:
-        The PNG's path.
+        The path and what the picture shows.
 
     Raises:
         ImageNotFoundError: Unknown image. LabelNotFoundError: ``tag`` has no label for it.
         LabelGeometryError: The label's grid differs from the image's.
+        InvalidValueError: ``options.channel`` is not a channel of the image.
         UnsupportedFormatError: Pillow is missing.
     """
+    from .errors import InvalidValueError
     from .imaging import read_image
 
     try:
@@ -344,7 +289,12 @@ def preview_image(
     data = read_image(store.get_image_uri(image_id))
     opts = options or PreviewOptions()
     array = np.asarray(data.array)
-    volume = array[min(opts.channel, array.shape[0] - 1)]
+    if not 0 <= opts.channel < array.shape[0]:
+        raise InvalidValueError(
+            f"--channel {opts.channel}: {image_id!r} has {array.shape[0]} channel(s), "
+            f"0 to {array.shape[0] - 1}"
+        )
+    volume = array[opts.channel]
     overlays, classes = [], {}
     if tag is not None:
         label = np.asarray(read_image(store.get_label_uri(image_id, tag)).array)[0]
@@ -355,15 +305,40 @@ def preview_image(
         overlays.append(Overlay(label.astype(np.int64, copy=False), f"{image_id} - {tag}"))
         classes = parse_label_info(store.get_label_info(image_id, tag)).classes()
     modality = str(info.get("modality") or data.header.modality or "") or None
+    window = choose_window(volume, modality, requested_window(opts.window))
     picture = render_planes(
         volume,
         data.spacing,
         overlays=overlays,
         classes=classes,
         modality=modality,
-        options=opts,
+        options=PreviewOptions(**{**opts.__dict__, "window": window}),
+        channels=array.shape[0],
     )
     suffix = f"-{tag}" if tag else ""
     dest = Path(out) if out is not None else Path.cwd() / f"{image_id}{suffix}-preview.png"
     atomic_write_bytes(dest, png_bytes(picture), point="preview")
-    return dest
+    return PreviewResult(dest, tag, window, opts.channel, array.shape[0])
+
+
+def preview_image(
+    store: LocalDatastore,
+    image_id: str,
+    *,
+    tag: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    options: PreviewOptions | None = None,
+) -> Path:
+    """Like :func:`write_preview`, returning only the PNG's path.
+
+    Args:
+        store: The store.
+        image_id: The image.
+        tag: The label tag (default ``final``, else the first one).
+        out: The PNG path (default: in the current folder).
+        options: Rendering options.
+
+    Returns:
+        The PNG's path.
+    """
+    return write_preview(store, image_id, tag=tag, out=out, options=options).path

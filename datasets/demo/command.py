@@ -14,6 +14,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -55,6 +57,16 @@ def copy_store(source: Path, parent: Path) -> Path:
     return target
 
 
+def _preview_folder() -> Path:
+    """A new folder of this user's, for this run's preview (kept after the demo ends)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (containers)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in user)
+    return Path(tempfile.mkdtemp(prefix=f"medstore-demo-{safe}-"))
+
+
 def _train_and_preview(demo: LocalDatastore, args: argparse.Namespace) -> Path:
     """Train on the demo store, print per-epoch lines, write the validation preview."""
     from medstore.datastore.preview import Overlay, PreviewOptions, png_bytes, render_planes
@@ -90,7 +102,7 @@ def _train_and_preview(demo: LocalDatastore, args: argparse.Namespace) -> Path:
         modality=str(demo.get_image_info(image_id).get("modality") or "") or None,
         options=PreviewOptions(),
     )
-    out = Path(args.out) if args.out else Path(tempfile.gettempdir()) / "medstore-demo-preview.png"
+    out = Path(args.out) if args.out else _preview_folder() / "preview.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, png_bytes(picture), point="preview")
     return out
@@ -148,7 +160,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--out",
         metavar="FILE.png",
-        help="where to write the preview (default: <tmp>/medstore-demo-preview.png)",
+        help="where to write the preview (default: a new folder of yours under the temporary "
+        "folder, printed at the end)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep", action="store_true", help="keep the temporary copy")

@@ -1,4 +1,4 @@
-"""``medstore import``, ``export`` (Decathlon, nnU-Net v2) and ``preview`` (a PNG of three planes).
+"""``medstore import``, ``export`` (Decathlon, nnU-Net v2, datalist) and ``preview`` (three planes).
 
 Examples:
     >>> import argparse
@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnsupportedFormatError
+from ..interop.export_options import ChannelChoice, ExportSelection
 from ..store.local import LocalDatastore
-from .main import StoreOptions, open_store
+from .arguments import image_tag_option, label_tag_option
+from .main import StoreOptions, UsageError, open_store
 
 __all__ = ["register", "run_export", "run_import", "run_preview"]
 
@@ -37,7 +39,7 @@ def run_import(args: argparse.Namespace, store: None) -> int:
     if args.splits and args.format != "nnunet":
         raise UnsupportedFormatError("--splits applies to --format nnunet only")
     with LocalDatastore(
-        args.target,
+        args.target or args.store,
         extensions=StoreOptions.from_args(args).extensions,
         lock_timeout=args.lock_timeout,
     ) as target:
@@ -71,27 +73,52 @@ def run_import(args: argparse.Namespace, store: None) -> int:
     return 0
 
 
+def _selection(args: argparse.Namespace) -> ExportSelection:
+    ids = tuple(i for chunk in args.ids or () for i in chunk.split(",") if i) or None
+    return ExportSelection(ids=ids, image_tag=args.image_tag, split=args.split)
+
+
+def _channels(args: argparse.Namespace) -> ChannelChoice:
+    names = tuple(n.strip() for n in (args.channel_names or "").split(",") if n.strip())
+    return ChannelChoice(modality=args.modality, channel_names=names)
+
+
 def run_export(args: argparse.Namespace, store: None) -> int:
-    """Export STORE as a Decathlon task or an nnU-Net raw dataset into OUT."""
+    """Export STORE (or a subset) as a Decathlon task, an nnU-Net raw dataset or a datalist."""
+    from ..interop.datalist import export_datalist
     from ..interop.decathlon import export_decathlon
     from ..interop.nnunet import export_nnunet
 
     options = StoreOptions.from_args(args)
-    options = StoreOptions(Path(args.source), options.lock_timeout, options.extensions, True)
+    path = Path(args.source) if args.source else options.path
+    options = StoreOptions(path, options.lock_timeout, options.extensions, True)
+    selection = _selection(args)
     with open_store(options, mode="read") as source:
-        if args.format == "decathlon":
-            doc = export_decathlon(source, args.out, label_tag=args.tag, force=args.force)
-        else:
-            doc = export_nnunet(
-                source,
-                args.out,
-                label_tag=args.tag,
-                folds=args.folds,
-                seed=args.seed,
-                force=args.force,
+        if args.format == "datalist":
+            if args.modality or args.channel_names:
+                raise UsageError("--modality/--channel-names do not apply to --format datalist")
+            doc = export_datalist(
+                source, args.out, label_tag=args.tag, selection=selection, force=args.force
             )
+            counts = ", ".join(f"{name} {len(items)}" for name, items in doc.items()) or "empty"
+            print(f"wrote {args.out}: {counts} (load_decathlon_datalist reads it)")
+            return 0
+        common: dict[str, Any] = {
+            "label_tag": args.tag,
+            "force": args.force,
+            "selection": selection,
+            "channels": _channels(args),
+            "progress": True,
+        }
+        if args.format == "decathlon":
+            doc = export_decathlon(source, args.out, **common)
+        else:
+            doc = export_nnunet(source, args.out, folds=args.folds, seed=args.seed, **common)
     total = doc["numTraining"] + doc.get("numTest", 0)
-    print(f"exported {doc['numTraining']} training case(s) to {args.out} ({args.format})")
+    which = "" if selection == ExportSelection() else f" ({selection.describe()})"
+    print(f"exported {doc['numTraining']} training case(s){which} to {args.out} ({args.format})")
+    names = doc.get("channel_names") or doc.get("modality") or {}
+    print("channels: " + ", ".join(f"{k}={v}" for k, v in names.items()))
     if args.format == "nnunet":
         splits = Path(args.out) / "splits_final.json"
         print(f"splits_final.json: {'written' if splits.exists() else 'not written'}")
@@ -101,17 +128,22 @@ def run_export(args: argparse.Namespace, store: None) -> int:
 
 
 def run_preview(args: argparse.Namespace, store: LocalDatastore) -> int:
-    """Write a PNG of the three planes of image ID with its label and print its path."""
-    from ..preview import PreviewOptions, preview_image
+    """Write a PNG of the three planes of image ID with its label and say what it shows."""
+    from ..preview import PreviewOptions, parse_window, write_preview
 
-    path = preview_image(
+    window = parse_window(args.window) if args.window else None
+    result = write_preview(
         store,
         args.image_id,
         tag=args.tag,
         out=args.out,
-        options=PreviewOptions(panel_px=args.size),
+        options=PreviewOptions(panel_px=args.size, window=window, channel=args.channel),
     )
-    print(path)
+    try:
+        shown: Path = result.path.relative_to(Path.cwd())
+    except ValueError:
+        shown = result.path
+    print(f"Wrote {shown} ({result.describe()})")
     return 0
 
 
@@ -128,7 +160,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--format", required=True, choices=_FORMATS)
     p.add_argument("source", metavar="SRC", help="the task / dataset folder")
-    p.add_argument("target", metavar="STORE", help="the store (created if missing)")
+    p.add_argument(
+        "target",
+        metavar="STORE",
+        nargs="?",
+        help="the store (created if missing; default: --store)",
+    )
     p.add_argument("--link", action="store_true", help="symlink images instead of copying them")
     p.add_argument(
         "--splits",
@@ -137,19 +174,51 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(handler=run_import, store_mode="none")
 
-    p = subparsers.add_parser("export", help="export a store as a Decathlon or nnU-Net dataset")
-    p.add_argument("--format", required=True, choices=_FORMATS)
-    p.add_argument("source", metavar="STORE", help="the store")
-    p.add_argument("out", metavar="OUT", help="the folder to write (empty or absent)")
-    p.add_argument("--tag", default="final", help="label tag to export (default: final)")
+    p = subparsers.add_parser(
+        "export",
+        help="export a store (or a subset) as a Decathlon task, an nnU-Net raw dataset or a "
+        "MONAI datalist JSON (read-only: works on any studies folder)",
+    )
+    p.add_argument("--format", required=True, choices=(*_FORMATS, "datalist"))
+    p.add_argument("source", metavar="STORE", nargs="?", help="the store (default: --store)")
+    p.add_argument(
+        "out",
+        metavar="OUT",
+        help="the folder to write (empty or absent); for datalist, the JSON file",
+    )
+    label_tag_option(p, default="final", what="labels to export")
+    p.add_argument("--ids", action="append", metavar="ID,ID...", help="only these images")
+    image_tag_option(p, what="only images with this tag")
+    p.add_argument("--split", metavar="NAME", help="only images of this persisted split")
+    p.add_argument(
+        "--modality",
+        help="the images' modality (CT, MR...; default: the images' info, else guessed with a "
+        "warning); nnU-Net normalises CT differently",
+    )
+    p.add_argument(
+        "--channel-names", metavar="A,B,...", help="one name per channel (overrides --modality)"
+    )
     p.add_argument("--folds", type=int, default=5, help="nnU-Net folds without saved splits")
     p.add_argument("--seed", type=int, default=0, help="seed of those folds")
     p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
-    p.set_defaults(handler=run_export, store_mode="none")
+    p.set_defaults(handler=run_export, store_mode="none", writes_no_store=True)
 
     p = subparsers.add_parser("preview", help="PNG of axial, coronal and sagittal planes")
     p.add_argument("image_id", metavar="ID")
-    p.add_argument("--tag", help="label tag (default: final, else the image's first tag)")
-    p.add_argument("--out", metavar="FILE.png", help="where (default: ./<ID>-<TAG>-preview.png)")
+    label_tag_option(p, default=None, what="label drawn (default: final, else the first one)")
+    p.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="where (default: ./<ID>-<LABEL_TAG>-preview.png in the current folder)",
+    )
     p.add_argument("--size", type=int, default=256, help="pixels of the longest plane extent")
+    p.add_argument(
+        "--window",
+        metavar="PRESET|C,W",
+        help="display window: soft-tissue, lung, bone, brain, or CENTRE,WIDTH "
+        "(default: soft-tissue for CT, the 0.5-99.5 percentiles otherwise)",
+    )
+    p.add_argument(
+        "--channel", type=int, default=0, metavar="N", help="channel of a 4-D image (default: 0)"
+    )
     p.set_defaults(handler=run_preview, store_mode="read")

@@ -34,11 +34,12 @@ from ..errors import InvalidIdError
 from ..imaging import probe_image, read_image
 from ..store.label_info import LabelClasses, parse_label_info
 from .case_import import ProblemReport, load_nifti
+from .export_options import ExportSelection, select_ids
 
 if TYPE_CHECKING:
     from ..store.local import LocalDatastore
 
-__all__ = ["ExportCase", "ExportWriter", "channel_names", "class_names", "export_cases"]
+__all__ = ["ExportCase", "ExportWriter", "class_names", "export_cases"]
 
 _NIFTI = (".nii.gz", ".nii")
 
@@ -76,18 +77,27 @@ class ExportCase:
         return all(p.name.lower().endswith(_NIFTI) and p.is_file() for p in paths)
 
 
-def export_cases(store: LocalDatastore, *, label_tag: str = "final") -> list[ExportCase]:
-    """Every image of the store, sorted by id, with its ``label_tag`` label when it has one.
+def export_cases(
+    store: LocalDatastore,
+    *,
+    label_tag: str = "final",
+    selection: ExportSelection | None = None,
+) -> list[ExportCase]:
+    """The store's images (or those ``selection`` keeps), sorted by id, with their labels.
 
     Args:
         store: The store.
         label_tag: The tag of the exported labels.
+        selection: Which images (default: all).
 
     Returns:
         The cases.
+
+    Raises:
+        ImageNotFoundError: ``selection`` names an id the store does not have.
     """
     cases = []
-    for image_id in sorted(store.list_images()):
+    for image_id in select_ids(store, selection or ExportSelection()):
         info = store.get_image_info(image_id)
         label_path = None
         label_info = LabelClasses()
@@ -95,7 +105,9 @@ def export_cases(store: LocalDatastore, *, label_tag: str = "final") -> list[Exp
             label_path = Path(store.get_label_uri(image_id, label_tag))
             label_info = parse_label_info(store.get_label_info(image_id, label_tag))
         path = Path(info.pop("path"))
-        channels = int(info.get("channels") or 0) or probe_image(path).channels
+        header = probe_image(path)
+        channels = int(info.get("channels") or 0) or header.channels
+        modality = info.get("modality") or header.modality
         names = info.get("channel_names")
         cases.append(
             ExportCase(
@@ -103,7 +115,7 @@ def export_cases(store: LocalDatastore, *, label_tag: str = "final") -> list[Exp
                 image_path=path,
                 label_path=label_path,
                 channels=channels,
-                modality=str(info["modality"]) if info.get("modality") else None,
+                modality=str(modality) if modality else None,
                 channel_names=tuple(str(n) for n in names) if isinstance(names, list) else (),
                 info=info,
                 label_info=label_info,
@@ -148,32 +160,6 @@ def class_names(
             seen.setdefault(idx, case.image_id)
     report.raise_if_any()
     return names
-
-
-def channel_names(cases: list[ExportCase]) -> dict[str, str]:
-    """Channel index → name for a task's ``dataset.json``, taken from the first case.
-
-    Its own channel names when it has them, else its modality (``"CT"`` by default), suffixed
-    ``_<i>`` when there are several channels.
-
-    Args:
-        cases: The exported cases.
-
-    Returns:
-        ``{"0": name, ...}``.
-
-    Example:
-        >>> channel_names([])
-        {'0': 'CT'}
-    """
-    first = cases[0] if cases else None
-    if first is not None and first.channel_names:
-        return {str(i): n for i, n in enumerate(first.channel_names)}
-    modality = (first.modality if first is not None else None) or "CT"
-    channels = first.channels if first is not None else 1
-    if channels == 1:
-        return {"0": modality}
-    return {str(i): f"{modality}_{i}" for i in range(channels)}
 
 
 def _gzipped(path: Path) -> bytes:

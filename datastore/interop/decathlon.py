@@ -40,13 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .case_export import (
-    ExportWriter,
-    channel_names,
-    class_names,
-    export_cases,
-)
+from .case_export import ExportWriter, class_names, export_cases
 from .case_import import CaseSource, ProblemReport, check_cases, import_cases
+from .export_options import ChannelChoice, ExportSelection, resolve_channel_names
+from .export_options import progress as export_progress
 
 if TYPE_CHECKING:
     from ..store.local import LocalDatastore
@@ -236,6 +233,9 @@ def export_decathlon(
     *,
     label_tag: str = "final",
     force: bool = False,
+    selection: ExportSelection | None = None,
+    channels: ChannelChoice | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Write a store as a Decathlon task folder (``dataset.json``, ``imagesTr``, ``labelsTr``,
     ``imagesTs``).
@@ -249,13 +249,19 @@ def export_decathlon(
         out: The task folder to create (must be empty or absent unless ``force``).
         label_tag: Which labels are the training labels.
         force: Write into a non-empty folder, replacing files of the same names.
+        selection: Which images (default: all).
+        channels: The ``modality`` names (default: from the images' info; guessed with a
+            warning when it has none).
+        progress: Show a progress bar on stderr (on a terminal).
 
     Returns:
         The ``dataset.json`` written.
 
     Raises:
         FileExistsError: ``out`` is not empty and not ``force``.
-        UnsupportedFormatError: Labels disagree on class names (all listed).
+        UnsupportedFormatError: Labels disagree on class names (all listed); nothing is
+            written and ``out`` is not created.
+        ImageNotFoundError: ``selection`` names an unknown id.
 
     Example:
         >>> import tempfile, pathlib, numpy as np, nibabel as nib
@@ -274,26 +280,27 @@ def export_decathlon(
         >>> doc["numTraining"], doc["labels"]
         (1, {'0': 'background', '1': 'organ'})
     """
+    cases = export_cases(store, label_tag=label_tag, selection=selection)
+    labels = class_names(store, cases, label_tag=label_tag, source=Path(out))
+    names = resolve_channel_names(cases, channels or ChannelChoice())
     writer = ExportWriter(Path(out), force=force)
-    cases = export_cases(store, label_tag=label_tag)
-    labels = class_names(store, cases, label_tag=label_tag, source=writer.root)
     training, test = [], []
-    for case in cases:
+    for case in export_progress(cases, enabled=progress, what="exporting"):
         if case.label_path is not None:
             image = writer.write_image(case, f"imagesTr/{case.image_id}.nii.gz")
             label = writer.write_label(case, f"labelsTr/{case.image_id}.nii.gz")
             training.append({"image": f"./{image}", "label": f"./{label}"})
         else:
             test.append(f"./{writer.write_image(case, f'imagesTs/{case.image_id}.nii.gz')}")
-    channels = max((c.channels for c in cases), default=1)
+    n_channels = max((c.channels for c in cases), default=1)
     doc: dict[str, Any] = {
         "name": store.name() or Path(out).name,
         "description": store.description() or "exported by medstore",
-        "tensorImageSize": "4D" if channels > 1 else "3D",
+        "tensorImageSize": "4D" if n_channels > 1 else "3D",
         "reference": "",
         "licence": "",
         "release": "",
-        "modality": channel_names(cases),
+        "modality": names.names,
         "labels": {"0": "background", **{str(i): n for i, n in sorted(labels.items())}},
         "numTraining": len(training),
         "numTest": len(test),

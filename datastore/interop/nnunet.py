@@ -36,9 +36,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..store.split_log import SplitLog
-from .case_export import ExportWriter, channel_names, class_names, export_cases
+from .case_export import ExportWriter, class_names, export_cases
 from .case_import import CaseSource, ProblemReport, check_cases, complete_cases, import_cases
 from .decathlon import load_dataset_json
+from .export_options import (
+    ChannelChoice,
+    ExportSelection,
+    channel_count_problem,
+    resolve_channel_names,
+)
+from .export_options import progress as export_progress
 from .nnunet_splits import make_folds, persisted_folds, read_splits
 
 if TYPE_CHECKING:
@@ -259,6 +266,9 @@ def export_nnunet(
     folds: int = 5,
     seed: int = 0,
     force: bool = False,
+    selection: ExportSelection | None = None,
+    channels: ChannelChoice | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Write a store as an nnU-Net v2 raw dataset folder (plus ``splits_final.json``).
 
@@ -269,28 +279,35 @@ def export_nnunet(
         folds: Folds to make when the store has no persisted splits.
         seed: Seed of those folds.
         force: Write into a non-empty folder.
+        selection: Which images (default: all).
+        channels: The ``channel_names`` (default: from the images' info; guessed with a
+            warning when it has none: nnU-Net normalises ``"CT"`` differently).
+        progress: Show a progress bar on stderr (on a terminal).
 
     Returns:
         The ``dataset.json`` written.
 
     Raises:
         FileExistsError: ``out`` is not empty and not ``force``.
-        UnsupportedFormatError: Mixed channel counts, conflicting or non-consecutive classes
-            (nnU-Net needs labels 0..N); all listed, nothing written.
+        UnsupportedFormatError: Mixed channel counts (the images of each count named),
+            conflicting or non-consecutive classes (nnU-Net needs labels 0..N); all listed,
+            nothing written, ``out`` not created.
+        ImageNotFoundError: ``selection`` names an unknown id.
     """
-    cases = export_cases(store, label_tag=label_tag)
+    cases = export_cases(store, label_tag=label_tag, selection=selection)
     report = ProblemReport(store.root, f"store, as an {_WHAT}", action="export")
-    counts = {c.channels for c in cases}
-    if len(counts) > 1:
-        report.add(f"images have different channel counts {sorted(counts)}")
+    mixed = channel_count_problem(cases)
+    if mixed:
+        report.add(mixed)
     report.raise_if_any()
-    writer = ExportWriter(Path(out), force=force)
-    labels = class_names(store, cases, label_tag=label_tag, source=writer.root)
+    labels = class_names(store, cases, label_tag=label_tag, source=Path(out))
     if sorted(labels) != list(range(1, len(labels) + 1)):
         report.add(f"class indices {sorted(labels)} are not consecutive from 1 (nnU-Net needs it)")
     report.raise_if_any()
+    names = resolve_channel_names(cases, channels or ChannelChoice())
+    writer = ExportWriter(Path(out), force=force)
     training = [c for c in cases if c.label_path is not None]
-    for case in cases:
+    for case in export_progress(cases, enabled=progress, what="exporting"):
         folder = "imagesTr" if case.label_path is not None else "imagesTs"
         writer.write_channels(case, f"{folder}/{case.image_id}")
         if case.label_path is not None:
@@ -298,7 +315,7 @@ def export_nnunet(
     doc: dict[str, Any] = {
         "name": store.name() or Path(out).name,
         "description": store.description() or "exported by medstore",
-        "channel_names": channel_names(cases),
+        "channel_names": names.names,
         "labels": {"background": 0, **{n: i for i, n in sorted(labels.items())}},
         "numTraining": len(training),
         "file_ending": ".nii.gz",

@@ -40,11 +40,13 @@ def test_render_size_follows_the_documented_layout() -> None:
     lab[6, 8, 10] = 2
     img = render_planes(vol, (1.0, 1.0, 1.0), overlays=[Overlay(lab, "t")], options=OPTS)
     # extent 12 mm → 4 px/mm: axial 40x48, coronal 32x48, sagittal 32x40 (h x w)
-    assert img.size == (4 + 52 + 52 + 44, 4 + (16 + 40 + 4) + 2 * 16 + 4)
+    # legend: the window line, then one line per class
+    assert img.size == (4 + 52 + 52 + 44, 4 + (16 + 40 + 4) + 3 * 16 + 4)
     # anisotropic spacing keeps physical proportions
     img = render_planes(vol, (3.0, 1.0, 1.0), options=OPTS)
     scale = 48 / 24  # the longest extent is D: 8 slices * 3 mm
-    assert img.size == (4 + (24 + 4) + (24 + 4) + (20 + 4), 4 + 16 + round(24 * scale) + 4)
+    height = 4 + 16 + round(24 * scale) + 4 + 16 + 4  # the legend's window line
+    assert img.size == (4 + (24 + 4) + (24 + 4) + (20 + 4), height)
 
 
 def test_class_colours_are_drawn_where_the_label_is() -> None:
@@ -57,7 +59,7 @@ def test_class_colours_are_drawn_where_the_label_is() -> None:
     pixels = _pixels(img)
     red = _has_colour(pixels, class_colour(1))
     assert red.any()
-    legend_top = img.size[1] - 4 - 2 * 16 - 8  # legend: two lines (liver, spleen) and a margin
+    legend_top = img.size[1] - 8 - 3 * 16  # legend: window, liver, spleen, then a margin
     ys, xs = np.nonzero(red[:legend_top])
     # default options: panel_px 256 for 12 mm → 21.33 px/mm; axial panel starts at x = 8
     scale = 256 / 12
@@ -156,6 +158,8 @@ def test_cli_preview(
     out = tmp_path / "cli.png"
     code = main(["--store", str(store.root), "preview", "ct", "--out", str(out), "--size", "64"])
     assert code == 0
-    assert capsys.readouterr().out.strip() == str(out)
+    assert capsys.readouterr().out.strip() == (
+        f"Wrote {out} (label 'final'; window soft-tissue (C 40, W 400))"
+    )
     with Image.open(out) as img:
         assert max(img.size) < 300
