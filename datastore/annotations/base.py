@@ -27,7 +27,7 @@ from pydantic import (
 
 from ..errors import AnnotationError
 
-__all__ = ["TYPE_SYNONYMS", "Annotation", "Origin", "wrap_validation_error"]
+__all__ = ["TYPE_SYNONYMS", "Annotation", "Origin", "Part", "wrap_validation_error"]
 
 #: Type names other tools use for our canonical ``annotation_type`` values.
 TYPE_SYNONYMS: Mapping[str, str] = MappingProxyType(
@@ -74,6 +74,30 @@ def wrap_validation_error(err: ValidationError, what: str) -> AnnotationError:
         where = ".".join(str(part) for part in item.get("loc", ())) or "value"
         reasons.append(f"{where}: {item.get('msg', 'invalid')}")
     return AnnotationError(f"invalid {what}: " + "; ".join(reasons))
+
+
+class Part(BaseModel):
+    """Base of an annotation's parts (segments, keypoints, skeleton nodes...).
+
+    Invalid input raises :class:`~medstore.datastore.errors.AnnotationError` naming the field,
+    never a raw pydantic error.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise wrap_validation_error(err, type(self).__name__) from err
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Validate ``obj`` like pydantic, raising :class:`AnnotationError` on failure."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as err:
+            raise wrap_validation_error(err, cls.__name__) from err
 
 
 class Origin(BaseModel):

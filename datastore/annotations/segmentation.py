@@ -23,10 +23,10 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, model_validator
 
 from ..errors import AnnotationError
-from .base import Annotation
+from .base import Annotation, Part
 from .geometry import as_affine, voxel_sizes
 
 __all__ = ["ImageSegmentation", "Segment", "VolumeSegmentation"]
@@ -104,10 +104,8 @@ class ImageSegmentation(Annotation):
         return self.pixel_count * sx * sy
 
 
-class Segment(BaseModel):
+class Segment(Part):
     """One class of a label map: name, integer value, and optional colour/anchor/metadata."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, validation_alias=AliasChoices("name", "label"))
     idx: int = Field(ge=0, validation_alias=AliasChoices("idx", "index", "id"))
@@ -125,7 +123,7 @@ class VolumeSegmentation(Annotation):
     identifier: str = Field(
         "segmentation", min_length=1, validation_alias=AliasChoices("identifier", "name", "label")
     )
-    segments: list[Segment] = Field(min_length=1)
+    segments: list[Segment] = Field(default_factory=list)
     shape: tuple[int, ...] | None = None
     content_sha256: str | None = None
     label_tag: str | None = None

@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import AnnotationError
-from .base import Annotation
+from .base import Annotation, Part
 from .geometry import (
     FloatArray,
     patient_to_pixel,
@@ -152,6 +152,23 @@ class BoxAnnotation(PointsAnnotation):
     TYPE: ClassVar[str] = "box"
     MIN_POINTS: ClassVar[int] = 2
     MAX_POINTS: ClassVar[int | None] = 4
+
+    @field_validator("points")
+    @classmethod
+    def _check_corners(cls, points: list[Point]) -> list[Point]:
+        if len(points) == 3:
+            raise ValueError("a box needs 2 opposite corners or 4 corners, got 3 points")
+        if len(points) == 4 and len({len(p) for p in points}) == 1:
+            p0, p1, p2, p3 = (np.array(p, dtype=np.float64) for p in points)
+            scale = max(1.0, float(np.abs(np.array(points, dtype=np.float64)).max()))
+            parallel = np.allclose(p0 + p3, p1 + p2, rtol=0, atol=1e-9 * scale)
+            square = abs(float(np.dot(p1 - p0, p2 - p0))) <= 1e-9 * scale * scale
+            if not (parallel and square):
+                raise ValueError(
+                    "the 4 points of a box must be the corners of a rectangle, in the order "
+                    "(x0, y0), (x1, y0), (x0, y1), (x1, y1)"
+                )
+        return points
 
     @classmethod
     def from_points(
@@ -288,10 +305,8 @@ class CircleAnnotation(PointsAnnotation):
         return math.pi * self.radius_mm(affine) ** 2
 
 
-class Keypoint(BaseModel):
+class Keypoint(Part):
     """One named keypoint; an invisible one may have no position (Nucleus)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     x: float | None = None
     y: float | None = None
@@ -306,6 +321,11 @@ class KeypointsAnnotation(Annotation):
     keypoints: list[Keypoint] = Field(min_length=1)
     names: list[str]
     skeleton: list[tuple[int, int]] = Field(default_factory=list)
+
+    @field_validator("skeleton", mode="before")
+    @classmethod
+    def _no_skeleton(cls, value: Any) -> Any:
+        return [] if value is None else value  # Nucleus's default
 
     @model_validator(mode="after")
     def _check_keypoints(self) -> Self:

@@ -36,6 +36,7 @@ from ..errors import AnnotationError
 __all__ = ["NUCLEUS_KEYS", "from_nucleus", "to_nucleus"]
 
 _COMMON = ("reference_id", "annotation_id", "metadata")
+_CUBOID_OPTIONAL = ("annotation_id", "metadata", "track_reference_id", "task_id")
 _TRACKED = ("track_reference_id", "task_id")
 #: The keys scale-nucleus writes for each payload type (used when exporting native annotations).
 NUCLEUS_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -65,6 +66,7 @@ def _xy(vertices: Any) -> list[tuple[float, ...]]:
 
 
 def _common(payload: Mapping[str, Any]) -> dict[str, Any]:
+    extra = {"geometry": payload["geometry"]} if isinstance(payload.get("geometry"), dict) else None
     return {
         "id": payload.get("annotation_id"),
         "reference_id": payload.get("reference_id"),
@@ -73,7 +75,10 @@ def _common(payload: Mapping[str, Any]) -> dict[str, Any]:
         "track_reference_id": payload.get("track_reference_id"),
         "task_id": payload.get("task_id"),
         "origin": Origin(
-            format="nucleus", external_id=payload.get("annotation_id"), keys=list(payload)
+            format="nucleus",
+            external_id=payload.get("annotation_id"),
+            keys=list(payload),
+            extra=extra,
         ),
     }
 
@@ -154,6 +159,11 @@ def from_nucleus(payload: Mapping[str, Any], *, frame_index: int | None = None) 
         ann = _build(payload, str(kind))
     except (KeyError, TypeError) as err:
         raise AnnotationError(f"Nucleus {kind} payload is missing or has a bad {err}") from err
+    if ann.origin is not None and ann.origin.extra:
+        # Remember the geometry as given *and* as medstore would write it: while the
+        # annotation's geometry is unchanged, the given one is written back (exact numbers).
+        extra = {**ann.origin.extra, "derived": _geometry(ann)[1]}
+        ann.origin = ann.origin.model_copy(update={"extra": extra})
     if frame_index is None:
         return ann
     if not isinstance(frame_index, int) or frame_index < 0:
@@ -206,6 +216,9 @@ def to_nucleus(ann: Annotation) -> dict[str, Any]:
     """
     kind, geometry = _geometry(ann)
     from_nucleus_payload = ann.origin is not None and ann.origin.format == "nucleus"
+    kept = (ann.origin.extra or {}) if ann.origin is not None and from_nucleus_payload else {}
+    if "geometry" in kept and kept.get("derived") == geometry:
+        geometry = kept["geometry"]
     external_id = ann.origin.external_id if ann.origin and from_nucleus_payload else ann.id
     full: dict[str, Any] = {
         "label": ann.identifier,
@@ -219,10 +232,16 @@ def to_nucleus(ann: Annotation) -> dict[str, Any]:
         "task_id": ann.task_id,
     }
     if isinstance(ann, CategoryAnnotation):
-        full.update(label=ann.value, taxonomy_name=ann.taxonomy_name)
+        full.update(label=ann.value, taxonomy_name=ann.taxonomy_name or ann.identifier)
     elif isinstance(ann, MultiCategoryAnnotation):
-        full.update(labels=list(ann.values), taxonomy_name=ann.taxonomy_name)
+        named = ann.identifier if ann.identifier != "multicategory" else None
+        full.update(labels=list(ann.values), taxonomy_name=ann.taxonomy_name or named)
     elif isinstance(ann, VolumeSegmentation):
+        if not ann.mask_url:
+            raise AnnotationError(
+                "mask_url: a Nucleus segmentation needs the URL of its mask image "
+                "(scale-nucleus refuses one without)"
+            )
         full["mask_url"] = ann.mask_url
         full["annotations"] = [
             {"label": s.name, "index": s.idx, **({"metadata": s.metadata} if s.metadata else {})}
@@ -231,4 +250,9 @@ def to_nucleus(ann: Annotation) -> dict[str, Any]:
     keys: Sequence[str] = NUCLEUS_KEYS[kind]
     if from_nucleus_payload and ann.origin and ann.origin.keys is not None:
         keys = ann.origin.keys
-    return {key: full.get(key) for key in keys}
+    elif kind == "cuboid":  # scale-nucleus writes these only when set
+        keys = [*keys, *(k for k in _CUBOID_OPTIONAL if full.get(k))]
+    out = {key: full.get(key) for key in keys}
+    if "taxonomy_name" in out and out["taxonomy_name"] is None and not from_nucleus_payload:
+        del out["taxonomy_name"]  # scale-nucleus writes it only when set
+    return out
