@@ -132,7 +132,8 @@ def doctor(
     The manifest is judged corrupt only if it still is under the store lock (a read outside it may
     meet MONAI Label's in-place rewrite). A corrupt manifest is first copied to
     ``.medstore/corrupt/`` (never deleted), then rebuilt from every object of that copy that still
-    validates (their info, tags and ``label_info`` kept) plus the images and labels on disk.
+    validates (their info, tags and ``label_info`` kept), what the side files still know of the
+    entries it lost (trash records, label history), plus the images and labels on disk.
 
     Args:
         root: The store folder.
@@ -165,7 +166,9 @@ def doctor(
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 atomic_copy(manifest.path, keep)
                 manifest.write(
-                    salvage_manifest(keep.read_bytes(), images_dir=".", labels_dir="labels")
+                    salvage_manifest(
+                        keep.read_bytes(), images_dir=".", labels_dir="labels", layout=layout
+                    )
                 )
                 report.rebuilt_manifest, report.corrupt_copy = True, str(keep)
     pending = layout.pending

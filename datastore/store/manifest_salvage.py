@@ -2,8 +2,11 @@
 
 A rebuild starts from the objects of the corrupt copy that still validate one by one (a whole
 manifest that parses keeps every valid object; a truncated one keeps every object written out
-completely before the cut), so their info, tags and ``label_info`` survive; the scan of the
-folders then adds what only the files know.
+completely before the cut), so their info, tags and ``label_info`` survive; within a damaged
+object, the image entry and each label are kept or dropped on their own (a damaged label never
+takes the image's info with it). Entries lost all the same are recovered from the store's side
+files where they hold them (trash records, label history: :mod:`.info_recovery`); the scan of
+the folders then adds what only the files know.
 
 Examples:
     >>> raw = b'{"name": "n", "description": "", "objects": {'
@@ -19,6 +22,8 @@ import re
 from typing import Any
 
 from ..errors import ManifestCorruptError
+from .info_recovery import recover_lost_entries
+from .layout import StoreLayout
 from .manifest import empty_manifest, parse_manifest
 
 __all__ = ["salvage_manifest"]
@@ -58,13 +63,17 @@ def _whole(raw: bytes) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def salvage_manifest(raw: bytes, *, images_dir: str, labels_dir: str) -> dict[str, Any]:
-    """A valid manifest holding every object of ``raw`` that validates on its own.
+def salvage_manifest(
+    raw: bytes, *, images_dir: str, labels_dir: str, layout: StoreLayout | None = None
+) -> dict[str, Any]:
+    """A valid manifest holding every object (or part of one) of ``raw`` that validates.
 
     Args:
         raw: The corrupt manifest's bytes.
         images_dir: Images folder to use if ``raw`` names none (or an invalid one).
         labels_dir: Labels folder likewise.
+        layout: The store's paths: entries ``raw`` lost are then recovered from its side files
+            where they still hold them (see :mod:`.info_recovery`).
 
     Returns:
         A manifest that :func:`~.manifest.parse_manifest` accepts.
@@ -84,11 +93,44 @@ def salvage_manifest(raw: bytes, *, images_dir: str, labels_dir: str) -> dict[st
         except ManifestCorruptError:
             continue
     for image_id, obj in objects.items():
-        single = dict(result, objects={image_id: obj})
-        try:
-            result["objects"][image_id] = parse_manifest(
-                json.dumps(single).encode(), source="salvage"
-            )["objects"][image_id]
-        except (ManifestCorruptError, TypeError, ValueError):
-            continue
+        kept = _salvage_object(result, image_id, obj)
+        if kept is not None:
+            result["objects"][image_id] = kept
+    if layout is not None:
+        rebuilt = StoreLayout(
+            layout.root, result["images_dir"], result["labels_dir"], layout.manifest_name
+        )
+        recover_lost_entries(result, rebuilt)
     return result
+
+
+def _valid(doc: dict[str, Any], image_id: str, obj: Any) -> dict[str, Any] | None:
+    """``obj`` as :func:`parse_manifest` reads it alone, or ``None`` if it does not validate."""
+    single = dict(doc, objects={image_id: obj})
+    try:
+        return parse_manifest(json.dumps(single).encode(), source="salvage")["objects"][image_id]
+    except (ManifestCorruptError, TypeError, ValueError):
+        return None
+
+
+def _salvage_object(doc: dict[str, Any], image_id: str, obj: Any) -> dict[str, Any] | None:
+    """An object, or what validates of it: a damaged label never takes the image with it.
+
+    An image entry whose info is damaged keeps its extension (the labels hang on it); each label
+    is kept or dropped on its own.
+    """
+    whole = _valid(doc, image_id, obj)
+    if whole is not None or not isinstance(obj, dict) or not isinstance(obj.get("image"), dict):
+        return whole
+    image = _valid(doc, image_id, {"image": obj["image"]})
+    if image is None:
+        image = _valid(doc, image_id, {"image": {"ext": obj["image"].get("ext"), "info": {}}})
+    if image is None:
+        return None
+    found = obj.get("labels")
+    labels: dict[str, Any] = found if isinstance(found, dict) else {}
+    for tag, label in labels.items():
+        one = _valid(doc, image_id, {"image": image["image"], "labels": {tag: label}})
+        if one is not None:
+            image["labels"][tag] = one["labels"][tag]
+    return image

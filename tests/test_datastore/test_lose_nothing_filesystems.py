@@ -278,6 +278,50 @@ def test_case7_rebuild_keeps_the_info_it_can_recover(tmp_path: Path) -> None:
     assert after.get_label_info("img1", "final")["by"] == "ann"
 
 
+def test_case7_a_damaged_label_does_not_take_its_image_info_with_it(tmp_path: Path) -> None:
+    """Before: one damaged label dropped the whole object: patient id and other labels gone."""
+    root = tmp_path / "store"
+    store = LocalDatastore(root)
+    store.add_image("img0", _image(tmp_path / "src" / "0.nii.gz", 0), {"patient_id": "P0"})
+    store.save_label("img0", _label(1), "final", {"by": "ann"})
+    store.save_label("img0", _label(2), "reviewer", {"by": "rev"})
+    store.close()
+    doc = json.loads(store.layout.manifest.read_bytes())
+    doc["objects"]["img0"]["labels"]["reviewer"]["info"] = ["not", "an", "object"]
+    store.layout.manifest.write_text(json.dumps(doc))
+    assert doctor(root, rebuild=True).rebuilt_manifest
+    after = LocalDatastore(root, refresh=False, read_only=True)
+    assert after.get_image_info("img0")["patient_id"] == "P0"
+    assert after.get_label_info("img0", "final")["by"] == "ann"
+    assert sorted(after.get_labels_by_image_id("img0")) == ["final", "reviewer"]
+
+
+def test_case7_rebuild_recovers_lost_entries_from_trash_and_history(tmp_path: Path) -> None:
+    """Before: entries cut off by a truncation came back with nothing but their file names."""
+    from medstore.datastore.store.info_recovery import RECOVERED_KEY
+
+    root = tmp_path / "store"
+    store = LocalDatastore(root)
+    store.add_image("img0", _image(tmp_path / "src" / "0.nii.gz", 0), {"patient_id": "P0"})
+    store.add_image("img1", _image(tmp_path / "src" / "1.nii.gz", 1), {"patient_id": "P1"})
+    info = [{"name": "liver", "idx": 1}]
+    store.save_label("img1", _label(1), "final", {"by": "ann", "label_info": info})
+    store.save_label("img1", _label(2), "final", {"by": "ann", "label_info": info})
+    store.remove_image("img1")  # removed and restored: its entry is in the trash
+    store.restore_image("img1")
+    store.close()
+    raw = store.layout.manifest.read_bytes()
+    store.layout.manifest.write_bytes(raw[: raw.index(b'"img1"')])  # img1 cut off
+    assert doctor(root, rebuild=True).rebuilt_manifest
+    after = LocalDatastore(root, refresh=False, read_only=True)
+    assert after.get_image_info("img0")["patient_id"] == "P0"
+    image = after.get_image_info("img1")
+    assert image["patient_id"] == "P1" and image[RECOVERED_KEY].startswith("trash ")
+    label = after.get_label_info("img1", "final")
+    assert label["by"] == "ann" and label["label_info"] == info
+    assert RECOVERED_KEY in label
+
+
 # ---------------------------------------------------------------- case 1: case-insensitive names
 def test_case1_case_folding_filesystem_refuses_colliding_id(
     exfat_root: Path, tmp_path: Path
