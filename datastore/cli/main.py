@@ -39,7 +39,7 @@ PROG = "medstore"
 STORE_ENV = "MEDSTORE_STORE"
 
 # The store's own command groups, in help order (modules of this package).
-_GROUPS = (".store", ".add", ".edit", ".watch", ".upkeep", ".annotate", ".exchange")
+_GROUPS = (".store", ".add", ".edit", ".watch", ".upkeep", ".annotate", ".exchange", ".formats")
 # Other installed packages add commands through this entry-point group; each entry point names a
 # module with a ``register(subparsers)`` function (``medstore demo`` comes from the datasets this
 # way, so the store's commands never import torch or MONAI).

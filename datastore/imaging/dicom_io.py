@@ -37,15 +37,24 @@ from .dicom_fast import fast_values
 from .dicom_guard import GuardedFile
 
 __all__ = [
+    "NOT_IMAGES",
     "PIXEL_DATA_TAGS",
     "DicomHeader",
     "FrameLayout",
+    "annotation_kind",
     "is_dicom_file",
     "read_header",
 ]
 
 #: (Float / Double Float) Pixel Data: the tags that hold an image's pixels.
 PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+
+#: SOP classes that annotate images instead of being images: never read (or indexed) as one.
+NOT_IMAGES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation (SEG)",
+    "1.2.840.10008.5.1.4.1.1.66.5": "Surface Segmentation",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set (RTSTRUCT)",
+}
 _HEAD_CHUNK = 64 << 10
 
 
@@ -174,6 +183,32 @@ def _layout(v: dict[str, Any], path: Path, float_kind: int) -> FrameLayout:
         )
 
 
+def annotation_kind(path: str | os.PathLike[str]) -> str | None:
+    """What DICOM annotation object (SEG, RTSTRUCT...) a file is, from its file meta; else ``None``.
+
+    Cheap: files without the ``DICM`` marker are answered from their first bytes.
+
+    Args:
+        path: Any file.
+
+    Returns:
+        A name such as ``"Segmentation (SEG)"``, or ``None`` for images and non-DICOM files.
+
+    Example:
+        >>> import pydicom.data
+        >>> annotation_kind(pydicom.data.get_testdata_file("CT_small.dcm")) is None
+        True
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(132)[128:] != b"DICM":
+                return None
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except (OSError, InvalidDicomError, ValueError, EOFError, struct.error):
+        return None
+    return NOT_IMAGES.get(str(getattr(meta, "MediaStorageSOPClassUID", "") or ""))
+
+
 def read_header(
     path: str | os.PathLike[str],
     *,
@@ -209,6 +244,15 @@ def read_header(
         raise
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, struct.error) as err:
         raise ImageReadError(f"{p}: cannot parse DICOM header ({err})") from err
+    file_meta = getattr(ds, "file_meta", None)
+    sop_class = str(
+        ds.get("SOPClassUID", "") or getattr(file_meta, "MediaStorageSOPClassUID", "") or ""
+    )
+    if sop_class in NOT_IMAGES:
+        raise ImageReadError(
+            f"{p}: DICOM file holds no image: it is a {NOT_IMAGES[sop_class]}; "
+            "import it onto its image with 'medstore import-seg'"
+        )
     if _is_deflated(ds) and "Rows" in ds:
         pixel_offset = 0  # the dataset is inflated in memory; decode through pydicom
     if "Rows" not in ds or pixel_offset < 0:

@@ -65,6 +65,8 @@ def _scan_images(
     is_series: SeriesSniffer | None,
     state: DiskState,
 ) -> None:
+    from ..imaging.dicom_io import annotation_kind  # SEG/RTSTRUCT are never images
+
     excluded = {os.path.realpath(layout.labels), os.path.realpath(layout.side)}
     try:
         entries = sorted(os.scandir(layout.images), key=lambda e: e.name)
@@ -90,6 +92,9 @@ def _scan_images(
         if found is None:
             continue
         image_id, ext = found
+        if image_id not in tracked and not is_dir and (kind := annotation_kind(entry.path)):
+            _skip(state, entry.name, f"a DICOM {kind} is not an image (see 'medstore import-seg')")
+            continue
         if entry.is_symlink() and not is_inside(layout.root, entry.path) and image_id not in linked:
             _skip(state, entry.name, "it links outside the store")
             continue

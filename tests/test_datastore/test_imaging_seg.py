@@ -152,3 +152,197 @@ def test_bad_segment_entries_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ImageReadError, match=r"bad\.seg\.nrrd: segment 0 is in layer 3 of 1"):
         read_segmentation(path)
+
+
+# --- DICOM SEG (highdicom) -------------------------------------------------------------------
+
+import highdicom as hd  # noqa: E402
+import pydicom  # noqa: E402
+from medstore.datastore.imaging.dicom_planes import source_datasets  # noqa: E402
+from support.dicom import make_dicom_series  # noqa: E402
+
+CT = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
+FRAME_UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+def _series(folder: Path, volume: np.ndarray = CT, **kw: object) -> Path:
+    """The factory's series plus what a scanner writes and highdicom needs (frame of reference)."""
+    make_dicom_series(folder, volume, **kw)  # type: ignore[arg-type]
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.FrameOfReferenceUID = FRAME_UID
+        for keyword in (
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyDate",
+            "StudyTime",
+            "StudyID",
+            "ReferringPhysicianName",
+            "AccessionNumber",
+        ):
+            setattr(ds, keyword, "")
+        ds.save_as(f)
+    return folder
+
+
+def _seg_file(path: Path, series: Path, masks: np.ndarray, names: list[str], **kw: object) -> Path:
+    """A SEG made by highdicom itself; ``masks`` is (slice, row, column, segment) in the
+    factory's slice order (the order ``source_datasets`` sorts the files in)."""
+    sources = source_datasets(series)
+    code = hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=n + 1,
+            segment_label=name,
+            segmented_property_category=code,
+            segmented_property_type=code,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for n, name in enumerate(names)
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=masks,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=5,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+        **{"segmentation_type": hd.seg.SegmentationTypeValues.BINARY, **kw},  # type: ignore[arg-type]
+    )
+    seg.save_as(path)
+    return path
+
+
+def _expected(tmp_path: Path, label_volume: np.ndarray) -> np.ndarray:
+    """The canonical label the store must hold: the same voxels read as a DICOM series."""
+    folder = make_dicom_series(tmp_path / "expected", label_volume.astype(np.int16))
+    return read_image(folder).array[0]
+
+
+def _store_with_series(tmp_path: Path) -> tuple[LocalDatastore, Path]:
+    series = _series(tmp_path / "src" / "ct")
+    store = LocalDatastore(tmp_path / "store")
+    store.add_image("ct", series)
+    return store, series
+
+
+def test_dicom_seg_import_rasterises_segments_with_names_and_overlaps(tmp_path: Path, cli) -> None:
+    store, series = _store_with_series(tmp_path)
+    masks = np.zeros((*CT.shape, 2), np.uint8)
+    masks[1:4, 1:4, 2:6, 0] = 1  # liver
+    masks[3:5, 2:5, 1:3, 1] = 1  # tumour, overlapping liver at slice 3
+    seg = _seg_file(tmp_path / "src" / "liver.dcm", series, masks, ["liver", "tumour"])
+    store.close()
+    code, out, err = cli("--store", tmp_path / "store", "import-seg", seg, "--tag", "pacs")
+    assert code == 0, err
+    assert "imported SEG liver.dcm as label 'pacs' of image 'ct': liver, tumour" in out
+    assert "note: 2 voxels belong to several segments" in err
+    with LocalDatastore(tmp_path / "store") as store:
+        info = store.get_label_info("ct", "pacs")
+        assert info["label_info"] == [{"name": "liver", "idx": 1}, {"name": "tumour", "idx": 2}]
+        got = read_image(store.get_label_uri("ct", "pacs")).array[0]
+    merged = np.where(masks[..., 1] == 1, 2, masks[..., 0])
+    np.testing.assert_array_equal(got, _expected(tmp_path, merged))
+
+
+def test_fractional_seg_is_thresholded_at_one_half(tmp_path: Path) -> None:
+    store, series = _store_with_series(tmp_path)
+    prob = np.zeros((*CT.shape, 1), np.float32)
+    prob[2, 1:5, 1:6, 0] = 0.8
+    prob[2, 0, :, 0] = 0.3
+    seg = _seg_file(
+        tmp_path / "src" / "p.dcm",
+        series,
+        prob,
+        ["organ"],
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+    )
+    from medstore.datastore.interop.segmentations import import_segmentation
+
+    result = import_segmentation(store, seg)
+    assert (result.image_id, result.tag, result.kind) == ("ct", "seg", "SEG")
+    got = read_image(store.get_label_uri("ct", "seg")).array[0]
+    np.testing.assert_array_equal(got, _expected(tmp_path, (prob[..., 0] >= 0.5).astype(int)))
+    store.close()
+
+
+def test_export_seg_reads_back_through_highdicom_to_the_same_masks(tmp_path: Path, cli) -> None:
+    store, series = _store_with_series(tmp_path)
+    shape = probe_image(store.get_image_uri("ct")).shape
+    label = np.zeros(shape, np.uint8)
+    label[1:5, 2:5, 1:4] = 1
+    label[0, 0:3, 4:7] = 3
+    store.save_label(
+        "ct", label, "final", {"label_info": [{"name": "a", "idx": 1}, {"name": "c", "idx": 3}]}
+    )
+    store.close()
+    out = tmp_path / "out.dcm"
+    code, _, err = cli(
+        "--store", tmp_path / "store", "export-seg", "ct", "--tag", "final", "--out", out
+    )
+    assert code == 0, err
+    seg = hd.seg.segread(out)
+    assert [seg.get_segment_description(n).segment_label for n in (1, 2)] == ["a", "c"]
+    uids = [str(ds.SOPInstanceUID) for ds in source_datasets(series)]
+    for number, value in ((1, 1), (2, 3)):
+        frames = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=uids, segment_numbers=[number]
+        )[..., 0]
+        expected = _expected(tmp_path / str(value), np.zeros_like(CT))  # geometry only
+        assert expected.shape == label.shape
+        # frames are (slice, row, column) in source order, exactly the factory's volume order
+        np.testing.assert_array_equal(_expected(tmp_path / f"m{value}", frames), label == value)
+
+
+def test_seg_of_a_series_the_store_lacks_names_the_uids_and_changes_nothing(
+    tmp_path: Path, cli
+) -> None:
+    store, _ = _store_with_series(tmp_path)
+    other = _series(tmp_path / "src" / "other")
+    seg = _seg_file(tmp_path / "src" / "s.dcm", other, np.ones((*CT.shape, 1), np.uint8), ["x"])
+    manifest = (tmp_path / "store" / "datastore_v2.json").read_bytes()
+    store.close()
+    missing = str(pydicom.dcmread(next(other.iterdir())).SeriesInstanceUID)
+    code, _, err = cli("--store", tmp_path / "store", "import-seg", seg)
+    assert code != 0
+    assert "s.dcm" in err and missing in err and "has no image of the referenced series" in err
+    assert (tmp_path / "store" / "datastore_v2.json").read_bytes() == manifest
+    assert not (tmp_path / "store" / "labels" / "seg" / "ct.nii.gz").exists()
+
+
+def test_seg_whose_frames_do_not_match_the_image_is_refused(tmp_path: Path) -> None:
+    store, series = _store_with_series(tmp_path)
+    finer = _series(tmp_path / "src" / "finer", spacing=(2.0, 0.25, 0.75))
+    seg = _seg_file(tmp_path / "src" / "f.dcm", finer, np.ones((*CT.shape, 1), np.uint8), ["x"])
+    ds = pydicom.dcmread(seg)
+    uid = pydicom.dcmread(next(series.iterdir())).SeriesInstanceUID
+    ds.ReferencedSeriesSequence[0].SeriesInstanceUID = uid  # claims the stored series
+    ds.save_as(seg)
+    from medstore.datastore.interop.segmentations import import_segmentation
+
+    with pytest.raises(ImageReadError, match=r"f\.dcm: its frames do not match the referenced"):
+        import_segmentation(store, seg)
+    assert store.get_labels_by_image_id("ct") == {}
+    store.close()
+
+
+def test_seg_and_rtstruct_files_are_never_images(tmp_path: Path) -> None:
+    _, series = _store_with_series(tmp_path)
+    seg = _seg_file(tmp_path / "s.dcm", series, np.ones((*CT.shape, 1), np.uint8), ["x"])
+    with pytest.raises(
+        ImageReadError,
+        match=r"s\.dcm: DICOM file holds no image: it is a "
+        r"Segmentation \(SEG\)",
+    ):
+        read_image(seg)
+    root = tmp_path / "folder"
+    root.mkdir()
+    (root / "seg.dcm").write_bytes(seg.read_bytes())
+    (root / "odd.nii.gz").write_bytes(seg.read_bytes())  # whatever the extension
+    with LocalDatastore(root) as store:
+        assert store.list_images() == []
