@@ -135,8 +135,8 @@ def decode_pixels(h: DicomHeader, into: npt.NDArray[Any]) -> None:
         hint = _INSTALL_HINT.get(h.transfer_syntax, "pylibjpeg with its plugins, or python-gdcm")
         name = getattr(pydicom.uid.UID(h.transfer_syntax), "name", h.transfer_syntax)
         raise UnsupportedFormatError(
-            f"{h.path}: cannot decode '{name}' pixel data; install {hint} "
-            f"(pydicom said: {str(err).splitlines()[0]})"
+            f"{h.path}: cannot decode '{name}' pixel data; pip install 'medstore[dicom-codecs]' "
+            f"(it installs {hint}; pydicom said: {str(err).splitlines()[0]})"
         ) from err
     except (ValueError, OSError, EOFError, AttributeError, KeyError) as err:
         raise ImageReadError(f"{h.path}: cannot decode pixel data ({err})") from err
