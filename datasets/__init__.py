@@ -23,6 +23,7 @@ from .image import ImageDataset
 from .loading.cache import CachedVolume, VolumeCache
 from .loading.collate import collate_items, make_dataloader
 from .options import AnnotationFilters, DatasetOptions, SegmentationOptions
+from .patches import PatchDataset, PatchOptions
 from .sliced import SlicedVideoDataset, SlicedVolumeDataset
 from .splits import SplitResult
 from .volume import MultiFrameDataset, VideoDataset, VolumeDataset
@@ -33,6 +34,8 @@ __all__ = [
     "DatasetOptions",
     "ImageDataset",
     "MultiFrameDataset",
+    "PatchDataset",
+    "PatchOptions",
     "SegmentationOptions",
     "SlicedVideoDataset",
     "SlicedVolumeDataset",

@@ -15,7 +15,13 @@ from .item.assembly import ItemAssembler, image_volume, volume_sources
 from .item.label_space import LabelSpace
 from .item_index import ItemIndex, Ref
 from .label_sets import DatasetLabels
-from .loading.cache import CachedVolume, VolumeCache, store_cache_folder
+from .loading.cache import (
+    CachedVolume,
+    VolumeArray,
+    VolumeCache,
+    store_cache_folder,
+    user_cache_folder,
+)
 from .loading.collate import collate_items, make_dataloader
 from .loading.worker_memory import in_worker
 from .options import DatasetOptions, MergeStrategy
@@ -78,7 +84,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         self._store = open_store(store)
         self._root = Path(getattr(self._store, "root", "."))
         folder = store_cache_folder(self._store, self._root) if cache_dir is None else cache_dir
-        self._cache = VolumeCache(folder)
+        self._cache = VolumeCache(folder, fallback=user_cache_folder(self._root))
         records = filter_records(
             build_records(self._store, image_ids), self.options, store=self._store
         )
@@ -199,11 +205,11 @@ class StoreDataset(Dataset[dict[str, Any]]):
     def _image_volume(self, record: ImageRecord) -> CachedVolume:
         return image_volume(self._cache, record)
 
-    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+    def _view(self, array: VolumeArray, frame: int, record: ImageRecord) -> VolumeArray:
         """Cut the item's view from a channels-first canonical array (subclasses override)."""
         raise NotImplementedError
 
-    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+    def _frame_entry_args(self, array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
         """``(num_frames, frame)`` for :func:`frame_labels_entry` (subclasses override)."""
         return None, None
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 from medstore.datastore import UnsupportedFormatError
 
 from .base import StoreDataset
+from .loading.cache import VolumeArray
 from .records import ImageRecord
 
 __all__ = ["ImageDataset"]
@@ -38,7 +38,7 @@ class ImageDataset(StoreDataset):
         torch.Size([1, 5, 6])
     """
 
-    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+    def _view(self, array: VolumeArray, frame: int, record: ImageRecord) -> VolumeArray:
         if array.ndim == 3:
             return array
         if array.ndim == 4 and array.shape[1] == 1:
@@ -48,5 +48,5 @@ class ImageDataset(StoreDataset):
             "VolumeDataset(...).slice() or VideoDataset(...).frame_by_frame()"
         )
 
-    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+    def _frame_entry_args(self, array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
         return None, 0

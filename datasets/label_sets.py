@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
 
+import numpy as np
+
 from .item.assembly import label_volume
 from .item.label_space import LabelSpace, entity_space, nonzero_values, segmentation_classes
 from .loading.cache import VolumeCache
@@ -108,7 +110,7 @@ class DatasetLabels:
         """
         if label.path not in self.values:
             array = label_volume(self._cache, record, label, keep_open=False).array
-            self.values[label.path] = nonzero_values(array)
+            self.values[label.path] = nonzero_values(np.asarray(array))
         return self.values[label.path]
 
     def class_names(self, record: ImageRecord) -> set[str]:

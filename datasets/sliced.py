@@ -7,12 +7,11 @@ import os
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, Self, Unpack
 
-import numpy as np
-
 from .base import StoreDataset
 from .item.views import as_volume
 from .item_index import ItemIndex, Ref
 from .label_sets import DatasetLabels
+from .loading.cache import VolumeArray
 from .options import DatasetKwargs, DatasetOptions, MergeStrategy
 from .records import ImageRecord, build_records, filter_records
 
@@ -164,11 +163,11 @@ class SlicedVolumeDataset(StoreDataset):
         new._index = new._slice_refs(index, record_ids)
         return new
 
-    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+    def _view(self, array: VolumeArray, frame: int, record: ImageRecord) -> VolumeArray:
         index: tuple[slice | int, ...] = (slice(None),) * (1 + self._axis) + (frame,)
         return as_volume(array)[index]
 
-    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+    def _frame_entry_args(self, array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
         return None, (frame if self._axis == 0 else None)
 
 

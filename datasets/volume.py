@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Unpack
-
-import numpy as np
 
 from .base import StoreDataset
 from .item.views import as_volume
+from .loading.cache import VolumeArray
 from .options import DatasetKwargs
+from .patches import PatchDataset, PatchOptions, patch_classes
 from .records import ImageRecord
 from .sliced import AxisName, SlicedVideoDataset, SlicedVolumeDataset
 
@@ -25,10 +26,10 @@ class MultiFrameDataset(StoreDataset):
     ``(L+1, D, H, W)`` per annotator or merged; ``frame_labels`` are ``{annotator: (D, L)}``.
     """
 
-    def _view(self, array: np.ndarray, frame: int, record: ImageRecord) -> np.ndarray:
+    def _view(self, array: VolumeArray, frame: int, record: ImageRecord) -> VolumeArray:
         return as_volume(array)
 
-    def _frame_entry_args(self, array: np.ndarray, frame: int) -> tuple[int | None, int | None]:
+    def _frame_entry_args(self, array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
         return int(as_volume(array).shape[1]), None
 
 
@@ -78,6 +79,45 @@ class VolumeDataset(MultiFrameDataset):
             ValueError: Unknown axis.
         """
         return SlicedVolumeDataset.from_dataset(self, axis=axis, **kwargs)
+
+    def patches(
+        self,
+        size: Sequence[int],
+        *,
+        per_volume: int = 1,
+        foreground: float = 0.33,
+        classes: Collection[str] | str | None = None,
+        seed: int = 0,
+        pad_value: float = 0.0,
+    ) -> PatchDataset:
+        """Random ``size`` patches of every volume, ``per_volume`` items per volume and epoch.
+
+        Image and segmentations are cropped identically from the chunked cache (only the
+        chunks around each patch are read); see :mod:`medstore.datasets.patches`.
+
+        Args:
+            size: Patch size ``(D, H, W)`` in canonical voxels.
+            per_volume: Patches per volume and epoch.
+            foreground: Fraction of patches centred on a voxel of a requested class.
+            classes: Requested segmentation class names (default: every class).
+            seed: Seed of the patch positions (with the epoch, image id and slot).
+            pad_value: Image value outside the volume (segmentations get background).
+
+        Returns:
+            The patch dataset; call its ``set_epoch(n)`` before each epoch.
+
+        Raises:
+            ValueError: Bad size/probability, or an unknown class name.
+        """
+        options = PatchOptions(
+            size=tuple(int(s) for s in size),
+            per_volume=per_volume,
+            foreground=foreground,
+            classes=patch_classes(classes),
+            seed=seed,
+            pad_value=pad_value,
+        )
+        return PatchDataset.from_dataset(self, options)
 
 
 class VideoDataset(MultiFrameDataset):

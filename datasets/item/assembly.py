@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from medstore.datastore import LabelGeometryError, image_version
 
-from ..loading.cache import CachedVolume, VolumeCache
+from ..loading.cache import CachedVolume, VolumeArray, VolumeCache
 from ..loading.worker_memory import float32_tensor
 from ..options import DatasetOptions
 from ..records import ImageRecord, LabelRecord
@@ -31,9 +31,9 @@ from .label_space import LabelSpace, to_codes, value_lut
 
 __all__ = ["ItemAssembler", "image_volume", "label_volume", "volume_sources"]
 
-ViewFn = Callable[[np.ndarray, int, ImageRecord], np.ndarray]
+ViewFn = Callable[[VolumeArray, int, ImageRecord], VolumeArray]
 """Cuts an item's view (frame ``-1``: the whole image) from a channels-first canonical array."""
-FrameArgsFn = Callable[[np.ndarray, int], tuple[int | None, int | None]]
+FrameArgsFn = Callable[[VolumeArray, int], tuple[int | None, int | None]]
 """``(num_frames, frame)`` for :func:`~medstore.datasets.item.entries.frame_labels_entry`."""
 LutKey = tuple[str, str, tuple[str, ...]]
 """``(label path, view dtype, segmentation class names)``."""
@@ -217,7 +217,7 @@ class ItemAssembler:
         self,
         item: dict[str, Any],
         entities: Sequence[EntityRecord],
-        array: np.ndarray,
+        array: VolumeArray,
         frame: int,
         space: LabelSpace,
     ) -> None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
+from ..loading.cache import VolumeArray
 
 __all__ = ["as_volume"]
 
 
-def as_volume(array: np.ndarray) -> np.ndarray:
+def as_volume(array: VolumeArray) -> VolumeArray:
     """View a channels-first array as ``(C, D, H, W)`` (a 2-D ``(C, H, W)`` gets ``D = 1``).
 
     Args:
-        array: Channels-first canonical array.
+        array: Channels-first canonical array (a chunked cache entry, already 4-D, is returned
+            as it is; a 3-D one is read into memory).
 
     Returns:
         A 4-D view.
@@ -20,6 +21,7 @@ def as_volume(array: np.ndarray) -> np.ndarray:
         ValueError: Not 3-D or 4-D.
 
     Example:
+        >>> import numpy as np
         >>> as_volume(np.zeros((1, 4, 5))).shape
         (1, 1, 4, 5)
     """

@@ -1,4 +1,8 @@
-"""Decode-once cache: each volume decoded once per content version into an mmap-read ``.npy``.
+"""Decode-once cache: each volume decoded once per content version into a chunked, compressed file.
+
+An entry is one blosc2 ``.b2nd`` file (see :mod:`.chunked`): the canonical array in its own
+dtype, in small compressed chunks, memory-mapped on read, so a patch read decompresses only the
+chunks around the patch and the cache stays smaller than the ``.nii.gz`` files it came from.
 
 The folder is self-describing for whoever tidies it (see :mod:`.cache_upkeep`): a
 ``CACHEDIR.TAG``, only disposable files, and modification times that record last use.
@@ -8,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -20,26 +23,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
 from medstore.datastore import (
     ImageNotFoundError,
     ImageReadError,
-    StoreLayout,
     atomic_write_bytes,
 )
 
-from .cache_upkeep import CachePrune, prune_folder, tag_folder, touch
+from .cache_folders import default_user_cache_dir, store_cache_folder, user_cache_folder
+from .cache_upkeep import CachePrune, prune_folder, touch
+from .chunked import ChunkedArray, encode
+from .entry_lock import FolderUnusableError, locked_folder
 
 __all__ = [
     "CachedVolume",
+    "VolumeArray",
     "VolumeCache",
     "default_user_cache_dir",
     "read_canonical",
     "store_cache_folder",
+    "user_cache_folder",
 ]
 
 _LOG = logging.getLogger(__name__)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_SUFFIX = ".b2nd"
+_LEGACY_SUFFIXES = (".npy", ".json")
+"""Files of format-1 entries (an uncompressed ``.npy`` and its geometry), removed when met."""
+
+VolumeArray = np.ndarray | ChunkedArray
+"""A cached array: a chunked cache entry, or an in-memory array when caching was skipped."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,13 +59,15 @@ class CachedVolume:
     """A decoded volume: a read-only (usually memory-mapped) array and its geometry.
 
     Attributes:
-        array: Channels-first canonical array, ``(C, D, H, W)`` or ``(C, H, W)``.
+        array: Channels-first canonical array, ``(C, D, H, W)`` or ``(C, H, W)``: a
+            :class:`~.chunked.ChunkedArray` (indexing returns numpy arrays, decompressing only
+            the chunks read) or, when the cache could not be used, a numpy array.
         affine: 4x4 RAS+ affine of the array's voxel grid.
         spacing: Voxel size following the array's spatial axes.
         meta: JSON-safe header facts from the reader.
     """
 
-    array: np.ndarray
+    array: VolumeArray
     affine: np.ndarray
     spacing: tuple[float, ...]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -98,40 +112,6 @@ def _json_safe(meta: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
-def default_user_cache_dir() -> Path:
-    """The per-user cache folder: ``$XDG_CACHE_HOME/medstore`` or ``~/.cache/medstore``.
-
-    Returns:
-        The folder path (not created).
-
-    Example:
-        >>> default_user_cache_dir().name
-        'medstore'
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "medstore"
-
-
-def store_cache_folder(store: Any, root: Path) -> Path:
-    """Default cache folder of a store: the one its layout names, or the user cache if read-only.
-
-    A writable store's layout names ``.medstore/cache``; a read-only store gets a folder of the
-    user cache, keyed by the store's path.
-
-    Args:
-        store: The store (``read_only`` and ``layout.cache`` or ``side_path`` are consulted).
-        root: Its folder.
-
-    Returns:
-        The folder (not created).
-    """
-    if not getattr(store, "read_only", False):
-        named = getattr(getattr(store, "layout", None), "cache", None)  # the store's own name
-        return named if isinstance(named, Path) else StoreLayout.at(root).cache
-    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return default_user_cache_dir() / digest
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
@@ -153,16 +133,24 @@ class VolumeCache:
     """Decode-once cache of canonical arrays under one folder, shared by processes and workers.
 
     Each source file (keyed by its real path) has at most one entry per content version
-    (``stat`` size/mtime/inode plus the manifest checksum when known): ``<key>-<version>.npy``
-    with a ``.json`` beside it for the geometry. Entries are written atomically (temp file,
-    fsync, ``os.replace``) under a per-source file lock, so concurrent DataLoader workers and
-    processes decode a volume once; readers ``np.load(mmap_mode="r")`` so every worker shares
-    the OS page cache. A changed source gets a new version key and the old entry is removed.
+    (``stat`` size/mtime/inode plus the manifest checksum when known): ``<key>-<version>.b2nd``,
+    the array chunked and compressed in its own dtype with its geometry inside (see
+    :mod:`.chunked`). Entries are written atomically (temp file, fsync, ``os.replace``) under a
+    per-source kernel file lock, so concurrent DataLoader workers and processes decode a volume
+    once; readers open the file memory-mapped, so every worker shares the OS page cache, and
+    decompress only the chunks they read. A changed source gets a new version key and the old
+    entry is removed.
+
+    A folder that cannot be written (a store on a read-only mount) or cannot lock (some network
+    filesystems) is not used for new entries: the cache moves to ``fallback``, and decodes
+    without caching, with one warning, only when that cannot be used either.
 
     Args:
         folder: Cache folder (created on first write).
         reader: Decoder used on a miss (default :func:`read_canonical`).
-        max_open: Memory maps kept open per process.
+        max_open: Opened entries kept per process.
+        fallback: Folder used when ``folder`` is unusable (default: a per-user cache folder
+            keyed by ``folder``'s path).
 
     Example:
         >>> import tempfile
@@ -172,9 +160,15 @@ class VolumeCache:
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str], *, reader: Reader | None = None, max_open: int = 64
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        reader: Reader | None = None,
+        max_open: int = 64,
+        fallback: str | os.PathLike[str] | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self._fallback = Path(fallback) if fallback is not None else None
         self._reader = reader
         self._max_open = max_open
         self._open: OrderedDict[str, CachedVolume] = OrderedDict()
@@ -192,13 +186,40 @@ class VolumeCache:
         self.__dict__.update(state)
         self._mutex = threading.Lock()
 
-    def _entry(self, path: str, version: str, checksum: str | None) -> tuple[str, Path]:
+    @property
+    def fallback(self) -> Path:
+        """The folder used when :attr:`folder` cannot be written or locked."""
+        if self._fallback is None:
+            self._fallback = default_user_cache_dir() / _digest(str(self.folder.resolve()))[:16]
+        return self._fallback
+
+    def _entry(self, path: str, version: str, checksum: str | None) -> tuple[str, str]:
+        """``(source key, entry file name)`` of ``path`` at this content version."""
         real = self._real.get(path)
         if real is None:
             real = self._real[path] = os.path.realpath(path)
         source_key = _digest(real)
         version_key = _digest(f"{_FORMAT_VERSION}|{version}|{checksum or ''}")
-        return source_key, self.folder / f"{source_key}-{version_key}.npy"
+        return source_key, f"{source_key}-{version_key}{_SUFFIX}"
+
+    def entry_path(self, path: str, *, checksum: str | None = None) -> Path | None:
+        """The entry file that holds ``path`` now, if it has been cached.
+
+        Args:
+            path: Source file.
+            checksum: Manifest checksum, as passed to :meth:`get`.
+
+        Returns:
+            The ``.b2nd`` file, or ``None`` when not cached (or the source is gone).
+        """
+        try:
+            _, name = self._entry(path, _version_of(path), checksum)
+        except OSError:
+            return None
+        for folder in (self.folder, self.fallback):
+            if (folder / name).is_file():
+                return folder / name
+        return None
 
     def get(
         self,
@@ -214,14 +235,14 @@ class VolumeCache:
             path: Source image or label file (or DICOM series folder).
             checksum: Manifest checksum, mixed into the version key when known.
             what: Human name used in errors, e.g. ``"image 'case_1'"``.
-            keep_open: Keep the memory map among the ``max_open`` this process holds (for
-                slices read one after another). ``False`` for a volume read whole once: a map
-                opened for this call is closed when the returned volume is dropped, so a
-                DataLoader worker does not keep every volume it has read mapped (and counted in
-                its resident memory); a map already held open is returned as it is.
+            keep_open: Keep the opened entry among the ``max_open`` this process holds (for
+                slices or patches read one after another). ``False`` for a volume read whole
+                once: an entry opened for this call is dropped with the returned volume; one
+                already held open is returned as it is.
 
         Returns:
-            The volume; its ``array`` is a read-only memory map when the cache is usable.
+            The volume; its ``array`` is a memory-mapped :class:`~.chunked.ChunkedArray` when
+            the cache is usable.
 
         Raises:
             ImageNotFoundError: The source file no longer exists.
@@ -235,39 +256,47 @@ class VolumeCache:
             ) from err
         except OSError as err:
             raise ImageReadError(f"{what}: cannot stat {path}: {err}") from err
-        source_key, npy = self._entry(path, version, checksum)
+        source_key, name = self._entry(path, version, checksum)
         with self._mutex:
-            hit = self._open.get(str(npy))
+            hit = self._open.get(name)
             if hit is not None:
-                self._open.move_to_end(str(npy))
+                self._open.move_to_end(name)
                 return hit
-        volume = self._load(npy)
+        volume = self._lookup(name)
         if volume is None:
-            volume = self._fill(path, source_key, npy, what)
-        else:
-            touch(npy, npy.with_suffix(".json"))  # mtime = last use, for age-based pruning
-        if not keep_open:
+            volume = self._fill(path, source_key, name, what)
+        if not keep_open or not isinstance(volume.array, ChunkedArray):
             return volume
         with self._mutex:
-            self._open[str(npy)] = volume
+            self._open[name] = volume
             while len(self._open) > self._max_open:
                 self._open.popitem(last=False)
         return volume
 
-    def _load(self, npy: Path) -> CachedVolume | None:
+    def _lookup(self, name: str) -> CachedVolume | None:
+        """An existing entry in the folder, else in the fallback folder (recording the use)."""
+        for folder in (self.folder, self.fallback):
+            volume = self._load(folder / name)
+            if volume is not None:
+                touch(folder / name)  # mtime = last use, for age-based pruning
+                return volume
+        return None
+
+    @staticmethod
+    def _load(entry: Path) -> CachedVolume | None:
         """Open an existing entry, or ``None`` when it is absent or unreadable."""
         try:
-            meta = json.loads(npy.with_suffix(".json").read_text(encoding="utf-8"))
-            array = np.load(npy, mmap_mode="r", allow_pickle=False)
+            array = ChunkedArray.open(entry)
+            header = array.header
         except (OSError, ValueError):
             return None
-        if list(array.shape) != meta.get("shape") or str(array.dtype) != meta.get("dtype"):
+        if list(array.shape) != header.get("shape") or str(array.dtype) != header.get("dtype"):
             return None
         return CachedVolume(
             array=array,
-            affine=np.asarray(meta["affine"], dtype=np.float64),
-            spacing=tuple(meta["spacing"]),
-            meta=meta.get("meta", {}),
+            affine=np.asarray(header["affine"], dtype=np.float64),
+            spacing=tuple(header["spacing"]),
+            meta=header.get("meta", {}),
         )
 
     def _decode(self, path: str, what: str) -> CachedVolume:
@@ -277,45 +306,33 @@ class VolumeCache:
         except FileNotFoundError as err:
             raise ImageNotFoundError(f"{what}: file {path} no longer exists") from err
 
-    def _fill(self, path: str, source_key: str, npy: Path, what: str) -> CachedVolume:
-        """Decode ``path`` once (under a per-source lock) and publish the entry."""
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tag_folder(self.folder)
-            lock = FileLock(str(self.folder / f"{source_key}.lock"))
-            lock.acquire()
-        except OSError as err:
-            self._warn_uncached(err)
-            return self._decode(path, what)
-        try:
-            existing = self._load(npy)
-            if existing is not None:
-                return existing
-            volume = self._decode(path, what)
-            array = np.ascontiguousarray(volume.array)
-            header = {
-                "format_version": _FORMAT_VERSION,
-                "source": os.path.realpath(path),
-                "shape": list(array.shape),
-                "dtype": str(array.dtype),
-                "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
-                "spacing": [float(s) for s in volume.spacing],
-                "meta": _json_safe(volume.meta),
-            }
-            buffer = io.BytesIO()
-            np.save(buffer, array, allow_pickle=False)
+    def _fill(self, path: str, source_key: str, name: str, what: str) -> CachedVolume:
+        """Decode ``path`` once (under a per-source lock) and publish the entry.
+
+        Tries the folder, then the fallback folder; decodes without caching, with one warning,
+        when neither can be created, written and locked.
+        """
+        problems: list[str] = []
+        decoded: CachedVolume | None = None
+        for folder in (self.folder, self.fallback):
             try:
-                atomic_write_bytes(
-                    npy.with_suffix(".json"), json.dumps(header).encode(), point="cache.meta"
-                )
-                atomic_write_bytes(npy, buffer.getbuffer().tobytes(), point="cache.npy")
-            except OSError as err:
-                self._warn_uncached(err)
-                return volume
-            self._drop_stale(source_key, npy)
-            return self._load(npy) or volume
-        finally:
-            lock.release()
+                with locked_folder(folder, source_key):
+                    existing = self._load(folder / name)
+                    if existing is not None:
+                        return existing
+                    if decoded is None:
+                        decoded = self._decode(path, what)
+                    entry = folder / name
+                    try:
+                        atomic_write_bytes(entry, _entry_bytes(decoded, path), point="cache.entry")
+                    except OSError as err:
+                        raise FolderUnusableError(f"cannot write {entry.name}: {err}") from err
+                    self._drop_stale(folder, source_key, entry)
+                    return self._load(entry) or decoded
+            except FolderUnusableError as err:
+                problems.append(f"{folder}: {err}")
+        self._warn_uncached(problems)
+        return decoded if decoded is not None else self._decode(path, what)
 
     def prune(self, *, older_than_days: float, dry_run: bool = False) -> CachePrune:
         """Remove the entries not used for ``older_than_days`` (see :func:`.prune_folder`).
@@ -334,17 +351,18 @@ class VolumeCache:
         """
         return prune_folder(self.folder, older_than_days=older_than_days, dry_run=dry_run)
 
-    def _drop_stale(self, source_key: str, keep: Path) -> None:
-        """Remove entries of older versions of the same source."""
-        for old in self.folder.glob(f"{source_key}-*"):
-            if old.stem != keep.stem and old.suffix in (".npy", ".json"):
+    @staticmethod
+    def _drop_stale(folder: Path, source_key: str, keep: Path) -> None:
+        """Remove entries of older versions of the same source (and format-1 leftovers)."""
+        for old in folder.glob(f"{source_key}-*"):
+            if old.name != keep.name and old.suffix in (_SUFFIX, ".npz", *_LEGACY_SUFFIXES):
                 with contextlib.suppress(OSError):
                     old.unlink()
 
-    def _warn_uncached(self, err: OSError) -> None:
+    def _warn_uncached(self, problems: list[str]) -> None:
         if not self._warned:
             _LOG.warning(
-                "cache folder %s is unusable (%s); decoding without caching", self.folder, err
+                "no usable cache folder (%s); decoding without caching", "; ".join(problems)
             )
             self._warned = True
 
@@ -368,11 +386,26 @@ class VolumeCache:
         return len(items)
 
     def clear(self) -> None:
-        """Forget open maps and delete every cache entry in the folder."""
+        """Forget open entries and delete every cache entry in the folder."""
         with self._mutex:
             self._open.clear()
         if self.folder.is_dir():
             for entry in self.folder.iterdir():
-                if entry.suffix in (".npy", ".json", ".lock"):
+                if entry.suffix in (_SUFFIX, ".npz", ".lock", *_LEGACY_SUFFIXES):
                     with contextlib.suppress(OSError):
                         entry.unlink()
+
+
+def _entry_bytes(volume: CachedVolume, path: str) -> bytes:
+    """The entry file of a decoded volume: its array chunked and compressed, geometry inside."""
+    array = np.asarray(volume.array)
+    header = {
+        "format_version": _FORMAT_VERSION,
+        "source": os.path.realpath(path),
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
+        "spacing": [float(s) for s in volume.spacing],
+        "meta": _json_safe(volume.meta),
+    }
+    return encode(array, header)

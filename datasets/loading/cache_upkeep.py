@@ -12,7 +12,8 @@ The cache folder describes itself to whatever prunes it (the store's ``gc``, bac
 
 So "delete the files of this folder not modified for N days" removes the entries
 unused for N days. :func:`prune_folder` does that entry by entry (an entry is a decoded
-``<source>-<version>.npy`` and its ``.json`` geometry), plus the old per-source lock files.
+``<source>-<version>.b2nd``; entries of the first format were a ``.npy`` and its ``.json``
+geometry), plus the old per-source lock files.
 
 Examples:
     >>> import tempfile
@@ -43,7 +44,7 @@ _TAG_TEXT = (
     b"# medstore decoded-volume cache: every file here is disposable and is rebuilt on demand.\n"
     b"# A file's modification time is its last use.\n"
 )
-_ENTRY_SUFFIXES = (".npy", ".json")
+_ENTRY_SUFFIXES = (".b2nd", ".npz", ".npy", ".json")
 _USE_RESOLUTION_S = 3600.0  # a use is recorded at most once an hour per file
 
 
@@ -91,7 +92,7 @@ def touch(*paths: Path) -> None:
 def prune_folder(folder: Path, *, older_than_days: float, dry_run: bool = False) -> CachePrune:
     """Remove the cache entries of ``folder`` not used for ``older_than_days``.
 
-    An entry goes as a whole (its ``.npy`` and ``.json``) once its newest file is older than the
+    An entry goes as a whole (all its files) once its newest file is older than the
     cutoff; a source's lock file goes when it is that old and no entry of the source is left.
 
     Args:

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from .chunked import ChunkedArray
+
 __all__ = ["float32_tensor", "in_worker", "stack_arrays", "stack_tensors"]
 
 _SLAB_BYTES = 1024 * 1024
@@ -78,13 +80,17 @@ def _mapping_of(array: np.ndarray) -> mmap.mmap | None:
     return base if isinstance(base, mmap.mmap) else None
 
 
-def _convert(array: np.ndarray, out: np.ndarray, *, release_source: bool) -> None:
+def _convert(array: np.ndarray | ChunkedArray, out: np.ndarray, *, release_source: bool) -> None:
     """Copy ``array`` into ``out`` with a cast, in slabs when its map's pages are released.
 
     Dropping a read-only file map's pages from the page tables (``MADV_DONTNEED``) leaves them in
     the OS page cache; this process just stops holding them, so converting a whole contiguous
-    volume never holds more than one slab of its source beside the output.
+    volume never holds more than one slab of its source beside the output. A chunked cache
+    entry decompresses one chunk layer at a time into the output.
     """
+    if isinstance(array, ChunkedArray):
+        array.copy_into(out)
+        return
     mapping = _mapping_of(array) if release_source and _CAN_RELEASE else None
     contiguous = array.flags.c_contiguous and out.flags.c_contiguous
     if mapping is None or not contiguous or array.nbytes <= _SLAB_BYTES:
@@ -98,7 +104,7 @@ def _convert(array: np.ndarray, out: np.ndarray, *, release_source: bool) -> Non
 
 
 def float32_tensor(
-    array: np.ndarray, *, shared: bool = False, release_source: bool = False
+    array: np.ndarray | ChunkedArray, *, shared: bool = False, release_source: bool = False
 ) -> torch.Tensor:
     """Convert an array (typically a read-only memory map) to a new float32 tensor.
 

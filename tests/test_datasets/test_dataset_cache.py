@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from medstore.datasets import VolumeCache, VolumeDataset
 from medstore.datasets.loading.cache import CachedVolume
+from medstore.datasets.loading.chunked import ChunkedArray
 from medstore.datastore.errors import ImageNotFoundError
 from medstore.datastore.store.local import LocalDatastore
 from support.nifti import make_nifti
@@ -43,9 +44,9 @@ def test_decoded_once_then_memory_mapped(tmp_path: Path) -> None:
     first = cache.get(str(src))
     second = VolumeCache(tmp_path / "cache", reader=_counting_reader(log)).get(str(src))
     assert _decodes(log) == 1
-    assert isinstance(second.array, np.memmap) and not second.array.flags.writeable
+    assert isinstance(second.array, ChunkedArray) and second.array.dtype == np.int16
     assert np.array_equal(first.array, second.array) and second.spacing == (1.0, 1.0, 1.0)
-    assert sorted(p.suffix for p in (tmp_path / "cache").glob("*-*")) == [".json", ".npy"]
+    assert sorted(p.suffix for p in (tmp_path / "cache").glob("*-*")) == [".b2nd"]
 
 
 def test_changed_source_invalidates_entry(tmp_path: Path) -> None:
@@ -53,12 +54,12 @@ def test_changed_source_invalidates_entry(tmp_path: Path) -> None:
     np.save(src, np.zeros(24, dtype=np.int16))
     log = tmp_path / "decodes.log"
     cache = VolumeCache(tmp_path / "cache", reader=_counting_reader(log))
-    assert int(cache.get(str(src)).array.sum()) == 0
+    assert int(np.asarray(cache.get(str(src)).array).sum()) == 0
     np.save(src, np.ones(24, dtype=np.int16))
     os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert int(cache.get(str(src)).array.sum()) == 24
+    assert int(np.asarray(cache.get(str(src)).array).sum()) == 24
     assert _decodes(log) == 2
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # the stale entry is gone
+    assert len(list((tmp_path / "cache").glob("*.b2nd"))) == 1  # the stale entry is gone
 
 
 def _worker(args: tuple[str, str, str]) -> float:
@@ -90,7 +91,7 @@ def test_store_cache_location_and_prefetch(make_store: MakeStore) -> None:
     ds = VolumeDataset(store)
     assert ds.cache.folder == store.root / ".medstore" / "cache"
     assert ds.prefetch(progress=False) == 4  # 2 images + 2 labels
-    assert len(list(ds.cache.folder.glob("*.npy"))) == 4
+    assert len(list(ds.cache.folder.glob("*.b2nd"))) == 4
 
 
 def test_read_only_store_uses_user_cache(
@@ -132,7 +133,7 @@ def test_decoded_once_across_dataset_and_slices(
 def test_dataloader_workers_read_the_shared_cache(make_store: MakeStore) -> None:
     ds = VolumeDataset(make_store({"a": simple_case(1), "b": simple_case(2)}))
     ds.prefetch(progress=False)
-    entries = sorted(p.stat().st_ino for p in ds.cache.folder.glob("*.npy"))  # rewrite: new inode
+    entries = sorted(p.stat().st_ino for p in ds.cache.folder.glob("*.b2nd"))  # rewrite: new inode
     batches = list(ds.get_dataloader(batch_size=2, num_workers=2))
     assert batches[0]["image"].shape == (2, 1, 4, 5, 6)
-    assert sorted(p.stat().st_ino for p in ds.cache.folder.glob("*.npy")) == entries
+    assert sorted(p.stat().st_ino for p in ds.cache.folder.glob("*.b2nd")) == entries

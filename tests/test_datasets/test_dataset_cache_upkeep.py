@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from medstore.datasets import VolumeCache
 from medstore.datasets.loading.cache import CachedVolume
-from medstore.datasets.loading.cache_upkeep import CACHEDIR_TAG, prune_folder
+from medstore.datasets.loading.cache_upkeep import CACHEDIR_TAG, CachePrune, prune_folder
 
 _DAY = 86400
 
@@ -35,7 +35,7 @@ def _age(paths: list[Path], days: float) -> None:
 
 
 def _entry_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*-*") if p.suffix in (".npy", ".json"))
+    return sorted(p for p in folder.glob("*-*") if p.suffix in (".b2nd", ".npy", ".json"))
 
 
 def test_cache_folder_is_tagged(tmp_path: Path) -> None:
@@ -80,16 +80,28 @@ def test_prune_removes_only_unused_entries_whole(tmp_path: Path) -> None:
     assert (dry.entries, dry.bytes_freed) == (1, size) and all(f.exists() for f in old_files)
     done = prune_folder(tmp_path / "cache", older_than_days=30)
     assert (done.entries, done.bytes_freed) == (1, size)
-    assert not any(f.exists() for f in old_files) and len(_entry_files(tmp_path / "cache")) == 2
+    assert not any(f.exists() for f in old_files) and len(_entry_files(tmp_path / "cache")) == 1
     assert len(list((tmp_path / "cache").glob("*.lock"))) == 1  # the fresh source's lock stays
     assert (tmp_path / "cache" / CACHEDIR_TAG).exists()
 
 
-def test_half_pruned_entry_is_a_miss(tmp_path: Path) -> None:
+def test_damaged_entry_is_a_miss(tmp_path: Path) -> None:
     log: list[str] = []
     source = _source(tmp_path, "a")
     VolumeCache(tmp_path / "cache", reader=_reader(log)).get(source)
-    next(p for p in _entry_files(tmp_path / "cache") if p.suffix == ".json").unlink()
+    (entry,) = _entry_files(tmp_path / "cache")
+    entry.write_bytes(entry.read_bytes()[:40])  # cut short, as by a half-finished copy
     again = VolumeCache(tmp_path / "cache", reader=_reader(log)).get(source)
     assert len(log) == 2 and again.array.shape == (1, 2, 3, 4)
-    assert len(_entry_files(tmp_path / "cache")) == 2
+    assert len(_entry_files(tmp_path / "cache")) == 1
+
+
+def test_format_one_entries_are_pruned_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    legacy = [folder / "abc-def.npy", folder / "abc-def.json"]
+    for path in legacy:
+        path.write_bytes(b"x" * 10)
+    _age(legacy, 40)
+    assert prune_folder(folder, older_than_days=30) == CachePrune(entries=1, bytes_freed=20)
+    assert not any(path.exists() for path in legacy)

@@ -224,7 +224,7 @@ def test_whole_volume_items_do_not_keep_cache_maps(make_store: MakeStore) -> Non
     store = make_store({"case_0": Case(np.ones((16, 16, 8), dtype=np.int16))})
     dataset = VolumeDataset(store, return_segmentations=False)
     dataset.prefetch()
-    entries = sorted(dataset.cache.folder.glob("*.npy"))
+    entries = sorted(dataset.cache.folder.glob("*.b2nd"))
     assert len(entries) == 1
     item = dataset[0]
     gc.collect()
