@@ -2,6 +2,10 @@
 
 This is the write protocol for every file medstore replaces (manifest, labels, images,
 side files). A failure at any step leaves the previous file intact and removes the temp file.
+Under a store root (see :mod:`.nofollow`) no symbolic link below the root is followed: the folder
+is walked from the root without following links, the temp file is created and moved relative to
+that folder's descriptor, and a final name that is itself a link is refused
+(:class:`~.errors.UnsafePathError`), never written through.
 
 The module also hosts :func:`crashpoint`, a test-only hook: when the environment variable
 ``MEDSTORE_CRASHPOINT`` is ``"<name>:<n>"`` at import, the process SIGKILLs itself the ``n``-th time
@@ -22,15 +26,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import signal
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from . import nofollow
 
 __all__ = [
     "CRASHPOINT_ENV",
@@ -157,14 +163,14 @@ def new_file_mode(mode: int | None = None) -> int:
     return mode if mode is not None else 0o666 & ~current_umask()
 
 
-def chmod_if_supported(path: str | os.PathLike[str], mode: int) -> bool:
+def chmod_if_supported(path: str | os.PathLike[str] | int, mode: int) -> bool:
     """Set permission bits on a file this process just created; skip where the filesystem can't.
 
     exFAT and FAT (kernel driver) answer ``EPERM`` for a mode they cannot represent, some FUSE
     and network filesystems ``ENOTSUP``/``ENOSYS``: there the bits are not kept, the write goes on.
 
     Args:
-        path: A file owned by this process.
+        path: A file owned by this process (or its open descriptor).
         mode: The permission bits.
 
     Returns:
@@ -192,18 +198,17 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
     """
     if _IS_WINDOWS:
         return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with nofollow.folder(path) as folder:
+        folder.sync()
 
 
-def _replace(src: str, dest: Path) -> None:
-    """``os.replace`` that retries briefly on Windows while a reader holds ``dest``."""
+def _replace(folder: nofollow.Folder, tmp: str, name: str) -> None:
+    """``os.replace`` within ``folder``, retried briefly on Windows while a reader holds it."""
     for attempt in range(50 if _IS_WINDOWS else 1):
         try:
-            os.replace(src, dest)
+            os.replace(
+                folder.name(tmp), folder.name(name), src_dir_fd=folder.fd, dst_dir_fd=folder.fd
+            )
             return
         except PermissionError:
             if not _IS_WINDOWS or attempt == 49:
@@ -211,39 +216,64 @@ def _replace(src: str, dest: Path) -> None:
             time.sleep(0.02)
 
 
-def _target_mode(dest: Path, mode: int | None) -> tuple[int, int | None]:
-    """Mode bits and group id the replacement should carry (those of the file it replaces)."""
+def _target_mode(folder: nofollow.Folder, name: str, mode: int | None) -> tuple[int, int | None]:
+    """Mode bits and group id the replacement should carry (those of the file it replaces).
+
+    Raises:
+        UnsafePathError: Under a store root, ``name`` is a symbolic link.
+    """
     try:
-        st = dest.stat()
+        st = os.stat(folder.name(name), dir_fd=folder.fd, follow_symlinks=not folder.confined)
     except FileNotFoundError:
         return new_file_mode(mode), None
+    if stat.S_ISLNK(st.st_mode):
+        raise nofollow.refusal(folder.path / name)
     return stat.S_IMODE(st.st_mode), st.st_gid
+
+
+def _create_temp(folder: nofollow.Folder, name: str) -> tuple[int, str]:
+    """Create ``.<name>.<random>.tmp`` in ``folder`` (mode 0o600, like ``tempfile.mkstemp``)."""
+    for _ in range(100):
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return folder.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temp file name", str(folder.path))
+
+
+def _set_owner(fd: int, path: str, bits: int, gid: int | None) -> None:
+    """Give the temp file the bits and group it should keep (through its descriptor)."""
+    target: int | str = fd if os.chmod in os.supports_fd else path
+    chmod_if_supported(target, bits)
+    if gid is not None and hasattr(os, "chown"):
+        with contextlib.suppress(OSError):
+            os.chown(target, -1, gid)
 
 
 @contextlib.contextmanager
 def _durable_temp(dest: Path, mode: int | None, point: str) -> Iterator[BinaryIO]:
     """Yield a temp file beside ``dest``; on clean exit make it durable and move it over."""
     dest = Path(dest)
-    bits, gid = _target_mode(dest, mode)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            crashpoint(f"{point}.mid_write")
-            handle.flush()
-            os.fsync(handle.fileno())
-        chmod_if_supported(tmp, bits)
-        if gid is not None and hasattr(os, "chown"):
-            with contextlib.suppress(OSError):
-                os.chown(tmp, -1, gid)
-        crashpoint(f"{point}.before_replace")
-        _replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    crashpoint(f"{point}.before_dir_fsync")
-    fsync_dir(dest.parent)
+    with nofollow.parent(dest) as (folder, name):
+        bits, gid = _target_mode(folder, name, mode)
+        fd, tmp = _create_temp(folder, name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+                crashpoint(f"{point}.mid_write")
+                handle.flush()
+                os.fsync(handle.fileno())
+                _set_owner(handle.fileno(), folder.name(tmp), bits, gid)
+            crashpoint(f"{point}.before_replace")
+            _replace(folder, tmp, name)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder.name(tmp), dir_fd=folder.fd)
+            raise
+        crashpoint(f"{point}.before_dir_fsync")
+        if not _IS_WINDOWS:
+            folder.sync()
 
 
 def atomic_write_bytes(
@@ -261,6 +291,8 @@ def atomic_write_bytes(
         point: Crash-point prefix for tests (``"<point>.mid_write"`` etc.).
 
     Raises:
+        UnsafePathError: Under a store root, a component of ``dest`` (or ``dest`` itself) is a
+            symbolic link: nothing is written.
         OSError: Any failure; ``dest`` is then unchanged and no temp file is left.
     """
     with _durable_temp(Path(dest), mode, point) as handle:
@@ -288,6 +320,8 @@ def atomic_copy(
         on_chunk: Called with each chunk copied (to hash or report progress on the way).
 
     Raises:
+        UnsafePathError: Under a store root, a component of ``dest`` (or ``dest`` itself) is a
+            symbolic link: nothing is written.
         OSError: Any failure; ``dest`` is then unchanged and no temp file is left.
     """
     with open(src, "rb") as source, _durable_temp(Path(dest), mode, point) as handle:
@@ -329,25 +363,28 @@ def create_durable(
 
     Raises:
         FileExistsError: ``dest`` exists.
+        UnsafePathError: Under a store root, a component of ``dest`` is a symbolic link.
         OSError: Any other failure.
     """
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, new_file_mode(mode))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if src is None:
-                handle.write(data)
-            else:
-                with _readable(src) as source:
-                    while chunk := source.read(_CHUNK):
-                        handle.write(chunk)
-                        if on_chunk is not None:
-                            on_chunk(chunk)
-            crashpoint("create.before_fsync")
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            chmod_if_supported(dest, mode)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dest)
-        raise
+    with nofollow.parent(dest) as (folder, name):
+        final = folder.name(name)
+        fd = folder.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, new_file_mode(mode))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                if src is None:
+                    handle.write(data)
+                else:
+                    with _readable(src) as source:
+                        while chunk := source.read(_CHUNK):
+                            handle.write(chunk)
+                            if on_chunk is not None:
+                                on_chunk(chunk)
+                crashpoint("create.before_fsync")
+                handle.flush()
+                os.fsync(handle.fileno())
+                if mode is not None:
+                    _set_owner(handle.fileno(), final, mode, None)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(final, dir_fd=folder.fd)
+            raise

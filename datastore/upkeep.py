@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import nofollow
 from .durable import atomic_copy, fsync_dir
 from .errors import ManifestCorruptError
 from .store.layout import MANIFEST_NAME, StoreLayout
@@ -158,12 +158,13 @@ def doctor(
     except ManifestCorruptError:
         if not rebuild:
             raise
+        nofollow.confine(layout.root)  # no link below the root is followed by the rebuild
         with StoreLock(layout.lock, timeout=lock_timeout).held():
             try:  # the unlocked read may have met a write in progress: decide under the lock
                 read_settled(manifest)
             except ManifestCorruptError:
                 keep = layout.corrupt_copy(compact_utc())
-                keep.parent.mkdir(parents=True, exist_ok=True)
+                nofollow.makedirs(keep.parent)
                 atomic_copy(manifest.path, keep)
                 manifest.write(
                     salvage_manifest(
@@ -243,7 +244,7 @@ def collect_garbage(
                 for path in files[version]:
                     report.bytes_freed += _size(path)
                     if not dry_run:
-                        path.unlink()
+                        nofollow.unlink(path)  # never a file a planted link leads to
                 report.history_versions += 1
             if not dry_run:
                 fsync_dir(label_dir)
@@ -252,11 +253,11 @@ def collect_garbage(
                 report.bytes_freed += _size(entry)
                 report.trash_entries += 1
                 if not dry_run:
-                    shutil.rmtree(entry)
+                    nofollow.rmtree(entry)
         for cached in sorted(layout.cache.rglob("*")) if layout.cache.exists() else []:
             if cached.is_file() and cached.stat().st_mtime < cutoff:
                 report.bytes_freed += cached.stat().st_size
                 report.cache_files += 1
                 if not dry_run:
-                    cached.unlink()
+                    nofollow.unlink(cached)
     return report

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from .. import nofollow
 from ..durable import atomic_write_bytes
 from ..errors import AnnotationError, ImageNotFoundError
 from ..ids import validate_id
@@ -114,7 +115,7 @@ class AnnotationStore:
             "image_id": image_id,
             "annotations": records.to_write(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
+        nofollow.makedirs(path.parent)
         atomic_write_bytes(path, orjson.dumps(doc), point="annotations")
 
     # -- schema ---------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ class AnnotationStore:
                 if self._merge(image_id, records, ready):
                     writes.append((image_id, records))
             if writes:
-                self._path(writes[0][0]).parent.mkdir(parents=True, exist_ok=True)
+                nofollow.makedirs(self._path(writes[0][0]).parent)
                 with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                     list(pool.map(lambda item: self._write(*item), writes))
         return {image_id: [str(a.id) for a in ready] for image_id, ready in prepared.items()}

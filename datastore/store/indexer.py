@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import nofollow
 from .layout import StoreLayout
 from .name_index import drop_colliding
 from .reconcile import reconcile
@@ -50,10 +51,8 @@ class DiskIndexer:
     def make_folders(self, tags: tuple[str, ...]) -> None:
         """Create the images and labels folders and one folder per tag in ``tags``."""
         layout = self._session.layout
-        for folder in (layout.images, layout.labels):
-            folder.mkdir(parents=True, exist_ok=True)
-        for tag in tags:
-            (layout.labels / tag).mkdir(exist_ok=True)
+        for folder in (layout.images, layout.labels, *(layout.labels / tag for tag in tags)):
+            nofollow.makedirs(folder)  # a link below the root is refused, never followed
 
     def _scan(self) -> DiskState:
         from .imaging_hooks import series_sniffer

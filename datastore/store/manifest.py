@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from .. import nofollow
 from ..durable import atomic_write_bytes
 from ..errors import InvalidIdError, ManifestCorruptError
 from ..ids import validate_id, validate_tag
@@ -306,7 +307,7 @@ class ManifestFile:
         """Restore the manifest this process last saw on disk; ``False`` if that fails too."""
         try:
             if previous is None:
-                self.path.unlink(missing_ok=True)
+                nofollow.unlink(self.path, missing_ok=True)
             else:
                 atomic_write_bytes(self.path, previous, mode=self._file_mode, point="manifest")
         except OSError:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from .. import nofollow
 from ..durable import crashpoint
 from ..errors import (
     ImageNotFoundError,
@@ -109,6 +110,7 @@ class StoreSession:
         self._txn_thread: int | None = None
         self._manifest = ManifestFile(layout.manifest, file_mode=file_mode)
         self._lock = None if read_only else StoreLock(layout.lock, timeout=lock_timeout)
+        nofollow.confine(layout.root)  # no link below the root is followed by any write
         self._name_rules: NameRules | None = None
         self._names: NameIndex | None = None
         self._racy_window_probed = False
@@ -247,7 +249,7 @@ class StoreSession:
             return
         if self._name_rules is None:
             try:
-                self._layout.side.mkdir(parents=True, exist_ok=True)
+                nofollow.makedirs(self._layout.side)
                 self._name_rules = probe_names(self._layout.side)
             except OSError:  # the write itself will report why the store is not writable
                 return

@@ -50,6 +50,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .. import nofollow
 from ..durable import fsync_dir
 from ..errors import ReadOnlyError
 from ..timestamps import iso_utc, parse_utc
@@ -267,13 +268,13 @@ class SplitLog:
         before the save, so no partial save is ever replayed.
         """
         path = self._path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists()
+        nofollow.makedirs(path.parent)  # a link in the way (the log, a folder) is refused
+        existed = nofollow.lexists(path)
         data = b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in events)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        fd = nofollow.open_fd(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
         try:
             size = os.fstat(fd).st_size
-            if size and not _ends_with_newline(path):
+            if size and not _ends_with_newline(fd, size):
                 data = b"\n" + data  # a torn previous line must not swallow ours
             try:
                 view = memoryview(data)
@@ -320,7 +321,6 @@ def _event(kind: str, image_id: str, record_id: str, at: str, **extra: str) -> d
     }
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def _ends_with_newline(fd: int, size: int) -> bool:
+    os.lseek(fd, size - 1, os.SEEK_SET)  # appends still go to the end (O_APPEND)
+    return os.read(fd, 1) == b"\n"

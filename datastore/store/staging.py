@@ -14,13 +14,15 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import shutil
 import uuid
 from pathlib import Path
 
-from ..durable import create_durable, fsync_dir
+from .. import nofollow
+from ..durable import create_durable, new_file_mode
+from ..errors import UnsafePathError
 from .source_files import open_regular
 
 __all__ = ["StagingArea", "file_checksum"]
@@ -65,7 +67,7 @@ class StagingArea:
         self.file_mode = file_mode
 
     def _new_path(self, ext: str) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        nofollow.makedirs(self.folder)
         return self.folder / f"{STAGED_PREFIX}{uuid.uuid4().hex}{ext}"
 
     def copy_file(self, src: str | os.PathLike[str], ext: str) -> tuple[Path, str]:
@@ -80,12 +82,7 @@ class StagingArea:
         """
         staged = self._new_path(ext)
         if Path(src).is_dir():
-            shutil.copytree(src, staged, symlinks=False)
-            for file in staged.rglob("*"):
-                if file.is_file():
-                    with open(file, "rb") as handle:
-                        os.fsync(handle.fileno())
-            fsync_dir(staged)
+            nofollow.copy_tree(src, staged, mode=new_file_mode(self.file_mode))
             return staged, file_checksum(staged)
         digest = hashlib.sha256()
         with open_regular(src) as source:  # the opened file is checked: never a FIFO or device
@@ -117,20 +114,17 @@ class StagingArea:
             The staged link.
         """
         staged = self._new_path(ext)
-        os.symlink(os.path.abspath(target), staged)
+        nofollow.symlink(os.path.abspath(target), staged)
         return staged
 
     def discard(self, staged: Path) -> None:
         """Delete one staged file, link or series folder that will not be used."""
-        if staged.is_dir() and not staged.is_symlink():
-            shutil.rmtree(staged, ignore_errors=True)
-        else:
-            staged.unlink(missing_ok=True)
+        _remove(staged)
 
     def has_leftovers(self) -> bool:
         """Whether staged files or temp files are lying in the folder (one listing)."""
         try:
-            return any(_is_leftover(name) for name in os.listdir(self.folder))
+            return any(_is_leftover(name) for name in nofollow.listdir(self.folder))
         except FileNotFoundError:
             return False
 
@@ -142,17 +136,18 @@ class StagingArea:
             How many were deleted.
         """
         try:
-            entries = [
-                p
-                for p in self.folder.iterdir()
-                if p.name.startswith(STAGED_PREFIX)
-                or (p.name.startswith(".") and p.name.endswith(".tmp"))
-            ]
+            entries = [self.folder / n for n in nofollow.listdir(self.folder) if _is_leftover(n)]
         except FileNotFoundError:
             return 0
         for entry in entries:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            _remove(entry)
         return len(entries)
+
+
+def _remove(staged: Path) -> None:
+    """Delete a staged file, link or series folder (never through a link)."""
+    with contextlib.suppress(UnsafePathError):  # nothing of ours lies through a link
+        if nofollow.is_real_dir(staged):
+            nofollow.rmtree(staged, ignore_errors=True)
+        else:
+            nofollow.unlink(staged, missing_ok=True)

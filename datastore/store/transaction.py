@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import Callable
@@ -37,8 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..durable import atomic_copy, atomic_write_bytes, chmod_if_supported, crashpoint, fsync_dir
-from ..errors import ManifestCorruptError
+from .. import nofollow
+from ..durable import (
+    atomic_copy,
+    atomic_write_bytes,
+    chmod_if_supported,
+    crashpoint,
+    fsync_dir,
+    new_file_mode,
+)
+from ..errors import ManifestCorruptError, UnsafePathError
 from .json_values import dump_json, load_json
 
 __all__ = ["PendingRecords", "Transaction", "apply_patches"]
@@ -80,7 +87,7 @@ class Transaction:
 
     def discard_one(self, staged: Path) -> None:
         """Delete one staged file that will not be used."""
-        staged.unlink(missing_ok=True)
+        nofollow.unlink(staged, missing_ok=True)
 
     def retire(self, dest: Path, keep: Path, root: Path) -> None:
         """Add a step moving ``dest`` to ``keep`` (a removal that can be undone)."""
@@ -97,11 +104,11 @@ class Transaction:
     def discard(self) -> None:
         """Delete staged files of a transaction that will not be committed."""
         for path in self.staged:
-            if path.is_dir() and not path.is_symlink():  # a staged DICOM series folder
-                shutil.rmtree(path, ignore_errors=True)
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            with contextlib.suppress(FileNotFoundError, UnsafePathError):
+                if nofollow.is_real_dir(path):  # a staged DICOM series folder
+                    nofollow.rmtree(path, ignore_errors=True)
+                else:
+                    nofollow.unlink(path)
         self.staged.clear()
 
     def __bool__(self) -> bool:
@@ -119,12 +126,14 @@ def _under(root: Path, rel: str) -> Path:
 
 
 def _keep_copy(dest: Path, keep: Path) -> None:
-    keep.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_dir() and not dest.is_symlink():
-        shutil.copytree(dest, keep, symlinks=True)
+    nofollow.makedirs(keep.parent)
+    if nofollow.is_real_dir(dest):
+        nofollow.copy_tree(dest, keep, mode=new_file_mode())
         return
     try:
-        os.link(dest, keep, follow_symlinks=False)
+        nofollow.link(dest, keep)
+    except UnsafePathError:
+        raise
     except OSError:
         atomic_copy(dest, keep, point="history")
 
@@ -132,15 +141,20 @@ def _keep_copy(dest: Path, keep: Path) -> None:
 def _inherit_mode(dest: Path, src: Path) -> None:
     """Give ``src`` the permission bits and group of the regular file it is about to replace."""
     try:
-        st = os.stat(dest, follow_symlinks=False)
+        st = nofollow.lstat(dest)
     except FileNotFoundError:
         return
-    if not stat.S_ISREG(st.st_mode) or src.is_symlink() or not src.is_file():
+    if not stat.S_ISREG(st.st_mode) or not stat.S_ISREG(nofollow.lstat(src).st_mode):
         return
-    chmod_if_supported(src, stat.S_IMODE(st.st_mode))
-    if hasattr(os, "chown"):
-        with contextlib.suppress(OSError):
-            os.chown(src, -1, st.st_gid)
+    fd = nofollow.open_fd(src, os.O_RDONLY)
+    try:
+        target: int | Path = fd if os.chmod in os.supports_fd else src
+        chmod_if_supported(target, stat.S_IMODE(st.st_mode))
+        if hasattr(os, "chown"):
+            with contextlib.suppress(OSError):
+                os.chown(target, -1, st.st_gid)
+    finally:
+        os.close(fd)
 
 
 def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
@@ -155,26 +169,26 @@ def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
     keep = _under(root, step["keep"]) if step.get("keep") else None
     if step.get("src"):
         src = _under(root, step["src"])
-        if not os.path.lexists(src):
+        if not nofollow.lexists(src):
             return
-        if keep is not None and os.path.lexists(dest) and not os.path.lexists(keep):
+        if keep is not None and nofollow.lexists(dest) and not nofollow.lexists(keep):
             _keep_copy(dest, keep)
             touched.add(keep.parent)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        nofollow.makedirs(dest.parent)
         _inherit_mode(dest, src)
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        os.replace(src, dest)
+        if nofollow.is_real_dir(dest):
+            nofollow.rmtree(dest)
+        nofollow.replace(src, dest)
         touched.update((dest.parent, src.parent))
         return
     if step.get("unlink"):
-        if dest.is_symlink():
-            dest.unlink()
+        if nofollow.is_link(dest):
+            nofollow.unlink(dest)
             touched.add(dest.parent)
         return
-    if keep is not None and os.path.lexists(dest) and not os.path.lexists(keep):
-        keep.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(dest, keep)
+    if keep is not None and nofollow.lexists(dest) and not nofollow.lexists(keep):
+        nofollow.makedirs(keep.parent)
+        nofollow.replace(dest, keep)
         touched.update((keep.parent, dest.parent))
 
 
@@ -189,21 +203,23 @@ def _undo_step(root: Path, step: dict[str, Any]) -> None:
     keep = _under(root, step["keep"]) if step.get("keep") else None
     if step.get("src"):
         src = _under(root, step["src"])
-        if src.exists():
+        if nofollow.lexists(src):
             return
-        if keep is not None and os.path.lexists(keep):
-            os.replace(dest, src)
+        if keep is not None and nofollow.lexists(keep):
+            nofollow.replace(dest, src)
             try:
-                os.link(keep, dest, follow_symlinks=False)
+                nofollow.link(keep, dest)
+            except UnsafePathError:
+                raise
             except OSError:  # no hard links here (exFAT): the kept copy is moved back instead
-                os.replace(keep, dest)
+                nofollow.replace(keep, dest)
             else:
-                keep.unlink()
+                nofollow.unlink(keep)
         else:
-            os.replace(dest, src)
+            nofollow.replace(dest, src)
         fsync_dir(dest.parent)
-    elif keep is not None and os.path.lexists(keep) and not os.path.lexists(dest):
-        os.replace(keep, dest)
+    elif keep is not None and nofollow.lexists(keep) and not nofollow.lexists(dest):
+        nofollow.replace(keep, dest)
         fsync_dir(dest.parent)
 
 
@@ -265,7 +281,7 @@ class PendingRecords:
     def exist(self) -> bool:
         """Whether any record is waiting to be completed."""
         try:
-            return any(_is_record(name) for name in os.listdir(self.folder))
+            return any(_is_record(name) for name in nofollow.listdir(self.folder))
         except FileNotFoundError:
             return False
 
@@ -290,7 +306,7 @@ class PendingRecords:
         """
         record = None
         if txn.steps:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            nofollow.makedirs(self.folder)
             for folder in {p.parent for p in txn.staged} - {self.folder}:
                 fsync_dir(folder)
             # Staged files normally live in this folder: the record's own folder fsync below
@@ -302,7 +318,7 @@ class PendingRecords:
             except BaseException:
                 # Nothing ran yet: a record that did land (the folder fsync failed) must not be
                 # rolled forward by the next writer after the caller was told the save failed.
-                record.unlink(missing_ok=True)
+                nofollow.unlink(record, missing_ok=True)
                 raise
         done: list[dict[str, Any]] = []
         touched: set[Path] = set()
@@ -321,7 +337,7 @@ class PendingRecords:
                 # the next writer completes it rather than undoing files the manifest names.
                 txn.staged.clear()
             elif record is not None and _roll_back(self.root, done):
-                record.unlink()
+                nofollow.unlink(record)
                 txn.discard()
             elif record is not None:
                 # The record stays and the next writer rolls it forward: it needs the staged files.
@@ -338,7 +354,7 @@ class PendingRecords:
             crashpoint("txn.after_manifest")
         finally:  # the save is complete: an interrupt from here on must not undo it
             if record is not None:
-                record.unlink()
+                nofollow.unlink(record)
 
     def recover(self, doc: dict[str, Any], write_manifest: Callable[[dict[str, Any]], None]) -> int:
         """Complete every leftover record (call with the lock held).
@@ -352,8 +368,8 @@ class PendingRecords:
         """
         try:
             records = sorted(
-                (p for p in self.folder.iterdir() if _is_record(p.name)),
-                key=lambda p: p.stat().st_mtime_ns,
+                (self.folder / name for name in nofollow.listdir(self.folder) if _is_record(name)),
+                key=lambda p: nofollow.lstat(p).st_mtime_ns,
             )
         except FileNotFoundError:
             return 0
@@ -361,11 +377,11 @@ class PendingRecords:
             return 0
         for record in records:
             try:
-                payload = load_json(record.read_bytes())
+                payload = load_json(nofollow.read_bytes(record))
             except ValueError:
                 # The record itself never became durable: its transaction never started.
                 logger.warning("discarding incomplete pending record %s", record.name)
-                record.unlink()
+                nofollow.unlink(record)
                 continue
             touched: set[Path] = set()
             for step in payload["steps"]:
@@ -375,6 +391,6 @@ class PendingRecords:
         write_manifest(doc)
         for record in records:
             with contextlib.suppress(FileNotFoundError):
-                record.unlink()
+                nofollow.unlink(record)
         logger.info("completed %d interrupted save(s)", len(records))
         return len(records)
