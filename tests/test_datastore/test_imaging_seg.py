@@ -346,3 +346,41 @@ def test_seg_and_rtstruct_files_are_never_images(tmp_path: Path) -> None:
     (root / "odd.nii.gz").write_bytes(seg.read_bytes())  # whatever the extension
     with LocalDatastore(root) as store:
         assert store.list_images() == []
+
+
+# --- the same segmentation whatever the format -------------------------------------------------
+
+
+def test_seg_nrrd_seg_and_rtstruct_give_the_nifti_labels_dataset_item_and_preview(
+    tmp_path: Path, cli
+) -> None:
+    from medstore.datasets import VolumeDataset
+    from medstore.datastore.interop.segmentations import export_segmentation, import_segmentation
+
+    store, _ = _store_with_series(tmp_path)
+    shape = probe_image(store.get_image_uri("ct")).shape
+    label = np.zeros(shape, np.uint8)
+    label[1:4, 1:4, 2:6] = 1  # boxes: RTSTRUCT's contours give them back exactly
+    label[0, 3:6, 0:3] = 2
+    info = {"label_info": [{"name": "liver", "idx": 1}, {"name": "kidney", "idx": 2}]}
+    store.save_label("ct", label, "nifti", info)
+    store.save_label("ct", Segmentation.from_label_map(label, {1: "liver", 2: "kidney"}), "slicer")
+    export_segmentation(store, "ct", "nifti", tmp_path / "s.dcm")
+    export_segmentation(store, "ct", "nifti", tmp_path / "r.dcm", kind="RTSTRUCT")
+    import_segmentation(store, tmp_path / "s.dcm", tag="seg")
+    import_segmentation(store, tmp_path / "r.dcm", tag="rt")
+    items, pngs = {}, {}
+    for tag in ("nifti", "slicer", "seg", "rt"):
+        store.promote_label("ct", tag, "final")  # the same tag, so the preview titles match
+        assert store.get_label_info("ct", "final")["label_info"] == info["label_info"]
+        ds = VolumeDataset(store, include_annotators=["final"])
+        items[tag] = ds[0]["segmentations"]["final"].numpy()
+        out = tmp_path / f"{tag}.png"
+        code, _, err = cli("--store", tmp_path / "store", "preview", "ct", "--out", out)
+        assert code == 0, err
+        pngs[tag] = out.read_bytes()
+    store.close()
+    assert items["nifti"].any()
+    for tag in ("slicer", "seg", "rt"):
+        np.testing.assert_array_equal(items[tag], items["nifti"])
+        assert pngs[tag] == pngs["nifti"], tag
