@@ -73,9 +73,9 @@ class _Swapper:
             with contextlib.suppress(OSError):  # the store may have re-made the folder
                 os.symlink(self.outside, self.folder)
                 self.swaps += 1
-            time.sleep(0.002)
+            time.sleep(0.002)  # the link stands for 2 ms, the real folder for 8 ms
             self._restore()
-            time.sleep(0.001)
+            time.sleep(0.008)
 
     def _restore(self) -> None:
         if self.folder.is_symlink():
@@ -101,8 +101,9 @@ def test_swapping_the_tag_folder_for_a_link_puts_no_label_outside(
     parked.parent.mkdir(exist_ok=True)
     saved = refused = 0
     deadline = time.monotonic() + (30.0 if _SOAK else 2.5)
+    cap = deadline + 60.0  # a loaded machine: go on until 10 saves landed, within reason
     with _Swapper(final, outside, parked) as swapper:
-        while time.monotonic() < deadline or saved + refused < 20:
+        while time.monotonic() < deadline or (saved < 10 and time.monotonic() < cap):
             try:
                 store.save_label(f"case_{(saved + refused) % 4}", _LABEL, "final")
                 saved += 1
