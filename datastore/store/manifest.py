@@ -18,19 +18,18 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from .. import nofollow
 from ..durable import atomic_write_bytes
-from ..errors import InvalidIdError, ManifestCorruptError
-from ..ids import validate_id, validate_tag
+from ..errors import ManifestCorruptError
 from . import json_values
+from .manifest_schema import validate_manifest
 
 _LOG = logging.getLogger(__name__)
 
@@ -43,10 +42,6 @@ __all__ = [
     "serialize_manifest",
 ]
 
-# Keys a manifest may leave out, with their default (``objects`` gets a new empty dict each time).
-_TOP_DEFAULTS: Mapping[str, str | None] = MappingProxyType(
-    {"images_dir": "", "labels_dir": "labels", "objects": None}
-)
 # A file whose mtime is this close to our last look may have changed again within one
 # timestamp tick: compare its bytes instead of trusting the stat signature (racy-git rule).
 _RACY_WINDOW_NS = 50_000_000
@@ -111,27 +106,11 @@ def _decode(raw: bytes, source: str) -> Any:
     return doc
 
 
-def _check_dir(doc: dict[str, Any], key: str, source: str) -> None:
-    value = doc[key]
-    if not isinstance(value, str):
-        raise ManifestCorruptError(f"manifest {source}: {key!r} must be a string")
-    parts = Path(value).parts
-    if Path(value).is_absolute() or ".." in parts or "\x00" in value:
-        raise ManifestCorruptError(f"manifest {source}: {key} {value!r} points outside the store")
-
-
-def _check_entry(entry: Any, where: str, source: str) -> None:
-    if not isinstance(entry, dict):
-        raise ManifestCorruptError(f"manifest {source}: {where} must be an object")
-    ext = entry.get("ext", "")
-    if not isinstance(ext, str) or any(c in ext for c in "/\\\x00") or ".." in ext:
-        raise ManifestCorruptError(f"manifest {source}: {where} has an invalid ext {ext!r}")
-    if not isinstance(entry.get("info", {}), dict):
-        raise ManifestCorruptError(f"manifest {source}: {where}.info must be an object")
-
-
 def parse_manifest(raw: bytes, *, source: str) -> dict[str, Any]:
     """Parse and validate manifest bytes into MONAI Label's dict shape (defaults filled in).
+
+    The bytes are refused here (empty, byte-order mark, duplicate keys, too deep); the content
+    is checked by :func:`~.manifest_schema.validate_manifest`, as MONAI Label's models are.
 
     Args:
         raw: The file's bytes.
@@ -143,41 +122,7 @@ def parse_manifest(raw: bytes, *, source: str) -> dict[str, Any]:
     Raises:
         ManifestCorruptError: Any reason the manifest cannot be trusted.
     """
-    doc = _decode(raw, source)
-    if not isinstance(doc, dict):
-        raise ManifestCorruptError(f"manifest {source} must hold a JSON object")
-    for key in ("name", "description"):
-        if not isinstance(doc.get(key), str):
-            raise ManifestCorruptError(f"manifest {source}: {key!r} is missing or not a string")
-    for key, default in _TOP_DEFAULTS.items():
-        doc.setdefault(key, {} if default is None else default)
-    _check_dir(doc, "images_dir", source)
-    _check_dir(doc, "labels_dir", source)
-    objects = doc["objects"]
-    if not isinstance(objects, dict):
-        raise ManifestCorruptError(f"manifest {source}: 'objects' must be an object")
-    for image_id, obj in objects.items():
-        try:
-            validate_id(image_id)
-        except InvalidIdError as err:
-            raise ManifestCorruptError(f"manifest {source}: {err}") from err
-        if not isinstance(obj, dict) or "image" not in obj:
-            raise ManifestCorruptError(f"manifest {source}: object {image_id!r} has no image")
-        _check_entry(obj["image"], f"objects[{image_id!r}].image", source)
-        obj["image"].setdefault("ext", "")
-        obj["image"].setdefault("info", {})
-        labels = obj.setdefault("labels", {})
-        if not isinstance(labels, dict):
-            raise ManifestCorruptError(f"manifest {source}: {image_id!r}.labels must be an object")
-        for tag, label in labels.items():
-            try:
-                validate_tag(tag)
-            except InvalidIdError as err:
-                raise ManifestCorruptError(f"manifest {source}: {err}") from err
-            _check_entry(label, f"objects[{image_id!r}].labels[{tag!r}]", source)
-            label.setdefault("ext", "")
-            label.setdefault("info", {})
-    return doc
+    return validate_manifest(_decode(raw, source), source=source)
 
 
 def serialize_manifest(doc: dict[str, Any]) -> bytes:

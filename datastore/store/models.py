@@ -3,7 +3,9 @@
 The field names, types, defaults and helper methods are MONAI Label's own (``DataModel``,
 ``ImageLabelModel``, ``LocalDatastoreModel`` with ``tags``, ``filter_by_tag``, ``label``,
 ``image_path``, ``label_path``, ``labels_path`` and the unsaved ``base_path``); unknown keys
-survive a round trip so that a newer writer's data is kept (MONAI Label drops them).
+survive a round trip so that a newer writer's data is kept (MONAI Label drops them). Input is
+checked by the manifest reader's own rules (:mod:`.manifest_schema`): a model accepts exactly
+what a manifest may hold, with the same messages.
 
 Examples:
     >>> m = LocalDatastoreModel.model_validate({"name": "n", "description": "d", "objects": {
@@ -13,6 +15,11 @@ Examples:
     >>> m.base_path = "/data/store"
     >>> m.label_path("final")
     '/data/store/labels/final'
+    >>> DataModel(ext="/../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for DataModel
+      Value error, manifest model: DataModel has an invalid ext '/../../etc/passwd' ...
 """
 
 from __future__ import annotations
@@ -21,9 +28,19 @@ import os
 from collections.abc import KeysView
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import to_jsonable_python
+
+from .manifest_schema import validate_entry, validate_manifest, validate_object
 
 __all__ = ["DataModel", "ImageLabelModel", "LocalDatastoreModel"]
+
+_SOURCE = "model"
+
+
+def _plain(data: dict[str, Any]) -> Any:
+    """A JSON-shaped copy (nested models as dicts) that the checks may fill in."""
+    return to_jsonable_python(data)
 
 
 class DataModel(BaseModel):
@@ -34,6 +51,13 @@ class DataModel(BaseModel):
     ext: str = ""
     info: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _checked(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return validate_entry(_plain(data), where="DataModel", source=_SOURCE)
+        return data
+
 
 class ImageLabelModel(BaseModel):
     """An image and its labels, keyed by tag."""
@@ -42,6 +66,13 @@ class ImageLabelModel(BaseModel):
 
     image: DataModel
     labels: dict[str, DataModel] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return validate_object(_plain(data), image_id="ImageLabelModel", source=_SOURCE)
+        return data
 
     def tags(self) -> KeysView[str]:
         """The tags this image has a label under."""
@@ -60,6 +91,13 @@ class LocalDatastoreModel(BaseModel):
     objects: dict[str, ImageLabelModel] = Field(default_factory=dict)
     base_path: str = ""
     """The store folder; not part of the file (dump with ``exclude={"base_path"}``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return validate_manifest(_plain(data), source=_SOURCE)
+        return data
 
     def tags(self) -> set[str]:
         """Every tag any image has a label under."""
