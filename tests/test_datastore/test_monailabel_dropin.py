@@ -9,6 +9,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -249,3 +250,25 @@ def test_without_a_server_the_adapter_raises_medstore_errors(sample: LocalDatast
         MonaiLabelDatastore(sample).get_image_uri("../escape")
     with pytest.raises(ImageNotFoundError):
         MonaiLabelDatastore(sample).update_image_info("nope", {"a": 1})
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"name": "n", "description": "", "images_dir": "/etc"},
+        {"name": 5, "description": ""},
+        {"name": "n", "description": "", "objects": {"../evil": {"image": {}}}},
+        {"name": "n", "description": "", "objects": {"a": {"image": {"ext": "/../../x"}}}},
+        {"name": "n", "description": "", "objects": {"a": {"image": {}, "labels": {".x": {}}}}},
+        {"name": "n", "description": "", "objects": {"a": {"image": {"info": "ts=1"}}}},
+    ],
+)
+def test_models_refuse_what_the_manifest_reader_refuses(doc: dict) -> None:
+    from medstore.datastore import ManifestCorruptError
+    from medstore.datastore.store.manifest import parse_manifest
+    from pydantic import ValidationError
+
+    with pytest.raises(ManifestCorruptError) as refused:
+        parse_manifest(json.dumps(doc).encode(), source="model")
+    with pytest.raises(ValidationError, match=re.escape(str(refused.value))):
+        LocalDatastoreModel.model_validate(doc)
