@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ImageNotFoundError, LabelNotFoundError
+from ..errors import ArchiveError, ImageNotFoundError, LabelNotFoundError
 from ..store.layout import DEFAULT_EXTENSIONS
 from ..store.local import LocalDatastore
 from .monailabel_http import http_errors
@@ -157,9 +157,12 @@ class MonaiLabelDatastore:
             return self.store.get_unlabeled_images(label_tag, labels)
 
     def get_dataset_archive(self, limit_cases: int | None) -> str:
-        """The zip of the ``final``-labelled cases (404 when there is none)."""
+        """The zip of the ``final``-labelled cases, or ``""`` when there is none (a 404)."""
         with http_errors():
-            return self.store.get_dataset_archive(limit_cases)
+            try:
+                return self.store.get_dataset_archive(limit_cases)
+            except ArchiveError:
+                return ""
 
     def refresh(self) -> None:
         """Reconcile the manifest with the files on disk."""

@@ -214,6 +214,8 @@ def test_server_adapter_follows_monai_labels_unknown_id_conventions(
     assert stream is not None and stream.getvalue() == sample.get_label(first, "final").getvalue()
     assert server.datalist() == sample.datalist()
     assert server.get_label_by_image_id(first, "final") == first
+    empty = MonaiLabelDatastore(LocalDatastore(sample.root.parent / "empty"))
+    assert empty.get_dataset_archive(None) == ""  # the endpoint answers 404
 
 
 @pytest.mark.parametrize(
