@@ -27,6 +27,7 @@ from medstore.datastore import (
     ImageNotFoundError,
     ImageReadError,
     atomic_write_bytes,
+    nofollow,
 )
 
 from .cache_folders import default_user_cache_dir, store_cache_folder, user_cache_folder
@@ -356,8 +357,8 @@ class VolumeCache:
         """Remove entries of older versions of the same source (and format-1 leftovers)."""
         for old in folder.glob(f"{source_key}-*"):
             if old.name != keep.name and old.suffix in (_SUFFIX, ".npz", *_LEGACY_SUFFIXES):
-                with contextlib.suppress(OSError):
-                    old.unlink()
+                with contextlib.suppress(OSError):  # never through a link under a store
+                    nofollow.unlink(old)
 
     def _warn_uncached(self, problems: list[str]) -> None:
         if not self._warned:
@@ -392,8 +393,8 @@ class VolumeCache:
         if self.folder.is_dir():
             for entry in self.folder.iterdir():
                 if entry.suffix in (_SUFFIX, ".npz", ".lock", *_LEGACY_SUFFIXES):
-                    with contextlib.suppress(OSError):
-                        entry.unlink()
+                    with contextlib.suppress(OSError):  # never through a link under a store
+                        nofollow.unlink(entry)
 
 
 def _entry_bytes(volume: CachedVolume, path: str) -> bytes:

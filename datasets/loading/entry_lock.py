@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from medstore.datastore import nofollow
+
 from .cache_upkeep import tag_folder
 
 __all__ = ["FolderUnusableError", "LockUnavailableError", "entry_lock", "locked_folder"]
@@ -68,7 +70,7 @@ def entry_lock(path: Path) -> Iterator[None]:
         OSError: The lock file cannot be created (read-only or missing folder...).
         LockUnavailableError: The filesystem does not support locking.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = nofollow.open_fd(path, os.O_RDWR | os.O_CREAT, 0o666)  # never through a store link
     try:
         try:
             _lock_fd(fd)
@@ -104,7 +106,7 @@ def locked_folder(folder: Path, source_key: str) -> Iterator[None]:
     """
     with contextlib.ExitStack() as stack:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            nofollow.makedirs(folder)
             stack.enter_context(entry_lock(folder / f"{source_key}.lock"))
         except LockUnavailableError as err:
             raise FolderUnusableError(str(err)) from err

@@ -310,3 +310,22 @@ def test_a_link_below_a_store_root_is_refused_by_the_write_protocol(make_store: 
         atomic_write_bytes(store.root / "planted.json", b"new")
     assert _files(store.root / "real") == ["file.json"]
     assert (store.root / "real" / "file.json").read_bytes() == b"old"
+
+
+def test_a_cache_folder_planted_as_a_link_is_not_written_or_emptied(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    from medstore.datasets.loading.cache import VolumeCache
+
+    store = make_store({"case_0": simple_case(0)})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "planted.b2nd").write_bytes(b"precious")
+    store.root.joinpath(".medstore").mkdir(exist_ok=True)
+    store.layout.cache.symlink_to(outside, target_is_directory=True)
+    cache = VolumeCache(store.layout.cache, fallback=tmp_path / "fallback")
+    volume = cache.get(store.get_image_uri("case_0"))
+    assert volume is not None
+    cache.clear()
+    assert _contents(outside) == {"planted.b2nd": b"precious"}
+    assert any(p.suffix == ".b2nd" for p in (tmp_path / "fallback").iterdir())
