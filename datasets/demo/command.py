@@ -129,6 +129,10 @@ def run_demo(args: argparse.Namespace, store: None) -> int:
                     f"\nTraining skipped: it needs at least {_MIN_LABELLED} images with a "
                     f"'final' label, this store has {labelled}."
                 )
+            elif args.epochs > 0 and args.patches:
+                from .patch_training import patch_demo
+
+                patch_demo(demo, epochs=args.epochs, seed=args.seed)
             elif args.epochs > 0:
                 path = _train_and_preview(demo, args)
                 print(f"\nPreview of a validation case (reference and prediction): {path}")
@@ -162,6 +166,11 @@ def register(subparsers: Any) -> None:
         metavar="FILE.png",
         help="where to write the preview (default: a new folder of yours under the temporary "
         "folder, printed at the end)",
+    )
+    p.add_argument(
+        "--patches",
+        action="store_true",
+        help="train on random 3-D patches read from the chunked cache (no preview)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep", action="store_true", help="keep the temporary copy")

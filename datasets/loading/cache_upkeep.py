@@ -12,8 +12,9 @@ The cache folder describes itself to whatever prunes it (the store's ``gc``, bac
 
 So "delete the files of this folder not modified for N days" removes the entries
 unused for N days. :func:`prune_folder` does that entry by entry (an entry is a decoded
-``<source>-<version>.b2nd``; entries of the first format were a ``.npy`` and its ``.json``
-geometry), plus the old per-source lock files.
+``<source>-<version>.b2nd``, a label's also a ``<source>-<version>-classes.npz`` of class
+locations; entries of the first format were a ``.npy`` and its ``.json`` geometry), plus the old
+per-source lock files.
 
 Examples:
     >>> import tempfile

@@ -204,3 +204,34 @@ def test_a_patch_reads_only_its_region(
     d, h, w = (int(v) for v in item["metainfo"]["patch_origin"])
     region = (slice(None), slice(d, d + 8), slice(h, h + 8), slice(w, w + 8))
     assert keys == [region, region]  # the image, then the label: nothing else is read
+
+
+def test_a_monai_training_step_learns_from_patches(make_store: MakeStore) -> None:
+    from medstore.datasets.demo.patch_training import PatchTrainConfig, train_on_patches
+
+    volumes = VolumeDataset(
+        _store(make_store, 2),
+        return_as_semantic_segmentation=True,
+        semantic_seg_merge_strategy="union",
+    )
+    lines: list[str] = []
+    config = PatchTrainConfig(epochs=2, patch=(8, 16, 16), per_volume=2, workers=1, channels=(4, 8))
+    history = train_on_patches(volumes, config, report=lines.append)
+    assert [h.patches for h in history] == [4, 4] and [h.steps for h in history] == [2, 2]
+    assert all(np.isfinite(h.loss) for h in history)
+    assert len(lines) == 2 and "patches/s" in lines[0]
+
+
+@pytest.mark.slow
+def test_demo_trains_on_patches(capsys: pytest.CaptureFixture[str]) -> None:
+    from medstore.datasets.demo.command import sample_store_path
+    from medstore.datastore.cli.main import main
+
+    if not (sample_store_path() / "datastore_v2.json").is_file():
+        pytest.skip("sample_store/ is not present")
+    code = main(["demo", "--patches", "--epochs", "1", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "random 16x32x32 patches" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("patch epoch")]
+    assert "1/1" in line and "patches/s" in line
