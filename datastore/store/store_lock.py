@@ -22,6 +22,7 @@ from pathlib import Path
 
 import filelock
 
+from .. import nofollow
 from ..errors import StoreLockedError, StoreLockUnsupportedError
 from .fs_probe import filesystem_of
 from .lock_holder import lock_holder
@@ -73,6 +74,7 @@ class StoreLock:
         Raises:
             StoreLockedError: Another process holds it past the timeout.
             StoreLockUnsupportedError: The filesystem cannot ``flock`` (nothing is written).
+            UnsafePathError: ``.lock`` is a symbolic link (its target is never opened).
         """
         try:
             self._acquire()
@@ -82,6 +84,8 @@ class StoreLock:
                 f"(waited {self.timeout:g} s for {self.path})"
             ) from err
         except OSError as err:
+            if err.errno == errno.ELOOP:  # filelock opens .lock with O_NOFOLLOW: it is a link
+                raise nofollow.refusal(self.path) from err
             if err.errno not in _NO_FLOCK:
                 raise
             raise StoreLockUnsupportedError(

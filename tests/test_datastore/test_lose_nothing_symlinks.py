@@ -284,7 +284,7 @@ def test_a_lock_file_planted_as_a_link_leaves_its_target_untouched(tmp_path: Pat
     outside = tmp_path / "outside.txt"
     outside.write_bytes(b"precious")
     (root / ".lock").symlink_to(outside)
-    with pytest.raises(OSError, match=r"\.lock"):
+    with pytest.raises(UnsafePathError, match=r"store/\.lock"):
         LocalDatastore(root, lock_timeout=5.0)
     assert outside.read_bytes() == b"precious"
 
