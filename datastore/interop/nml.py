@@ -1,12 +1,13 @@
 """WEBKNOSSOS NML skeleton files (``.nml``, or a ``.zip`` holding one) read and written.
 
 Parsing uses defusedxml with entities and DTDs forbidden, so entity-expansion bombs and external
-entities are refused. Volume layers whose voxel data sit in the zip are not supported (their
-segment information in the NML is kept).
+entities are refused. A zip's volume layer data are read by
+:mod:`~medstore.datastore.interop.wk_volume`; here the NML's description of them is kept.
 
 Examples:
     >>> from medstore.datastore.annotations import SkeletonAnnotation, Tree, SkeletonNode, VoxelSize
     >>> sk = SkeletonAnnotation(voxel_size=VoxelSize(x=1, y=1, z=2, unit="millimeter"),
+    ...     dataset_name="ct_1",
     ...     trees=[Tree(id=1, name="t", nodes=[SkeletonNode(id=1, position=(1, 2, 3))])])
     >>> parse_nml(dump_nml(sk)) == sk
     True
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
@@ -42,7 +44,7 @@ from ..annotations.skeleton import (
     VoxelSize,
 )
 from ..durable import atomic_write_bytes
-from ..errors import AnnotationError, UnsupportedFormatError
+from ..errors import AnnotationError
 from .nml_writer import dump_nml
 
 __all__ = ["MAX_NML_BYTES", "dump_nml", "load_nml", "parse_nml", "save_nml"]
@@ -54,6 +56,10 @@ _NODE_ATTRS = frozenset({
     "id", "x", "y", "z", "radius", "rotX", "rotY", "rotZ",
     "inVp", "inMag", "bitDepth", "interpolation", "time",
 })  # fmt: skip
+_ANCHOR = ("anchorPositionX", "anchorPositionY", "anchorPositionZ")
+_COLOUR = ("color.r", "color.g", "color.b", "color.a")
+_SEGMENT_ATTRS = frozenset({"id", "name", "created", *_ANCHOR, *_COLOUR})
+_VOLUME_ATTRS = frozenset({"id", "name", "location", "fallbackLayer", "format", "largestSegmentId"})
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -80,6 +86,13 @@ def _get(
         return conv(raw)
     except ValueError as err:
         raise AnnotationError(f"<{el.tag}> has a bad {name!r}: {raw!r}") from err
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def _int(text: str) -> int:
@@ -110,7 +123,7 @@ def _metadata(parent: ET.Element | None) -> list[MetadataEntry]:
         if "stringValue" in el.attrib:
             value = el.attrib["stringValue"]
         elif "numberValue" in el.attrib:
-            value = _get(el, "numberValue", float)
+            value = _get(el, "numberValue", _number)
         elif "boolValue" in el.attrib:
             value = _get(el, "boolValue", _bool)
         else:
@@ -193,9 +206,11 @@ def _volume(el: ET.Element) -> VolumeLayer:
         SegmentInfo(
             id=_get(s, "id", _int, required=True),
             name=s.get("name"),
-            anchor_position=_vec(s, ("anchorPositionX", "anchorPositionY", "anchorPositionZ")),
+            anchor_position=_ivec(s, _ANCHOR),
             color=_colour(s),
+            created=_get(s, "created", _int),
             metadata=_metadata(s.find("metadata")),
+            extra={k: v for k, v in s.attrib.items() if k not in _SEGMENT_ATTRS},
         )
         for s in (segments_el.findall("segment") if segments_el is not None else [])
     ]
@@ -204,8 +219,19 @@ def _volume(el: ET.Element) -> VolumeLayer:
         name=el.get("name"),
         location=el.get("location"),
         fallback_layer=el.get("fallbackLayer"),
+        format=el.get("format"),
+        largest_segment_id=_get(el, "largestSegmentId", _int),
         segments=segments,
+        extra={k: v for k, v in el.attrib.items() if k not in _VOLUME_ATTRS},
     )
+
+
+def _ivec(el: ET.Element, names: tuple[str, str, str]) -> tuple[int, int, int] | None:
+    values = [_get(el, n, _int) for n in names]
+    if any(v is None for v in values):
+        return None
+    x, y, z = (int(v or 0) for v in values)
+    return (x, y, z)
 
 
 def _parameters(el: ET.Element | None, fields: dict[str, Any]) -> None:
@@ -276,22 +302,21 @@ def _skeleton(root: ET.Element, identifier: str) -> SkeletonAnnotation:
 
 
 def _read_zip(path: Path) -> bytes:
+    """The one NML of an annotation zip (volume data members are left for ``wk_volume``)."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = [i for i in archive.infolist() if not i.is_dir()]
             nmls = [i for i in members if i.filename.lower().endswith(".nml")]
             if len(nmls) != 1:
                 raise AnnotationError(f"{path.name} holds {len(nmls)} .nml files, expected one")
-            others = [i.filename for i in members if i is not nmls[0]]
-            if others:
-                raise UnsupportedFormatError(
-                    f"{path.name} holds volume layer data ({', '.join(others[:3])}); volume "
-                    "annotations are not supported, only the skeleton NML"
-                )
             if nmls[0].file_size > MAX_NML_BYTES:
                 raise AnnotationError(f"{nmls[0].filename} is larger than {MAX_NML_BYTES} bytes")
-            return archive.read(nmls[0])
-    except zipfile.BadZipFile as err:
+            with archive.open(nmls[0]) as handle:
+                data = handle.read(MAX_NML_BYTES + 1)  # the header's size may lie
+            if len(data) > MAX_NML_BYTES:
+                raise AnnotationError(f"{nmls[0].filename} is larger than {MAX_NML_BYTES} bytes")
+            return data
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
         raise AnnotationError(f"{path.name} is not a valid zip file: {err}") from err
 
 
@@ -307,7 +332,6 @@ def load_nml(path: str | os.PathLike[str], *, identifier: str = "skeleton") -> S
 
     Raises:
         AnnotationError: Malformed NML (see :func:`parse_nml`) or a bad zip.
-        UnsupportedFormatError: A zip holding volume layer data.
     """
     path = Path(path)
     if zipfile.is_zipfile(path):
@@ -344,7 +368,7 @@ def save_nml(annotation: SkeletonAnnotation, path: str | os.PathLike[str]) -> Pa
     if path.suffix.lower() == ".zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(f"{path.stem}.nml", data)
+            archive.writestr(f"{re.sub(r'[^A-Za-z0-9._-]', '_', path.stem)}.nml", data)
         data = buffer.getvalue()
     atomic_write_bytes(path, data, point="nml")
     return path

@@ -1,9 +1,13 @@
 """Serialise a :class:`~medstore.datastore.annotations.SkeletonAnnotation` to WEBKNOSSOS NML XML.
 
+WEBKNOSSOS cannot load an NML without ``<experiment name>`` and ``<scale>``: the dataset name
+defaults to the annotation's identifier, and a skeleton without a voxel size is refused.
+
 Examples:
-    >>> from medstore.datastore.annotations import SkeletonAnnotation
-    >>> dump_nml(SkeletonAnnotation()).splitlines()[1]
-    '<things>'
+    >>> from medstore.datastore.annotations import SkeletonAnnotation, VoxelSize
+    >>> text = dump_nml(SkeletonAnnotation(voxel_size=VoxelSize(x=1, y=1, z=2, unit="mm")))
+    >>> text.splitlines()[3].strip()
+    '<experiment name="skeleton" />'
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from ..annotations.skeleton import (
     MetadataEntry,
     SkeletonAnnotation,
     TreeGroup,
+    VolumeLayer,
 )
+from ..errors import AnnotationError
 
 __all__ = ["dump_nml"]
 
@@ -77,13 +83,32 @@ def _group(parent: ET.Element, group: TreeGroup) -> None:
         _group(el, child)
 
 
+def _vec(names: tuple[str, str, str], values: tuple[float, ...] | None) -> dict[str, str]:
+    return {} if values is None else {n: _num(float(v)) for n, v in zip(names, values, strict=True)}
+
+
 def _parameters(root: ET.Element, sk: SkeletonAnnotation) -> None:
     params = ET.SubElement(root, "parameters")
-    if sk.experiment:
-        ET.SubElement(params, "experiment", dict(sk.experiment))
-    if sk.voxel_size is not None:
-        v = sk.voxel_size
-        ET.SubElement(params, "scale", _attrs(x=v.x, y=v.y, z=v.z, unit=v.unit))
+    experiment = _attrs(
+        name=sk.dataset_name or sk.identifier, organization=sk.organization_id,
+        description=sk.description, datasetId=sk.dataset_id,
+    )  # fmt: skip
+    ET.SubElement(params, "experiment", {**experiment, **sk.experiment})
+    if sk.voxel_size is None:
+        raise AnnotationError(
+            "voxel_size: WEBKNOSSOS cannot load an NML without <scale>; give the skeleton a "
+            "voxel size (interop.wk_coords.voxel_size_of(grid) gives an image's)"
+        )
+    v = sk.voxel_size
+    ET.SubElement(params, "scale", _attrs(x=v.x, y=v.y, z=v.z, unit=v.unit))
+    if sk.time is not None:
+        ET.SubElement(params, "time", {"ms": str(sk.time)})
+    if sk.edit_position is not None:
+        ET.SubElement(params, "editPosition", _vec(("x", "y", "z"), sk.edit_position))
+    if sk.edit_rotation is not None:
+        ET.SubElement(params, "editRotation", _vec(("xRot", "yRot", "zRot"), sk.edit_rotation))
+    if sk.zoom_level is not None:
+        ET.SubElement(params, "zoomLevel", {"zoom": _num(sk.zoom_level)})
     for tag, attrs in sk.parameters.items():
         ET.SubElement(params, tag, dict(attrs))
     if sk.task_bounding_box is not None:
@@ -115,6 +140,26 @@ def _trees(root: ET.Element, sk: SkeletonAnnotation) -> None:
         _metadata(thing, tree.metadata)
 
 
+def _volume(root: ET.Element, layer: VolumeLayer) -> None:
+    attrs = _attrs(
+        id=layer.id, name=layer.name, location=layer.location,
+        fallbackLayer=layer.fallback_layer, format=layer.format,
+        largestSegmentId=layer.largest_segment_id,
+    )  # fmt: skip
+    volume = ET.SubElement(root, "volume", {**attrs, **layer.extra})
+    segments = ET.SubElement(volume, "segments")
+    for seg in layer.segments:
+        anchor = seg.anchor_position or (None, None, None)
+        seg_attrs = _attrs(
+            id=seg.id, name=seg.name, anchorPositionX=anchor[0],
+            anchorPositionY=anchor[1], anchorPositionZ=anchor[2], created=seg.created,
+        )  # fmt: skip
+        seg_attrs.update(_colour(seg.color))
+        el = ET.SubElement(segments, "segment", {**seg_attrs, **seg.extra})
+        if seg.metadata:
+            _metadata(el, seg.metadata)
+
+
 def dump_nml(sk: SkeletonAnnotation) -> str:
     """The NML document for ``sk`` (UTF-8 XML text with declaration).
 
@@ -123,10 +168,15 @@ def dump_nml(sk: SkeletonAnnotation) -> str:
 
     Returns:
         The XML text.
+
+    Raises:
+        AnnotationError: The skeleton has no voxel size.
     """
     root = ET.Element("things")
-    for name, content in sk.meta:
-        ET.SubElement(root, "meta", {"name": name, "content": content})
+    meta = [("username", sk.owner_name), ("annotationId", sk.annotation_id)]
+    for name, content in [*meta, *sk.metadata.items()]:
+        if content is not None:
+            ET.SubElement(root, "meta", {"name": name, "content": str(content)})
     _parameters(root, sk)
     _trees(root, sk)
     branchpoints = ET.SubElement(root, "branchpoints")
@@ -139,22 +189,7 @@ def dump_nml(sk: SkeletonAnnotation) -> str:
     for group in sk.groups:
         _group(groups, group)
     for layer in sk.volumes:
-        attrs = _attrs(
-            id=layer.id, name=layer.name, location=layer.location,
-            fallbackLayer=layer.fallback_layer,
-        )  # fmt: skip
-        volume = ET.SubElement(root, "volume", attrs)
-        segments = ET.SubElement(volume, "segments")
-        for seg in layer.segments:
-            anchor = seg.anchor_position or (None, None, None)
-            seg_attrs = _attrs(
-                id=seg.id, name=seg.name, anchorPositionX=anchor[0],
-                anchorPositionY=anchor[1], anchorPositionZ=anchor[2],
-            )  # fmt: skip
-            seg_attrs.update(_colour(seg.color))
-            el = ET.SubElement(segments, "segment", seg_attrs)
-            if seg.metadata:
-                _metadata(el, seg.metadata)
+        _volume(root, layer)
     ET.indent(root, space="  ")
     body = ET.tostring(root, encoding="unicode")
     return '<?xml version="1.0" encoding="utf-8"?>\n' + body + "\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from medstore.datastore.annotations import MetadataEntry, SkeletonAnnotation
-from medstore.datastore.errors import AnnotationError, UnsupportedFormatError
+from medstore.datastore.errors import AnnotationError
 from medstore.datastore.interop.nml import dump_nml, load_nml, parse_nml, save_nml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -21,7 +21,7 @@ def _nml(body: str, params: str = "") -> str:
 
 def test_webknossos_fixture_is_read_completely() -> None:
     sk = load_nml(WK_FILE)
-    assert sk.experiment == {"name": "ct_chest_demo", "organization": "acme"}
+    assert (sk.dataset_name, sk.organization_id, sk.experiment) == ("ct_chest_demo", "acme", {})
     assert sk.voxel_size is not None
     assert (sk.voxel_size.x, sk.voxel_size.y, sk.voxel_size.z, sk.voxel_size.unit) == (
         0.5, 0.5, 1.0, "nanometer",
@@ -53,17 +53,13 @@ def test_webknossos_fixture_is_read_completely() -> None:
 
 def test_handwritten_fixture_every_element() -> None:
     sk = load_nml(FULL_FILE)
-    assert sk.meta == [
-        ("writer", "handwritten"),
-        ("annotationId", "0123456789abcdef01234567"),
-        ("username", "Jane Doe"),
-    ]
-    assert sk.experiment["datasetId"] == "abc123"
+    assert sk.metadata == {"writer": "handwritten"}
+    assert (sk.annotation_id, sk.owner_name) == ("0123456789abcdef01234567", "Jane Doe")
+    assert sk.dataset_id == "abc123"
     assert sk.voxel_size is not None and sk.voxel_size.unit == "millimeter"
-    assert sk.parameters["time"] == {"ms": "1700000000000"}
-    assert list(sk.parameters) == [
-        "offset", "time", "editPosition", "editRotation", "zoomLevel", "activeNode",
-    ]  # fmt: skip
+    assert sk.time == 1700000000000
+    assert sk.edit_position is not None and sk.zoom_level is not None
+    assert list(sk.parameters) == ["offset", "activeNode"]
     assert sk.task_bounding_box is not None and sk.task_bounding_box.size == (512, 512, 80)
     (roi,) = sk.user_bounding_boxes
     assert (roi.id, roi.name, roi.is_visible, roi.top_left, roi.size) == (
@@ -107,12 +103,13 @@ def test_volume_segment_info_round_trips(tmp_path: Path) -> None:
         '<volume id="0" name="seg" location="data_0.zip" fallbackLayer="segmentation">'
         '<segments><segment id="3" name="liver" anchorPositionX="1" anchorPositionY="2" '
         'anchorPositionZ="3" color.r="0.1" color.g="0.2" color.b="0.3" color.a="1.0"/>'
-        "</segments></volume>"
+        "</segments></volume>",
+        '<experiment name="ds"/><scale x="1" y="1" z="1"/>',
     )
     sk = parse_nml(doc)
     (segment,) = sk.volumes[0].segments
     assert (segment.name, segment.anchor_position, segment.color) == (
-        "liver", (1.0, 2.0, 3.0), (0.1, 0.2, 0.3, 1.0),
+        "liver", (1, 2, 3), (0.1, 0.2, 0.3, 1.0),
     )  # fmt: skip
     assert load_nml(save_nml(sk, tmp_path / "v.nml")) == sk
 
@@ -160,13 +157,12 @@ def test_malformed_nml_is_refused(doc: str, reason: str) -> None:
         parse_nml(doc)
 
 
-def test_zip_with_volume_data_is_unsupported(tmp_path: Path) -> None:
+def test_zip_with_other_members_gives_its_skeleton(tmp_path: Path) -> None:
     path = tmp_path / "annotation.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("annotation.nml", WK_FILE.read_bytes())
         archive.writestr("data_0_Volume.zip", b"PK\x05\x06" + b"\x00" * 18)
-    with pytest.raises(UnsupportedFormatError, match="volume annotations are not supported"):
-        load_nml(path)
+    assert load_nml(path) == load_nml(WK_FILE)
 
 
 def test_bad_zips_are_refused(tmp_path: Path) -> None:
@@ -187,6 +183,5 @@ def test_only_skeletons_export(tmp_path: Path) -> None:
     with pytest.raises(AnnotationError, match="only skeleton annotations"):
         save_nml(LabelAnnotation(identifier="x"), tmp_path / "x.nml")  # type: ignore[arg-type]
     assert not (tmp_path / "x.nml").exists()
-    assert isinstance(
-        load_nml(save_nml(SkeletonAnnotation(), tmp_path / "e.nml")), SkeletonAnnotation
-    )
+    empty = SkeletonAnnotation(voxel_size={"x": 1, "y": 1, "z": 1})
+    assert load_nml(save_nml(empty, tmp_path / "e.nml")).voxel_size == empty.voxel_size
