@@ -297,10 +297,9 @@ class LocalDatastore:
         return self._catalog.label_history(validate_id(image_id), validate_tag(tag), earlier_images)
 
     def get_dataset_archive(self, limit_cases: int | None = None) -> str:
-        """Zip the ``final``-labelled cases in MONAI Label 0.8.5's layout and return its path.
+        """Zip the ``final``-labelled cases as MONAI Label 0.8.5 does; returns the zip's path.
 
-        The zip goes to ``<tempdir>/medstore-archives/`` (``tempfile.gettempdir()``); the caller
-        owns it. Only files inside the store (and images imported with ``--link``) are included.
+        See :func:`~medstore.datastore.interop.monailabel_archive.write_dataset_archive`.
         """
         return str(write_dataset_archive(self, limit_cases=limit_cases))
 
