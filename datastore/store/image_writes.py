@@ -211,13 +211,23 @@ class ImageWriter:
 
         Returns:
             The ids, in order.
+
+        Raises:
+            InvalidIdError: Two files give one id (``case.nrrd`` and ``case.seg.nrrd``); nothing
+                is added.
         """
         check_values(info or {}, where="image info")
-        ids = []
+        ids: list[str] = []
+        derived: dict[str, Path] = {}  # id -> the file it came from, for ids taken from names
         with self._session.mutation() as txn:
             for source in sources:
                 image_id, path = source if isinstance(source, tuple) else ("", source)
                 ids.append(self._add_image(txn, image_id, path, info, link=link))
+                if not image_id and derived.setdefault(ids[-1], Path(path)) != Path(path):
+                    raise InvalidIdError(
+                        f"{derived[ids[-1]].name} and {Path(path).name} both give image id "
+                        f"{ids[-1]!r}; add one of them under another id"
+                    )
         return ids
 
     def _add_image(

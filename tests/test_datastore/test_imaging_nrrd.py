@@ -13,7 +13,7 @@ import SimpleITK as sitk  # noqa: N813  (the name SimpleITK documents)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from medstore.datastore import LocalDatastore
-from medstore.datastore.errors import ImageReadError
+from medstore.datastore.errors import ImageReadError, InvalidIdError
 from medstore.datastore.imaging import probe_image, read_image
 
 SPACES = {
@@ -251,3 +251,19 @@ def test_default_store_indexes_nrrd_and_seg_nrrd_ids(tmp_path: Path) -> None:
     with LocalDatastore(tmp_path / "added") as added:
         added.add_image("", root / "ct.nrrd")
         assert added.get_image_info("ct")["shape"] == [5, 4, 3]
+
+
+def test_two_files_giving_one_id_are_refused_naming_both(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "case.nrrd", (3, 4, 5), dirs=np.eye(3), dtype=np.int16)
+    _write(src / "case.seg.nrrd", (3, 4, 5), dirs=np.eye(3), dtype=np.uint8)
+    with LocalDatastore(tmp_path / "store") as store:
+        store.add_image("other", src / "case.nrrd")  # the manifest exists before the refusal
+        with pytest.raises(
+            InvalidIdError, match=r"case\.nrrd and case\.seg\.nrrd both give image id 'case'"
+        ):
+            store.add_images([src / "case.nrrd", src / "case.seg.nrrd"])
+        assert store.list_images() == ["other"]
+    with LocalDatastore(tmp_path / "store") as store:
+        assert store.list_images() == ["other"]
