@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medstore.datastore import atomic_write_bytes
+from medstore.datastore import atomic_write_bytes, nofollow
 
 __all__ = ["CACHEDIR_TAG", "CachePrune", "prune_folder", "tag_folder", "touch"]
 
@@ -125,11 +125,11 @@ def prune_folder(folder: Path, *, older_than_days: float, dry_run: bool = False)
         freed += sum(st.st_size for _, st in stats)
         if not dry_run:
             for path, _ in stats:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+                with contextlib.suppress(OSError):  # never through a link under a store
+                    nofollow.unlink(path)
     if not dry_run:
         for lock in folder.glob("*.lock"):
             with contextlib.suppress(OSError):
                 if lock.stem not in kept_sources and lock.stat().st_mtime < cutoff:
-                    lock.unlink()
+                    nofollow.unlink(lock)
     return CachePrune(entries, freed)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .. import nofollow
 from ..errors import AnnotationError, LabelGeometryError
 from ..ids import validate_tag
 from .geometry import as_affine
@@ -116,7 +117,7 @@ def save_segmentation_label(
     matrix = as_affine(affine) if affine is not None else image_affine(store, image_id)
     data = array.astype(np.uint8 if array.max(initial=0) < 256 else np.uint16)
     folder = store.side_path("tmp")
-    folder.mkdir(parents=True, exist_ok=True)
+    nofollow.makedirs(folder)  # .medstore/tmp planted as a link is refused, never written
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".nii.gz")
     os.close(fd)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from medstore.datastore.annotations import CategoryAnnotation
+from medstore.datastore.annotations import CategoryAnnotation, VolumeSegmentation
 from medstore.datastore.durable import atomic_write_bytes
 from medstore.datastore.errors import DatastoreError, InvalidIdError, UnsafePathError
 from medstore.datastore.store.local import LocalDatastore
@@ -140,6 +140,11 @@ def _annotate(store: LocalDatastore) -> None:
     store.annotations.add("case_0", CategoryAnnotation(identifier="finding", value="benign"))
 
 
+def _segment(store: LocalDatastore) -> None:
+    seg = VolumeSegmentation.from_semantic_segmentation(_LABEL, {"background": 0}, created_by="r")
+    store.annotations.add("case_0", seg, allow_external=True)  # staged in .medstore/tmp
+
+
 def _split(store: LocalDatastore) -> None:
     SplitLog(store).save({"case_0": "train"}, source="local")
 
@@ -150,6 +155,7 @@ _SIDE_LINKS: list[tuple[str, Callable[[LocalDatastore], None]]] = [
     (".medstore/trash", _remove),
     (".medstore/pending", _save_twice),
     (".medstore/annotations", _annotate),
+    (".medstore/tmp", _segment),
     (".medstore", _split),
     (".medstore", _save_twice),
 ]
@@ -320,12 +326,15 @@ def test_a_cache_folder_planted_as_a_link_is_not_written_or_emptied(
     store = make_store({"case_0": simple_case(0)})
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "planted.b2nd").write_bytes(b"precious")
+    (outside / "planted-old.b2nd").write_bytes(b"precious")
+    long_ago = time.time() - 90 * 86400
+    os.utime(outside / "planted-old.b2nd", (long_ago, long_ago))
     store.root.joinpath(".medstore").mkdir(exist_ok=True)
     store.layout.cache.symlink_to(outside, target_is_directory=True)
     cache = VolumeCache(store.layout.cache, fallback=tmp_path / "fallback")
     volume = cache.get(store.get_image_uri("case_0"))
     assert volume is not None
     cache.clear()
-    assert _contents(outside) == {"planted.b2nd": b"precious"}
+    cache.prune(older_than_days=1)
+    assert _contents(outside) == {"planted-old.b2nd": b"precious"}
     assert any(p.suffix == ".b2nd" for p in (tmp_path / "fallback").iterdir())
