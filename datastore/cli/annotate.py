@@ -28,6 +28,7 @@ from ..errors import AnnotationError, DatastoreError, UnsupportedFormatError
 from ..interop.datamint import from_datamint, to_datamint
 from ..interop.nml import dump_nml, load_nml, save_nml
 from ..interop.nucleus import NUCLEUS_KEYS, from_nucleus, to_nucleus
+from ..interop.wk_coords import voxel_size_of
 
 __all__ = ["MAX_JSON_BYTES", "detect_and_load", "register", "run"]
 
@@ -203,10 +204,14 @@ def _export(args: argparse.Namespace, store: Any) -> int:
                 f"image {args.image_id!r} has {len(skeletons)} matching skeleton annotations; "
                 "NML holds exactly one (choose with --id)"
             )
+        skeleton = skeletons[0]
+        grid = _grid(store, args.image_id) if skeleton.voxel_size is None else None
+        if grid is not None:  # WEBKNOSSOS needs the voxel size: the image's spacing
+            skeleton = skeleton.model_copy(update={"voxel_size": voxel_size_of(grid)})
         if args.out:
-            save_nml(skeletons[0], args.out)
+            save_nml(skeleton, args.out)
         else:
-            sys.stdout.write(dump_nml(skeletons[0]))
+            sys.stdout.write(dump_nml(skeleton))
         return 0
     grid = _grid(store, args.image_id) if args.format == "datamint" else None
     data = orjson.dumps(_convert(listed, args.format, grid), option=orjson.OPT_INDENT_2) + b"\n"

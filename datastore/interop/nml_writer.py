@@ -126,6 +126,11 @@ def _trees(root: ET.Element, sk: SkeletonAnnotation) -> None:
         nodes = ET.SubElement(thing, "nodes")
         for node in tree.nodes:
             x, y, z = node.position
+            if not all(float(v).is_integer() for v in node.position):
+                raise AnnotationError(
+                    f"trees[{tree.id}].nodes[{node.id}].position: WEBKNOSSOS nodes sit on whole "
+                    f"voxels, got {node.position}"
+                )
             rot = node.rotation or (None, None, None)
             node_attrs = _attrs(
                 id=node.id, x=x, y=y, z=z, radius=node.radius,

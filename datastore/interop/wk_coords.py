@@ -153,9 +153,9 @@ def points_to_tree(
         first_node_id: Id of its first node (the others follow).
 
     Returns:
-        The tree, named after the annotation, nodes at dataset voxel positions.
+        The tree, named after the annotation, nodes at the nearest dataset voxels.
     """
-    positions = _pixels(ann, grid)
+    positions = np.rint(_pixels(ann, grid)) + 0.0  # WEBKNOSSOS nodes sit on whole voxels
     nodes = [
         SkeletonNode(id=first_node_id + n, position=(float(p[0]), float(p[1]), float(p[2])))
         for n, p in enumerate(positions.tolist())

@@ -141,3 +141,41 @@ def test_volume_voxels_are_read(tmp_path: Path) -> None:
     data = read_volume_layer(VOLUME_ZIP, "seg")
     assert data.shape == (6, 7, 8) and data.dtype == np.uint32
     assert data[1, 2, 3] == 1 and int((data == 2).sum()) == 2 * 2 * 3
+
+
+def test_fractional_node_positions_are_refused_on_write() -> None:
+    tree = Tree(id=1, nodes=[SkeletonNode(id=1, position=(0.1, 2, 3))])
+    sk = SkeletonAnnotation(trees=[tree], voxel_size=VoxelSize(x=1, y=1, z=1))
+    with pytest.raises(AnnotationError, match=r"position.*whole"):
+        dump_nml(sk)
+
+
+def test_volume_layer_becomes_a_label_and_back_on_a_non_ras_image(tmp_path: Path) -> None:
+    from medstore.datastore.annotations.grid import ImageGrid
+    from medstore.datastore.imaging import read_image
+    from medstore.datastore.interop.wk_labels import (
+        label_to_volume_zip,
+        label_zip_bytes_from_array,
+        volume_layer_to_label,
+    )
+    from medstore.datastore.interop.wk_volume import read_volume_layer
+    from medstore.datastore.store.local import LocalDatastore
+    from support.nifti import make_nifti
+
+    image = np.zeros((6, 7, 8), np.int16)
+    image[1, 2, 3] = 977  # the marker, in the file's own voxel order (L, A, I axes)
+    affine = np.array([[-0.9, 0, 0, 30.0], [0, 1.1, 0, -40.0], [0, 0, -2.0, 60.0], [0, 0, 0, 1]])
+    src = make_nifti(tmp_path / "lai.nii.gz", image, affine)
+    store = LocalDatastore(tmp_path / "store", lock_timeout=5.0)
+    store.add_image("ct", src)
+    labels = np.zeros((6, 7, 8), np.uint8)
+    labels[1, 2, 3] = 5
+    wk_zip = tmp_path / "wk.zip"
+    wk_zip.write_bytes(label_zip_bytes_from_array(labels, store, "ct", layer_name="tumour"))
+    ann_id = volume_layer_to_label(store, "ct", wk_zip, label_tag="wk")
+    stored = read_image(store.get_label_uri("ct", "wk")).array[0]
+    x, y, z = (int(v) for v in ImageGrid.of_image(store, "ct").native_to_pixel([(1, 2, 3)])[0])
+    assert stored[z, y, x] == 5 and read_image(src).array[0, z, y, x] == 977
+    assert store.annotations.get("ct", ann_id).class_map == {"segment 5": 5}
+    out = label_to_volume_zip(store, "ct", "wk", tmp_path / "back.zip", layer_name="tumour")
+    assert (read_volume_layer(out, "tumour") == labels).all()
