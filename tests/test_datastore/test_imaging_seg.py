@@ -99,6 +99,12 @@ def test_written_seg_nrrd_reads_back_through_pynrrd(tmp_path: Path) -> None:
     for name, mask in masks.items():
         np.testing.assert_array_equal(back.mask(name), mask)
     np.testing.assert_allclose(back.affine, read_image(img).affine, atol=1e-6)
+    # ITK (what Slicer reads with) puts the layers where it puts the image.
+    ours, image = sitk.ReadImage(str(out)), sitk.ReadImage(str(img))
+    np.testing.assert_allclose(ours.GetOrigin(), image.GetOrigin(), atol=1e-5)
+    np.testing.assert_allclose(ours.GetDirection(), image.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(ours.GetSpacing(), image.GetSpacing(), atol=1e-6)
+    assert ours.GetSize() == image.GetSize()
 
 
 def test_single_layer_seg_nrrd_is_the_same_label_as_nifti(tmp_path: Path) -> None:
