@@ -13,6 +13,7 @@ from .classification import (
 from .labels import save_segmentation_label
 from .registry import (
     ANNOTATION_TYPES,
+    AnnotationType,
     annotation_class,
     annotation_from_dict,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Annotation",
     "AnnotationSpec",
     "AnnotationStore",
+    "AnnotationType",
     "BoundingBox",
     "BoxAnnotation",
     "Branchpoint",

@@ -196,6 +196,52 @@ class Annotation(BaseModel):
             self.id = self.content_hash()
         return self
 
+    # -- Datamint's accessors (datamint.entities.annotations.Annotation) ---------------------
+
+    @property
+    def type(self) -> str:
+        """Alias of :attr:`annotation_type` (Datamint)."""
+        return self.annotation_type
+
+    @property
+    def index(self) -> int | None:
+        """Alias of :attr:`frame_index` (Datamint)."""
+        return self.frame_index
+
+    @property
+    def name(self) -> str:
+        """Alias of :attr:`identifier` (Datamint)."""
+        return self.identifier
+
+    @property
+    def added_by(self) -> str | None:
+        """Alias of :attr:`created_by` (Datamint)."""
+        return self.created_by
+
+    def is_frame_scoped(self) -> bool:
+        """Whether the annotation belongs to one frame (Datamint)."""
+        return self.scope == "frame"
+
+    def is_image_scoped(self) -> bool:
+        """Whether the annotation belongs to the whole image (Datamint)."""
+        return self.scope == "image"
+
+    def is_segmentation(self) -> bool:
+        """Whether this is a segmentation (Datamint)."""
+        return self.annotation_type in ("segmentation", "volume_segmentation")
+
+    def is_label(self) -> bool:
+        """Whether this is a label (flag) annotation (Datamint)."""
+        return self.annotation_type == "label"
+
+    def is_category(self) -> bool:
+        """Whether this is a category annotation (Datamint)."""
+        return self.annotation_type == "category"
+
+    def get_created_datetime(self) -> datetime | None:
+        """The creation time (Datamint)."""
+        return self.created_at
+
     def content_hash(self) -> str:
         """A stable 24-hex-digit hash of the annotation's content (its default id).
 

@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -35,7 +36,33 @@ from .shapes import (
 )
 from .skeleton import SkeletonAnnotation
 
-__all__ = ["ANNOTATION_TYPES", "annotation_class", "annotation_from_dict"]
+__all__ = ["ANNOTATION_TYPES", "AnnotationType", "annotation_class", "annotation_from_dict"]
+
+
+class AnnotationType(StrEnum):
+    """Datamint's annotation type names (``datamint.entities.annotations.AnnotationType``).
+
+    :func:`annotation_class` maps each one medstore models to its class (``SQUARE`` -> box,
+    ``REGION`` -> polyline, ``INTEGER``/``FLOAT`` -> numeric, ``SEGMENTATION`` -> 2-D mask);
+    ``AREA``, ``DISTANCE``, ``ANGLE`` and ``SPLINE`` have no medstore class.
+    """
+
+    SEGMENTATION = "segmentation"
+    AREA = "area"
+    DISTANCE = "distance"
+    ANGLE = "angle"
+    POINT = "point"
+    LINE = "line"
+    REGION = "region"
+    SQUARE = "square"
+    CIRCLE = "circle"
+    CATEGORY = "category"
+    LABEL = "label"
+    INTEGER = "integer"
+    FLOAT = "float"
+    TEXT = "text"
+    SPLINE = "spline"
+
 
 #: Canonical type name -> class.
 ANNOTATION_TYPES: Mapping[str, type[Annotation]] = MappingProxyType(
@@ -75,6 +102,7 @@ def annotation_class(type_name: str) -> type[Annotation]:
     Raises:
         AnnotationError: Unknown type.
     """
+    type_name = str(type_name)  # an AnnotationType member is its value
     canonical = TYPE_SYNONYMS.get(type_name, type_name)
     try:
         return ANNOTATION_TYPES[canonical]

@@ -115,6 +115,25 @@ class Segment(Part):
     metadata: dict[str, Any] | None = None
 
 
+def _name_to_value(
+    class_map: dict[int, str] | dict[str, int] | str, present: set[int]
+) -> dict[str, int]:
+    """``{name: value}`` from Datamint's ``{value: name}``, a single name, or ``{name: value}``."""
+    if isinstance(class_map, str):
+        if len(present) > 1:
+            raise AnnotationError(
+                f"class_map: one class name given but the map holds values {sorted(present)}"
+            )
+        return {class_map: next(iter(present), 1)}
+    if not isinstance(class_map, dict):
+        raise AnnotationError(f"class_map must be a dict or a name, got {type(class_map).__name__}")
+    if all(isinstance(k, int | np.integer) and isinstance(v, str) for k, v in class_map.items()):
+        return {str(v): int(k) for k, v in class_map.items()}
+    if all(isinstance(k, str) and isinstance(v, int | np.integer) for k, v in class_map.items()):
+        return {str(k): int(v) for k, v in class_map.items()}
+    raise AnnotationError("class_map: expected {value: name} (int -> str)")
+
+
 class VolumeSegmentation(Annotation):
     """A semantic label map: ``segments`` name the integer values (``class_map``)."""
 
@@ -141,19 +160,22 @@ class VolumeSegmentation(Annotation):
     @classmethod
     def from_semantic_segmentation(
         cls,
-        array: npt.ArrayLike,
-        class_map: dict[str, int] | str,
+        segmentation: npt.ArrayLike | Any,
+        class_map: dict[int, str] | dict[str, int] | str,
         *,
-        identifier: str = "segmentation",
+        identifier: str | None = None,
         **fields: Any,
     ) -> VolumeSegmentation:
-        """Build from an integer label map.
+        """Build from an integer label map (Datamint's signature).
 
         Args:
-            array: ``(D, H, W)`` (or 2-D) integer or boolean label map.
-            class_map: ``{name: value}`` (0 may be named, e.g. "background"), or one class name
-                for a binary map whose foreground is 1.
-            identifier: The annotation name.
+            segmentation: ``(D, H, W)`` (or 2-D) integer or boolean label map, or a nibabel
+                image (its voxels, as Datamint reads them).
+            class_map: Datamint's ``{value: name}`` (0 may be named, e.g. "background"); or one
+                class name for a binary map (its single non-zero value). medstore's older
+                ``{name: value}`` is still accepted.
+            identifier: The annotation name (default: the single class name, else
+                "segmentation").
             **fields: Further fields (``created_by``, ...).
 
         Returns:
@@ -162,7 +184,9 @@ class VolumeSegmentation(Annotation):
         Raises:
             AnnotationError: Non-integral or negative values, or values missing from the map.
         """
-        data = np.asarray(array)
+        if hasattr(segmentation, "get_fdata"):  # a nibabel image
+            segmentation = np.asarray(segmentation.get_fdata())
+        data = np.asarray(segmentation)
         if data.dtype.kind == "f":
             if not np.isfinite(data).all() or not np.equal(np.mod(data, 1), 0).all():
                 raise AnnotationError("a label map must hold whole numbers")
@@ -171,9 +195,11 @@ class VolumeSegmentation(Annotation):
         labels = data.astype(np.int64)
         if labels.size and labels.min() < 0:
             raise AnnotationError("a label map must not hold negative values")
-        mapping = {class_map: 1} if isinstance(class_map, str) else dict(class_map)
         counts = np.bincount(labels.ravel(), minlength=1) if labels.size else np.zeros(1, int)
         present = {int(v) for v in np.flatnonzero(counts)} - {0}
+        mapping = _name_to_value(class_map, present)
+        if identifier is None:
+            identifier = class_map if isinstance(class_map, str) else "segmentation"
         missing = present - set(mapping.values())
         if missing:
             raise AnnotationError(f"label values {sorted(missing)} have no class name")
@@ -202,9 +228,19 @@ class VolumeSegmentation(Annotation):
     __hash__ = None  # type: ignore[assignment]
 
     @property
-    def class_map(self) -> dict[str, int]:
-        """``{name: value}`` for every segment."""
-        return {s.name: s.idx for s in self.segments}
+    def class_map(self) -> dict[int, str]:
+        """``{value: name}`` for every segment (Datamint's direction)."""
+        return {s.idx: s.name for s in self.segments}
+
+    @property
+    def class_names(self) -> list[str]:
+        """The segments' names, sorted (Datamint's ``class_names``)."""
+        return sorted(s.name for s in self.segments)
+
+    @property
+    def num_classes(self) -> int:
+        """The number of named values (Datamint's ``num_classes``)."""
+        return len(self.segments)
 
     @property
     def array(self) -> npt.NDArray[Any] | None:

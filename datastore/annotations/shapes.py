@@ -172,14 +172,27 @@ class BoxAnnotation(PointsAnnotation):
 
     @classmethod
     def from_points(
-        cls, points: Sequence[Sequence[float]], *, identifier: str, **fields: Any
+        cls,
+        point1: Sequence[float] | Sequence[Sequence[float]],
+        point2: Sequence[float] | None = None,
+        *,
+        identifier: str,
+        frame_index: int | None = None,
+        coords_system: Literal["pixel", "patient"] = "pixel",
+        **fields: Any,
     ) -> BoxAnnotation:
-        """Build the 4-corner box spanned by the given points.
+        """Build the 4-corner box spanned by two opposite corners (Datamint's signature).
+
+        ``from_points([p1, p2, ...], identifier=...)`` (one list of points, whose bounding box
+        is taken) is medstore's older form, still accepted.
 
         Args:
-            points: Two or more points; the box is their bounding box.
+            point1: One corner, ``(x, y)`` or ``(x, y, z)``.
+            point2: The opposite corner.
             identifier: The annotation name.
-            **fields: Further fields (``frame_index``, ``created_by``, ...).
+            frame_index: The frame (pixel boxes on one slice).
+            coords_system: ``"pixel"`` (medstore's canonical pixels) or ``"patient"`` (RAS+ mm).
+            **fields: Further fields (``created_by``, ...).
 
         Returns:
             The box with corners ``(x0,y0) (x1,y0) (x0,y1) (x1,y1)`` (z kept when given).
@@ -187,14 +200,20 @@ class BoxAnnotation(PointsAnnotation):
         Raises:
             AnnotationError: Fewer than 2 points or mixed arities.
         """
-        array = np.array(points, dtype=np.float64)
+        points = [point1, point2] if point2 is not None else point1
+        try:
+            array = np.array(points, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise AnnotationError(f"points: {err}") from err
         if array.ndim != 2 or len(array) < 2 or array.shape[1] not in (2, 3):
-            raise AnnotationError("a box needs at least 2 points of 2 or 3 coordinates")
+            raise AnnotationError("points: a box needs at least 2 points of 2 or 3 coordinates")
         low, high = array.min(axis=0), array.max(axis=0)
         corners = [(low[0], low[1]), (high[0], low[1]), (low[0], high[1]), (high[0], high[1])]
         rest = tuple(float(v) for v in low[2:])
         pts = [(float(x), float(y), *rest) for x, y in corners]
-        return cls(identifier=identifier, points=pts, **fields)
+        if frame_index is not None:
+            fields["frame_index"] = frame_index
+        return cls(identifier=identifier, points=pts, coordinate_system=coords_system, **fields)
 
     def bounds(self) -> tuple[Point, Point]:
         """Lowest and highest corner of the box in its own coordinates."""

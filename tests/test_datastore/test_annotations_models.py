@@ -246,7 +246,7 @@ def test_semantic_segmentation_rejects_unmapped_and_bad_values() -> None:
     with pytest.raises(AnnotationError, match="must be 2-D"):
         ImageSegmentation.from_mask(np.zeros((2, 2, 2)), identifier="x")
     one = VolumeSegmentation.from_semantic_segmentation(np.array([[0, 1]], dtype=bool), "liver")
-    assert one.class_map == {"liver": 1}
+    assert one.class_map == {1: "liver"}
 
 
 def test_datamint_dicom_box_matches_pixel_box() -> None:

@@ -176,6 +176,6 @@ def test_volume_layer_becomes_a_label_and_back_on_a_non_ras_image(tmp_path: Path
     stored = read_image(store.get_label_uri("ct", "wk")).array[0]
     x, y, z = (int(v) for v in ImageGrid.of_image(store, "ct").native_to_pixel([(1, 2, 3)])[0])
     assert stored[z, y, x] == 5 and read_image(src).array[0, z, y, x] == 977
-    assert store.annotations.get("ct", ann_id).class_map == {"segment 5": 5}
+    assert store.annotations.get("ct", ann_id).class_map == {5: "segment 5"}
     out = label_to_volume_zip(store, "ct", "wk", tmp_path / "back.zip", layer_name="tumour")
     assert (read_volume_layer(out, "tumour") == labels).all()

@@ -59,7 +59,7 @@ def test_nucleus_payloads_map_to_the_right_entities() -> None:
     assert isinstance(multi, MultiCategoryAnnotation) and multi.values == ["artifact", "motion"]
     mask = from_nucleus(NUCLEUS["segmentation"])
     assert isinstance(mask, VolumeSegmentation)
-    assert mask.class_map == {"background": 0, "liver": 1}
+    assert mask.class_map == {0: "background", 1: "liver"}
     assert mask.label_info() == [{"name": "liver", "idx": 1}]
 
 

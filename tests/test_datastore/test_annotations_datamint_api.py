@@ -1,0 +1,56 @@
+"""Datamint's annotation API, as medstore offers it offline (names and signatures of 2.45)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from medstore.datastore.annotations import (
+    AnnotationType,
+    BoxAnnotation,
+    CategoryAnnotation,
+    LabelAnnotation,
+    VolumeSegmentation,
+    annotation_class,
+)
+from medstore.datastore.errors import AnnotationError
+
+
+def test_accessors_and_scope_checks() -> None:
+    ann = CategoryAnnotation(name="finding", value="benign", added_by="dr-a", index=2)
+    assert (ann.type, ann.index, ann.name, ann.added_by) == ("category", 2, "finding", "dr-a")
+    assert ann.is_frame_scoped() and not ann.is_image_scoped() and ann.is_category()
+    assert LabelAnnotation(identifier="x").is_label()
+    assert ann.get_created_datetime() is None
+
+
+def test_box_from_points_with_datamints_signature() -> None:
+    box = BoxAnnotation.from_points((10, 20), (50, 60), identifier="nodule", frame_index=3)
+    assert box.points == [(10.0, 20.0), (50.0, 20.0), (10.0, 60.0), (50.0, 60.0)]
+    assert (box.frame_index, box.scope, box.coordinate_system) == (3, "frame", "pixel")
+    mm = BoxAnnotation.from_points((1, 2, 3), (4, 6, 3), identifier="b", coords_system="patient")
+    assert mm.coordinate_system == "patient" and mm.extent_mm() == (3.0, 4.0)
+    old = BoxAnnotation.from_points([(10, 20), (50, 60)], identifier="nodule")
+    assert old.points == box.points
+
+
+def test_volume_segmentation_class_map_is_datamints_direction() -> None:
+    seg = np.zeros((2, 3, 4), np.int32)
+    seg[0, 1, 2] = 2
+    vol = VolumeSegmentation.from_semantic_segmentation(seg, {2: "tumour", 0: "background"})
+    assert vol.class_map == {0: "background", 2: "tumour"}
+    assert (vol.class_names, vol.num_classes) == (["background", "tumour"], 2)
+    binary = VolumeSegmentation.from_semantic_segmentation(seg, "tumour")
+    assert binary.class_map == {2: "tumour"} and binary.identifier == "tumour"
+    image = nib.Nifti1Image(seg.astype(np.int16), np.eye(4))
+    from_nifti = VolumeSegmentation.from_semantic_segmentation(image, {2: "tumour"})
+    assert from_nifti.class_map == {2: "tumour"}
+    with pytest.raises(AnnotationError, match="class_map"):
+        VolumeSegmentation.from_semantic_segmentation(seg, {2: 5})  # type: ignore[dict-item]
+
+
+def test_annotation_type_names() -> None:
+    assert annotation_class(AnnotationType.SQUARE) is BoxAnnotation
+    assert annotation_class(AnnotationType.INTEGER).TYPE == "numeric"
+    with pytest.raises(AnnotationError, match="unknown annotation type 'angle'"):
+        annotation_class(AnnotationType.ANGLE)
