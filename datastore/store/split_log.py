@@ -99,12 +99,10 @@ class SplitAssignment(NamedTuple):
     Attributes:
         split: The split name (``"train"``, ``"fold0"``...).
         record_id: The ``record_id`` of the ``assign`` event.
-        image_version: The image version it was made for (``None``: an image without one).
     """
 
     split: str
     record_id: str
-    image_version: str | None = None
 
 
 class SplitLog:
@@ -194,7 +192,7 @@ class SplitLog:
                 version = event.get("image_version")
                 version = version if isinstance(version, str) else None
                 versions.pop(version, None)  # the latest assignment of a version is last
-                versions[version] = SplitAssignment(str(event.get("split")), record_id, version)
+                versions[version] = SplitAssignment(str(event.get("split")), record_id)
             elif event.get("event") == "delete":
                 for version, assignment in list(versions.items()):
                     if assignment.record_id == record_id:
