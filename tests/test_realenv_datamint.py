@@ -115,3 +115,64 @@ def test_datamint_pixels_land_where_datamint_puts_them(tmp_path: Path) -> None:
         ours = from_datamint(payload, image=grid)
         world = ours.patient_points(grid.canonical_affine)[0] * [-1, -1, 1]  # RAS -> LPS
         assert world.tolist() == pytest.approx(theirs[key], abs=1e-4), key
+
+
+DATAMINT_WRITES = """
+import json
+from datamint.entities.annotations import (BoxAnnotation, CategoryAnnotation, LabelAnnotation,
+    LineAnnotation, NumericAnnotation, PointAnnotation, RegionAnnotation, TextAnnotation)
+from datamint.entities.annotations.geometry import LineGeometry, PointGeometry, RegionGeometry
+text = "n\\u00f6dule \\u2603\\nline two"
+made = {
+    "box_patient": BoxAnnotation.from_points((0.1, 1e6 + 0.3, -2.5), (7.25, 1e6 + 9.3, -2.5),
+                                             identifier=text, coords_system="patient"),
+    "line": LineAnnotation(identifier="d", frame_index=2, scope="frame",
+                           geometry=LineGeometry.from_coordinates((0.1, 2), (3, 4), frame_index=2)),
+    "point": PointAnnotation(identifier="p", frame_index=1, scope="frame",
+                             geometry=PointGeometry.from_coordinates((5, 6), frame_index=1)),
+    "region": RegionAnnotation(identifier="r", frame_index=4, scope="frame",
+                               geometry=RegionGeometry.from_coordinates(
+                                   [(0, 0), (10, 0.5), (10, 10)], closed=True, frame_index=4)),
+    "category": CategoryAnnotation(name="finding", value=text),
+    "integer": NumericAnnotation(name="count", value=2**53 + 1, units="ml"),
+    "float": NumericAnnotation(name="vol", value=1e6 + 0.3),
+    "label": LabelAnnotation(name="flag"),
+    "text": TextAnnotation(name="note", value=""),
+}
+out = {}
+for key, ann in made.items():
+    out[key] = {"entity": json.loads(ann.model_dump_json(exclude_none=True)),
+                "create": ann._to_create_dto().to_dict()}
+print(json.dumps(out))
+"""
+
+DATAMINT_READS = """
+import json, sys
+from datamint.entities.annotations import annotation_from_dict
+out = {}
+for key, entity in json.load(open(sys.argv[1])).items():
+    ann = annotation_from_dict(entity)
+    out[key] = {"class": type(ann).__name__,
+                "dump": json.loads(ann.model_dump_json(exclude_none=True))}
+print(json.dumps(out))
+"""
+
+
+def test_datamint_entities_with_hostile_values_round_trip_both_ways(tmp_path: Path) -> None:
+    """datamint writes, medstore reads and writes back equal dicts, datamint reads them equal."""
+    env = realenv("datamint")
+    written = json.loads(env.run(["-c", DATAMINT_WRITES], cwd=tmp_path).stdout.splitlines()[-1])
+    ours = {}
+    for key, forms in written.items():
+        for form in ("entity", "create"):
+            ann = from_datamint(forms[form], image=GRID)
+            again = to_datamint(ann, image=GRID)
+            assert again == forms[form], (key, form)
+        ours[key] = to_datamint(from_datamint(forms["entity"], image=GRID), image=GRID)
+    assert isinstance(ours["integer"]["numeric_value"], int)
+    (tmp_path / "ours.json").write_text(json.dumps(ours))
+    reread = json.loads(
+        env.run(["-c", DATAMINT_READS, "ours.json"], cwd=tmp_path).stdout.splitlines()[-1]
+    )
+    for key, seen in reread.items():
+        assert seen["dump"] == written[key]["entity"], key

@@ -79,6 +79,7 @@ _READ = frozenset({
     "numeric_value", "units",
 })  # fmt: skip
 _FLIP = np.array([-1.0, -1.0, 1.0])  # LPS <-> RAS
+_KEPT = "__medstore_geometry"
 
 
 def _num(value: float) -> float | int:
@@ -205,8 +206,10 @@ def from_datamint(d: Mapping[str, Any], *, image: ImageGrid | None = None) -> An
         if not isinstance(frame, int) or isinstance(frame, bool):
             raise AnnotationError(f"frame_index must be an integer, got {frame!r}")
         fields["frame_index"] = _frame_in(frame, image)
+    kept_geometry: dict[str, Any] | None = None
     if isinstance(d.get("geometry"), Mapping) and issubclass(cls, PointsAnnotation):
         fields.update(_geometry_fields(d["geometry"], image))
+        kept_geometry = {"given": dict(d["geometry"]), "points": fields["points"]}
     value = d.get("value", d.get("text_value", d.get("numeric_value")))
     if cls in (CategoryAnnotation, NumericAnnotation, TextAnnotation):
         fields["value"] = value
@@ -214,6 +217,8 @@ def from_datamint(d: Mapping[str, Any], *, image: ImageGrid | None = None) -> An
     extra.update({key: d[key] for key in _TIMES if d.get(key) is not None})
     if kind == "integer":
         extra["annotation_type"] = "integer"
+    if kept_geometry is not None:  # written back as given while the points are unchanged
+        extra[_KEPT] = kept_geometry
     form = "entity" if "annotation_type" in d else "create"
     fields["origin"] = Origin(
         format="datamint", external_id=d.get("id"), keys=[form], extra=extra or None
@@ -243,8 +248,14 @@ def _points_out(ann: PointsAnnotation, form: str, grid: ImageGrid | None) -> tup
     return "pixel", [[_num(v) for v in p] for p in pixels.tolist()]
 
 
-def _geometry(ann: PointsAnnotation, form: str, grid: ImageGrid | None) -> dict[str, Any]:
+def _geometry(
+    ann: PointsAnnotation, form: str, grid: ImageGrid | None, kept: Mapping[str, Any] | None
+) -> dict[str, Any]:
     system, points = _points_out(ann, form, grid)
+    if kept is not None and [list(p) for p in kept["points"]] == [list(p) for p in ann.points]:
+        given = kept["given"]
+        if given.get("coordinate_system", "patient") == system:
+            points = [list(p) for p in given["points"]]  # the numbers exactly as given
     geo: dict[str, Any] = {}
     for ours, theirs in (("view_plane_normal", "viewPlaneNormal"), ("view_up", "viewUp")):
         vector = getattr(ann, ours)
@@ -311,7 +322,7 @@ def to_datamint(
     if ann.frame_index is not None:
         out["frame_index"] = _frame_out(ann.frame_index, image)
     if isinstance(ann, PointsAnnotation):
-        out["geometry"] = _geometry(ann, form, image)
+        out["geometry"] = _geometry(ann, form, image, extra.get(_KEPT))
     if isinstance(ann, NumericAnnotation) and ann.units is not None:
         out["units"] = ann.units
     if form == "create":
@@ -338,6 +349,6 @@ def to_datamint(
             if text is not None:
                 out[key] = text
     for key, item in extra.items():
-        if key not in out and key not in _TIMES and key != "annotation_type":
+        if key not in out and key not in _TIMES and key not in ("annotation_type", _KEPT):
             out[key] = item
     return out
