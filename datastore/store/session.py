@@ -229,6 +229,9 @@ class StoreSession:
         if self._staging.has_leftovers():
             self._staging.clear_orphans()
 
+    def _empty_doc(self) -> dict[str, Any]:
+        return empty_manifest(self._layout.images_dir, self._layout.labels_dir)
+
     def _probe_racy_window(self) -> None:
         """Trust the manifest's stat signature only when older than two timestamp ticks here."""
         self._racy_window_probed = True
@@ -302,7 +305,8 @@ class StoreSession:
                     self._pending.commit(txn, self._doc, self._manifest.write)
             except BaseException:
                 txn.discard()
-                self._doc = self._manifest.read() or self._doc
+                fresh = self._manifest.read()  # none yet: nothing was committed, drop it all
+                self._doc = fresh if fresh is not None else self._empty_doc()
                 raise
 
     def patch(self, txn: Transaction, op: str, **args: Any) -> None:
