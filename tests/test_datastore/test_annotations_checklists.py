@@ -1,4 +1,4 @@
-"""The API checklists behind the issue's counts are well formed: one item per line, a verdict, a why."""
+"""The API checklists behind the issue's counts: one item per line, a verdict and a why."""
 
 from __future__ import annotations
 
