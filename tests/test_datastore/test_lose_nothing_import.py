@@ -38,8 +38,9 @@ AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 SHAPE = (8, 7, 5)
 IDS = [f"tiny_{i:03d}" for i in range(CASES)]
 FOLDS = [{"train": [c for c in IDS if c not in IDS[k::3]], "val": IDS[k::3]} for k in range(3)]
-# Fields that differ between two runs of the same import (times, the store's own path).
-VOLATILE = {"ts", "saved_at", "path"}
+# Fields that differ between two runs of the same import (times, the store's own path, the
+# image version ids every addition gets).
+VOLATILE = {"ts", "saved_at", "path", "medstore.image_version"}
 CLI = "import sys; from medstore.datastore.cli import main; sys.exit(main())"
 
 
