@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -152,21 +153,54 @@ def _bbox(el: ET.Element) -> BoundingBox:
     )
 
 
+def _finite(el: ET.Element, name: str) -> float | None:
+    value = _get(el, name, float)
+    if value is not None and not math.isfinite(value):
+        raise AnnotationError(f"<{el.tag}> {name!r} must be finite, got {value}")
+    return value
+
+
+def _need_float(el: ET.Element, name: str) -> float:
+    value = _finite(el, name)
+    if value is None:
+        raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
+    return value
+
+
+def _need_int(el: ET.Element, name: str) -> int:
+    value = _get(el, name, _int, required=True)
+    if value is None:  # pragma: no cover - _get raises first
+        raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
+    return value
+
+
 def _node(el: ET.Element) -> SkeletonNode:
-    position = _vec(el, ("x", "y", "z"))
-    if position is None:
+    # Built without pydantic's per-field validation (millions of nodes): every value is
+    # checked here instead, with the same rules (ints, finite floats, booleans).
+    attrs = el.attrib
+    if not ("x" in attrs and "y" in attrs and "z" in attrs):
         raise AnnotationError("<node> needs x, y and z")
-    return SkeletonNode(
-        id=_get(el, "id", _int, required=True),
+    position = (_need_float(el, "x"), _need_float(el, "y"), _need_float(el, "z"))
+    rotation = None
+    if "rotX" in attrs or "rotY" in attrs or "rotZ" in attrs:
+        rotation = (_need_float(el, "rotX"), _need_float(el, "rotY"), _need_float(el, "rotZ"))
+    return SkeletonNode.model_construct(
+        id=_need_int(el, "id"),
         position=position,
-        radius=_get(el, "radius", float),
-        rotation=_vec(el, ("rotX", "rotY", "rotZ")),
+        radius=_finite(el, "radius") if "radius" in attrs else None,
+        rotation=rotation,
         in_vp=_get(el, "inVp", _int),
         in_mag=_get(el, "inMag", _int),
         bit_depth=_get(el, "bitDepth", _int),
         interpolation=_get(el, "interpolation", _bool),
         time=_get(el, "time", _int),
-        extra={k: v for k, v in el.attrib.items() if k not in _NODE_ATTRS},
+        extra={k: v for k, v in attrs.items() if k not in _NODE_ATTRS},
+    )
+
+
+def _edge(el: ET.Element) -> SkeletonEdge:
+    return SkeletonEdge.model_construct(
+        source=_need_int(el, "source"), target=_need_int(el, "target")
     )
 
 
@@ -179,14 +213,8 @@ def _tree(el: ET.Element) -> Tree:
         is_visible=_get(el, "isVisible", _bool),
         group_id=_get(el, "groupId", _int),
         type=el.get("type"),
-        nodes=[_node(n) for n in (nodes_el.findall("node") if nodes_el is not None else [])],
-        edges=[
-            SkeletonEdge(
-                source=_get(e, "source", _int, required=True),
-                target=_get(e, "target", _int, required=True),
-            )
-            for e in (edges_el.findall("edge") if edges_el is not None else [])
-        ],
+        nodes=[_node(n) for n in (nodes_el.iterfind("node") if nodes_el is not None else [])],
+        edges=[_edge(e) for e in (edges_el.iterfind("edge") if edges_el is not None else [])],
         metadata=_metadata(el.find("metadata")),
     )
 
@@ -269,25 +297,46 @@ def parse_nml(data: bytes | str, *, identifier: str = "skeleton") -> SkeletonAnn
     Raises:
         AnnotationError: Not XML, entities/DTD present, not an NML, or an inconsistent graph.
     """
+    source = io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data)
+    root: ET.Element | None = None
+    trees: list[Tree] = []
     try:
-        root = SafeET.fromstring(data, forbid_dtd=True)
+        # Streamed: each <thing> becomes a Tree as soon as it ends and its elements are
+        # dropped, so a file of millions of nodes never holds its whole element tree.
+        depth = 0
+        for event, el in SafeET.iterparse(source, events=("start", "end"), forbid_dtd=True):
+            if event == "start":
+                depth += 1
+                if root is None:
+                    root = el
+                    if root.tag != "things":
+                        raise AnnotationError(
+                            f"not an NML document (root element <{root.tag}>, not <things>)"
+                        )
+                continue
+            depth -= 1
+            if depth == 1 and el.tag == "thing":
+                trees.append(_tree(el))
+                root.remove(el)  # type: ignore[union-attr]
     except (defusedxml.DefusedXmlException, ET.ParseError) as err:
         raise AnnotationError(f"not a safe, well-formed NML document: {err}") from err
-    if root.tag != "things":
-        raise AnnotationError(f"not an NML document (root element <{root.tag}>, not <things>)")
+    except ValidationError as err:
+        raise wrap_validation_error(err, "NML document") from err
+    if root is None:
+        raise AnnotationError("not a safe, well-formed NML document: it is empty")
     try:
-        return _skeleton(root, identifier)
+        return _skeleton(root, identifier, trees)
     except ValidationError as err:
         raise wrap_validation_error(err, "NML document") from err
 
 
-def _skeleton(root: ET.Element, identifier: str) -> SkeletonAnnotation:
+def _skeleton(root: ET.Element, identifier: str, trees: list[Tree]) -> SkeletonAnnotation:
     fields: dict[str, Any] = {
         "identifier": identifier,
         "meta": [(m.get("name", ""), m.get("content", "")) for m in root.findall("meta")],
     }
     _parameters(root.find("parameters"), fields)
-    fields["trees"] = [_tree(t) for t in root.findall("thing")]
+    fields["trees"] = trees
     fields["branchpoints"] = [
         Branchpoint(id=_get(b, "id", _int, required=True), time=_get(b, "time", _int))
         for b in root.findall("branchpoints/branchpoint")
