@@ -29,6 +29,7 @@ from ..interop.datamint import from_datamint, to_datamint
 from ..interop.nml import dump_nml, load_nml, save_nml
 from ..interop.nucleus import NUCLEUS_KEYS, from_nucleus, to_nucleus
 from ..interop.wk_coords import voxel_size_of
+from ..interop.wk_labels import volume_layer_to_label
 
 __all__ = ["MAX_JSON_BYTES", "detect_and_load", "register", "run"]
 
@@ -174,6 +175,11 @@ def _import(args: argparse.Namespace, store: Any) -> int:
     ids = anns.add_many(args.image, loaded, allow_external=args.allow_external)
     new = len(set(ids) - before)
     print(f"imported {len(ids)} {kind} annotation(s) into {args.image!r} ({new} new)")
+    for skeleton in (a for a in loaded if isinstance(a, SkeletonAnnotation)):
+        for layer in (v for v in skeleton.volumes if v.location and zipfile.is_zipfile(args.file)):
+            tag = args.created_by or skeleton.owner_name or "final"
+            volume_layer_to_label(store, args.image, args.file, layer.name, label_tag=tag)
+            print(f"volume layer {layer.name!r} saved as label {tag!r} of {args.image!r}")
     return 0
 
 

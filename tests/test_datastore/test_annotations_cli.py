@@ -91,3 +91,20 @@ def test_user_mistakes_are_one_line_errors(
     err = capsys.readouterr().err
     assert "0 matching skeleton annotations" in err and len(err.strip().splitlines()) == 1
     assert not (store_root / ".medstore" / "annotations" / "case_1.json").exists()
+
+
+def test_a_webknossos_zip_with_a_volume_layer_imports_as_a_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fixture written by webknossos (6 x 7 x 8 voxels) on an image of the same grid."""
+    root = tmp_path / "store"
+    src = make_nifti(tmp_path / "ct.nii.gz", np.zeros((6, 7, 8), np.int16), np.eye(4))
+    LocalDatastore(root, lock_timeout=5.0).add_image("ct", src)
+    fixture = FIXTURES / "wk_volume_zarr3.zip"
+    assert _run(root, "import", str(fixture), "--image", "ct", "--created-by", "wk") == 0
+    assert "volume layer 'seg' saved as label 'wk'" in capsys.readouterr().out
+    store = LocalDatastore(root)
+    kinds = sorted(a.annotation_type for a in store.annotations.list("ct"))
+    assert kinds == ["skeleton", "volume_segmentation"]
+    info = store.get_label_info("ct", "wk")["label_info"]
+    assert {(item["name"], item["idx"]) for item in info} == {("marker", 1), ("block", 2)}
