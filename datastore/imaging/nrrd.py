@@ -126,11 +126,15 @@ def _header_bytes(path: Path) -> tuple[list[str], int]:
 
 
 def _detached(path: Path, name: str) -> Path:
-    """The detached data file, refused unless it lies in the header's folder or below it."""
+    """The detached data file, refused unless it lies in the header's folder or below it.
+
+    A header reached through a symbolic link (an image added with ``--link``) reads its data
+    beside the file the link points to.
+    """
     if name.startswith("LIST") or "%" in name or name.strip() != name or not name:
         raise ImageReadError(f"{path}: multi-file or unnamed detached NRRD data is not supported")
-    folder = path.parent.resolve()
-    target = (path.parent / name).resolve()
+    folder = path.resolve().parent
+    target = (folder / name).resolve()
     if not target.is_relative_to(folder):
         raise ImageReadError(
             f"{path}: detached data file {name!r} lies outside the header's folder; refused"

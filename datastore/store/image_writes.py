@@ -37,6 +37,7 @@ from .image_versions import VERSION_KEY, new_version
 from .imaging_hooks import header_facts, wants_dicom, why_misfit
 from .json_values import check_values
 from .label_writes import LabelWriter
+from .nhdr_data import DetachedData
 from .session import StoreSession
 from .transaction import Transaction
 from .vanished import RECORD_NAME, latest_record
@@ -98,6 +99,7 @@ class ImageWriter:
         self._session = session
         self._labels = labels
         self._extensions = extensions
+        self._detached = DetachedData(session)  # a .nhdr's data file travels with it
 
     # -------------------------------------------------------------- metadata
     def set_name(self, name: str) -> None:
@@ -255,17 +257,19 @@ class ImageWriter:
             info["source_path"] = str(source.absolute())
         else:
             staged, checksum = staging.copy_file(source, ext)
+        old = self._session.doc["objects"].get(image_id)
         try:
-            info.update(header_facts(staged, shown=source.name))
+            data = [] if link else self._detached.stage(source, image_id, ext, old=old)
+            info.update(header_facts(source if data else staged, shown=source.name))
         except BaseException:
             staging.discard(staged)
             raise
-        old = self._session.doc["objects"].get(image_id)
         keep = None
         if old is not None:
             keep = self._keep_replaced(txn, image_id, old, new_ext=ext)
             self._warn_misfits(image_id, old, staged)
         txn.replace(staged, dest, keep, self._session.layout.root)
+        self._detached.place(txn, data)
         info.update({"ts": int(time.time()), "name": image_id + ext, VERSION_KEY: new_version()})
         if checksum:
             info["checksum"] = checksum
@@ -316,6 +320,7 @@ class ImageWriter:
         if old["image"]["ext"] != new_ext:
             self._retire_image_file(txn, image_id, old, folder)
             return None
+        self._detached.retire(txn, image_id, old["image"], folder)
         return folder / f"{image_id}{new_ext}"
 
     def _warn_misfits(self, image_id: str, old: dict[str, Any], image: Path) -> list[str]:
@@ -346,6 +351,7 @@ class ImageWriter:
         if obj["image"]["info"].get("source_path") or path.is_symlink():
             txn.unlink(path, self._session.layout.root)
             return
+        self._detached.retire(txn, image_id, obj["image"], folder)
         txn.retire(path, folder / f"{image_id}{obj['image']['ext']}", self._session.layout.root)
 
     def remove_image(self, image_id: str) -> None:
@@ -405,6 +411,8 @@ class ImageWriter:
             if current is not None:
                 keep = self._keep_replaced(txn, image_id, current, new_ext=ext)
             txn.replace(staged, dest, keep, self._session.layout.root)
+            if not target:
+                self._detached.restore(txn, path.parent / f"{image_id}{ext}")
             self._session.patch(
                 txn, "set_image", image_id=image_id, entry=entry, keep_labels=current is not None
             )

@@ -66,14 +66,16 @@ def _scan_images(
     state: DiskState,
 ) -> None:
     from ..imaging.dicom_io import annotation_kind  # SEG/RTSTRUCT are never images
+    from ..imaging.nrrd_files import data_names_in
 
     excluded = {os.path.realpath(layout.labels), os.path.realpath(layout.side)}
     try:
         entries = sorted(os.scandir(layout.images), key=lambda e: e.name)
     except FileNotFoundError:
         return
+    data_files = data_names_in(layout.images, [e.name for e in entries])  # part of a .nhdr
     for entry in entries:
-        if is_hidden(entry.name):
+        if is_hidden(entry.name) or entry.name in data_files:
             continue
         try:
             is_dir = entry.is_dir()

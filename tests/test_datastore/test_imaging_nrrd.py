@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from medstore.datastore import LocalDatastore
 from medstore.datastore.errors import ImageReadError, InvalidIdError
 from medstore.datastore.imaging import probe_image, read_image
+from support.cli import Run
 
 SPACES = {
     "left-posterior-superior": np.diag([-1.0, -1.0, 1.0]),
@@ -267,3 +268,107 @@ def test_two_files_giving_one_id_are_refused_naming_both(tmp_path: Path) -> None
         assert store.list_images() == ["other"]
     with LocalDatastore(tmp_path / "store") as store:
         assert store.list_images() == ["other"]
+
+
+# --- a .nhdr and its detached data file are one image ----------------------------------------
+
+NHDR_PATTERNS = ("*.nhdr", "*.nii.gz", "*.gz")  # '*.gz' matches the data file too
+
+
+def _nhdr(folder: Path, name: str = "ct", *, value: int = 0) -> np.ndarray:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = _write(folder / f"{name}.nhdr", (4, 3, 2), dirs=np.eye(3), detached=True)
+    if value:  # rewrite the data with a recognisable offset
+        data = data + value
+        nrrd.write(str(folder / f"{name}.nhdr"), data, {"encoding": "gzip"}, detached_header=True)
+    return data
+
+
+def _canonical(path: Path) -> np.ndarray:
+    return np.asarray(read_image(path).array)
+
+
+def test_adding_an_nhdr_copies_its_data_file_and_removing_trashes_both(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _nhdr(src)
+    expected = _canonical(src / "ct.nhdr")
+    with LocalDatastore(tmp_path / "store", extensions=NHDR_PATTERNS) as store:
+        assert store.add_image("", src / "ct.nhdr") == "ct"
+        images = store.layout.images
+        assert (images / "ct.raw.gz").read_bytes() == (src / "ct.raw.gz").read_bytes()
+        assert store.get_image_info("ct")["shape"] == [2, 3, 4]
+        for source_file in src.iterdir():
+            source_file.unlink()  # the store's copy no longer needs the source
+        np.testing.assert_array_equal(_canonical(Path(store.get_image_uri("ct"))), expected)
+        assert store.list_images() == ["ct"]  # the data file is no image of its own
+        store.remove_image("ct")
+        assert not (images / "ct.nhdr").exists() and not (images / "ct.raw.gz").exists()
+        trashed = sorted(p.name for p in (tmp_path / "store" / ".medstore").rglob("ct.*"))
+        assert trashed == ["ct.nhdr", "ct.raw.gz"]
+        store.restore_image("ct")
+        np.testing.assert_array_equal(_canonical(Path(store.get_image_uri("ct"))), expected)
+    with LocalDatastore(tmp_path / "store", extensions=NHDR_PATTERNS) as store:
+        assert store.list_images() == ["ct"]
+
+
+def test_replacing_an_nhdr_trashes_the_old_data_file(tmp_path: Path) -> None:
+    _nhdr(tmp_path / "v1")
+    new = _nhdr(tmp_path / "v2", value=1000)
+    with LocalDatastore(tmp_path / "store", extensions=NHDR_PATTERNS) as store:
+        store.add_images([tmp_path / "v1" / "ct.nhdr"])
+        store.add_image("ct", tmp_path / "v2" / "ct.nhdr")
+        got = _canonical(Path(store.get_image_uri("ct")))
+        assert got.max() >= 1000 and got.size == new.size
+        kept = sorted((tmp_path / "store" / ".medstore").rglob("ct.raw.gz"))
+        assert len(kept) == 1 and kept[0].read_bytes() == (tmp_path / "v1/ct.raw.gz").read_bytes()
+
+
+def test_cli_add_of_an_nhdr_brings_its_data(tmp_path: Path, cli: Run) -> None:
+    _nhdr(tmp_path / "src")
+    root = tmp_path / "store"
+    assert cli("init", root)[0] == 0
+    assert cli("--store", root, "--ext", "*.nhdr", "add", tmp_path / "src" / "ct.nhdr")[0] == 0
+    assert (root / "ct.raw.gz").is_file()
+    with LocalDatastore(root, extensions=("*.nhdr",)) as store:
+        assert read_image(store.get_image_uri("ct")).array.shape == (1, 2, 3, 4)
+
+
+def test_a_linked_nhdr_reads_its_data_in_place(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _nhdr(src)
+    with LocalDatastore(tmp_path / "store", extensions=NHDR_PATTERNS) as store:
+        store.add_image("ct", src / "ct.nhdr", link=True)
+        assert not (store.layout.images / "ct.raw.gz").exists()
+        np.testing.assert_array_equal(
+            _canonical(Path(store.get_image_uri("ct"))), _canonical(src / "ct.nhdr")
+        )
+
+
+def test_scan_indexes_an_nhdr_and_its_data_file_as_one_image(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    _nhdr(root, "case")
+    assert (root / "case.raw.gz").is_file()
+    with LocalDatastore(root, extensions=NHDR_PATTERNS) as store:
+        assert store.list_images() == ["case"]
+        state = store.refresh()
+        assert sorted(state.images) == ["case"]
+        assert store.list_images() == ["case"]
+
+
+def test_nhdr_data_that_cannot_be_stored_beside_it_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    data = np.arange(24, dtype=np.int32)
+    data.tofile(src / "sub" / "x.raw")
+    header = "NRRD0004\ntype: int32\ndimension: 3\nsizes: 4 3 2\nencoding: raw\n"
+    (src / "x.nhdr").write_text(header + "data file: sub/x.raw\n\n")
+    data.tofile(src / "datastore_v2.json")
+    (src / "evil.nhdr").write_text(header + "data file: datastore_v2.json\n\n")
+    with LocalDatastore(tmp_path / "store", extensions=NHDR_PATTERNS) as store:
+        with pytest.raises(ImageReadError, match=r"'sub/x\.raw' lies in a sub-folder"):
+            store.add_image("", src / "x.nhdr")
+        with pytest.raises(InvalidIdError, match=r"'datastore_v2\.json' would be stored"):
+            store.add_image("", src / "evil.nhdr")
+        assert store.list_images() == []
+        store.add_image("x", src / "x.nhdr", link=True)  # a link reads it in place
+        assert read_image(store.get_image_uri("x")).array.size == 24

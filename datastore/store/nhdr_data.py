@@ -1,0 +1,142 @@
+"""The detached data file of a ``.nhdr`` image: copied, trashed and restored with its header.
+
+A ``.nhdr`` image is two files: the header (``<id>.nhdr``, the image the manifest names) and the
+data file its ``data file`` field names. Adding a copy stages the data file the same way as the
+header (temp + fsync + replace, in the same transaction) and puts it beside the header under the
+name the header gives, so the stored header reads unchanged; removing the image moves both to the
+trash; restoring brings both back. An image added with ``link=True`` reads its data in place.
+
+Examples:
+    >>> import tempfile, pathlib, numpy as np, nrrd
+    >>> from medstore.datastore import LocalDatastore
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> nrrd.write(str(tmp / "ct.nhdr"), np.ones((2, 3, 4), np.int16), detached_header=True)
+    >>> store = LocalDatastore(tmp / "store", extensions=("*.nhdr",))
+    >>> store.add_image("", str(tmp / "ct.nhdr"))
+    'ct'
+    >>> sorted(p.name for p in (tmp / "store").iterdir() if not p.name.startswith("."))
+    ['ct.nhdr', 'ct.raw.gz', 'datastore_v2.json', 'labels']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ImageReadError, InvalidIdError
+from ..ids import resolve_inside
+from ..imaging.nrrd_files import data_file_names, data_files, is_detached_header
+from .session import StoreSession
+from .transaction import Transaction
+from .vanished import RECORD_NAME
+
+__all__ = ["DetachedData"]
+
+_RESERVED = {".lock", ".medstore", RECORD_NAME}
+
+
+class DetachedData:
+    """Stages, retires and restores the data files of ``.nhdr`` images.
+
+    Args:
+        session: The store's session.
+    """
+
+    def __init__(self, session: StoreSession) -> None:
+        self._session = session
+
+    def stored_names(self, image_id: str, entry: dict[str, Any]) -> tuple[str, ...]:
+        """The data file names of a stored (copied) ``.nhdr`` image; ``()`` for any other.
+
+        An unreadable stored header gives ``()``: its data file, if any, stays where it is.
+        """
+        ext = entry["ext"]
+        if not is_detached_header(ext) or entry["info"].get("source_path"):
+            return ()
+        path = self._session.layout.image_path(image_id, ext)
+        if path.is_symlink():
+            return ()
+        with contextlib.suppress(ImageReadError):
+            return data_file_names(path)
+        return ()
+
+    def stage(
+        self, source: Path, image_id: str, ext: str, *, old: dict[str, Any] | None
+    ) -> list[tuple[Path, Path]]:
+        """Copy a source header's data file into staging; ``[]`` unless ``source`` is a ``.nhdr``.
+
+        Args:
+            source: The header being added.
+            image_id: Its id in the store.
+            ext: Its extension in the store.
+            old: The manifest object of the image it replaces (its data file may be replaced).
+
+        Returns:
+            ``(staged, dest)`` pairs, for :meth:`place`.
+
+        Raises:
+            ImageReadError: A missing data file, one outside the source's folder, or one in a
+                sub-folder of it (add such an image with ``link=True``).
+            InvalidIdError: The data file's name is taken in the store by another file.
+        """
+        if not is_detached_header(source.name):
+            return []
+        layout = self._session.layout
+        header_name = image_id + ext
+        replaced = self.stored_names(image_id, old["image"]) if old else ()
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for name, path in zip(data_file_names(source), data_files(source), strict=True):
+                if "/" in name or "\\" in name:
+                    raise ImageReadError(
+                        f"{source}: detached data file {name!r} lies in a sub-folder; move it "
+                        "beside the header, or add the image with link=True (--link)"
+                    )
+                dest = resolve_inside(layout.root, layout.images_dir, name)
+                taken = name in _RESERVED or name in (layout.manifest_name, header_name)
+                taken = taken or (os.path.lexists(dest) and name not in replaced)
+                if taken or dest in (layout.labels, layout.side):
+                    raise InvalidIdError(
+                        f"{source.name}'s detached data file {name!r} would be stored at "
+                        f"{name}, which is already taken in the store; rename the data file"
+                    )
+                suffix = "".join(Path(name).suffixes)
+                staged.append((self._session.staging.copy_file(path, suffix)[0], dest))
+        except BaseException:
+            self.discard(staged)
+            raise
+        return staged
+
+    def discard(self, staged: list[tuple[Path, Path]]) -> None:
+        """Delete staged data files that will not be used."""
+        for path, _ in staged:
+            self._session.staging.discard(path)
+
+    def place(self, txn: Transaction, staged: list[tuple[Path, Path]]) -> None:
+        """Add the steps putting staged data files at their destinations."""
+        for path, dest in staged:
+            txn.replace(path, dest, None, self._session.layout.root)
+
+    def retire(self, txn: Transaction, image_id: str, entry: dict[str, Any], folder: Path) -> None:
+        """Add the steps moving a stored ``.nhdr`` image's data file into its trash folder."""
+        layout = self._session.layout
+        for name in self.stored_names(image_id, entry):
+            path = layout.images / name
+            if os.path.lexists(path):
+                txn.retire(path, folder / Path(name).name, layout.root)
+
+    def restore(self, txn: Transaction, trashed_header: Path) -> None:
+        """Add the steps bringing back the data file kept beside a trashed header."""
+        if not is_detached_header(trashed_header.name):
+            return
+        layout = self._session.layout
+        with contextlib.suppress(ImageReadError):
+            for name in data_file_names(trashed_header):
+                kept = trashed_header.parent / Path(name).name
+                if kept.is_file():
+                    suffix = "".join(Path(name).suffixes)
+                    staged = self._session.staging.copy_file(kept, suffix)[0]
+                    dest = resolve_inside(layout.root, layout.images_dir, name)
+                    txn.replace(staged, dest, None, layout.root)
