@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -33,7 +33,16 @@ from ..store.layout import MANIFEST_NAME, StoreLayout
 from ..store.local import DEFAULT_EXTENSIONS, LocalDatastore
 from .outcome import StoreSnapshot, interrupted_message, silence_stdout
 
-__all__ = ["PROG", "STORE_ENV", "StoreOptions", "UsageError", "build_parser", "main", "open_store"]
+__all__ = [
+    "PROG",
+    "STORE_ENV",
+    "StoreOptions",
+    "UsageError",
+    "build_parser",
+    "main",
+    "open_store",
+    "parse_command_line",
+]
 
 PROG = "medstore"
 STORE_ENV = "MEDSTORE_STORE"
@@ -181,8 +190,15 @@ def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, load: Collection[str] = ()) -> argparse.ArgumentParser:
     """The full ``medstore`` argument parser, with every available command group registered.
+
+    Commands other packages add (entry points of ``medstore.commands``) are only named until
+    ``load`` asks for them: loading ``medstore demo`` imports torch and MONAI, which the store's
+    own commands and ``medstore --help`` never do.
+
+    Args:
+        load: Names of entry-point commands to load (their real options and help).
 
     Returns:
         The parser.
@@ -202,8 +218,31 @@ def build_parser() -> argparse.ArgumentParser:
     for entry_point in sorted(
         metadata.entry_points(group=COMMANDS_ENTRY_POINT_GROUP), key=lambda ep: ep.name
     ):
-        entry_point.load().register(wrapped)
+        if entry_point.name in load:
+            entry_point.load().register(wrapped)
+            continue
+        stub = wrapped.add_parser(
+            entry_point.name,
+            add_help=False,
+            help=f"see '{PROG} {entry_point.name} --help' (from {entry_point.module})",
+        )
+        stub.set_defaults(entry_point=entry_point.name, store_mode="none")
     return parser
+
+
+def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, loading an entry-point command only when it is the one asked for.
+
+    Raises:
+        UsageError: The command line is wrong.
+    """
+    args, unknown = build_parser().parse_known_args(argv)
+    name = getattr(args, "entry_point", None)
+    if name is not None:
+        return build_parser(load={name}).parse_args(argv)
+    if unknown:
+        raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see '{PROG} --help')")
+    return args
 
 
 class _SubparsersWithParents:
@@ -294,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = StoreSnapshot.of(None)
     touched: str | None = None
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_command_line(argv)
         verbose = args.verbose
         _configure_logging(verbose)
         touched = _touched_store(args)
