@@ -40,9 +40,10 @@ from ..errors import (
 )
 from .fs_probe import NameRules, probe_names, timestamp_granularity_ns
 from .layout import StoreLayout
-from .manifest import ManifestFile, empty_manifest
+from .manifest import ManifestFile, deep_copy, empty_manifest
 from .name_index import NameIndex
 from .staging import StagingArea
+from .stale_repair import AckLog
 from .store_lock import StoreLock
 from .transaction import PendingRecords, Transaction, apply_patches
 
@@ -126,6 +127,9 @@ class StoreSession:
         )
         self._staging = StagingArea(self._layout.pending, file_mode=file_mode)
         self._pending = PendingRecords(self._layout.root, self._layout.pending)
+        self._acks = AckLog(self._layout)
+        self._repair_checked = False
+        self._before: dict[str, dict[str, Any] | None] = {}  # per image id, in this transaction
 
     # ------------------------------------------------------------------ what it holds
     @property
@@ -217,13 +221,19 @@ class StoreSession:
         """With the lock held: load the latest manifest and complete interrupted saves."""
         if not self._racy_window_probed:
             self._probe_racy_window()
-        if self._manifest.changed(strict=True):
-            doc = read_settled(self._manifest)
-            self._doc = (
-                doc
-                if doc is not None
-                else empty_manifest(self._layout.images_dir, self._layout.labels_dir)
-            )
+        if self._manifest.changed(strict=True) or not self._repair_checked:
+            if self._manifest.changed(strict=True):
+                doc = read_settled(self._manifest)
+                self._doc = (
+                    doc
+                    if doc is not None
+                    else empty_manifest(self._layout.images_dir, self._layout.labels_dir)
+                )
+            self._repair_checked = True
+            if self._acks.repair(self._doc, self._manifest.raw):  # a stale copy written over
+                self._manifest.write(self._doc)  # acknowledged entries: they are put back
+                if self._manifest.raw is not None:
+                    self._acks.settled(self._manifest.raw)
         if self._pending.exist():
             self._pending.recover(self._doc, self._manifest.write)
         if self._staging.has_leftovers():
@@ -298,11 +308,14 @@ class StoreSession:
             return
         with self.locked():
             self._sync_locked()
+            self._before = {}
             txn = Transaction()
             try:
                 yield txn
                 if txn:
                     self._pending.commit(txn, self._doc, self._manifest.write)
+                    if self._before:  # answered from here on: remembered against stale copies
+                        self._acks.append(self._before, self._doc, self._manifest.raw)
             except BaseException:
                 txn.discard()
                 fresh = self._manifest.read()  # none yet: nothing was committed, drop it all
@@ -311,6 +324,10 @@ class StoreSession:
 
     def patch(self, txn: Transaction, op: str, **args: Any) -> None:
         """Record a manifest patch in ``txn`` and apply it to :attr:`doc` at once."""
+        image_id = args.get("image_id")
+        if isinstance(image_id, str) and image_id not in self._before:
+            obj = self._doc["objects"].get(image_id)
+            self._before[image_id] = None if obj is None else deep_copy(obj)
         txn.patch(op, **args)
         apply_patches(self._doc, [txn.patches[-1]])
 
