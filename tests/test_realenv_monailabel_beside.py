@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from medstore.datastore import LocalDatastore
 from realenv import marks, realenv
 from support.nifti import make_nifti
 
-pytestmark = marks("monailabel")
+pytestmark = [*marks("monailabel"), pytest.mark.contract]  # contract: once per write path
 
 # A MONAI Label datastore kept open with auto_reload, driven line by line from stdin.
 ML_SERVER = """

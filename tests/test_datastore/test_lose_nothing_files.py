@@ -20,6 +20,8 @@ from support.dicom import make_dicom_series
 from support.nifti import make_nifti
 from support.stores import MakeStore, simple_case
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 DICOM = ("*.nii.gz", "*.nii", "*.dcm")
 
 

@@ -27,6 +27,8 @@ from medstore.datastore.upkeep import doctor
 from support.filesystems import REQUIRE_MOUNTS_ENV, mounted
 from support.nifti import make_nifti
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 _AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
 
 

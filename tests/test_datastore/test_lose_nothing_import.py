@@ -33,6 +33,8 @@ from medstore.datastore.interop.nnunet import import_nnunet
 from medstore.datastore.store.staging import file_checksum
 from support.nifti import make_nifti
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 CASES = 6
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 SHAPE = (8, 7, 5)

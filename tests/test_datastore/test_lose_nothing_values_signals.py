@@ -33,6 +33,8 @@ from support.nifti import make_nifti
 from support.stores import MakeStore, simple_case
 from watchdog.observers.inotify import InotifyObserver
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 BAD_NAMES = ["../evil", "", ".hidden", "a/b", "a\\b", "nul\x00byte", "CON"]
 
 

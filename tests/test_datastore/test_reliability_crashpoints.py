@@ -16,6 +16,8 @@ from medstore.datastore import LocalDatastore, durable
 from medstore.datastore.store.manifest import parse_manifest
 from support import reliability_harness as h
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 POINTS = [
     "lock.acquired",
     "create.before_fsync",

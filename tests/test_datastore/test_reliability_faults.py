@@ -10,6 +10,8 @@ import pytest
 from medstore.datastore import LocalDatastore
 from support import reliability_harness as h
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 CODES = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC}
 INFO_KEYS = ("mark",)
 

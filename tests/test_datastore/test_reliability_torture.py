@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from support import reliability_harness as h
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 SOAK = os.environ.get("MEDSTORE_SOAK") == "1"
 DURATION = 300.0 if SOAK else float(os.environ.get("MEDSTORE_TORTURE_S", "20"))
 MIN_KILLS = 300
