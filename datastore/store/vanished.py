@@ -3,7 +3,8 @@
 A refresh drops an image whose file (or series folder) is gone, but never its information: the
 image's entry and its labels' entries are written to ``.medstore/trash/<id>/<stamp>/entry.json``
 (marked ``"vanished": true``) in the same transaction, and a later refresh that finds a file of the
-same id and extension again gives the image and its labels their old info back.
+same id and extension again gives the image and its labels their old info back, unless the
+recorded checksum shows it is another image.
 
 Examples:
     >>> import tempfile, pathlib
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,9 +30,10 @@ from ..timestamps import compact_utc, iso_utc
 from .image_versions import image_version
 from .scan import DiskState
 from .session import StoreSession
+from .staging import file_checksum
 from .transaction import Transaction
 
-__all__ = ["VanishedImages", "latest_record"]
+__all__ = ["VanishedImages", "latest_record", "trash_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +53,21 @@ def latest_record(
     Returns:
         The record's path and content; ``None`` when the trash holds nothing of that id.
     """
-    try:
-        folder = session.layout.trash_dir(image_id)
-    except InvalidIdError:
-        return None
-    records = sorted(folder.glob(f"*/{RECORD_NAME}")) if folder.is_dir() else []
-    for path in reversed(records):
-        record = orjson.loads(path.read_bytes())
+    for path, record in trash_records(session, image_id):
         if version is None or image_version(image_id, record["entry"]["info"]) == version:
             return path, record
     return None
+
+
+def trash_records(session: StoreSession, image_id: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every trash record of ``image_id`` as ``(path, record)``, newest first."""
+    try:
+        folder = session.layout.trash_dir(image_id)
+    except InvalidIdError:
+        return
+    records = sorted(folder.glob(f"*/{RECORD_NAME}")) if folder.is_dir() else []
+    for path in reversed(records):
+        yield path, orjson.loads(path.read_bytes())
 
 
 class VanishedImages:
@@ -123,10 +132,24 @@ class VanishedImages:
         for image_id, ext in state.images.items():
             if image_id in objects or image_id not in kept:
                 continue
-            found = latest_record(self._session, image_id)
-            if found is None:
-                continue
-            record = found[1]
-            if record.get("vanished") and record["entry"]["ext"] == ext:
-                out[image_id] = record
+            for _, record in trash_records(self._session, image_id):
+                if not record.get("vanished") or record["entry"]["ext"] != ext:
+                    break  # removed or replaced since: the file found is a new image
+                if self._same_content(image_id, ext, record["entry"]["info"]):
+                    out[image_id] = record  # the newest vanished entry of this very file
+                    break
         return out
+
+    def _same_content(self, image_id: str, ext: str, info: dict[str, Any]) -> bool:
+        """False when the recorded checksum shows the file found under the id is another image.
+
+        Another image gets nothing of the vanished one (its info, image version, annotations);
+        the vanished one's record stays in the trash.
+        """
+        recorded = info.get("checksum")
+        if not isinstance(recorded, str) or not recorded.startswith("SHA256:"):
+            return True  # nothing to compare (a linked or indexed image): same id, same image
+        try:
+            return file_checksum(self._session.layout.image_path(image_id, ext)) == recorded
+        except OSError:
+            return True

@@ -320,3 +320,25 @@ def test_old_store_without_versions_keeps_working(tmp_path: Path, nifti_file: Ni
     assert old.annotations.list("case") == []
     assert old.label_history("case", "final") == []
     assert "case" not in SplitLog(old).assignments()
+
+
+def test_a_vanished_image_comes_back_only_as_itself(
+    store: LocalDatastore, nifti_file: NiftiFile
+) -> None:
+    """A file deleted by hand comes back with its info; another file under its name is new."""
+    store.add_image("case", _cube(nifti_file, "a.nii.gz", 4), {"patient_id": "A"})
+    store.annotations.add("case", _box())
+    version_a = store.get_image_info("case")[VERSION_KEY]
+    path = Path(store.get_image_uri("case"))
+    saved = path.read_bytes()
+    for content, same in ((saved, True), (_cube(nifti_file, "b.nii.gz", 8).read_bytes(), False)):
+        path.unlink()
+        store.refresh()
+        path.write_bytes(content)
+        store.refresh()
+        info = store.get_image_info("case")
+        assert (info[VERSION_KEY] == version_a, info.get("patient_id")) == (
+            same,
+            "A" if same else None,
+        )
+        assert len(store.annotations.list("case")) == (1 if same else 0)
