@@ -1,4 +1,8 @@
-"""The contract suite's machinery: marked modules run once per write path, others as before."""
+"""The contract suite's machinery: marked tests run once per write path, others as before.
+
+The tests here are marked one by one (a contract module marks itself with ``pytestmark``), so that
+the file also holds an unmarked test.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,13 @@ import pytest
 from support.contract import MARKER, WRITE_PATHS, WritePath
 from support.stores import MakeStore, StoreFactory
 
-pytestmark = pytest.mark.contract
-
-_TESTS = Path(__file__).parent
 _SHOW_ENV = (
     "import os; print(os.environ.get('MEDSTORE_CONTRACT_SET', '-'), "
     "os.environ.get('MEDSTORE_CONTRACT_GONE', '-'))"
 )
 
 
+@pytest.mark.contract
 def test_each_test_runs_once_per_write_path_named_in_its_id(
     request: pytest.FixtureRequest, write_path: WritePath
 ) -> None:
@@ -31,6 +33,7 @@ def test_each_test_runs_once_per_write_path_named_in_its_id(
         assert os.environ.get(key) == value
 
 
+@pytest.mark.contract
 def test_activate_sets_and_unsets_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDSTORE_CONTRACT_GONE", "1")
     path = WritePath("x", env={"MEDSTORE_CONTRACT_SET": "j", "MEDSTORE_CONTRACT_GONE": None})
@@ -47,6 +50,7 @@ def test_activate_sets_and_unsets_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert os.environ["MEDSTORE_CONTRACT_GONE"] == "1"
 
 
+@pytest.mark.contract
 def test_make_store_opens_stores_with_the_path_options(
     make_store: MakeStore, write_path: WritePath, tmp_path: Path
 ) -> None:
@@ -61,31 +65,25 @@ def test_make_store_opens_stores_with_the_path_options(
         factory.close_all()
 
 
-def test_only_marked_modules_are_parametrized() -> None:
-    listed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(_TESTS / "test_contract_suite.py"),
-            str(_TESTS / "test_architecture.py"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=_TESTS.parent,
-    ).stdout.splitlines()
-    ours = [line for line in listed if "test_contract_suite.py::" in line]
-    others = [line for line in listed if "test_architecture.py::" in line]
-    assert ours and others
-    names = [path.name for path in WRITE_PATHS]
-    per_test: dict[str, list[str]] = {}
-    for line in ours:
-        test, _, param = line.partition("[")
-        per_test.setdefault(test, []).append(param.rstrip("]").split("-")[-1])
-    assert all(sorted(params) == sorted(names) for params in per_test.values()), per_test
-    assert not any(f"[{name}]" in line or f"-{name}]" in line for line in others for name in names)
+@pytest.mark.contract
+def test_every_marked_test_runs_on_every_path_and_no_other_test_does(
+    request: pytest.FixtureRequest,
+) -> None:
+    names = {path.name for path in WRITE_PATHS}
+    runs: dict[str, set[str]] = {}
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker(MARKER) is None:
+            assert "write_path" not in params, item.nodeid
+        else:
+            runs.setdefault(item.nodeid.partition("[")[0], set()).add(params["write_path"].name)
+    assert runs and all(paths == names for paths in runs.values()), runs
+
+
+def test_an_unmarked_test_runs_once_on_the_default_path(
+    request: pytest.FixtureRequest, write_path: WritePath
+) -> None:
+    assert request.node.get_closest_marker(MARKER) is None
+    assert "write_path" not in getattr(getattr(request.node, "callspec", None), "params", {})
+    assert write_path is WRITE_PATHS[0]
+    assert "[" not in request.node.name
