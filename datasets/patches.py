@@ -191,7 +191,7 @@ class PatchDataset(StoreDataset):
         """
         record, slot = self._index.item(index)
         rng = self._generator(record, slot)
-        spatial = as_volume(image_volume(self._cache, record).array).shape[1:]
+        spatial = _spatial(image_volume(self._cache, record).array)
         size = self._patch.size
         centre = (
             self._foreground_voxel(record, rng) if rng.random() < self._patch.foreground else None
@@ -238,7 +238,7 @@ class PatchDataset(StoreDataset):
             luts=self._luts,
         )
         item = assembler.item(record, slot, shared_image=shared)
-        spatial = as_volume(image_volume(self._cache, record).array).shape[1:]
+        spatial = _spatial(image_volume(self._cache, record).array)
         if self._patch.pad_value != 0:
             _pad_outside(item["image"], origin, spatial, self._patch.pad_value)
         if "metainfo" in item:
@@ -248,6 +248,12 @@ class PatchDataset(StoreDataset):
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, patches {self._patch.size} x {self._patch.per_volume})"
+
+
+def _spatial(array: VolumeArray) -> tuple[int, ...]:
+    """``(D, H, W)`` of a channels-first array (a 2-D image has ``D = 1``), without reading it."""
+    shape = tuple(int(n) for n in array.shape[1:])
+    return shape if len(shape) == 3 else (1, *shape)
 
 
 def _no_frames(array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
