@@ -153,6 +153,11 @@ def _bbox(el: ET.Element) -> BoundingBox:
     )
 
 
+# Every field is given, so one shared "fields set" per class is exact (saves a set per node).
+_NODE_FIELDS = set(SkeletonNode.model_fields)
+_EDGE_FIELDS = set(SkeletonEdge.model_fields)
+
+
 def _finite(el: ET.Element, name: str) -> float | None:
     value = _get(el, name, float)
     if value is not None and not math.isfinite(value):
@@ -185,6 +190,7 @@ def _node(el: ET.Element) -> SkeletonNode:
     if "rotX" in attrs or "rotY" in attrs or "rotZ" in attrs:
         rotation = (_need_float(el, "rotX"), _need_float(el, "rotY"), _need_float(el, "rotZ"))
     return SkeletonNode.model_construct(
+        _NODE_FIELDS,
         id=_need_int(el, "id"),
         position=position,
         radius=_finite(el, "radius") if "radius" in attrs else None,
@@ -200,7 +206,7 @@ def _node(el: ET.Element) -> SkeletonNode:
 
 def _edge(el: ET.Element) -> SkeletonEdge:
     return SkeletonEdge.model_construct(
-        source=_need_int(el, "source"), target=_need_int(el, "target")
+        _EDGE_FIELDS, source=_need_int(el, "source"), target=_need_int(el, "target")
     )
 
 
