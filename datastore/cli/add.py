@@ -68,8 +68,13 @@ def _walk(
             series = [d for d in dirs if is_series(here / d)]
             found.extend(here / d for d in series)
             dirs[:] = [d for d in dirs if d not in series]
+        data_files: set[str] = set()  # a .nhdr's data file is part of its image, not one
+        if any(name.lower().endswith(".nhdr") for name in files):
+            from ..imaging.nrrd_files import data_names_in
+
+            data_files = data_names_in(here, files)
         for name in sorted(files):
-            if derive_id(name, patterns) is None:
+            if derive_id(name, patterns) is None or name in data_files:
                 continue
             if not os.path.isfile(here / name):
                 logger.warning(

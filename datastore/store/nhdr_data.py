@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+# The imaging stack is imported only when a .nhdr is met (opening a store stays light).
 import contextlib
 import os
 from pathlib import Path
@@ -27,7 +28,6 @@ from typing import Any
 
 from ..errors import ImageReadError, InvalidIdError
 from ..ids import resolve_inside
-from ..imaging.nrrd_files import data_file_names, data_files, is_detached_header
 from .session import StoreSession
 from .transaction import Transaction
 from .vanished import RECORD_NAME
@@ -35,6 +35,11 @@ from .vanished import RECORD_NAME
 __all__ = ["DetachedData"]
 
 _RESERVED = {".lock", ".medstore", RECORD_NAME}
+
+
+def is_detached_header(name: str) -> bool:
+    """Whether a file name is a ``.nhdr`` (checked before the imaging stack is imported)."""
+    return name.lower().endswith(".nhdr")
 
 
 class DetachedData:
@@ -58,6 +63,8 @@ class DetachedData:
         path = self._session.layout.image_path(image_id, ext)
         if path.is_symlink():
             return ()
+        from ..imaging.nrrd_files import data_file_names
+
         with contextlib.suppress(ImageReadError):
             return data_file_names(path)
         return ()
@@ -83,6 +90,8 @@ class DetachedData:
         """
         if not is_detached_header(source.name):
             return []
+        from ..imaging.nrrd_files import data_file_names, data_files
+
         layout = self._session.layout
         header_name = image_id + ext
         replaced = self.stored_names(image_id, old["image"]) if old else ()
@@ -115,7 +124,19 @@ class DetachedData:
             self._session.staging.discard(path)
 
     def place(self, txn: Transaction, staged: list[tuple[Path, Path]]) -> None:
-        """Add the steps putting staged data files at their destinations."""
+        """Add the steps putting staged data files at their destinations.
+
+        Raises:
+            InvalidIdError: Another image of the same transaction stores a data file of that
+                name (two headers naming one ``data.raw``); the staged files are deleted.
+        """
+        for _, dest in staged:
+            if dest in txn.sources:
+                self.discard(staged)
+                raise InvalidIdError(
+                    f"two images added together both have a detached data file named "
+                    f"{dest.name!r}; rename one (and the 'data file' field of its header)"
+                )
         for path, dest in staged:
             txn.replace(path, dest, None, self._session.layout.root)
 
@@ -131,6 +152,8 @@ class DetachedData:
         """Add the steps bringing back the data file kept beside a trashed header."""
         if not is_detached_header(trashed_header.name):
             return
+        from ..imaging.nrrd_files import data_file_names
+
         layout = self._session.layout
         with contextlib.suppress(ImageReadError):
             for name in data_file_names(trashed_header):

@@ -372,3 +372,30 @@ def test_nhdr_data_that_cannot_be_stored_beside_it_is_refused(tmp_path: Path) ->
         assert store.list_images() == []
         store.add_image("x", src / "x.nhdr", link=True)  # a link reads it in place
         assert read_image(store.get_image_uri("x")).array.size == 24
+
+
+def test_two_headers_naming_one_data_file_are_refused(tmp_path: Path) -> None:
+    header = "NRRD0004\ntype: int32\ndimension: 3\nsizes: 4 3 2\nencoding: raw\n"
+    for name, folder in (("a", "one"), ("b", "two")):
+        (tmp_path / folder).mkdir()
+        np.arange(24, dtype=np.int32).tofile(tmp_path / folder / "data.raw")
+        (tmp_path / folder / f"{name}.nhdr").write_text(header + "data file: data.raw\n\n")
+    with LocalDatastore(tmp_path / "store", extensions=NHDR_PATTERNS) as store:
+        with pytest.raises(InvalidIdError, match=r"detached data file named 'data\.raw'"):
+            store.add_images([tmp_path / "one" / "a.nhdr", tmp_path / "two" / "b.nhdr"])
+        assert store.list_images() == []
+        store.add_image("", tmp_path / "one" / "a.nhdr")
+        with pytest.raises(InvalidIdError, match=r"'data\.raw' would be stored at data\.raw"):
+            store.add_image("", tmp_path / "two" / "b.nhdr")
+        assert store.list_images() == ["a"]
+        assert not any((tmp_path / "store" / ".medstore" / "pending").glob("staged-*"))
+
+
+def test_cli_add_of_a_folder_adds_the_nhdr_not_its_data_file(tmp_path: Path, cli: Run) -> None:
+    _nhdr(tmp_path / "src", "case")
+    root = tmp_path / "store"
+    assert cli("init", root)[0] == 0
+    ext = ("--ext", "*.nhdr", "--ext", "*.gz")
+    assert cli("--store", root, *ext, "add", tmp_path / "src")[0] == 0
+    with LocalDatastore(root, extensions=NHDR_PATTERNS) as store:
+        assert store.list_images() == ["case"]
