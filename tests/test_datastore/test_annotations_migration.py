@@ -88,3 +88,22 @@ def test_a_write_stores_the_current_version(store: LocalDatastore) -> None:
     assert doc["annotations"][0]["points"] == [[53.0, 43.0, 3.0]]
     (again,) = anns.list("case", include_deleted=True)
     assert again.points == [(53.0, 43.0, 3.0)]  # not migrated twice
+
+
+def test_version_1_skeleton_records_read_with_typed_fields(store: LocalDatastore) -> None:
+    _write_v1(store, [
+        {"id": "sk", "identifier": "skeleton", "annotation_type": "skeleton", "scope": "image",
+         "experiment": {"name": "ct_1", "organization": "org", "extra": "kept"},
+         "meta": [["username", "Jane"], ["annotationId", "a1"], ["writer", "wk"]],
+         "parameters": {"time": {"ms": "1700000000000"}, "zoomLevel": {"zoom": "2.5"}},
+         "voxel_size": {"x": 1.0, "y": 1.0, "z": 1.0, "unit": "nanometer"},
+         "volumes": [{"id": 0, "name": "seg", "segments": [
+             {"id": 1, "anchor_position": [1.0, 2.0, 3.0]}]}]},
+    ])  # fmt: skip
+    (sk,) = LocalDatastore(store.root).annotations.list("case")
+    assert (sk.id, sk.dataset_name, sk.organization_id, sk.experiment) == (  # type: ignore[attr-defined]
+        "sk", "ct_1", "org", {"extra": "kept"},
+    )  # fmt: skip
+    assert (sk.owner_name, sk.annotation_id, sk.metadata) == ("Jane", "a1", {"writer": "wk"})  # type: ignore[attr-defined]
+    assert (sk.time, sk.zoom_level, sk.parameters) == (1700000000000, 2.5, {})  # type: ignore[attr-defined]
+    assert sk.volumes[0].segments[0].anchor_position == (1, 2, 3)  # type: ignore[attr-defined]
