@@ -176,3 +176,59 @@ def test_datamint_entities_with_hostile_values_round_trip_both_ways(tmp_path: Pa
     )
     for key, seen in reread.items():
         assert seen["dump"] == written[key]["entity"], key
+
+
+DATAMINT_GEOMETRIES = """
+import json, sys
+import nibabel as nib
+from datamint.entities.annotations import BoxGeometry, LineGeometry, PointGeometry, RegionGeometry
+out = {}
+for path in sys.argv[1:]:
+    img = nib.load(path)
+    out[path] = {
+        "box": BoxGeometry.from_coordinates((1, 2), (5, 7), frame_index=3, metadata=img).to_dict(),
+        "line": LineGeometry.from_coordinates((1, 2), (5, 7.5), frame_index=2,
+                                              metadata=img).to_dict(),
+        "point": PointGeometry.from_coordinates((4, 1), frame_index=0, metadata=img).to_dict(),
+        "region": RegionGeometry.from_coordinates([(0, 0), (3, 0), (3, 3)], closed=True,
+                                                  frame_index=1, metadata=img).to_dict(),
+        "pixel_box": BoxGeometry.from_coordinates((1, 2), (5, 7), frame_index=3).to_dict(),
+    }
+print(json.dumps(out))
+"""
+
+
+def test_datamint_geometry_constructors_match_datamints(tmp_path: Path) -> None:
+    from medstore.datastore.interop.datamint_geometry import (
+        BoxGeometry,
+        LineGeometry,
+        PointGeometry,
+        RegionGeometry,
+    )
+
+    paths = []
+    for n, codes in enumerate(CODES[:3]):
+        affine = affine_for_codes(codes, (0.8, 1.1, 2.5), (9, 10, 11))
+        paths.append(make_nifti(tmp_path / f"g{n}.nii", np.zeros((9, 10, 11), np.int16), affine))
+    out = realenv("datamint").run(["-c", DATAMINT_GEOMETRIES, *map(str, paths)], cwd=tmp_path)
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    for path in paths:
+        grid = ImageGrid.of_file(path)
+        ours = {
+            "box": BoxGeometry.from_coordinates((1, 2), (5, 7), frame_index=3, metadata=grid),
+            "line": LineGeometry.from_coordinates((1, 2), (5, 7.5), frame_index=2, metadata=grid),
+            "point": PointGeometry.from_coordinates((4, 1), frame_index=0, metadata=grid),
+            "region": RegionGeometry.from_coordinates(
+                [(0, 0), (3, 0), (3, 3)], closed=True, frame_index=1, metadata=grid
+            ),
+            "pixel_box": BoxGeometry.from_coordinates((1, 2), (5, 7), frame_index=3),
+        }
+        for key, geometry in ours.items():
+            mine, seen = geometry.to_dict(), theirs[str(path)][key]
+            assert set(mine) == set(seen), (path, key)
+            for field, value in seen.items():
+                if isinstance(value, list):
+                    assert np.allclose(np.array(mine[field], float), np.array(value, float),
+                                       atol=1e-4), (path, key, field)  # fmt: skip
+                else:
+                    assert mine[field] == value, (path, key, field)

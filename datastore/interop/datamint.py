@@ -54,6 +54,7 @@ from ..annotations.shapes import (
 )
 from ..errors import AnnotationError
 from .datamint_coords import datamint_to_native, native_to_datamint, slice_axis
+from .datamint_geometry import Geometry
 
 __all__ = ["from_datamint", "to_datamint"]
 
@@ -187,6 +188,12 @@ def from_datamint(d: Mapping[str, Any], *, image: ImageGrid | None = None) -> An
         raise AnnotationError("a Datamint annotation must be a JSON object")
     if isinstance(d.get("model_dump_json"), Mapping):
         d = d["model_dump_json"]
+    if isinstance(d.get("geometry"), Geometry):  # a typed Datamint geometry object
+        geometry = d["geometry"]
+        d = {
+            **d,
+            "geometry": {**geometry.to_dict(), "coordinate_system": geometry.coordinate_system},
+        }
     kind = d.get("annotation_type", d.get("type"))
     cls = _TYPES.get(str(kind)) or annotation_class(str(kind))
     fields: dict[str, Any] = {

@@ -54,3 +54,26 @@ def test_annotation_type_names() -> None:
     assert annotation_class(AnnotationType.INTEGER).TYPE == "numeric"
     with pytest.raises(AnnotationError, match="unknown annotation type 'angle'"):
         annotation_class(AnnotationType.ANGLE)
+
+
+def test_geometry_objects_and_from_coordinates() -> None:
+    from medstore.datastore.annotations.grid import ImageGrid
+    from medstore.datastore.interop.datamint import from_datamint
+    from medstore.datastore.interop.datamint_geometry import BoxGeometry, PointGeometry
+
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    affine[:3, 3] = (-100, -120, -50)
+    grid = ImageGrid(native_affine=affine, native_shape=(64, 64, 32), format="nifti1")
+    box = BoxGeometry.from_coordinates((10, 20), (50, 60), frame_index=3, metadata=grid)
+    assert (box.coordinate_system, box.point1, box.point2) == (
+        "patient", (92.0, 104.0, -42.5), (60.0, 72.0, -42.5),
+    )  # fmt: skip
+    assert set(box.to_dict()) == {"points", "viewPlaneNormal", "viewUp"}
+    ann = from_datamint({"type": "square", "identifier": "n", "scope": "image", "geometry": box})
+    assert isinstance(ann, BoxAnnotation) and ann.points[0] == (-92.0, -104.0, -42.5)
+    pixel = PointGeometry.from_coordinates((5, 6), frame_index=2)
+    assert (pixel.coordinate_system, pixel.point) == ("pixel", (5.0, 6.0, 2.0))
+    with pytest.raises(AnnotationError, match="needs 4 points"):
+        BoxGeometry(points=[(0, 0, 0)])
+    with pytest.raises(AnnotationError, match="slice_plane"):
+        PointGeometry.from_coordinates((1, 2), slice_plane="sagittal")
