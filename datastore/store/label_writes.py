@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import ImageReadError, LabelGeometryError, LabelNotFoundError
 from ..ids import split_source_name, validate_tag
 from ..imaging import check_label_geometry, label_nifti_bytes, probe_image
+from ..imaging.seg_extent import padded_seg_nrrd
 from ..imaging.seg_nrrd import (
     Segmentation,
     is_segmentation_name,
@@ -111,6 +112,8 @@ class LabelWriter:
                 _, ext = split_source_name(label_filename, self._extensions)
                 staged, checksum = self._session.staging.copy_file(label_filename, ext)
                 shown = Path(label_filename).name
+                if is_segmentation_name(ext) and not force:  # Slicer saves some cropped: padded
+                    staged, checksum = self._pad_cropped(txn, staged, checksum, image_path, shown)
             if not force:
                 what = f"label {label_tag!r} of image {image_id!r}"
                 self._check_fits(txn, staged, image_path, shown=shown, what=what)
@@ -134,6 +137,21 @@ class LabelWriter:
             txn.discard_one(staged)
             reason = str(err).replace(str(staged), shown)
             raise type(err)(f"{what}: {reason}") from err
+
+    def _pad_cropped(
+        self, txn: Transaction, staged: Path, checksum: str, image_path: Path, shown: str
+    ) -> tuple[Path, str]:
+        """A ``.seg.nrrd`` saved cropped on its image's grid, padded (else kept as it is)."""
+        try:
+            data = padded_seg_nrrd(staged, image_path, shown=shown)
+        except BaseException:
+            txn.discard_one(staged)
+            raise
+        if data is None:
+            return staged, checksum
+        txn.discard_one(staged)
+        padded = self._session.staging.write_bytes(data, ".seg.nrrd")
+        return padded, f"SHA256:{hashlib.sha256(data).hexdigest()}"
 
     def _stage_array(
         self, array: np.ndarray | Segmentation, image_path: Path
