@@ -22,7 +22,8 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -31,9 +32,10 @@ from ..imaging import read_image
 
 if TYPE_CHECKING:
     from ..store.local import LocalDatastore
-    from .case_export import ExportCase
+
 
 __all__ = [
+    "CaseFacts",
     "ChannelChoice",
     "ChannelNames",
     "ExportSelection",
@@ -45,6 +47,23 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+class CaseFacts(Protocol):
+    """What the channel rules read of an exported case (``case_export.ExportCase`` has it)."""
+
+    @property
+    def image_id(self) -> str: ...
+    @property
+    def image_path(self) -> Path: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def modality(self) -> str | None: ...
+    @property
+    def channel_names(self) -> tuple[str, ...]: ...
+
+
+_Case = TypeVar("_Case")
 _CT_FLOOR = -500.0  # CT air is about -1000 HU; MR and PET are not negative
 
 
@@ -125,7 +144,7 @@ def select_ids(store: LocalDatastore, selection: ExportSelection) -> list[str]:
     return kept
 
 
-def channel_count_problem(cases: Sequence[ExportCase]) -> str | None:
+def channel_count_problem(cases: Sequence[CaseFacts]) -> str | None:
     """A message naming the images of each channel count, when they differ (``None``: same).
 
     Examples:
@@ -145,7 +164,7 @@ def channel_count_problem(cases: Sequence[ExportCase]) -> str | None:
     return "images have different channel counts (" + "; ".join(parts) + ")"
 
 
-def _guess_modality(case: ExportCase) -> tuple[str, str]:
+def _guess_modality(case: CaseFacts) -> tuple[str, str]:
     """Guess CT or MR from the first image's lowest voxel value; returns (modality, why)."""
     try:
         low = float(np.nanmin(np.asarray(read_image(case.image_path).array)))
@@ -155,7 +174,7 @@ def _guess_modality(case: ExportCase) -> tuple[str, str]:
     return guess, f"the lowest value of {case.image_id} is {low:g}"
 
 
-def resolve_channel_names(cases: Sequence[ExportCase], choice: ChannelChoice) -> ChannelNames:
+def resolve_channel_names(cases: Sequence[CaseFacts], choice: ChannelChoice) -> ChannelNames:
     """The channel names to write, and where they came from; warns when they are guessed.
 
     Args:
@@ -197,7 +216,7 @@ def resolve_channel_names(cases: Sequence[ExportCase], choice: ChannelChoice) ->
     return ChannelNames({str(i): f"{modality}_{i}" for i in range(channels)}, source)
 
 
-def progress(cases: Sequence[ExportCase], *, enabled: bool, what: str) -> Iterator[ExportCase]:
+def progress(cases: Sequence[_Case], *, enabled: bool, what: str) -> Iterator[_Case]:
     """Iterate over ``cases`` with a tqdm bar on stderr (only on a terminal, and when enabled).
 
     Examples:
