@@ -16,14 +16,12 @@ Examples:
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import defusedxml
 import defusedxml.ElementTree as SafeET
@@ -37,8 +35,6 @@ from ..annotations.skeleton import (
     MetadataEntry,
     SegmentInfo,
     SkeletonAnnotation,
-    SkeletonEdge,
-    SkeletonNode,
     Tree,
     TreeGroup,
     VolumeLayer,
@@ -46,17 +42,13 @@ from ..annotations.skeleton import (
 )
 from ..durable import atomic_write_bytes
 from ..errors import AnnotationError
+from .nml_values import _bool, _colour, _get, _int, _ivec, _number, _vec, read_edge, read_node
 from .nml_writer import dump_nml
 
 __all__ = ["MAX_NML_BYTES", "dump_nml", "load_nml", "parse_nml", "save_nml"]
 
 #: Largest NML (uncompressed) read, against zip bombs.
 MAX_NML_BYTES = 512 * 1024 * 1024
-_T = TypeVar("_T")
-_NODE_ATTRS = frozenset({
-    "id", "x", "y", "z", "radius", "rotX", "rotY", "rotZ",
-    "inVp", "inMag", "bitDepth", "interpolation", "time",
-})  # fmt: skip
 _ANCHOR = ("anchorPositionX", "anchorPositionY", "anchorPositionZ")
 _COLOUR = ("color.r", "color.g", "color.b", "color.a")
 _SEGMENT_ATTRS = frozenset({"id", "name", "created", *_ANCHOR, *_COLOUR})
@@ -64,56 +56,6 @@ _VOLUME_ATTRS = frozenset({"id", "name", "location", "fallbackLayer", "format", 
 
 
 # ---------------------------------------------------------------------------------- reading
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
-
-
-def _get(
-    el: ET.Element, name: str, conv: Callable[[str], _T], *, required: bool = False
-) -> _T | None:
-    raw = el.get(name)
-    if raw is None:
-        if required:
-            raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
-        return None
-    try:
-        return conv(raw)
-    except ValueError as err:
-        raise AnnotationError(f"<{el.tag}> has a bad {name!r}: {raw!r}") from err
-
-
-def _number(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
-
-
-def _int(text: str) -> int:
-    return int(float(text)) if "." in text or "e" in text.lower() else int(text)
-
-
-def _colour(el: ET.Element) -> tuple[float, float, float, float] | None:
-    parts = [_get(el, f"color.{c}", float) for c in "rgba"]
-    if all(p is None for p in parts):
-        return None
-    r, g, b, a = (1.0 if p is None else p for p in parts)
-    return (r, g, b, a)
-
-
-def _vec(el: ET.Element, names: tuple[str, str, str]) -> tuple[float, float, float] | None:
-    values = [_get(el, n, float) for n in names]
-    if any(v is None for v in values):
-        return None
-    x, y, z = (float(v or 0.0) for v in values)
-    return (x, y, z)
 
 
 def _metadata(parent: ET.Element | None) -> list[MetadataEntry]:
@@ -154,62 +96,6 @@ def _bbox(el: ET.Element) -> BoundingBox:
 
 
 # Every field is given, so one shared "fields set" per class is exact (saves a set per node).
-_NODE_FIELDS = set(SkeletonNode.model_fields)
-_EDGE_FIELDS = set(SkeletonEdge.model_fields)
-
-
-def _finite(el: ET.Element, name: str) -> float | None:
-    value = _get(el, name, float)
-    if value is not None and not math.isfinite(value):
-        raise AnnotationError(f"<{el.tag}> {name!r} must be finite, got {value}")
-    return value
-
-
-def _need_float(el: ET.Element, name: str) -> float:
-    value = _finite(el, name)
-    if value is None:
-        raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
-    return value
-
-
-def _need_int(el: ET.Element, name: str) -> int:
-    value = _get(el, name, _int, required=True)
-    if value is None:  # pragma: no cover - _get raises first
-        raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
-    return value
-
-
-def _node(el: ET.Element) -> SkeletonNode:
-    # Built without pydantic's per-field validation (millions of nodes): every value is
-    # checked here instead, with the same rules (ints, finite floats, booleans).
-    attrs = el.attrib
-    if not ("x" in attrs and "y" in attrs and "z" in attrs):
-        raise AnnotationError("<node> needs x, y and z")
-    position = (_need_float(el, "x"), _need_float(el, "y"), _need_float(el, "z"))
-    rotation = None
-    if "rotX" in attrs or "rotY" in attrs or "rotZ" in attrs:
-        rotation = (_need_float(el, "rotX"), _need_float(el, "rotY"), _need_float(el, "rotZ"))
-    return SkeletonNode.model_construct(
-        _NODE_FIELDS,
-        id=_need_int(el, "id"),
-        position=position,
-        radius=_finite(el, "radius") if "radius" in attrs else None,
-        rotation=rotation,
-        in_vp=_get(el, "inVp", _int),
-        in_mag=_get(el, "inMag", _int),
-        bit_depth=_get(el, "bitDepth", _int),
-        interpolation=_get(el, "interpolation", _bool),
-        time=_get(el, "time", _int),
-        extra={k: v for k, v in attrs.items() if k not in _NODE_ATTRS},
-    )
-
-
-def _edge(el: ET.Element) -> SkeletonEdge:
-    return SkeletonEdge.model_construct(
-        _EDGE_FIELDS, source=_need_int(el, "source"), target=_need_int(el, "target")
-    )
-
-
 def _tree(el: ET.Element) -> Tree:
     nodes_el, edges_el = el.find("nodes"), el.find("edges")
     return Tree(
@@ -219,8 +105,8 @@ def _tree(el: ET.Element) -> Tree:
         is_visible=_get(el, "isVisible", _bool),
         group_id=_get(el, "groupId", _int),
         type=el.get("type"),
-        nodes=[_node(n) for n in (nodes_el.iterfind("node") if nodes_el is not None else [])],
-        edges=[_edge(e) for e in (edges_el.iterfind("edge") if edges_el is not None else [])],
+        nodes=[read_node(n) for n in (nodes_el.iterfind("node") if nodes_el is not None else [])],
+        edges=[read_edge(e) for e in (edges_el.iterfind("edge") if edges_el is not None else [])],
         metadata=_metadata(el.find("metadata")),
     )
 
@@ -258,14 +144,6 @@ def _volume(el: ET.Element) -> VolumeLayer:
         segments=segments,
         extra={k: v for k, v in el.attrib.items() if k not in _VOLUME_ATTRS},
     )
-
-
-def _ivec(el: ET.Element, names: tuple[str, str, str]) -> tuple[int, int, int] | None:
-    values = [_get(el, n, _int) for n in names]
-    if any(v is None for v in values):
-        return None
-    x, y, z = (int(v or 0) for v in values)
-    return (x, y, z)
 
 
 def _parameters(el: ET.Element | None, fields: dict[str, Any]) -> None:
