@@ -152,6 +152,21 @@ class Folder:
         except OSError:
             return False
 
+    def lexists(self, entry: str) -> bool:
+        """Whether the entry exists (a dangling link counts)."""
+        try:
+            self.lstat(entry)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def is_real_dir(self, entry: str) -> bool:
+        """Whether the entry is a folder (not a link to one)."""
+        try:
+            return stat.S_ISDIR(self.lstat(entry).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
     def sync(self) -> None:
         """Flush the folder's entries to disk (no-op without a descriptor)."""
         if self.fd is not None:
@@ -268,10 +283,10 @@ def lstat(path: str | os.PathLike[str]) -> os.stat_result:
 def lexists(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` exists as an entry (a dangling link counts)."""
     try:
-        lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
+        with parent(path) as (held, name):
+            return held.lexists(name)
+    except (FileNotFoundError, NotADirectoryError):  # a folder on the way is missing
         return False
-    return True
 
 
 def is_link(path: str | os.PathLike[str]) -> bool:
@@ -285,8 +300,9 @@ def is_link(path: str | os.PathLike[str]) -> bool:
 def is_real_dir(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder (not a link to one)."""
     try:
-        return stat.S_ISDIR(lstat(path).st_mode)
-    except (FileNotFoundError, NotADirectoryError):
+        with parent(path) as (held, name):
+            return held.is_real_dir(name)
+    except (FileNotFoundError, NotADirectoryError):  # a folder on the way is missing
         return False
 
 

@@ -125,36 +125,51 @@ def _under(root: Path, rel: str) -> Path:
     return root / rel
 
 
-def _keep_copy(dest: Path, keep: Path) -> None:
-    nofollow.makedirs(keep.parent)
-    if nofollow.is_real_dir(dest):
-        nofollow.copy_tree(dest, keep, mode=new_file_mode())
-        return
-    try:
-        nofollow.link(dest, keep)
-    except UnsafePathError:
-        raise
-    except OSError:
-        atomic_copy(dest, keep, point="history")
+def _keep_copy(dest_dir: nofollow.Folder, dest_name: str, keep: Path) -> bool:
+    """Keep the current ``dest`` at ``keep`` (a hard link, else a copy) unless already kept."""
+    with nofollow.parent(keep, create=True) as (keep_dir, keep_name):
+        if keep_dir.lexists(keep_name):
+            return False
+        dest = dest_dir.path / dest_name
+        if dest_dir.is_real_dir(dest_name):
+            nofollow.copy_tree(dest, keep, mode=new_file_mode())
+            return True
+        try:
+            os.link(
+                dest_dir.name(dest_name),
+                keep_dir.name(keep_name),
+                src_dir_fd=dest_dir.fd,
+                dst_dir_fd=keep_dir.fd,
+                follow_symlinks=False,
+            )
+        except OSError:  # no hard links here (exFAT)
+            atomic_copy(dest, keep, point="history")
+        return True
 
 
-def _inherit_mode(dest: Path, src: Path) -> None:
+def _inherit_mode(dest_dir: nofollow.Folder, dest: str, src_dir: nofollow.Folder, src: str) -> None:
     """Give ``src`` the permission bits and group of the regular file it is about to replace."""
     try:
-        st = nofollow.lstat(dest)
+        st = dest_dir.lstat(dest)
     except FileNotFoundError:
         return
-    if not stat.S_ISREG(st.st_mode) or not stat.S_ISREG(nofollow.lstat(src).st_mode):
+    if not stat.S_ISREG(st.st_mode) or not stat.S_ISREG(src_dir.lstat(src).st_mode):
         return
-    fd = nofollow.open_fd(src, os.O_RDONLY)
+    fd = src_dir.open(src, os.O_RDONLY)
     try:
-        target: int | Path = fd if os.chmod in os.supports_fd else src
+        target: int | str = fd if os.chmod in os.supports_fd else src_dir.name(src)
         chmod_if_supported(target, stat.S_IMODE(st.st_mode))
         if hasattr(os, "chown"):
             with contextlib.suppress(OSError):
                 os.chown(target, -1, st.st_gid)
     finally:
         os.close(fd)
+
+
+def _replace_in(src_dir: nofollow.Folder, src: str, dest_dir: nofollow.Folder, dest: str) -> None:
+    os.replace(
+        src_dir.name(src), dest_dir.name(dest), src_dir_fd=src_dir.fd, dst_dir_fd=dest_dir.fd
+    )
 
 
 def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
@@ -171,14 +186,21 @@ def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
         src = _under(root, step["src"])
         if not nofollow.lexists(src):
             return
-        if keep is not None and nofollow.lexists(dest) and not nofollow.lexists(keep):
-            _keep_copy(dest, keep)
-            touched.add(keep.parent)
-        nofollow.makedirs(dest.parent)
-        _inherit_mode(dest, src)
-        if nofollow.is_real_dir(dest):
-            nofollow.rmtree(dest)
-        nofollow.replace(src, dest)
+        # Each folder is walked once from the root (no link followed) and held for the step.
+        with (
+            nofollow.parent(src) as (src_dir, src_name),
+            nofollow.parent(dest, create=True) as (dest_dir, dest_name),
+        ):
+            if (
+                keep is not None
+                and dest_dir.lexists(dest_name)
+                and _keep_copy(dest_dir, dest_name, keep)
+            ):
+                touched.add(keep.parent)
+            _inherit_mode(dest_dir, dest_name, src_dir, src_name)
+            if dest_dir.is_real_dir(dest_name):
+                nofollow.rmtree(dest)
+            _replace_in(src_dir, src_name, dest_dir, dest_name)
         touched.update((dest.parent, src.parent))
         return
     if step.get("unlink"):
@@ -186,9 +208,14 @@ def run_step(root: Path, step: dict[str, Any], touched: set[Path]) -> None:
             nofollow.unlink(dest)
             touched.add(dest.parent)
         return
-    if keep is not None and nofollow.lexists(dest) and not nofollow.lexists(keep):
-        nofollow.makedirs(keep.parent)
-        nofollow.replace(dest, keep)
+    if keep is not None and nofollow.lexists(dest):
+        with (
+            nofollow.parent(dest) as (dest_dir, dest_name),
+            nofollow.parent(keep, create=True) as (keep_dir, keep_name),
+        ):
+            if keep_dir.lexists(keep_name):
+                return
+            _replace_in(dest_dir, dest_name, keep_dir, keep_name)
         touched.update((keep.parent, dest.parent))
 
 
