@@ -261,10 +261,8 @@ class AckLog:
             now = _current(doc, key)
             if now == claim.after:
                 continue
-            if now not in claim.superseded:
-                forget.append(list(key))
-                continue
-            if not self._files_agree(key, claim.after, now):
+            if now not in claim.superseded or not self._files_agree(key, claim.after, now):
+                forget.append(list(key))  # changed on purpose since: the other program's wins
                 continue
             kind, image_id, tag = key
             if kind == "i":
