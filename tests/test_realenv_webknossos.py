@@ -42,6 +42,7 @@ print(json.dumps({"voxel_size": list(skeleton.voxel_size), "trees": trees}))
 def test_medstore_reads_a_skeleton_webknossos_wrote(tmp_path: Path) -> None:
     realenv("webknossos").run(WK_WRITES, cwd=tmp_path, env=QUIET)
     skeleton = load_nml(tmp_path / "from_wk.nml")
+    assert skeleton.identifier == "from_wk"  # named after the file, as Annotation.load names it
     assert (skeleton.voxel_size.x, skeleton.voxel_size.y, skeleton.voxel_size.z) == (2.0, 2.0, 3.0)
     [tree] = skeleton.trees
     assert tree.name == "artery"

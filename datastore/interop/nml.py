@@ -20,7 +20,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import defusedxml
@@ -234,8 +234,8 @@ def _skeleton(root: ET.Element, identifier: str, trees: list[Tree]) -> SkeletonA
     return SkeletonAnnotation(**fields)
 
 
-def _read_zip(path: Path) -> bytes:
-    """The one NML of an annotation zip (volume data members are left for ``wk_volume``)."""
+def _read_zip(path: Path) -> tuple[str, bytes]:
+    """The stem and text of the one NML of an annotation zip (volume data is ``wk_volume``'s)."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = [i for i in archive.infolist() if not i.is_dir()]
@@ -248,17 +248,18 @@ def _read_zip(path: Path) -> bytes:
                 data = handle.read(MAX_NML_BYTES + 1)  # the header's size may lie
             if len(data) > MAX_NML_BYTES:
                 raise AnnotationError(f"{nmls[0].filename} is larger than {MAX_NML_BYTES} bytes")
-            return data
+            return PurePosixPath(nmls[0].filename).stem, data
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
         raise AnnotationError(f"{path.name} is not a valid zip file: {err}") from err
 
 
-def load_nml(path: str | os.PathLike[str], *, identifier: str = "skeleton") -> SkeletonAnnotation:
+def load_nml(path: str | os.PathLike[str], *, identifier: str | None = None) -> SkeletonAnnotation:
     """Read an ``.nml`` file, or a ``.zip`` holding one.
 
     Args:
         path: The file.
-        identifier: The annotation's name.
+        identifier: The annotation's name; by default, as webknossos' ``Annotation.load`` names
+            it, the stem of the ``.nml`` file (for a zip, of the ``.nml`` inside it).
 
     Returns:
         The skeleton annotation.
@@ -268,12 +269,12 @@ def load_nml(path: str | os.PathLike[str], *, identifier: str = "skeleton") -> S
     """
     path = Path(path)
     if zipfile.is_zipfile(path):
-        data = _read_zip(path)
+        stem, data = _read_zip(path)
     else:
         if path.stat().st_size > MAX_NML_BYTES:
             raise AnnotationError(f"{path.name} is larger than {MAX_NML_BYTES} bytes")
-        data = path.read_bytes()
-    return parse_nml(data, identifier=identifier)
+        stem, data = path.stem, path.read_bytes()
+    return parse_nml(data, identifier=(stem or "skeleton") if identifier is None else identifier)
 
 
 # ---------------------------------------------------------------------------------- writing

@@ -179,3 +179,14 @@ def test_volume_layer_becomes_a_label_and_back_on_a_non_ras_image(tmp_path: Path
     assert store.annotations.get("ct", ann_id).class_map == {5: "segment 5"}
     out = label_to_volume_zip(store, "ct", "wk", tmp_path / "back.zip", layer_name="tumour")
     assert (read_volume_layer(out, "tumour") == labels).all()
+
+
+def test_load_nml_names_the_annotation_after_the_file(tmp_path: Path) -> None:
+    # webknossos' Annotation.load names the annotation after the .nml file's stem, or after the
+    # stem of the one .nml inside a zip; an explicit identifier still wins.
+    sk = SkeletonAnnotation(identifier="x", voxel_size=VoxelSize(x=1, y=1, z=1), trees=_one_tree())
+    nml = save_nml(sk, tmp_path / "cortex_run2.nml")
+    assert load_nml(nml).identifier == "cortex_run2"
+    assert load_nml(save_nml(sk, tmp_path / "packed.zip")).identifier == "packed"
+    assert load_nml(VOLUME_ZIP).name == "vol"  # the zip holds vol.nml
+    assert load_nml(nml, identifier="mine").identifier == "mine"
