@@ -135,6 +135,11 @@ def test_a_deliberate_deletion_by_the_other_program_is_not_undone(
     store.update_image_info("b", {"x": 1})
     assert "reviewed" not in store.get_labels_by_image_id("a")
     assert "reviewed" not in _on_disk(store.root)["a"]["labels"]
+    # medstore's claim is forgotten: the same file name coming back is not medstore's label
+    shutil.copy(label_file, store.root / "labels" / "reviewed" / "a.nii.gz")
+    other.write()
+    store.update_image_info("b", {"x": 2})
+    assert "reviewed" not in _on_disk(store.root)["a"]["labels"]
 
 
 def test_a_deliberate_change_by_the_other_program_is_kept(
