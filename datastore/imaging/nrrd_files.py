@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 import nrrd
 
 from ..errors import ImageReadError
+from ..ids import derive_id
 from .nrrd import MAX_HEADER_BYTES
 
 __all__ = ["data_file_names", "data_files", "data_names_in", "is_detached_header"]
@@ -116,7 +117,11 @@ def data_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
     return tuple(out)
 
 
-def data_names_in(folder: str | os.PathLike[str], names: Iterable[str]) -> set[str]:
+def data_names_in(
+    folder: str | os.PathLike[str],
+    names: Iterable[str],
+    patterns: Sequence[str] | None = None,
+) -> set[str]:
     """The names in one folder listing that are data files of a ``.nhdr`` beside them.
 
     Each ``.nhdr`` among ``names`` has its header read (a few lines); an unreadable header
@@ -125,13 +130,21 @@ def data_names_in(folder: str | os.PathLike[str], names: Iterable[str]) -> set[s
     Args:
         folder: The folder the names were listed from.
         names: Its entries' names.
+        patterns: When given, headers are read only if another listed name matches one of
+            these patterns (otherwise no data file could be taken for an image).
 
     Returns:
         The data file names (as the headers give them) of the listed headers.
     """
+    listed = list(names)
+    headers = [name for name in listed if is_detached_header(name)]
+    if not headers or (
+        patterns is not None
+        and not any(derive_id(name, patterns) for name in listed if not is_detached_header(name))
+    ):
+        return set()
     claimed: set[str] = set()
-    for name in names:
-        if is_detached_header(name):
-            with contextlib.suppress(ImageReadError):
-                claimed.update(data_file_names(Path(folder, name)))
+    for name in headers:
+        with contextlib.suppress(ImageReadError):
+            claimed.update(data_file_names(Path(folder, name)))
     return claimed

@@ -73,7 +73,7 @@ def _scan_images(
         entries = sorted(os.scandir(layout.images), key=lambda e: e.name)
     except FileNotFoundError:
         return
-    data_files = data_names_in(layout.images, [e.name for e in entries])  # part of a .nhdr
+    data_files = data_names_in(layout.images, [e.name for e in entries], patterns)  # of a .nhdr
     for entry in entries:
         if is_hidden(entry.name) or entry.name in data_files:
             continue
