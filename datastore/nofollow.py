@@ -8,12 +8,14 @@ nothing is written where it points. Two exceptions, on purpose: the store root i
 link (it is opened once, following it), and images added with ``link=True`` are read where their
 link points (never written: replacing or removing one replaces or removes the link itself).
 
-How: a store registers its root with :func:`confine` when it opens writable. For any path under
+How: a store registers its root with :func:`confine` when it opens. For any path under
 a registered root, every function here opens the root, then each folder below it with
 ``O_NOFOLLOW | O_DIRECTORY`` relative to the one above (``openat``-style, so a link swapped in
 mid-way cannot redirect the walk), and acts on the final name relative to its parent's
 descriptor (``dir_fd``, ``src_dir_fd``/``dst_dir_fd``; a final component opened as a file also
-gets ``O_NOFOLLOW``). A rename or unlink acts on the final entry itself, never on a link's target.
+gets ``O_NOFOLLOW``). A rename or unlink acts on the final entry itself, never on a link's target:
+:mod:`.durable` refuses to replace a final name that is a link, while a transaction step replacing
+or removing a ``--link`` image moves or removes the link itself.
 Paths under no registered root (a user's export folder) behave as the plain ``os`` calls do.
 Where the platform has no ``dir_fd`` (Windows), each component is checked with ``lstat`` instead.
 
