@@ -213,6 +213,12 @@ class Annotation(BaseModel):
         """Alias of :attr:`identifier` (Datamint)."""
         return self.identifier
 
+    def _kept_text_value(self) -> str | None:
+        """Datamint's ``text_value`` kept from a Datamint dict, for classes without ``value``."""
+        extra = self.origin.extra if self.origin is not None else None
+        kept = extra.get("text_value") if extra else None
+        return kept if isinstance(kept, str) else None
+
     @property
     def added_by(self) -> str | None:
         """Alias of :attr:`created_by` (Datamint)."""

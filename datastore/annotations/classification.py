@@ -41,11 +41,21 @@ class MultiCategoryAnnotation(Annotation):
     values: list[str] = Field(min_length=1, validation_alias=AliasChoices("values", "labels"))
     taxonomy_name: str | None = None
 
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
+
 
 class LabelAnnotation(Annotation):
     """A flag: the image (or frame) carries the label ``identifier``."""
 
     TYPE: ClassVar[str] = "label"
+
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
 
 
 class NumericAnnotation(Annotation):

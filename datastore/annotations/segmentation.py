@@ -57,6 +57,11 @@ class ImageSegmentation(Annotation):
     rle: list[int]
     mask_url: str | None = None
 
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
+
     @model_validator(mode="after")
     def _check_rle(self) -> Self:
         if min(self.shape) < 1:
@@ -148,6 +153,11 @@ class VolumeSegmentation(Annotation):
     label_tag: str | None = None
     mask_url: str | None = None
     _array: npt.NDArray[Any] | None = PrivateAttr(None)
+
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
 
     @model_validator(mode="after")
     def _check_segments(self) -> Self:

@@ -61,6 +61,11 @@ class PointsAnnotation(Annotation):
     view_plane_normal: tuple[float, float, float] | None = None
     view_up: tuple[float, float, float] | None = None
 
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
+
     @field_validator("points")
     @classmethod
     def _check_points(cls, points: list[Point]) -> list[Point]:
@@ -341,6 +346,11 @@ class KeypointsAnnotation(Annotation):
     names: list[str]
     skeleton: list[tuple[int, int]] = Field(default_factory=list)
 
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
+
     @field_validator("skeleton", mode="before")
     @classmethod
     def _no_skeleton(cls, value: Any) -> Any:
@@ -368,6 +378,11 @@ class CuboidAnnotation(Annotation):
     position: tuple[float, float, float]
     dimensions: tuple[float, float, float]
     yaw: float = 0.0
+
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
 
     @field_validator("dimensions")
     @classmethod

@@ -259,6 +259,11 @@ class SkeletonAnnotation(Annotation):
     branchpoints: list[Branchpoint] = Field(default_factory=list)
     volumes: list[VolumeLayer] = Field(default_factory=list)
 
+    @property
+    def value(self) -> str | None:
+        """Datamint's ``value`` (its ``text_value``): kept from a Datamint dict, else None."""
+        return self._kept_text_value()
+
     @model_validator(mode="before")
     @classmethod
     def _typed_fields(cls, data: Any) -> Any:

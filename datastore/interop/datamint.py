@@ -218,9 +218,11 @@ def from_datamint(d: Mapping[str, Any], *, image: ImageGrid | None = None) -> An
         fields.update(_geometry_fields(d["geometry"], image))
         kept_geometry = {"given": dict(d["geometry"]), "points": fields["points"]}
     value = d.get("value", d.get("text_value", d.get("numeric_value")))
+    extra = {key: d[key] for key in d if key not in _READ}
     if cls in (CategoryAnnotation, NumericAnnotation, TextAnnotation):
         fields["value"] = value
-    extra = {key: d[key] for key in d if key not in _READ}
+    elif isinstance(value, str):  # e.g. a geometry's JSON payload: kept, read as .value
+        extra["text_value"] = value
     extra.update({key: d[key] for key in _TIMES if d.get(key) is not None})
     if kind == "integer":
         extra["annotation_type"] = "integer"
@@ -357,5 +359,7 @@ def to_datamint(
                 out[key] = text
     for key, item in extra.items():
         if key not in out and key not in _TIMES and key not in ("annotation_type", _KEPT):
+            if key == "text_value" and form == "create":
+                continue  # written as the create form's "value"
             out[key] = item
     return out

@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from medstore.datastore.annotations import (
+    ANNOTATION_TYPES,
     AnnotationType,
     BoxAnnotation,
     CategoryAnnotation,
@@ -77,3 +78,33 @@ def test_geometry_objects_and_from_coordinates() -> None:
         BoxGeometry(points=[(0, 0, 0)])
     with pytest.raises(AnnotationError, match="slice_plane"):
         PointGeometry.from_coordinates((1, 2), slice_plane="sagittal")
+
+
+@pytest.mark.parametrize("type_name", sorted(ANNOTATION_TYPES))
+def test_every_annotation_has_datamints_value_property(type_name: str) -> None:
+    # datamint's Annotation.value is text_value on every annotation type; medstore's classes
+    # without a value field answer None (or the text_value kept from a Datamint dict).
+    cls = ANNOTATION_TYPES[type_name]
+    assert isinstance(getattr(cls, "value", None), property) or "value" in cls.model_fields
+    if "value" not in cls.model_fields:
+        assert cls.model_construct(origin=None).value is None
+
+
+def test_geometric_annotations_keep_datamints_text_value_both_forms() -> None:
+    from medstore.datastore.interop.datamint import from_datamint, to_datamint
+
+    box = {
+        "annotation_type": "square", "identifier": "nodule", "scope": "image",
+        "text_value": '{"note": "ü\\n"}', "confiability": 1.0, "deleted": False,
+        "geometry": {"points": [[0, 0, 0], [4, 3, 0]], "coordinate_system": "patient"},
+    }  # fmt: skip
+    ann = from_datamint(box)
+    assert ann.value == '{"note": "ü\\n"}'
+    assert to_datamint(ann)["text_value"] == box["text_value"]
+    create = {key: box[key] for key in ("identifier", "scope", "geometry")}
+    create.update(type="square", value="payload")
+    made = from_datamint(create)
+    assert made.value == "payload"
+    out = to_datamint(made)
+    assert out["value"] == "payload" and "text_value" not in out
+    assert BoxAnnotation.from_points((0, 0), (1, 1), identifier="b").value is None
