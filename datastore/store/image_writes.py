@@ -301,6 +301,11 @@ class ImageWriter:
             raise InvalidIdError(
                 f"image id {image_id!r} would be stored at {name}, which is a folder in the store"
             )
+        if (header := self._detached.owner(name)) is not None:
+            raise InvalidIdError(
+                f"image id {image_id!r} would be stored at {name}, the data file of image "
+                f"{header!r}; choose another id"
+            )
 
     def _keep_replaced(
         self, txn: Transaction, image_id: str, old: dict[str, Any], *, new_ext: str

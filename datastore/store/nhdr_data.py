@@ -69,6 +69,17 @@ class DetachedData:
             return data_file_names(path)
         return ()
 
+    def owner(self, name: str) -> str | None:
+        """The id of the stored ``.nhdr`` image whose data file is ``name`` in the images folder.
+
+        Reads the headers of the store's copied ``.nhdr`` images (only asked when a new file
+        would land on an untracked name).
+        """
+        for image_id, obj in self._session.doc["objects"].items():
+            if name in self.stored_names(image_id, obj["image"]):
+                return str(image_id)
+        return None
+
     def stage(
         self, source: Path, image_id: str, ext: str, *, old: dict[str, Any] | None
     ) -> list[tuple[Path, Path]]:

@@ -16,6 +16,7 @@ from medstore.datastore import LocalDatastore
 from medstore.datastore.errors import ImageReadError, InvalidIdError
 from medstore.datastore.imaging import probe_image, read_image
 from support.cli import Run
+from support.nifti import NiftiFile
 
 SPACES = {
     "left-posterior-superior": np.diag([-1.0, -1.0, 1.0]),
@@ -399,3 +400,19 @@ def test_cli_add_of_a_folder_adds_the_nhdr_not_its_data_file(tmp_path: Path, cli
     assert cli("--store", root, *ext, "add", tmp_path / "src")[0] == 0
     with LocalDatastore(root, extensions=NHDR_PATTERNS) as store:
         assert store.list_images() == ["case"]
+
+
+def test_an_image_is_never_stored_over_a_stored_nhdr_data_file(
+    tmp_path: Path, nifti_file: NiftiFile
+) -> None:
+    src = tmp_path / "hdr"
+    src.mkdir()
+    np.arange(24, dtype=np.int32).tofile(src / "scan.nii")  # a data file named like an image
+    header = "NRRD0004\ntype: int32\ndimension: 3\nsizes: 4 3 2\nencoding: raw\n"
+    (src / "ct.nhdr").write_text(header + "data file: scan.nii\n\n")
+    with LocalDatastore(tmp_path / "store", extensions=("*.nhdr", "*.nii")) as store:
+        store.add_image("", src / "ct.nhdr")
+        assert store.list_images() == ["ct"]
+        with pytest.raises(InvalidIdError, match=r"scan\.nii, the data file of image 'ct'"):
+            store.add_image("scan", nifti_file("other.nii"))
+        assert read_image(store.get_image_uri("ct")).array.size == 24
