@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import nofollow
 from ..errors import ArchiveError, InvalidIdError, UnsupportedFormatError
 from ..ids import derive_id, validate_id
 
@@ -168,7 +169,7 @@ def import_archive(
     except (zipfile.BadZipFile, OSError) as err:
         raise ArchiveError(f"{Path(archive).name} is not a readable zip archive: {err}") from err
     work_root = store.side_path("imports")
-    work_root.mkdir(parents=True, exist_ok=True)
+    nofollow.makedirs(work_root)  # a planted link there is refused: nothing is unpacked outside
     with zf, tempfile.TemporaryDirectory(dir=work_root) as tmp:
         entries = _validate(zf, limits)
         metadata = _metadata(zf, entries.get(("", "metadata.json")), limits)

@@ -338,3 +338,21 @@ def test_a_cache_folder_planted_as_a_link_is_not_written_or_emptied(
     cache.prune(older_than_days=1)
     assert _contents(outside) == {"planted-old.b2nd": b"precious"}
     assert any(p.suffix == ".b2nd" for p in (tmp_path / "fallback").iterdir())
+
+
+def test_an_archive_is_never_unpacked_through_a_planted_imports_link(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    from medstore.datastore.interop.archive_import import import_archive
+
+    source = make_store({"case_0": simple_case(0)})
+    archive = Path(source.get_dataset_archive(None))
+    target = make_store()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target.root.joinpath(".medstore").mkdir(exist_ok=True)
+    target.side_path("imports").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match=r"\.medstore/imports"):
+        import_archive(target, archive)
+    assert _files(outside) == []
+    assert target.list_images() == []
