@@ -176,6 +176,25 @@ class PatchDataset(StoreDataset):
         """
         self._epoch[0] = int(epoch)
 
+    def prefetch(self, *, progress: bool = True) -> int:
+        """Fill the cache (images and labels) and, with foreground sampling, the class locations.
+
+        Without it the first patch of each volume computes its labels' class locations (a
+        pass over the whole label, once per label version).
+
+        Args:
+            progress: Show a tqdm progress bar while decoding.
+
+        Returns:
+            The number of files processed.
+        """
+        count = super().prefetch(progress=progress)
+        if self._patch.foreground > 0:
+            for record in self._index.image_records():
+                for label in record.labels:
+                    class_locations(self._cache, record, label)
+        return count
+
     def _generator(self, record: ImageRecord, slot: int) -> np.random.Generator:
         image_key = zlib.crc32(record.image_id.encode("utf-8", "surrogatepass"))
         return np.random.default_rng([self._patch.seed, self.epoch, image_key, slot])

@@ -127,6 +127,7 @@ def test_class_locations_are_computed_once_per_label_version(
     monkeypatch.setattr(locations_module, "_MEMORY", {})
     store = _store(make_store, 2)
     patches = VolumeDataset(store).patches((8, 8, 8), per_volume=5, foreground=1.0)
+    assert patches.prefetch(progress=False) == 4 and len(calls) == 2
     for item in patches:
         assert item["metainfo"]["patch_foreground"]
     assert len(calls) == 2  # one per label
