@@ -10,6 +10,9 @@ Examples:
     >>> seg = ImageSegmentation.from_mask(mask, identifier="lesion", frame_index=0)
     >>> (seg.pixel_count, bool((seg.mask == mask).all()))
     (6, True)
+    >>> same = ImageSegmentation(segmentation_data=mask.astype(np.uint8), name="lesion", index=0)
+    >>> (same == seg, same.get_area(), same.mask_shape)
+    (True, 6, (4, 5))
     >>> labels = np.eye(3, dtype=np.uint8)[None]
     >>> vol = VolumeSegmentation.from_semantic_segmentation(labels, "liver")
     >>> vol.label_info()
@@ -48,14 +51,48 @@ def _rle_decode(runs: list[int], shape: tuple[int, ...]) -> npt.NDArray[np.bool_
     return np.repeat(values, runs).reshape(shape)
 
 
+def _binary_mask(data: Any) -> npt.NDArray[np.bool_]:
+    """Datamint's mask rules: 2-D, integer values (floats only when whole), none negative."""
+    array = np.asarray(data)
+    if array.ndim != 2:
+        raise ValueError(f"an image mask must be 2-D (H x W), got shape {array.shape}")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or not (array == np.round(array)).all():
+            raise ValueError("the mask has non-integer (or non-finite) float values")
+    elif array.dtype.kind not in "biu":
+        raise ValueError(f"the mask must hold integers, got dtype {array.dtype}")
+    if array.dtype.kind != "b" and (array < 0).any():
+        raise ValueError("the mask has negative values")
+    return array != 0
+
+
 class ImageSegmentation(Annotation):
-    """A 2-D binary mask, stored as C-order run lengths starting with a background run."""
+    """A 2-D binary mask, stored as C-order run lengths starting with a background run.
+
+    Datamint's constructor works too: ``ImageSegmentation(segmentation_data=mask, name=...)`` (or
+    ``mask=``), with a numpy array or PIL image; non-zero pixels are inside.
+    """
 
     TYPE: ClassVar[str] = "segmentation"
 
     shape: tuple[int, int]
     rle: list[int]
     mask_url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _datamint_mask(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not {"segmentation_data", "mask"} & set(data):
+            return data
+        data = dict(data)
+        given = [data.pop(key) for key in ("segmentation_data", "mask") if key in data]
+        given = [item for item in given if item is not None]
+        if len(given) > 1:
+            raise ValueError("give segmentation_data or mask, not both")
+        if given:
+            binary = _binary_mask(given[0])
+            data.update(shape=binary.shape, rle=_rle_encode(binary))
+        return data
 
     @property
     def value(self) -> str | None:
@@ -102,6 +139,26 @@ class ImageSegmentation(Annotation):
     def pixel_count(self) -> int:
         """Number of pixels inside the mask."""
         return int(sum(self.rle[1::2]))
+
+    @property
+    def segmentation_data(self) -> npt.NDArray[np.uint8]:
+        """The mask as Datamint holds it: ``(H, W)`` uint8, 1 inside and 0 outside."""
+        return self.mask.astype(np.uint8)
+
+    @property
+    def mask_shape(self) -> tuple[int, int]:
+        """``(H, W)`` (Datamint)."""
+        return self.shape
+
+    def get_area(self) -> int:
+        """Number of pixels inside the mask (Datamint's name for :attr:`pixel_count`)."""
+        return self.pixel_count
+
+    def to_pil_image(self) -> Any:
+        """The mask as a PIL ``Image`` (mode ``L``, 1 inside), as Datamint gives it."""
+        from PIL import Image
+
+        return Image.fromarray(self.segmentation_data)
 
     def area_mm2(self, affine: npt.ArrayLike) -> float:
         """Area in mm² (pixel count x column spacing x row spacing of the image affine)."""

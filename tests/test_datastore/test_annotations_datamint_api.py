@@ -108,3 +108,37 @@ def test_geometric_annotations_keep_datamints_text_value_both_forms() -> None:
     out = to_datamint(made)
     assert out["value"] == "payload" and "text_value" not in out
     assert BoxAnnotation.from_points((0, 0), (1, 1), identifier="b").value is None
+
+
+def test_image_segmentation_with_datamints_constructor() -> None:
+    from medstore.datastore.annotations import ImageSegmentation
+    from PIL import Image
+
+    mask = np.zeros((6, 5), np.uint8)
+    mask[1:3, 2:4] = 7  # any non-zero pixel is inside, as datamint normalises it to 1
+    seg = ImageSegmentation(segmentation_data=mask, name="lesion", frame_index=2)
+    assert (seg.name, seg.scope, seg.frame_index, seg.mask_shape) == ("lesion", "frame", 2, (6, 5))
+    assert seg.get_area() == 4 and seg.pixel_count == 4
+    assert seg.segmentation_data.dtype == np.uint8
+    assert (seg.segmentation_data == (mask > 0)).all()
+    pil = seg.to_pil_image()
+    assert isinstance(pil, Image.Image) and (np.asarray(pil) == (mask > 0)).all()
+    again = ImageSegmentation(mask=Image.fromarray(mask), name="lesion", frame_index=2)
+    assert again == seg and again.id == seg.id
+    assert ImageSegmentation(segmentation_data=mask.astype(float), name="lesion", index=2) == seg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"segmentation_data": np.zeros((2, 2, 2))}, "2-D"),
+        ({"segmentation_data": np.full((2, 2), 0.5)}, "non-integer"),
+        ({"segmentation_data": -np.ones((2, 2), int)}, "negative"),
+        ({"segmentation_data": np.ones((2, 2)), "mask": np.ones((2, 2))}, "both"),
+    ],
+)
+def test_image_segmentation_refuses_what_datamint_refuses(kwargs: dict, reason: str) -> None:
+    from medstore.datastore.annotations import ImageSegmentation
+
+    with pytest.raises(AnnotationError, match=reason):
+        ImageSegmentation(name="m", **kwargs)
