@@ -5,16 +5,18 @@ MONAI Label's own ``LocalDatastore`` keeps the whole manifest in memory and rewr
 changed the store in between, that copy is stale: the rewrite silently drops or reverts entries
 medstore had acknowledged (an image's info and tags, a label's entry and info).
 
-Every acknowledged medstore change is therefore also appended to ``.medstore/acknowledged.log``
-(one JSON line per transaction, fsynced before the caller is answered): for each changed part of
-an object (an image entry, or one label entry by tag) the value it had before and the value
-medstore wrote. Whenever medstore next takes the store lock after the manifest changed on disk
-(or first takes it in a process), :meth:`AckLog.repair` compares each recorded part with the
-manifest as it now is, by this rule:
+Every medstore change is therefore also appended to ``.medstore/acknowledged.log`` once it is
+committed and before the caller is answered (one JSON line per transaction, made durable with
+``fdatasync``; only committed changes are ever recorded, and a failed append is logged without
+failing the committed save): for each changed part of an object (an image entry, or one label
+entry by tag) the value it had before and the value medstore wrote. Whenever medstore next takes
+the store lock after the manifest changed on disk (or first takes it in a process),
+:meth:`AckLog.repair` compares each recorded part with the manifest as it now is, by this rule:
 
 - the part equals medstore's value: nothing to do;
 - the part equals a value medstore itself replaced (the stale copy brought it back) and the
-  files agree with medstore's value (its image or label file exists; for a removal, is gone):
+  files agree with medstore's value (its image file exists, its label file exists with the
+  checksum medstore recorded; for a removal, the file is gone):
   medstore's value is written again;
 - anything else is a deliberate later change by another program (MONAI Label saved a new label,
   updated info, or deleted the label and its file through its API): it is kept, and medstore's
@@ -52,6 +54,7 @@ from ..durable import atomic_write_bytes, fsync_dir
 from ..errors import DatastoreError
 from .json_values import dump_json, load_json
 from .layout import StoreLayout
+from .staging import file_checksum
 
 __all__ = ["LOG_NAME", "AckLog"]
 
@@ -91,6 +94,17 @@ def _parts(obj: dict[str, Any] | None) -> dict[_Key, Any]:
     for tag, label in (obj.get("labels") or {}).items():
         parts[("l", "", tag)] = label
     return parts
+
+
+def _sync(fd: int) -> None:
+    """Make an appended line durable: its data and the file's new size (``fdatasync``).
+
+    This runs after the change itself is committed and acknowledged: a failure here is logged
+    and never turns a committed save into a reported error (the save keeps its durability; only
+    its protection against a later stale copy is missing).
+    """
+    sync = getattr(os, "fdatasync", None) or os.fsync  # macOS has no fdatasync
+    sync(fd)
 
 
 def _digest(raw: bytes | None) -> str | None:
@@ -213,7 +227,7 @@ class AckLog:
                 if size > self._offset:  # a torn last line: start on a line of our own
                     line = b"\n" + line
                 os.write(fd, line)
-                os.fsync(fd)
+                _sync(fd)
                 inode = os.fstat(fd).st_ino
             finally:
                 os.close(fd)
@@ -293,7 +307,8 @@ class AckLog:
         return sorted(repaired)
 
     def _files_agree(self, key: _Key, after: dict[str, Any] | None, now: Any) -> bool:
-        """Whether the files fit ``after``: its file exists, or (a removal) ``now``'s is gone."""
+        """Whether the files fit ``after``: its file exists (a label with the checksum medstore
+        recorded), or (a removal) ``now``'s file is gone."""
         kind, image_id, tag = key
         entry = after if after is not None else now
         try:
@@ -303,6 +318,9 @@ class AckLog:
             else:
                 assert tag is not None
                 path = self.layout.label_path(tag, image_id, ext)
-            return nofollow.lexists(path) == (after is not None)
+            if after is None or not nofollow.lexists(path):
+                return after is None and not nofollow.lexists(path)
+            checksum = after.get("info", {}).get("checksum")
+            return kind == "i" or not isinstance(checksum, str) or file_checksum(path) == checksum
         except (DatastoreError, OSError, AttributeError):
             return False

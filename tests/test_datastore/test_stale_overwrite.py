@@ -8,6 +8,7 @@ its next lock or refresh, while a deliberate later change by that program stays.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -225,3 +226,27 @@ def test_the_log_stays_bounded_and_keeps_its_latest_claims(tmp_path: Path) -> No
     stale = {"objects": {image_id: _obj(0) for image_id in ids}}  # older than all six rounds
     assert AckLog(layout, capacity=4).repair(stale) == ids[1:]  # i0's claim was the oldest
     assert [stale["objects"][i]["image"]["info"]["round"] for i in ids] == [0, 6, 6, 6, 6]
+
+
+def test_a_failing_log_append_never_fails_a_committed_save(
+    store: LocalDatastore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "injected")
+
+    monkeypatch.setattr("medstore.datastore.store.stale_repair._sync", broken)
+    store.update_image_info("b", {"patient_id": "P001"})  # committed, then the append fails
+    assert _on_disk(store.root)["b"]["image"]["info"]["patient_id"] == "P001"
+    assert "could not record an acknowledged change" in caplog.text
+
+
+def test_an_entry_whose_file_was_since_replaced_is_not_put_back(
+    store: LocalDatastore, label_file: Path, tmp_path: Path
+) -> None:
+    other = OtherProgram(store.root)
+    store.save_label("a", str(label_file), "reviewed", {"by": "medstore"})
+    replaced = make_nifti(tmp_path / "other.nii.gz", np.full((6, 5, 4), 7, np.uint8))
+    shutil.copy(replaced, store.root / "labels" / "reviewed" / "a.nii.gz")  # not medstore's file
+    other.write()
+    store.update_image_info("b", {"x": 1})
+    assert "reviewed" not in _on_disk(store.root)["a"]["labels"]  # no checksum of other content
