@@ -11,6 +11,7 @@ from .classification import (
     TextAnnotation,
 )
 from .labels import save_segmentation_label
+from .measurements import AngleAnnotation, AreaAnnotation, DistanceAnnotation
 from .registry import (
     ANNOTATION_TYPES,
     AnnotationType,
@@ -49,10 +50,12 @@ from .storage import AnnotationStore
 
 __all__ = [
     "ANNOTATION_TYPES",
+    "AngleAnnotation",
     "Annotation",
     "AnnotationSpec",
     "AnnotationStore",
     "AnnotationType",
+    "AreaAnnotation",
     "BoundingBox",
     "BoxAnnotation",
     "Branchpoint",
@@ -60,6 +63,7 @@ __all__ = [
     "CircleAnnotation",
     "Comment",
     "CuboidAnnotation",
+    "DistanceAnnotation",
     "ImageSegmentation",
     "Keypoint",
     "KeypointsAnnotation",

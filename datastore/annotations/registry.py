@@ -23,6 +23,7 @@ from .classification import (
     NumericAnnotation,
     TextAnnotation,
 )
+from .measurements import AngleAnnotation, AreaAnnotation, DistanceAnnotation
 from .segmentation import ImageSegmentation, VolumeSegmentation
 from .shapes import (
     BoxAnnotation,
@@ -43,8 +44,8 @@ class AnnotationType(StrEnum):
     """Datamint's annotation type names (``datamint.entities.annotations.AnnotationType``).
 
     :func:`annotation_class` maps each one medstore models to its class (``SQUARE`` -> box,
-    ``REGION`` -> polyline, ``INTEGER``/``FLOAT`` -> numeric, ``SEGMENTATION`` -> 2-D mask);
-    ``AREA``, ``DISTANCE``, ``ANGLE`` and ``SPLINE`` have no medstore class.
+    ``REGION`` -> polyline, ``INTEGER``/``FLOAT`` -> numeric, ``SEGMENTATION`` -> 2-D mask,
+    ``DISTANCE``/``ANGLE``/``AREA`` -> the measurements); ``SPLINE`` has no medstore class.
     """
 
     SEGMENTATION = "segmentation"
@@ -77,6 +78,9 @@ ANNOTATION_TYPES: Mapping[str, type[Annotation]] = MappingProxyType(
             PolygonAnnotation,
             PointAnnotation,
             CircleAnnotation,
+            DistanceAnnotation,
+            AngleAnnotation,
+            AreaAnnotation,
             KeypointsAnnotation,
             CuboidAnnotation,
             CategoryAnnotation,

@@ -44,6 +44,7 @@ from ..annotations.classification import (
     TextAnnotation,
 )
 from ..annotations.grid import ImageGrid
+from ..annotations.measurements import AngleAnnotation, AreaAnnotation, DistanceAnnotation
 from ..annotations.registry import annotation_class
 from ..annotations.shapes import (
     BoxAnnotation,
@@ -62,7 +63,8 @@ _TYPES: Mapping[str, type[Annotation]] = MappingProxyType(
     {"square": BoxAnnotation, "line": LineAnnotation, "point": PointAnnotation,
      "region": PolylineAnnotation, "category": CategoryAnnotation,
      "float": NumericAnnotation, "integer": NumericAnnotation, "label": LabelAnnotation,
-     "text": TextAnnotation})  # fmt: skip
+     "text": TextAnnotation, "distance": DistanceAnnotation, "angle": AngleAnnotation,
+     "area": AreaAnnotation})  # fmt: skip
 _NAMES: Mapping[type[Annotation], str] = MappingProxyType(
     {c: n for n, c in _TYPES.items() if n != "integer"}
 )

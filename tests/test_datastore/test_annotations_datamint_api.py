@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -53,8 +55,52 @@ def test_volume_segmentation_class_map_is_datamints_direction() -> None:
 def test_annotation_type_names() -> None:
     assert annotation_class(AnnotationType.SQUARE) is BoxAnnotation
     assert annotation_class(AnnotationType.INTEGER).TYPE == "numeric"
-    with pytest.raises(AnnotationError, match="unknown annotation type 'angle'"):
-        annotation_class(AnnotationType.ANGLE)
+    with pytest.raises(AnnotationError, match="unknown annotation type 'spline'"):
+        annotation_class(AnnotationType.SPLINE)
+
+
+def test_distance_angle_and_area_types_measure_in_millimetres() -> None:
+    from medstore.datastore.annotations import AngleAnnotation, AreaAnnotation, DistanceAnnotation
+
+    assert annotation_class(AnnotationType.DISTANCE) is DistanceAnnotation
+    assert annotation_class(AnnotationType.ANGLE) is AngleAnnotation
+    assert annotation_class(AnnotationType.AREA) is AreaAnnotation
+    affine = np.diag([3.0, 2.0, 0.5, 1.0])  # (D, H, W) axes: x 0.5 mm, y 2 mm, z 3 mm
+    dist = DistanceAnnotation(identifier="d", points=[(0, 0, 1), (6, 2, 1)])
+    assert dist.distance_mm(affine) == pytest.approx(5.0)  # (3 mm, 4 mm)
+    # 45 degrees in pixels; in millimetres the arms are (1, 0) and (0.5, 2)
+    angle = AngleAnnotation(identifier="a", points=[(2, 0), (0, 0), (1, 1)])
+    assert angle.angle_degrees(affine) == pytest.approx(math.degrees(math.atan2(2.0, 0.5)))
+    assert AngleAnnotation(
+        identifier="a", points=[(1, 0, 0), (0, 0, 0), (-1, 0, 0)], coordinate_system="patient"
+    ).angle_degrees() == pytest.approx(180.0)
+    tilted = AreaAnnotation(
+        identifier="r", coordinate_system="patient",
+        points=[(0, 0, 0), (3, 0, 0), (3, 4, 4), (0, 4, 4)],  # a 3 x sqrt(32) rectangle
+    )  # fmt: skip
+    assert tilted.area_mm2() == pytest.approx(3 * math.sqrt(32))
+    with pytest.raises(AnnotationError, match="3 points"):
+        AngleAnnotation(identifier="a", points=[(0, 0), (1, 1)])
+    with pytest.raises(AnnotationError, match="zero length"):
+        AngleAnnotation(identifier="a", points=[(0, 0), (0, 0), (1, 1)]).angle_degrees(affine)
+    with pytest.raises(AnnotationError, match="affine"):
+        dist.distance_mm()
+
+
+@pytest.mark.parametrize("kind", ["distance", "angle", "area"])
+def test_datamint_measurement_dicts_round_trip(kind: str) -> None:
+    from medstore.datastore.interop.datamint import from_datamint, to_datamint
+
+    points = [[0.1, -2.5, 3.0], [1e6 + 0.3, 4.0, 3.0], [7.0, 8.0, 3.0]][
+        : 2 if kind == "distance" else 3
+    ]
+    entity = {
+        "annotation_type": kind, "identifier": "m", "scope": "image", "confiability": 1.0,
+        "deleted": False, "geometry": {"coordinate_system": "patient", "points": points},
+    }  # fmt: skip
+    ann = from_datamint(entity)
+    assert (type(ann).TYPE, ann.coordinate_system) == (kind, "patient")  # type: ignore[attr-defined]
+    assert to_datamint(ann) == entity
 
 
 def test_geometry_objects_and_from_coordinates() -> None:

@@ -10,10 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from medstore.datastore.annotations import (
     ANNOTATION_TYPES,
+    AngleAnnotation,
+    AreaAnnotation,
     BoxAnnotation,
     CategoryAnnotation,
     CircleAnnotation,
     CuboidAnnotation,
+    DistanceAnnotation,
     ImageSegmentation,
     KeypointsAnnotation,
     LabelAnnotation,
@@ -158,6 +161,9 @@ def test_every_registered_class_round_trips_through_dict() -> None:
         PolygonAnnotation(identifier="p", points=[(0, 0), (1, 0), (1, 1)]),
         PointAnnotation(identifier="pt", points=[(1, 2, 3)], coordinate_system="patient"),
         CircleAnnotation(identifier="c", points=[(0, 0), (0, 2)]),
+        DistanceAnnotation(identifier="d", points=[(0, 0), (3, 4)]),
+        AngleAnnotation(identifier="a", points=[(1, 0), (0, 0), (0, 1)], frame_index=2),
+        AreaAnnotation(identifier="ar", points=[(0, 0, 1), (2, 0, 1), (2, 2, 1)]),
         KeypointsAnnotation(
             identifier="k",
             keypoints=[{"x": 1, "y": 2}, {"visible": False}],
