@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
+from medstore.datastore.errors import UnsafePathError
 from medstore.datastore.store.layout import StoreLayout
 from medstore.datastore.store.stale_repair import LOG_NAME, AckLog
 from support.nifti import make_nifti
@@ -250,3 +251,21 @@ def test_an_entry_whose_file_was_since_replaced_is_not_put_back(
     other.write()
     store.update_image_info("b", {"x": 1})
     assert "reviewed" not in _on_disk(store.root)["a"]["labels"]  # no checksum of other content
+
+
+def test_a_log_planted_as_a_link_is_refused_and_nothing_written_through_it(
+    store: LocalDatastore, tmp_path: Path
+) -> None:
+    store.update_image_info("a", {"x": 1})
+    outside = tmp_path / "outside.log"
+    outside.write_bytes(b"")
+    log = store.side_path(LOG_NAME)
+    log.unlink()
+    log.symlink_to(outside)
+    reopened = LocalDatastore(store.root, refresh=False)
+    try:
+        with pytest.raises(UnsafePathError, match=r"acknowledged\.log"):
+            reopened.update_image_info("a", {"x": 2})
+    finally:
+        reopened.close()
+    assert outside.read_bytes() == b""
