@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from medstore.datastore.annotations import AngleAnnotation, AreaAnnotation, DistanceAnnotation
 from medstore.datastore.annotations.grid import ImageGrid
 from medstore.datastore.interop.datamint import from_datamint, to_datamint
 from realenv import marks, realenv
@@ -232,3 +233,42 @@ def test_datamint_geometry_constructors_match_datamints(tmp_path: Path) -> None:
                                        atol=1e-4), (path, key, field)  # fmt: skip
                 else:
                     assert mine[field] == value, (path, key, field)
+
+
+DATAMINT_READS_MEASUREMENTS = """
+import json, sys
+from datamint.entities.annotations import Annotation
+out = [json.loads(Annotation.from_dict(d).model_dump_json(exclude_none=True))
+       for d in json.load(open(sys.argv[1]))]
+print(json.dumps(out))
+"""
+
+
+def test_datamint_reads_our_measurements_and_payloads(tmp_path: Path) -> None:
+    boxed = {
+        "type": "square", "identifier": "b", "value": '{"note": "x\\ny"}',
+        "geometry": {"points": [[0, 0, 0], [4, 3, 0]]},
+    }  # fmt: skip
+    far = (1e6 + 0.3, 5.0, 6.0)
+    ours = [
+        DistanceAnnotation(
+            identifier="d", points=[(0.1, -2.0, 3.0), far], coordinate_system="patient"
+        ),
+        AngleAnnotation(
+            identifier="ä", points=[(1, 0, 0), (0, 0, 0), (0, 1, 0)], coordinate_system="patient"
+        ),
+        AreaAnnotation(
+            identifier="a", points=[(0, 0, 1), (2, 0, 1), (2, 2, 1)], coordinate_system="patient"
+        ),
+        from_datamint(boxed),
+    ]
+    dicts = [to_datamint(ann, form="entity") for ann in ours]
+    (tmp_path / "ours.json").write_text(json.dumps(dicts))
+    out = realenv("datamint").run(["-c", DATAMINT_READS_MEASUREMENTS, "ours.json"], cwd=tmp_path)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [d["annotation_type"] for d in seen] == ["distance", "angle", "area", "square"]
+    assert seen[3]["text_value"] == '{"note": "x\\ny"}'
+    for ann, dumped in zip(ours, seen, strict=True):
+        back = from_datamint(dumped)
+        assert type(back) is type(ann) and back.points == ann.points  # type: ignore[attr-defined]
+        assert back.value == ann.value
