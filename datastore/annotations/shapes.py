@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import AnnotationError
 from .base import Annotation, Part
+from .entity_geometry import EntityGeometry
 from .geometry import (
     FloatArray,
     patient_to_pixel,
@@ -87,6 +88,17 @@ class PointsAnnotation(Annotation):
         if self.coordinate_system == "patient" and len(self.points[0]) != 3:
             raise ValueError("patient points need 3 coordinates")
         return self
+
+    @property
+    def geometry(self) -> EntityGeometry:
+        """The points and view vectors as one object (Datamint's ``.geometry``), medstore's axes."""
+        return EntityGeometry(
+            self.TYPE,
+            tuple(tuple(p) for p in self.points),
+            self.coordinate_system,
+            self.view_plane_normal,
+            self.view_up,
+        )
 
     def points_array(self) -> FloatArray:
         """The points as a float64 ``(N, 2|3)`` array."""

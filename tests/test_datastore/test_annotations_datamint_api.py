@@ -188,3 +188,25 @@ def test_image_segmentation_refuses_what_datamint_refuses(kwargs: dict, reason: 
 
     with pytest.raises(AnnotationError, match=reason):
         ImageSegmentation(name="m", **kwargs)
+
+
+def test_geometric_annotations_have_a_geometry_object() -> None:
+    from medstore.datastore.interop.datamint import from_datamint
+
+    box = BoxAnnotation.from_points((10, 20), (50, 60), identifier="nodule", frame_index=3)
+    geo = box.geometry
+    assert (geo.type, geo.coordinate_system, geo.point1, geo.point2) == (
+        "box", "pixel", (10.0, 20.0), (50.0, 20.0),
+    )  # fmt: skip
+    assert geo.to_dict() == {
+        "points": [list(p) for p in box.points], "coordinate_system": "pixel"
+    }  # fmt: skip
+    assert "geometry" not in box.to_dict()
+    given = {"points": [[1.0, 2.0, 3.0]], "viewPlaneNormal": [0, 0, 1], "viewUp": [0, -1, 0]}
+    read = from_datamint({"type": "point", "identifier": "p", "geometry": given})
+    # medstore's axes: Datamint's LPS patient point and vectors come back RAS
+    assert (read.geometry.point, read.geometry.coordinate_system) == ((-1.0, -2.0, 3.0), "patient")
+    assert (read.geometry.viewPlaneNormal, read.geometry.viewUp) == (
+        (-0.0, -0.0, 1.0),
+        (-0.0, 1.0, 0.0),
+    )
