@@ -168,11 +168,6 @@ class ManifestFile:
             return None
         return _Signature(st.st_ino, st.st_size, st.st_mtime_ns)
 
-    @property
-    def raw(self) -> bytes | None:
-        """The bytes this process last read or wrote (``None``: there was no file)."""
-        return self._bytes
-
     def exists(self) -> bool:
         """Whether the manifest file exists."""
         return self._stat() is not None

@@ -230,10 +230,8 @@ class StoreSession:
                     else empty_manifest(self._layout.images_dir, self._layout.labels_dir)
                 )
             self._repair_checked = True
-            if self._acks.repair(self._doc, self._manifest.raw):  # a stale copy written over
-                self._manifest.write(self._doc)  # acknowledged entries: they are put back
-                if self._manifest.raw is not None:
-                    self._acks.settled(self._manifest.raw)
+            if self._acks.repair(self._doc):  # a stale copy written over acknowledged entries
+                self._manifest.write(self._doc)
         if self._pending.exist():
             self._pending.recover(self._doc, self._manifest.write)
         if self._staging.has_leftovers():
@@ -315,7 +313,7 @@ class StoreSession:
                 if txn:
                     self._pending.commit(txn, self._doc, self._manifest.write)
                     if self._before:  # answered from here on: remembered against stale copies
-                        self._acks.append(self._before, self._doc, self._manifest.raw)
+                        self._acks.append(self._before, self._doc)
             except BaseException:
                 txn.discard()
                 fresh = self._manifest.read()  # none yet: nothing was committed, drop it all

@@ -43,7 +43,6 @@ Examples:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import OrderedDict
@@ -107,10 +106,6 @@ def _sync(fd: int) -> None:
     sync(fd)
 
 
-def _digest(raw: bytes | None) -> str | None:
-    return None if raw is None else hashlib.blake2b(raw, digest_size=16).hexdigest()
-
-
 def _current(doc: dict[str, Any], key: _Key) -> Any:
     obj = doc["objects"].get(key[1])
     if obj is None:
@@ -138,7 +133,6 @@ class AckLog:
         self._inode: int | None = None
         self._offset = 0
         self._lines = 0
-        self._digest: str | None = None  # of the manifest bytes medstore last wrote
 
     # ------------------------------------------------------------------ reading
     def _catch_up(self) -> None:
@@ -147,13 +141,13 @@ class AckLog:
             fd = nofollow.open_fd(self.path, os.O_RDONLY)
         except FileNotFoundError:
             self._claims.clear()
-            self._inode, self._offset, self._lines, self._digest = None, 0, 0, None
+            self._inode, self._offset, self._lines = None, 0, 0
             return
         try:
             st = os.fstat(fd)
             if st.st_ino != self._inode or st.st_size < self._offset:
                 self._claims.clear()
-                self._inode, self._offset, self._lines, self._digest = st.st_ino, 0, 0, None
+                self._inode, self._offset, self._lines = st.st_ino, 0, 0
             if st.st_size == self._offset:
                 return
             data = os.pread(fd, st.st_size - self._offset, self._offset)
@@ -176,25 +170,18 @@ class AckLog:
                 self._claims[key] = claim
             for kind, image_id, tag in record.get("forget", []):
                 self._claims.pop((kind, image_id, tag), None)
-            self._digest = record.get("manifest", self._digest)
         except (ValueError, TypeError, AttributeError):  # a line torn by a crash: never answered
             logger.debug("ignoring an unreadable line of %s", self.path)
         while len(self._claims) > self.capacity:
             self._claims.popitem(last=False)
 
     # ------------------------------------------------------------------ writing
-    def append(
-        self,
-        before: dict[str, dict[str, Any] | None],
-        doc: dict[str, Any],
-        raw: bytes | None = None,
-    ) -> None:
+    def append(self, before: dict[str, dict[str, Any] | None], doc: dict[str, Any]) -> None:
         """Record the parts of the objects in ``before`` that ``doc`` now holds differently.
 
         Args:
             before: Each changed image id's whole object before the change (``None``: absent).
             doc: The manifest as just committed.
-            raw: Its bytes as written: while the file still holds them, nothing needs a repair.
         """
         wrote: list[list[Any]] = []
         for image_id, old in before.items():
@@ -206,11 +193,7 @@ class AckLog:
                     wrote.append([kind, image_id, tag, was, now])
         if wrote:
             wrote.sort(key=lambda w: (w[0] != "i", w[1], w[2] or ""))
-            self._write_line({"wrote": wrote[-self.capacity :], "manifest": _digest(raw)})
-
-    def settled(self, raw: bytes) -> None:
-        """Record that medstore wrote the manifest ``raw`` (after a repair)."""
-        self._write_line({"manifest": _digest(raw)})
+            self._write_line({"wrote": wrote[-self.capacity :]})
 
     def _write_line(self, record: dict[str, Any]) -> None:
         """Append one line durably (a best effort: the change itself is already committed)."""
@@ -247,25 +230,24 @@ class AckLog:
         for (kind, image_id, tag), claim in self._claims.items():
             for old in claim.superseded:
                 wrote.append([kind, image_id, tag, old, claim.after])
-        data = dump_json({"wrote": wrote, "manifest": self._digest}) + b"\n"
+        data = dump_json({"wrote": wrote}) + b"\n" if wrote else b""
         atomic_write_bytes(self.path, data, mode=0o600, point="acklog")
         self._claims.clear()
         self._inode, self._offset, self._lines = None, 0, 0
         self._catch_up()
 
     # ------------------------------------------------------------------ repairing
-    def repair(self, doc: dict[str, Any], raw: bytes | None = None) -> list[str]:
+    def repair(self, doc: dict[str, Any]) -> list[str]:
         """Write medstore's values back where ``doc`` holds a stale copy of them (in place).
 
         Args:
             doc: The manifest as just read from disk.
-            raw: Its bytes: when medstore itself wrote exactly these last, nothing is compared.
 
         Returns:
             The image ids whose entries were put back (sorted); empty when nothing was stale.
         """
         self._catch_up()
-        if not self._claims or (raw is not None and _digest(raw) == self._digest):
+        if not self._claims:
             return []
         repaired: set[str] = set()
         forget: list[list[Any]] = []
