@@ -1,8 +1,9 @@
 """WEBKNOSSOS NML skeleton files (``.nml``, or a ``.zip`` holding one) read and written.
 
-Parsing uses defusedxml with entities and DTDs forbidden, so entity-expansion bombs and external
-entities are refused. A zip's volume layer data are read by
-:mod:`~medstore.datastore.interop.wk_volume`; here the NML's description of them is kept.
+Parsing streams through expat with document type declarations, entities and external entities
+refused (as defusedxml does), so entity-expansion bombs never resolve. A zip's volume layer data
+are read by :mod:`~medstore.datastore.interop.wk_volume`; here the NML's description of them is
+kept.
 
 Examples:
     >>> from medstore.datastore.annotations import SkeletonAnnotation, Tree, SkeletonNode, VoxelSize
@@ -23,8 +24,6 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import defusedxml
-import defusedxml.ElementTree as SafeET
 from pydantic import ValidationError
 
 from ..annotations.base import wrap_validation_error
@@ -35,6 +34,8 @@ from ..annotations.skeleton import (
     MetadataEntry,
     SegmentInfo,
     SkeletonAnnotation,
+    SkeletonEdge,
+    SkeletonNode,
     Tree,
     TreeGroup,
     VolumeLayer,
@@ -42,7 +43,8 @@ from ..annotations.skeleton import (
 )
 from ..durable import atomic_write_bytes
 from ..errors import AnnotationError
-from .nml_values import _bool, _colour, _get, _int, _ivec, _number, _vec, read_edge, read_node
+from .nml_stream import stream_nml
+from .nml_values import _bool, _colour, _get, _int, _ivec, _number, _vec
 from .nml_writer import dump_nml
 
 __all__ = ["MAX_NML_BYTES", "dump_nml", "load_nml", "parse_nml", "save_nml"]
@@ -96,8 +98,7 @@ def _bbox(el: ET.Element) -> BoundingBox:
 
 
 # Every field is given, so one shared "fields set" per class is exact (saves a set per node).
-def _tree(el: ET.Element) -> Tree:
-    nodes_el, edges_el = el.find("nodes"), el.find("edges")
+def _tree(el: ET.Element, nodes: list[SkeletonNode], edges: list[SkeletonEdge]) -> Tree:
     return Tree(
         id=_get(el, "id", _int, required=True),
         name=el.get("name", ""),
@@ -105,8 +106,8 @@ def _tree(el: ET.Element) -> Tree:
         is_visible=_get(el, "isVisible", _bool),
         group_id=_get(el, "groupId", _int),
         type=el.get("type"),
-        nodes=[read_node(n) for n in (nodes_el.iterfind("node") if nodes_el is not None else [])],
-        edges=[read_edge(e) for e in (edges_el.iterfind("edge") if edges_el is not None else [])],
+        nodes=nodes,
+        edges=edges,
         metadata=_metadata(el.find("metadata")),
     )
 
@@ -181,33 +182,13 @@ def parse_nml(data: bytes | str, *, identifier: str = "skeleton") -> SkeletonAnn
     Raises:
         AnnotationError: Not XML, entities/DTD present, not an NML, or an inconsistent graph.
     """
-    source = io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data)
-    root: ET.Element | None = None
-    trees: list[Tree] = []
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        # Streamed: each <thing> becomes a Tree as soon as it ends and its elements are
-        # dropped, so a file of millions of nodes never holds its whole element tree.
-        depth = 0
-        for event, el in SafeET.iterparse(source, events=("start", "end"), forbid_dtd=True):
-            if event == "start":
-                depth += 1
-                if root is None:
-                    root = el
-                    if root.tag != "things":
-                        raise AnnotationError(
-                            f"not an NML document (root element <{root.tag}>, not <things>)"
-                        )
-                continue
-            depth -= 1
-            if depth == 1 and el.tag == "thing":
-                trees.append(_tree(el))
-                root.remove(el)  # type: ignore[union-attr]
-    except (defusedxml.DefusedXmlException, ET.ParseError) as err:
-        raise AnnotationError(f"not a safe, well-formed NML document: {err}") from err
+        # Streamed: nodes and edges are read from their attributes, never made elements, and
+        # each <thing> becomes a Tree as soon as it ends (see nml_stream).
+        root, trees = stream_nml(raw, tree=_tree)
     except ValidationError as err:
         raise wrap_validation_error(err, "NML document") from err
-    if root is None:
-        raise AnnotationError("not a safe, well-formed NML document: it is empty")
     try:
         return _skeleton(root, identifier, trees)
     except ValidationError as err:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ..annotations.skeleton import SkeletonEdge, SkeletonNode
 from ..errors import AnnotationError
 
-__all__ = ["read_edge", "read_node"]
+__all__ = ["edge_from_attrs", "node_from_attrs", "read_edge", "read_node"]
 
 _T = TypeVar("_T")
 _NODE_ATTRS = frozenset({
@@ -97,25 +97,34 @@ if list(SkeletonNode.model_fields) != [
     raise RuntimeError("SkeletonNode/SkeletonEdge fields changed: update nml._node/_edge")
 
 
-def _finite(el: ET.Element, name: str) -> float | None:
-    value = _get(el, name, float)
-    if value is not None and not math.isfinite(value):
-        raise AnnotationError(f"<{el.tag}> {name!r} must be finite, got {value}")
+def _read(tag: str, attrs: Mapping[str, str], name: str, conv: Callable[[str], _T]) -> _T:
+    raw = attrs[name]
+    try:
+        return conv(raw)
+    except ValueError as err:
+        raise AnnotationError(f"<{tag}> has a bad {name!r}: {raw!r}") from err
+
+
+def _finite(tag: str, attrs: Mapping[str, str], name: str) -> float | None:
+    if name not in attrs:
+        return None
+    value = _read(tag, attrs, name, float)
+    if not math.isfinite(value):
+        raise AnnotationError(f"<{tag}> {name!r} must be finite, got {value}")
     return value
 
 
-def _need_float(el: ET.Element, name: str) -> float:
-    value = _finite(el, name)
+def _need_float(tag: str, attrs: Mapping[str, str], name: str) -> float:
+    value = _finite(tag, attrs, name)
     if value is None:
-        raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
+        raise AnnotationError(f"<{tag}> is missing the {name!r} attribute")
     return value
 
 
-def _need_int(el: ET.Element, name: str) -> int:
-    value = _get(el, name, _int, required=True)
-    if value is None:  # pragma: no cover - _get raises first
-        raise AnnotationError(f"<{el.tag}> is missing the {name!r} attribute")
-    return value
+def _need_int(tag: str, attrs: Mapping[str, str], name: str) -> int:
+    if name not in attrs:
+        raise AnnotationError(f"<{tag}> is missing the {name!r} attribute")
+    return _read(tag, attrs, name, _int)
 
 
 _M = TypeVar("_M", SkeletonNode, SkeletonEdge)
@@ -132,31 +141,85 @@ def _built(cls: type[_M], fields: set[str], values: dict[str, Any]) -> _M:
     return obj
 
 
-def _optional(el: ET.Element, attrs: Any, name: str, conv: Callable[[str], _T]) -> _T | None:
-    return None if name not in attrs else _get(el, name, conv)
+def _optional(attrs: Mapping[str, str], name: str, conv: Callable[[str], _T]) -> _T | None:
+    return None if name not in attrs else _read("node", attrs, name, conv)
 
 
 def read_node(el: ET.Element) -> SkeletonNode:
     """A ``<node>`` element as a :class:`SkeletonNode` (values checked by hand)."""
-    # Built without pydantic's per-field validation (millions of nodes): every value is
-    # checked here instead, with the same rules (ints, finite floats, booleans).
-    attrs = el.attrib
+    return node_from_attrs(el.attrib)
+
+
+def _opt_float(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
+def _opt_int(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def node_from_attrs(attrs: Mapping[str, str]) -> SkeletonNode:
+    """A ``<node>``'s attributes as a :class:`SkeletonNode` (values checked by hand)."""
+    # Built without pydantic's per-field validation (millions of nodes). The common case is
+    # converted in one go; anything unusual (a missing or bad value, "1.0" for an int, a
+    # non-finite float) goes through the attribute-by-attribute reader for its exact error.
+    get = attrs.get
+    try:
+        position = (float(attrs["x"]), float(attrs["y"]), float(attrs["z"]))
+        radius = _opt_float(get("radius"))
+        rx, ry, rz = get("rotX"), get("rotY"), get("rotZ")
+        rotation = None
+        if rx is not None or ry is not None or rz is not None:  # a missing one: checked path
+            rotation = (float(rx or ""), float(ry or ""), float(rz or ""))
+        flag = get("interpolation")
+        values = {
+            "id": int(attrs["id"]),
+            "position": position,
+            "radius": radius,
+            "rotation": rotation,
+            "in_vp": _opt_int(get("inVp")),
+            "in_mag": _opt_int(get("inMag")),
+            "bit_depth": _opt_int(get("bitDepth")),
+            "interpolation": None if flag is None else _BOOLS[flag.strip().lower()],
+            "time": _opt_int(get("time")),
+            "extra": {k: v for k, v in attrs.items() if k not in _NODE_ATTRS},
+        }
+    except (KeyError, ValueError, TypeError):
+        return _checked_node(attrs)
+    total = sum(position) + (radius or 0.0) + (sum(rotation) if rotation else 0.0)
+    if not math.isfinite(total):  # one is NaN or infinite (or a huge sum): check one by one
+        return _checked_node(attrs)
+    return _built(SkeletonNode, _NODE_FIELDS, values)
+
+
+def _checked_node(attrs: Mapping[str, str]) -> SkeletonNode:
     if not ("x" in attrs and "y" in attrs and "z" in attrs):
         raise AnnotationError("<node> needs x, y and z")
-    position = (_need_float(el, "x"), _need_float(el, "y"), _need_float(el, "z"))
+    position = (
+        _need_float("node", attrs, "x"),
+        _need_float("node", attrs, "y"),
+        _need_float("node", attrs, "z"),
+    )
     rotation = None
     if "rotX" in attrs or "rotY" in attrs or "rotZ" in attrs:
-        rotation = (_need_float(el, "rotX"), _need_float(el, "rotY"), _need_float(el, "rotZ"))
+        rotation = (
+            _need_float("node", attrs, "rotX"),
+            _need_float("node", attrs, "rotY"),
+            _need_float("node", attrs, "rotZ"),
+        )
     values = {
-        "id": _need_int(el, "id"),
+        "id": _need_int("node", attrs, "id"),
         "position": position,
-        "radius": _finite(el, "radius") if "radius" in attrs else None,
+        "radius": _finite("node", attrs, "radius"),
         "rotation": rotation,
-        "in_vp": _optional(el, attrs, "inVp", _int),
-        "in_mag": _optional(el, attrs, "inMag", _int),
-        "bit_depth": _optional(el, attrs, "bitDepth", _int),
-        "interpolation": _optional(el, attrs, "interpolation", _bool),
-        "time": _optional(el, attrs, "time", _int),
+        "in_vp": _optional(attrs, "inVp", _int),
+        "in_mag": _optional(attrs, "inMag", _int),
+        "bit_depth": _optional(attrs, "bitDepth", _int),
+        "interpolation": _optional(attrs, "interpolation", _bool),
+        "time": _optional(attrs, "time", _int),
         "extra": {k: v for k, v in attrs.items() if k not in _NODE_ATTRS},
     }
     return _built(SkeletonNode, _NODE_FIELDS, values)
@@ -164,5 +227,13 @@ def read_node(el: ET.Element) -> SkeletonNode:
 
 def read_edge(el: ET.Element) -> SkeletonEdge:
     """An ``<edge>`` element as a :class:`SkeletonEdge`."""
-    values = {"source": _need_int(el, "source"), "target": _need_int(el, "target")}
+    return edge_from_attrs(el.attrib)
+
+
+def edge_from_attrs(attrs: Mapping[str, str]) -> SkeletonEdge:
+    """An ``<edge>``'s attributes as a :class:`SkeletonEdge`."""
+    values = {
+        "source": _need_int("edge", attrs, "source"),
+        "target": _need_int("edge", attrs, "target"),
+    }
     return _built(SkeletonEdge, _EDGE_FIELDS, values)

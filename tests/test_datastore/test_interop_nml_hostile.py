@@ -9,12 +9,16 @@ from __future__ import annotations
 import io
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from medstore.datastore.errors import AnnotationError
 from medstore.datastore.interop import nml as nml_module
 from medstore.datastore.interop.nml import load_nml
+from medstore.datastore.interop.nml_values import _checked_node, node_from_attrs
 from medstore.datastore.interop.wk_volume import read_volume_layer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -94,3 +98,29 @@ def test_missing_layer_and_missing_data_are_named(tmp_path: Path) -> None:
         dst.writestr("vol.nml", nml)
     with pytest.raises(AnnotationError, match="missing from the zip"):
         read_volume_layer(only_nml, "seg")
+
+
+_VALUES = st.sampled_from(
+    ["1", "-2", "0", "1.0", "1e3", "3.5", "nan", "inf", "-inf", "1e308", "true", "False", " 1",
+     "x", "", "1_0"]
+)  # fmt: skip
+_NAMES = st.sampled_from(
+    ["id", "x", "y", "z", "radius", "rotX", "rotY", "rotZ", "inVp", "inMag", "bitDepth",
+     "interpolation", "time", "custom"]
+)  # fmt: skip
+
+
+def _outcome(read: Callable[[dict[str, str]], object], attrs: dict[str, str]) -> object:
+    try:
+        return read(attrs)
+    except AnnotationError as err:
+        return ("refused", str(err))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_NAMES, _VALUES, max_size=14))
+def test_fast_node_reader_agrees_with_the_checked_one(attrs: dict[str, str]) -> None:
+    # The one-go conversion must give exactly what the attribute-by-attribute reader gives,
+    # the same node or the same AnnotationError, for any mix of present and hostile values.
+    attrs = {"id": "1", "x": "1", "y": "2", "z": "3", **attrs}
+    assert _outcome(node_from_attrs, attrs) == _outcome(_checked_node, attrs)
