@@ -144,6 +144,40 @@ def _info_of(metadata: dict, image_id: str, *path: str) -> dict[str, Any]:
     )
 
 
+def _unpack_detached_data(
+    zf: zipfile.ZipFile,
+    entries: dict[tuple[str, str], zipfile.ZipInfo],
+    work: Path,
+    budget: list[int],
+) -> set[str]:
+    """Unpack each ``image/*.nhdr`` header and the data file it names; the data files' names.
+
+    A data file travels with its header (``add_image`` copies it beside the header), so it is
+    no image of its own. A header naming a file the archive lacks is refused.
+    """
+    headers = [n for (f, n) in entries if f == "image" and n.lower().endswith(".nhdr")]
+    if not headers:
+        return set()
+    from ..errors import ImageReadError
+    from ..imaging.nrrd_files import data_file_names  # the imaging stack only for a .nhdr
+
+    names: set[str] = set()
+    for header in headers:
+        _extract(zf, entries[("image", header)], work / header, budget)
+        try:
+            wanted = data_file_names(work / header)
+        except ImageReadError as err:
+            raise ArchiveError(f"archive image {header!r}: {err}") from err
+        for name in wanted:
+            info = entries.get(("image", name))
+            if info is None:
+                raise ArchiveError(f"archive image {header!r} names data file {name!r}, missing")
+            if name not in names:
+                _extract(zf, info, work / name, budget)
+            names.add(name)
+    return names
+
+
 def import_archive(
     store: LocalDatastore, archive: str | Path, *, limits: ArchiveLimits | None = None
 ) -> list[str]:
@@ -173,18 +207,20 @@ def import_archive(
     with zf, tempfile.TemporaryDirectory(dir=work_root) as tmp:
         entries = _validate(zf, limits)
         metadata = _metadata(zf, entries.get(("", "metadata.json")), limits)
+        budget = [limits.max_total_bytes]
+        work = Path(tmp)
+        data_names = _unpack_detached_data(zf, entries, work, budget)
         images: dict[str, tuple[str, zipfile.ZipInfo]] = {}
         for (folder, name), info in entries.items():
-            if folder == "image":
+            if folder == "image" and name not in data_names:
                 derived = derive_id(name, store.extensions)
                 if derived is None:
                     raise UnsupportedFormatError(f"archive image {name!r} matches no pattern")
                 images[validate_id(derived[0])] = (name, info)
-        budget = [limits.max_total_bytes]
-        work = Path(tmp)
         with store.batch():
             for image_id, (name, info) in sorted(images.items()):
-                _extract(zf, info, work / name, budget)
+                if not (work / name).exists():  # a .nhdr header is unpacked already
+                    _extract(zf, info, work / name, budget)
                 store.add_image(image_id, work / name, _info_of(metadata, image_id, "image"))
             for (folder, name), info in sorted(entries.items()):
                 if folder != "label":

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, ImageReadError
 from ..ids import is_inside
 from ..store.models import LocalDatastoreModel
 from ..timestamps import compact_utc
@@ -54,6 +54,27 @@ def _selected(cases: list[str], limit_cases: int | None) -> list[str]:
     return cases
 
 
+def _detached_data(image: Path, image_id: str) -> tuple[Path, ...]:
+    """The data files a ``.nhdr`` image's header names (``()`` for any other image)."""
+    if not image.name.lower().endswith(".nhdr"):
+        return ()
+    from ..imaging.nrrd_files import data_files  # the imaging stack only for a .nhdr
+
+    try:
+        found = data_files(image)
+    except ImageReadError as err:
+        raise ArchiveError(f"cannot archive image {image_id!r}: {err}") from err
+    return found
+
+
+def _write_once(zf: zipfile.ZipFile, source: Path, name: str, written: set[str]) -> None:
+    """Add ``source`` as ``name``; a name already in the archive is refused, never doubled."""
+    if name in written:
+        raise ArchiveError(f"cannot archive {source.name!r}: {name!r} is already in the archive")
+    written.add(name)
+    zf.write(source, name)
+
+
 def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> Path:
     """Zip the store's ``final``-labelled cases as MONAI Label 0.8.5 does.
 
@@ -62,7 +83,8 @@ def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> P
     ``limit_cases`` follows 0.8.5: ``None``, ``0``, a negative number or one at least the number
     of cases means every case. Files are taken only from inside the store, or from where an
     image imported with ``--link`` points (its recorded ``source_path``); anything else is
-    skipped.
+    skipped. A ``.nhdr`` image's detached data file goes beside its header, under the name the
+    header gives.
 
     Args:
         store: The store.
@@ -72,17 +94,32 @@ def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> P
         The zip's path, in :func:`archive_folder`.
 
     Raises:
-        ArchiveError: No case to archive (0.8.5 fails a bare ``assert`` there).
+        ArchiveError: No case to archive (0.8.5 fails a bare ``assert`` there), or a ``.nhdr``
+            image whose data file is unreadable or shares a name with another archived file.
     """
     root = Path(os.path.realpath(store.root))
-    doc = store.json()
     cases = _selected(store.get_labeled_images(), limit_cases)
     if not cases:
         raise ArchiveError("nothing to archive: no image has a 'final' label")
     folder = archive_folder()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{store.name() or 'store'}-{compact_utc()}.zip".replace(os.sep, "_")
+    try:
+        written = _write_cases(store, target, cases, root)
+    except BaseException:
+        target.unlink(missing_ok=True)  # never a half-written archive
+        raise
+    if not written:
+        target.unlink()
+        raise ArchiveError("nothing to archive: no 'final'-labelled case has its files inside")
+    return target
+
+
+def _write_cases(store: ArchivedStore, target: Path, cases: list[str], root: Path) -> int:
+    """Write the cases' files and ``metadata.json`` to ``target``; the number of cases written."""
+    doc = store.json()
     written = 0
+    names: set[str] = set()
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
         for image_id in cases:
             obj = doc["objects"][image_id]
@@ -93,12 +130,11 @@ def write_dataset_archive(store: ArchivedStore, *, limit_cases: int | None) -> P
                 continue
             if not label.is_file() or not is_inside(root, label):
                 continue
-            zf.write(image, f"image/{image_id}{obj['image']['ext']}")
-            zf.write(label, f"label/{image_id}{obj['labels']['final']['ext']}")
+            _write_once(zf, image, f"image/{image_id}{obj['image']['ext']}", names)
+            for data in _detached_data(image, image_id):  # beside its header, as it names it
+                _write_once(zf, data, f"image/{data.name}", names)
+            _write_once(zf, label, f"label/{image_id}{obj['labels']['final']['ext']}", names)
             written += 1
         model = LocalDatastoreModel.model_validate(doc)
         zf.writestr("metadata.json", model.model_dump_json(exclude={"base_path"}))
-    if not written:
-        target.unlink()
-        raise ArchiveError("nothing to archive: no 'final'-labelled case has its files inside")
-    return target
+    return written

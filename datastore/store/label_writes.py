@@ -44,6 +44,7 @@ from ..timestamps import iso_utc
 from .history import LabelHistory
 from .image_versions import belongs, image_version, version_stamp
 from .json_values import check_values
+from .nhdr_data import DetachedData
 from .session import StoreSession
 from .transaction import Transaction
 
@@ -104,24 +105,41 @@ class LabelWriter:
         session = self._session
         with session.mutation() as txn:
             obj = session.image_entry(image_id)
-            image_path = txn.source_of(session.layout.image_path(image_id, obj["image"]["ext"]))
-            if isinstance(label_filename, np.ndarray | Segmentation):
-                staged, checksum, ext = self._stage_array(label_filename, image_path)
-                shown = "array"
-            else:
-                _, ext = split_source_name(label_filename, self._extensions)
-                staged, checksum = self._session.staging.copy_file(label_filename, ext)
-                shown = Path(label_filename).name
-                if is_segmentation_name(ext) and not force:  # Slicer saves some cropped: padded
-                    staged, checksum = self._pad_cropped(txn, staged, checksum, image_path, shown)
-            if not force:
-                what = f"label {label_tag!r} of image {image_id!r}"
-                self._check_fits(txn, staged, image_path, shown=shown, what=what)
-            info = copy.deepcopy(dict(label_info or {}))
-            if is_segmentation_name(ext) and (names := label_info_of(staged)):
-                info.setdefault("label_info", names)  # Slicer's segment names: the class names
-            self._put_label(txn, image_id, label_tag, staged, ext, info, checksum)
+            stored = session.layout.image_path(image_id, obj["image"]["ext"])
+            with DetachedData(session).readable(txn, stored) as image_path:
+                self._stage_checked(
+                    txn, image_id, label_filename, label_tag, label_info, image_path, force=force
+                )
         return image_id
+
+    def _stage_checked(
+        self,
+        txn: Transaction,
+        image_id: str,
+        label_filename: str | os.PathLike[str] | np.ndarray | Segmentation,
+        label_tag: str,
+        label_info: Mapping[str, Any] | None,
+        image_path: Path,
+        *,
+        force: bool,
+    ) -> None:
+        """Stage the label, check it fits ``image_path`` (unless ``force``) and record it."""
+        if isinstance(label_filename, np.ndarray | Segmentation):
+            staged, checksum, ext = self._stage_array(label_filename, image_path)
+            shown = "array"
+        else:
+            _, ext = split_source_name(label_filename, self._extensions)
+            staged, checksum = self._session.staging.copy_file(label_filename, ext)
+            shown = Path(label_filename).name
+            if is_segmentation_name(ext) and not force:  # Slicer saves some cropped: padded
+                staged, checksum = self._pad_cropped(txn, staged, checksum, image_path, shown)
+        if not force:
+            what = f"label {label_tag!r} of image {image_id!r}"
+            self._check_fits(txn, staged, image_path, shown=shown, what=what)
+        info = copy.deepcopy(dict(label_info or {}))
+        if is_segmentation_name(ext) and (names := label_info_of(staged)):
+            info.setdefault("label_info", names)  # Slicer's segment names: the class names
+        self._put_label(txn, image_id, label_tag, staged, ext, info, checksum)
 
     def _check_fits(
         self, txn: Transaction, staged: Path, image_path: Path, *, shown: str, what: str

@@ -23,6 +23,8 @@ from __future__ import annotations
 # The imaging stack is imported only when a .nhdr is met (opening a store stays light).
 import contextlib
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,39 @@ class DetachedData:
             self.discard(staged)
             raise
         return staged
+
+    @contextlib.contextmanager
+    def readable(self, txn: Transaction, image_path: Path) -> Iterator[Path]:
+        """A path from which an image of this transaction reads as it will once committed.
+
+        A ``.nhdr`` added in the same transaction (a batch) is staged under a temporary name and
+        its data file under another, so the staged header names a file that is not beside it
+        yet. Then a throw-away copy of the header, naming the staged data file, is made in the
+        staging folder for the duration (deleted after). Any other image: its current path.
+
+        Args:
+            txn: The open transaction.
+            image_path: The image's path in the store.
+        """
+        source = txn.source_of(image_path)
+        if source == image_path or not is_detached_header(image_path.name):
+            yield source
+            return
+        from ..imaging.nrrd_files import data_file_names
+
+        header = source.read_bytes()
+        for name in data_file_names(source):
+            dest = resolve_inside(self._session.layout.root, self._session.layout.images_dir, name)
+            staged = txn.source_of(dest)
+            if staged != dest:  # point the copy at the staged data file, in the same folder
+                field = re.compile(rb"^(data ?file:)[^\n]*$", re.MULTILINE | re.IGNORECASE)
+                line = b"data file: " + staged.name.encode()
+                header = field.sub(line.replace(b"\\", b"\\\\"), header)
+        view = self._session.staging.write_bytes(header, ".nhdr")
+        try:
+            yield view
+        finally:
+            self._session.staging.discard(view)
 
     def discard(self, staged: list[tuple[Path, Path]]) -> None:
         """Delete staged data files that will not be used."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import zipfile
 from pathlib import Path
 
 import nrrd
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from medstore.datastore import LocalDatastore
 from medstore.datastore.errors import ImageReadError, InvalidIdError
 from medstore.datastore.imaging import probe_image, read_image
+from medstore.datastore.interop.archive_import import import_archive
 from support.cli import Run
 from support.nifti import NiftiFile
 
@@ -416,3 +418,21 @@ def test_an_image_is_never_stored_over_a_stored_nhdr_data_file(
         with pytest.raises(InvalidIdError, match=r"scan\.nii, the data file of image 'ct'"):
             store.add_image("scan", nifti_file("other.nii"))
         assert read_image(store.get_image_uri("ct")).array.size == 24
+
+
+def test_dataset_archive_carries_an_nhdr_data_file_and_imports_back(tmp_path: Path) -> None:
+    _nhdr(tmp_path / "src")
+    expected = _canonical(tmp_path / "src" / "ct.nhdr")
+    patterns = ("*.nhdr", "*.nii.gz")
+    with LocalDatastore(tmp_path / "store", extensions=patterns) as store:
+        store.add_image("", tmp_path / "src" / "ct.nhdr")
+        store.save_label("ct", np.ones(expected.shape[1:], np.uint8), "final")
+        archive = Path(store.get_dataset_archive(None))
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == [
+            "image/ct.nhdr", "image/ct.raw.gz", "label/ct.nii.gz", "metadata.json"
+        ]  # fmt: skip
+    with LocalDatastore(tmp_path / "copy", extensions=patterns) as copy:
+        assert import_archive(copy, archive) == ["ct"]
+        np.testing.assert_array_equal(_canonical(Path(copy.get_image_uri("ct"))), expected)
+        assert copy.get_label_uri("ct", "final")
