@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .. import nofollow
 from ..durable import atomic_write_bytes
 from ..errors import AnnotationError
 from .base import Annotation, wrap_validation_error
@@ -143,8 +144,8 @@ def load_schema(store: _SideStore) -> ProjectSchema | None:
     """
     path = _schema_path(store)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        raw = nofollow.read_bytes(path)  # a planted link is refused, never read
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         data: Any = orjson.loads(raw)

@@ -92,8 +92,8 @@ class AnnotationStore:
         path = self._path(image_id)
         info = self._store.get_image_info(image_id) if self._store.has_image(image_id) else None
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+            raw = nofollow.read_bytes(path)  # a planted link is refused, never read
+        except (FileNotFoundError, NotADirectoryError):
             return select_version([], image_id, info, image_version)
         try:
             doc = orjson.loads(raw)

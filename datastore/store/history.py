@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import nofollow
 from ..timestamps import iso_utc
 from .json_values import dump_json, load_json
 from .layout import StoreLayout
@@ -30,6 +31,9 @@ _RECORD = re.compile(r"^v(\d{4,})\.json$")
 class LabelHistory:
     """Read access to kept label versions and the paths of the next one.
 
+    Every read is walked from the store root without following links (:mod:`..nofollow`): a
+    history folder planted as a link is refused with ``UnsafePathError``, never read.
+
     Args:
         layout: The store's paths.
     """
@@ -40,8 +44,8 @@ class LabelHistory:
     def _versions(self, tag: str, image_id: str) -> list[int]:
         folder = self.layout.history_dir(tag, image_id)
         try:
-            names = [m.group(1) for p in folder.iterdir() if (m := _RECORD.match(p.name))]
-        except FileNotFoundError:
+            names = [m.group(1) for n in nofollow.listdir(folder) if (m := _RECORD.match(n))]
+        except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted(int(n) for n in names)
 
@@ -59,7 +63,7 @@ class LabelHistory:
         folder = self.layout.history_dir(tag, image_id)
         out = []
         for version in self._versions(tag, image_id):
-            record = load_json((folder / f"v{version:04d}.json").read_bytes())
+            record = load_json(nofollow.read_bytes(folder / f"v{version:04d}.json"))
             record["path"] = str(folder / f"v{version:04d}{record.get('ext', '')}")
             out.append(record)
         return out
@@ -87,7 +91,7 @@ class LabelHistory:
             FileNotFoundError: No such version.
         """
         folder = self.layout.history_dir(tag, image_id)
-        record = load_json((folder / f"v{version:04d}.json").read_bytes())
+        record = load_json(nofollow.read_bytes(folder / f"v{version:04d}.json"))
         return folder / f"v{version:04d}{record.get('ext', '')}", record
 
     @staticmethod

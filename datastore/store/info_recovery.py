@@ -32,6 +32,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from .. import nofollow
 from ..errors import DatastoreError
 from .history import LabelHistory
 from .image_versions import belongs, image_version
@@ -49,7 +50,7 @@ _TRASH_RECORD = "entry.json"
 
 def _listdir(folder: Path) -> list[str]:
     try:
-        return sorted(os.listdir(folder))
+        return sorted(nofollow.listdir(folder))  # a folder planted as a link is not read
     except OSError:
         return []
 
@@ -75,7 +76,7 @@ def _recover_image(layout: StoreLayout, image_id: str) -> dict[str, Any] | None:
     current: dict[str, str | None] = {}
     for stamp in reversed(_listdir(folder)):
         try:
-            record = load_json((folder / stamp / _TRASH_RECORD).read_bytes())
+            record = load_json(nofollow.read_bytes(folder / stamp / _TRASH_RECORD))
             entry = record["entry"]
             ext, info = entry["ext"], dict(entry["info"])
         except (OSError, ValueError, KeyError, TypeError):

@@ -28,6 +28,7 @@ import os
 import stat
 from typing import BinaryIO
 
+from .. import nofollow
 from ..errors import ImageReadError
 
 __all__ = ["open_regular"]
@@ -43,11 +44,14 @@ _FLAGS = (
 )
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+def open_regular(path: str | os.PathLike[str], *, own: bool = False) -> BinaryIO:
     """Open ``path`` for reading, refusing anything but the regular file it names.
 
     Args:
         path: The source file (links are followed: a source may live anywhere).
+        own: The file is one of the store's own (a kept label version, a trashed image): it is
+            opened without following a link at any component below the store root
+            (:mod:`..nofollow`), so a planted link never brings a file from elsewhere in.
 
     Returns:
         The open file, in blocking mode again, positioned at its start.
@@ -55,12 +59,15 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ImageReadError: ``path`` is not a regular file, or was replaced while being opened.
+        UnsafePathError: ``own`` and a component below the store root is a symbolic link.
     """
     shown = os.fspath(path)
-    before = os.stat(path)
+    before = nofollow.lstat(path) if own else os.stat(path)
+    if own and stat.S_ISLNK(before.st_mode):
+        raise nofollow.refusal(shown)
     if not stat.S_ISREG(before.st_mode):  # never opened at all
         raise ImageReadError(f"{shown}: {_NOT_REGULAR}")
-    fd = os.open(path, _FLAGS)
+    fd = nofollow.open_fd(path, _FLAGS) if own else os.open(path, _FLAGS)
     try:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):

@@ -138,8 +138,8 @@ class SplitLog:
             One parsed event per line.
         """
         try:
-            lines = self._path.read_bytes().splitlines()
-        except FileNotFoundError:
+            lines = nofollow.read_bytes(self._path).splitlines()  # a planted link is refused
+        except (FileNotFoundError, NotADirectoryError):
             return
         for number, raw in enumerate(lines, 1):
             if not raw.strip():

@@ -70,22 +70,29 @@ class StagingArea:
         nofollow.makedirs(self.folder)
         return self.folder / f"{STAGED_PREFIX}{uuid.uuid4().hex}{ext}"
 
+    def _is_own(self, src: str | os.PathLike[str]) -> bool:
+        """Whether ``src`` lies in the store's side folder (history, trash) beside staging."""
+        side = os.path.dirname(os.path.abspath(self.folder))
+        return os.path.abspath(src).startswith(side + os.sep)
+
     def copy_file(self, src: str | os.PathLike[str], ext: str) -> tuple[Path, str]:
         """Copy a file (or a series folder) into staging, fsynced, hashing it on the way.
 
         Args:
-            src: The source.
+            src: The source (one of the store's own, under ``.medstore``, is opened without
+                following links below the store root).
             ext: The extension to give the staged copy.
 
         Returns:
             ``(staged_path, checksum)``.
         """
         staged = self._new_path(ext)
-        if Path(src).is_dir():
+        own = self._is_own(src)  # kept versions and trash: never read through a planted link
+        if nofollow.is_real_dir(src) if own else Path(src).is_dir():
             nofollow.copy_tree(src, staged, mode=new_file_mode(self.file_mode))
             return staged, file_checksum(staged)
         digest = hashlib.sha256()
-        with open_regular(src) as source:  # the opened file is checked: never a FIFO or device
+        with open_regular(src, own=own) as source:  # checked when opened: never a FIFO, device
             create_durable(staged, src=source, mode=self.file_mode, on_chunk=digest.update)
         return staged, f"SHA256:{digest.hexdigest()}"
 

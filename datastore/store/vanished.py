@@ -18,13 +18,13 @@ Examples:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from .. import nofollow
 from ..errors import InvalidIdError
 from ..timestamps import compact_utc, iso_utc
 from .image_versions import image_version
@@ -65,9 +65,17 @@ def trash_records(session: StoreSession, image_id: str) -> Iterator[tuple[Path, 
         folder = session.layout.trash_dir(image_id)
     except InvalidIdError:
         return
-    records = sorted(folder.glob(f"*/{RECORD_NAME}")) if folder.is_dir() else []
-    for path in reversed(records):
-        yield path, orjson.loads(path.read_bytes())
+    try:  # walked without following links: a trash folder planted as a link is refused
+        stamps = sorted(nofollow.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for stamp in reversed(stamps):
+        path = folder / stamp / RECORD_NAME
+        try:
+            raw = nofollow.read_bytes(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        yield path, orjson.loads(raw)
 
 
 class VanishedImages:
@@ -125,7 +133,7 @@ class VanishedImages:
         """
         objects = self._session.doc["objects"]
         try:
-            kept = set(os.listdir(self._session.layout.trash_root))
+            kept = set(nofollow.listdir(self._session.layout.trash_root))
         except OSError:
             return {}
         out: dict[str, dict[str, Any]] = {}

@@ -21,10 +21,10 @@ Examples:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from .. import nofollow
 from ..errors import InvalidIdError
 from ..timestamps import compact_utc, iso_utc
 from .image_versions import image_version
@@ -111,7 +111,7 @@ class VanishedLabels:
         session = self._session
         objects = session.doc["objects"]
         try:
-            kept = set(os.listdir(session.layout.trash_root))
+            kept = set(nofollow.listdir(session.layout.trash_root))  # a planted link: none
         except OSError:
             return {}
         out: dict[str, dict[str, Any]] = {}
@@ -133,12 +133,12 @@ class VanishedLabels:
 def _latest(folder: Path, tag: str) -> dict[str, Any] | None:
     """The newest vanished-label record of ``tag`` in an image's trash folder."""
     try:
-        stamps = sorted(os.listdir(folder), reverse=True)
+        stamps = sorted(nofollow.listdir(folder), reverse=True)
     except OSError:
         return None
     for stamp in stamps:
         try:
-            record = load_json((folder / stamp / record_name(tag)).read_bytes())
+            record = load_json(nofollow.read_bytes(folder / stamp / record_name(tag)))
         except (OSError, ValueError):
             continue
         if isinstance(record, dict) and isinstance(record.get("entry"), dict):
