@@ -171,12 +171,13 @@ def save_schema(store: _SideStore, specs: Iterable[AnnotationSpec]) -> ProjectSc
 
     Raises:
         ReadOnlyError: The store is read-only.
+        UnsafePathError: ``.medstore`` (or the file) is a symbolic link.
     """
     store.check_writable()
     schema = ProjectSchema(annotations=list(specs))
     path = _schema_path(store)
     data = orjson.dumps(schema.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
     with store.locked():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        nofollow.makedirs(path.parent)  # never made through a planted link
         atomic_write_bytes(path, data, point="schema")
     return schema

@@ -356,3 +356,17 @@ def test_an_archive_is_never_unpacked_through_a_planted_imports_link(
         import_archive(target, archive)
     assert _files(outside) == []
     assert target.list_images() == []
+
+
+def test_the_schema_s_folder_is_never_made_through_a_planted_link(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    from medstore.datastore.annotations.schema import AnnotationSpec, save_schema
+
+    store = make_store({"case_0": simple_case(0)})
+    outside = tmp_path / "outside" / "side"  # not there yet: the link dangles
+    shutil.rmtree(store.root / ".medstore", ignore_errors=True)
+    (store.root / ".medstore").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match=r"store0/\.medstore"):
+        save_schema(store, [AnnotationSpec(identifier="size", type="category")])
+    assert not (tmp_path / "outside").exists()
