@@ -1,8 +1,10 @@
 """What the filesystem under a store can do: timestamp resolution, name rules, its type.
 
 The name probe creates throw-away files in a folder the caller names (``.medstore/`` of a
-writable store) and removes them, the timestamp probe sets times on an existing path; both put
-the times of what they touched back. The caller keeps the answer for the life of the open store.
+writable store; walked without following links, created with ``O_EXCL``) and removes them (files
+left by a probe killed midway are cleared by a later probe once a minute old); the timestamp
+probe sets times on an existing path; both put the times of what they touched back. The caller
+keeps the answer for the life of the open store.
 
 - :func:`timestamp_granularity_ns`: how coarse file mtimes are (1 ns on ext4/tmpfs, 1 s on ext4
   with 128-byte inodes or exFAT through FUSE, 2 s on FAT).
@@ -29,11 +31,14 @@ import contextlib
 import math
 import os
 import secrets
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import nofollow
+from ..durable import crashpoint
 from ..errors import InvalidIdError
 
 __all__ = ["NameRules", "filesystem_of", "probe_names", "timestamp_granularity_ns"]
@@ -42,6 +47,9 @@ __all__ = ["NameRules", "filesystem_of", "probe_names", "timestamp_granularity_n
 _PROBE_TIMES_NS = (1_700_000_001_123_456_789, 1_700_000_003_987_654_321, 1_700_000_005_500_000_001)
 # Characters some filesystems refuse in names (exFAT, FAT, SMB shares).
 _CANDIDATE_CHARS = ':*?"<>|'
+_PROBE_PREFIX = ".name-probe-"
+# A probe file older than this was left by a probe killed midway (a probe takes milliseconds).
+_LEFTOVER_AGE_NS = 60 * 1_000_000_000
 
 
 def timestamp_granularity_ns(path: str | os.PathLike[str]) -> int:
@@ -116,16 +124,43 @@ class NameRules:
                 )
 
 
-def _exists_as(folder: Path, written: str, looked_up: str) -> bool:
-    path = folder / written
+def _create(held: nofollow.Folder, name: str) -> bool:
+    """Create the empty probe file ``name`` (never over an existing entry or through a link)."""
     try:
-        path.touch()
+        os.close(held.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError:
         return False
+    return True
+
+
+def _remove(held: nofollow.Folder, name: str) -> None:
+    with contextlib.suppress(OSError):  # one left behind is cleared by a later probe
+        os.unlink(held.name(name), dir_fd=held.fd)
+
+
+def _exists_as(held: nofollow.Folder, written: str, looked_up: str) -> bool:
+    if not _create(held, written):
+        return False
     try:
-        return (folder / looked_up).exists()
+        crashpoint("probe.names")
+        return held.lexists(looked_up)
     finally:
-        path.unlink(missing_ok=True)
+        _remove(held, written)
+
+
+def _clear_leftovers(held: nofollow.Folder) -> None:
+    """Delete probe files of earlier probes that were killed before removing them.
+
+    A probe takes milliseconds: only files older than :data:`_LEFTOVER_AGE_NS` are taken, so a
+    probe running now in another process keeps its files (and its answer).
+    """
+    now = time.time_ns()
+    for name in os.listdir(held.fd if held.fd is not None else held.path):
+        if not name.startswith(_PROBE_PREFIX):
+            continue
+        with contextlib.suppress(OSError):
+            if now - held.lstat(name).st_mtime_ns > _LEFTOVER_AGE_NS:
+                _remove(held, name)
 
 
 def probe_names(folder: str | os.PathLike[str]) -> NameRules:
@@ -147,20 +182,19 @@ def probe_names(folder: str | os.PathLike[str]) -> NameRules:
 
 
 def _probe_names(folder: Path) -> NameRules:
-    stem = f".name-probe-{secrets.token_hex(4)}-"
-    folds_case = _exists_as(folder, stem + "Ab", stem + "aB")
-    nfc = unicodedata.normalize("NFC", "\u00e9")
-    nfd = unicodedata.normalize("NFD", "\u00e9")
-    folds_unicode = _exists_as(folder, stem + nfc, stem + nfd)
-    refused = ""
-    for char in _CANDIDATE_CHARS:
-        path = folder / f"{stem}{char}"
-        try:
-            path.touch()
-        except OSError:
-            refused += char
-        else:
-            path.unlink(missing_ok=True)
+    with nofollow.folder(folder) as held:  # walked from the store root, links refused
+        _clear_leftovers(held)
+        stem = f"{_PROBE_PREFIX}{secrets.token_hex(4)}-"
+        folds_case = _exists_as(held, stem + "Ab", stem + "aB")
+        nfc = unicodedata.normalize("NFC", "\u00e9")
+        nfd = unicodedata.normalize("NFD", "\u00e9")
+        folds_unicode = _exists_as(held, stem + nfc, stem + nfd)
+        refused = ""
+        for char in _CANDIDATE_CHARS:
+            if _create(held, f"{stem}{char}"):
+                _remove(held, f"{stem}{char}")
+            else:
+                refused += char
     return NameRules(folds_case=folds_case, folds_unicode=folds_unicode, refused=refused)
 
 
