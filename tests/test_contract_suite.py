@@ -6,6 +6,7 @@ the file also holds an unmarked test.
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -87,3 +88,22 @@ def test_an_unmarked_test_runs_once_on_the_default_path(
     assert "write_path" not in getattr(getattr(request.node, "callspec", None), "params", {})
     assert write_path is WRITE_PATHS[0]
     assert "[" not in request.node.name
+
+
+def _marks_module_contract(path: Path) -> bool:
+    """Whether a test module's ``pytestmark`` holds ``pytest.mark.contract``."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            return any(
+                isinstance(n, ast.Attribute) and n.attr == MARKER for n in ast.walk(node.value)
+            )
+    return False
+
+
+def test_every_lose_nothing_module_is_in_the_contract_suite() -> None:
+    """Issue 12: every 'lose nothing' reproduction runs against every write path."""
+    modules = sorted(Path(__file__).parent.glob("test_datastore/test_lose_nothing*.py"))
+    assert len(modules) >= 6
+    assert [m.name for m in modules if not _marks_module_contract(m)] == []

@@ -27,7 +27,7 @@ from medstore.datastore.store.split_log import SplitLog
 from medstore.datastore.upkeep import collect_garbage
 from support.stores import MakeStore, simple_case
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.contract, pytest.mark.timeout(180)]  # contract: once per write path
 
 _SOAK = os.environ.get("MEDSTORE_SOAK") == "1"
 _LABEL = np.zeros((4, 5, 6), dtype=np.uint8)  # canonical (D, H, W) of a (6, 5, 4) file

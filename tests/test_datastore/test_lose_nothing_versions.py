@@ -26,6 +26,8 @@ from medstore.datastore.errors import (
 from medstore.datastore.store.image_versions import image_version, versions_in
 from support.nifti import NiftiFile, make_nifti
 
+pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
+
 VERSION_KEY = "medstore.image_version"
 
 
