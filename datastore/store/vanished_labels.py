@@ -6,7 +6,8 @@ its information: in the same transaction the label's entry (its ``ext`` and ``in
 ``.medstore/trash/<image id>/<stamp>/label-<tag>.json``, marked ``"vanished": true`` with the
 version of the image it belonged to, and a warning names that record. A later refresh that finds
 a label file of the same tag and extension for the same image version gives the label its info
-back. A label file found for a newer image of a reused id starts afresh (its info belonged to the
+back, when the recorded SHA-256 is that file's (another file copied under the name starts with no
+info, and the entry stays in the trash; an entry with no checksum cannot be compared). A label file found for a newer image of a reused id starts afresh (its info belonged to the
 old image).
 
 Examples:
@@ -21,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from .image_versions import image_version
 from .json_values import dump_json, load_json
 from .scan import DiskState
 from .session import StoreSession
+from .staging import file_checksum
 from .transaction import Transaction
 
 __all__ = ["VanishedLabels", "record_name"]
@@ -120,27 +123,50 @@ class VanishedLabels:
                 obj = objects.get(image_id)
                 if obj is None or tag in obj["labels"] or image_id not in kept:
                     continue
-                record = _latest(session.layout.trash_dir(image_id), tag)
-                if (
-                    record is not None
-                    and record["entry"].get("ext") == ext
-                    and record.get("image_version") == image_version(image_id, obj["image"]["info"])
-                ):
-                    out.setdefault(image_id, {"labels": {}})["labels"][tag] = record["entry"]
+                version = image_version(image_id, obj["image"]["info"])
+                path = session.layout.label_path(tag, image_id, ext)
+                fitting = (
+                    r["entry"]
+                    for r in _records(session.layout.trash_dir(image_id), tag)
+                    if r["entry"].get("ext") == ext and r.get("image_version") == version
+                )
+                entry = _own_entry(fitting, path)
+                if entry is not None:
+                    out.setdefault(image_id, {"labels": {}})["labels"][tag] = entry
         return out
 
 
-def _latest(folder: Path, tag: str) -> dict[str, Any] | None:
-    """The newest vanished-label record of ``tag`` in an image's trash folder."""
+def _records(folder: Path, tag: str) -> Iterator[dict[str, Any]]:
+    """The vanished-label records of ``tag`` in an image's trash folder, newest first."""
     try:
         stamps = sorted(nofollow.listdir(folder), reverse=True)
     except OSError:
-        return None
+        return
     for stamp in stamps:
         try:
             record = load_json(nofollow.read_bytes(folder / stamp / record_name(tag)))
         except (OSError, ValueError):
             continue
         if isinstance(record, dict) and isinstance(record.get("entry"), dict):
-            return record
-    return None
+            yield record
+
+
+def _own_entry(entries: Iterable[dict[str, Any]], path: Path) -> dict[str, Any] | None:
+    """The entry that belongs to the file at ``path``: the newest whose recorded SHA-256 is the
+    file's; else the newest that recorded none (nothing to compare). An entry whose checksum
+    differs belonged to another file and is never given to this one."""
+    unknown: dict[str, Any] | None = None
+    actual: str | None = None
+    for entry in entries:
+        recorded = entry.get("info", {}).get("checksum")
+        if not isinstance(recorded, str) or not recorded.startswith("SHA256:"):
+            unknown = unknown or entry
+            continue
+        if actual is None:
+            try:
+                actual = file_checksum(path)
+            except OSError:
+                return None
+        if recorded == actual:
+            return entry
+    return unknown
