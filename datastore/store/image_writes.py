@@ -282,7 +282,8 @@ class ImageWriter:
 
         Raises:
             InvalidIdError: ``dest`` belongs to another image (e.g. a series folder named
-                ``scan.nii.gz`` for id ``scan`` with ``.nii.gz``), or is a folder not this id's.
+                ``scan.nii.gz`` for id ``scan`` with ``.nii.gz``), is a folder not this id's, the
+                manifest, or a file no image owns yet (dropped in, not indexed).
         """
         if not os.path.lexists(dest):
             return
@@ -306,6 +307,12 @@ class ImageWriter:
                 f"image id {image_id!r} would be stored at {name}, the data file of image "
                 f"{header!r}; choose another id"
             )
+        if _same_file(dest, self._session.layout.manifest):
+            raise InvalidIdError(f"image id {image_id!r} would be stored at the manifest {name}")
+        raise InvalidIdError(  # a file dropped in, not indexed yet: never written over
+            f"image id {image_id!r} would be stored at {name}, a file in the store that no "
+            "image owns yet; refresh to index it, or choose another id"
+        )
 
     def _keep_replaced(
         self, txn: Transaction, image_id: str, old: dict[str, Any], *, new_ext: str
@@ -423,3 +430,10 @@ class ImageWriter:
             )
             for tag, version in record["label_versions"].items():
                 self._labels.restore_version(txn, image_id, tag, version)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samestat(os.lstat(a), os.lstat(b))
+    except OSError:
+        return False
