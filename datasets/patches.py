@@ -255,6 +255,7 @@ class PatchDataset(StoreDataset):
             label_space=self.label_space,
             space=self._labels.entities,
             luts=self._luts,
+            contiguous=False,
         )
         item = assembler.item(record, slot, shared_image=shared)
         spatial = _spatial(image_volume(self._cache, record).array)

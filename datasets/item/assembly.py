@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from medstore.datastore import LabelGeometryError, image_version
 
 from ..loading.cache import CachedVolume, VolumeArray, VolumeCache
@@ -27,7 +28,7 @@ from .entries import (
     metainfo_entry,
     segmentation_entries,
 )
-from .label_space import LabelSpace, to_codes, value_lut
+from .label_space import LabelSpace, instance_masks_of_values, to_codes, value_lut
 
 __all__ = ["ItemAssembler", "image_volume", "label_volume", "volume_sources"]
 
@@ -57,7 +58,7 @@ def _label_what(record: ImageRecord, label: LabelRecord) -> str:
 
 
 def image_volume(
-    cache: VolumeCache, record: ImageRecord, *, keep_open: bool = True
+    cache: VolumeCache, record: ImageRecord, *, keep_open: bool = True, contiguous: bool = False
 ) -> CachedVolume:
     """The decoded image of ``record``, from ``cache``.
 
@@ -65,6 +66,7 @@ def image_volume(
         cache: The decode-once cache.
         record: The image record.
         keep_open: Keep its memory map open (see :meth:`~medstore.datasets.VolumeCache.get`).
+        contiguous: Read the entry's uncompressed copy (whole-volume and slice items).
 
     Returns:
         The cached volume (channels-first canonical array).
@@ -74,11 +76,17 @@ def image_volume(
         checksum=_image_key(record),
         what=f"image {record.image_id!r}",
         keep_open=keep_open,
+        contiguous=contiguous,
     )
 
 
 def label_volume(
-    cache: VolumeCache, record: ImageRecord, label: LabelRecord, *, keep_open: bool = True
+    cache: VolumeCache,
+    record: ImageRecord,
+    label: LabelRecord,
+    *,
+    keep_open: bool = True,
+    contiguous: bool = False,
 ) -> CachedVolume:
     """The decoded label ``label`` of ``record``, from ``cache``.
 
@@ -87,6 +95,7 @@ def label_volume(
         record: The image record.
         label: One of its labels.
         keep_open: Keep its memory map open (see :meth:`~medstore.datasets.VolumeCache.get`).
+        contiguous: Read the entry's uncompressed copy (whole-volume and slice items).
 
     Returns:
         The cached volume.
@@ -96,6 +105,7 @@ def label_volume(
         checksum=_label_checksum(label),
         what=_label_what(record, label),
         keep_open=keep_open,
+        contiguous=contiguous,
     )
 
 
@@ -133,6 +143,8 @@ class ItemAssembler:
         space: The label space as it is now (its entity lists are always complete).
         luts: Value-to-code lookup tables shared by the dataset, filled on demand.
         frame_axis_name: Name of the axis of one-slice items (``None`` otherwise).
+        contiguous: Read the entries' uncompressed copies (items that read whole volumes or
+            planes); ``False`` for patches, which read a few compressed chunks.
     """
 
     options: DatasetOptions
@@ -143,6 +155,7 @@ class ItemAssembler:
     space: LabelSpace
     luts: dict[LutKey, np.ndarray]
     frame_axis_name: str | None = None
+    contiguous: bool = True
 
     def item(
         self, record: ImageRecord, frame: int, *, shared_image: bool = False
@@ -164,7 +177,7 @@ class ItemAssembler:
         """
         # A whole-volume item reads its maps once: close them with the item (frame -1).
         keep_open = frame >= 0
-        volume = image_volume(self.cache, record, keep_open=keep_open)
+        volume = image_volume(self.cache, record, keep_open=keep_open, contiguous=self.contiguous)
         view = self.view(volume.array, frame, record)
         image = float32_tensor(view, shared=shared_image, release_source=not keep_open)
         item: dict[str, Any] = {"image": image}
@@ -190,9 +203,14 @@ class ItemAssembler:
         keep_open: bool,
     ) -> dict[str, Any]:
         codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}  # cheap: L names
+        instances = not self.options.segmentation.as_semantic
         codes: dict[str, np.ndarray] = {}
+        masks: dict[str, torch.Tensor] = {}
+        present: dict[str, torch.Tensor] = {}
         for label in record.labels:
-            lab = label_volume(self.cache, record, label, keep_open=keep_open)
+            lab = label_volume(
+                self.cache, record, label, keep_open=keep_open, contiguous=self.contiguous
+            )
             image_spatial = volume.array.shape[1:]
             if lab.array.shape[0] != 1 or lab.array.shape[1:] != image_spatial:
                 raise LabelGeometryError(
@@ -205,7 +223,14 @@ class ItemAssembler:
             lut = self.luts.get(key)
             if lut is None:
                 lut = self.luts[key] = value_lut(label.classes, codes_of, view.dtype)
-            codes[label.tag] = to_codes(view, lut)
+            if instances:  # straight from the label values: no code map in between
+                tag_masks, tag_codes = instance_masks_of_values(view, lut)
+                masks[label.tag] = torch.from_numpy(tag_masks)
+                present[label.tag] = torch.from_numpy(tag_codes)
+            else:
+                codes[label.tag] = to_codes(view, lut)
+        if instances:
+            return {"segmentations": masks, "seg_labels": present}
         return segmentation_entries(
             codes,
             num_classes=len(space.segmentation),

@@ -11,6 +11,7 @@ The folder is self-describing for whoever tidies it (see :mod:`.cache_upkeep`): 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,6 +34,7 @@ from medstore.datastore import (
 from .cache_folders import default_user_cache_dir, store_cache_folder, user_cache_folder
 from .cache_upkeep import CachePrune, prune_folder, touch
 from .chunked import ChunkedArray, encode
+from .contiguous import COPY_SUFFIX, copy_path, open_copy, write_copy
 from .entry_lock import FolderUnusableError, locked_folder
 
 __all__ = [
@@ -46,13 +48,16 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
+"""2: Zstandard chunks; 3: LZ4HC after a bit shuffle for multi-byte dtypes (faster to read)."""
 _SUFFIX = ".b2nd"
 _LEGACY_SUFFIXES = (".npy", ".json")
-"""Files of format-1 entries (an uncompressed ``.npy`` and its geometry), removed when met."""
+"""Files of format-1 entries (an uncompressed ``.npy`` and its geometry), removed when met;
+``.npy`` is also the suffix of an entry's uncompressed copy (see :mod:`.contiguous`)."""
 
 VolumeArray = np.ndarray | ChunkedArray
-"""A cached array: a chunked cache entry, or an in-memory array when caching was skipped."""
+"""A cached array: a chunked cache entry, its uncompressed copy memory-mapped, or an in-memory
+array when caching was skipped."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,6 +234,7 @@ class VolumeCache:
         checksum: str | None = None,
         what: str = "image",
         keep_open: bool = True,
+        contiguous: bool = False,
     ) -> CachedVolume:
         """Return the cached volume for ``path``, decoding and storing it on a miss.
 
@@ -240,6 +246,10 @@ class VolumeCache:
                 slices or patches read one after another). ``False`` for a volume read whole
                 once: an entry opened for this call is dropped with the returned volume; one
                 already held open is returned as it is.
+            contiguous: Return the entry's uncompressed copy, memory-mapped (written beside
+                the entry on first use; see :mod:`.contiguous`), for reads of the whole volume
+                or of plane after plane. Falls back to the compressed entry when the copy
+                cannot be written.
 
         Returns:
             The volume; its ``array`` is a memory-mapped :class:`~.chunked.ChunkedArray` when
@@ -258,21 +268,49 @@ class VolumeCache:
         except OSError as err:
             raise ImageReadError(f"{what}: cannot stat {path}: {err}") from err
         source_key, name = self._entry(path, version, checksum)
+        key = name[: -len(_SUFFIX)] + COPY_SUFFIX if contiguous else name
         with self._mutex:
-            hit = self._open.get(name)
+            hit = self._open.get(key)
             if hit is not None:
-                self._open.move_to_end(name)
+                self._open.move_to_end(key)
                 return hit
-        volume = self._lookup(name)
+            volume = self._open.get(name)
+        if volume is None:
+            volume = self._lookup(name)
         if volume is None:
             volume = self._fill(path, source_key, name, what)
-        if not keep_open or not isinstance(volume.array, ChunkedArray):
+        if not isinstance(volume.array, ChunkedArray):
+            return volume  # decoded without caching
+        if contiguous:
+            volume = self._contiguous(volume, source_key)
+            key = key if isinstance(volume.array, np.ndarray) else name
+        if not keep_open:
             return volume
         with self._mutex:
-            self._open[name] = volume
+            self._open[key] = volume
             while len(self._open) > self._max_open:
                 self._open.popitem(last=False)
         return volume
+
+    @staticmethod
+    def _contiguous(volume: CachedVolume, source_key: str) -> CachedVolume:
+        """``volume`` with its entry's uncompressed copy as array (written when missing).
+
+        The copy goes beside the entry, under the source's lock, so workers write it once;
+        where it cannot be written, ``volume`` itself is returned.
+        """
+        assert isinstance(volume.array, ChunkedArray)
+        entry = volume.array.path
+        copy = open_copy(copy_path(entry), volume.array)
+        if copy is None:
+            try:
+                with locked_folder(entry.parent, source_key):
+                    copy = open_copy(copy_path(entry), volume.array)
+                    if copy is None:
+                        copy = write_copy(entry, volume.array)
+            except FolderUnusableError:
+                copy = None
+        return volume if copy is None else dataclasses.replace(volume, array=copy)
 
     def _lookup(self, name: str) -> CachedVolume | None:
         """An existing entry in the folder, else in the fallback folder (recording the use)."""
@@ -357,6 +395,7 @@ class VolumeCache:
         """Remove entries of older versions of the same source (and format-1 leftovers)."""
         for old in folder.glob(f"{source_key}-*"):
             if old.name != keep.name and old.suffix in (_SUFFIX, ".npz", *_LEGACY_SUFFIXES):
+                # older versions' entries, class locations and uncompressed copies
                 with contextlib.suppress(OSError):  # never through a link under a store
                     nofollow.unlink(old)
 

@@ -163,6 +163,36 @@ def test_folder_without_locking_moves_to_the_fallback_then_skips_clearly(
     assert str(tmp_path / "cache") in message and str(tmp_path / "user") in message
 
 
+def test_folder_without_locking_fills_the_fallback_which_later_reads_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_lock = entry_lock_module.entry_lock
+
+    def lock_except_in_cache(path: Path) -> contextlib.AbstractContextManager[None]:
+        if path.parent == tmp_path / "cache":
+            raise entry_lock_module.LockUnavailableError(errno.ENOLCK, "no file locking here")
+        return real_lock(path)
+
+    monkeypatch.setattr(entry_lock_module, "entry_lock", lock_except_in_cache)
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"x")
+    calls: list[str] = []
+
+    def reader(path: str) -> CachedVolume:
+        calls.append(path)
+        return _reader(path)
+
+    with caplog.at_level(logging.WARNING):
+        first = VolumeCache(tmp_path / "cache", reader=reader, fallback=tmp_path / "user")
+        assert isinstance(first.get(str(source)).array, ChunkedArray)
+        again = VolumeCache(tmp_path / "cache", reader=reader, fallback=tmp_path / "user")
+        assert isinstance(again.get(str(source), contiguous=True).array, np.ndarray)
+    assert len(calls) == 1  # decoded once: the second cache found the fallback's entry
+    assert not list((tmp_path / "cache").glob("*-*"))  # nothing written unlocked
+    assert sorted(p.suffix for p in (tmp_path / "user").glob("*-*")) == [".b2nd", ".npy"]
+    assert not caplog.records  # a usable fallback is no reason to warn
+
+
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
 
