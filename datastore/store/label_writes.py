@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import nofollow
 from ..errors import ImageReadError, LabelGeometryError, LabelNotFoundError
 from ..ids import split_source_name, validate_tag
 from ..imaging import check_label_geometry, label_nifti_bytes, probe_image
@@ -199,6 +200,9 @@ class LabelWriter:
         elif old is not None:
             keep = self._keep_version(txn, image_id, tag, old, "replaced")[1]
         dest = self._session.layout.label_path(tag, image_id, ext, for_write=True)
+        if keep is None and nofollow.lexists(dest):  # a file dropped in, not indexed yet
+            untracked = {"ext": ext, "info": {}}
+            keep = self._keep_version(txn, image_id, tag, untracked, "replaced")[1]
         txn.replace(staged, dest, keep, self._session.layout.root)
         info.update(
             {

@@ -45,3 +45,18 @@ def test_a_series_id_named_after_the_manifest_is_refused_by_name(
     with pytest.raises(InvalidIdError, match=r"datastore_v2\.json.*manifest"):
         store.add_image("datastore_v2.json", str(tmp_path / "ser"))
     assert (store.root / "datastore_v2.json").read_bytes() == manifest
+
+
+def test_save_label_keeps_a_label_file_not_yet_indexed_in_the_history(
+    make_store: MakeStore,
+) -> None:
+    store = make_store({"a": simple_case(1, (4, 4, 4))})
+    dropped = make_nifti(
+        store.root / "labels" / "rev" / "a.nii.gz", np.full((4, 4, 4), 5, np.uint8)
+    )
+    before = dropped.read_bytes()
+    store.save_label("a", np.zeros((4, 4, 4), np.uint8), "rev")
+    kept = [r for r in store.label_history("a", "rev") if not r.get("current")]
+    assert [Path(r["path"]).read_bytes() for r in kept] == [before]
+    store.restore_label("a", "rev", kept[0]["version"])
+    assert dropped.read_bytes() == before
