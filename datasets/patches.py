@@ -40,6 +40,7 @@ from .item.assembly import ItemAssembler, image_volume
 from .item.class_locations import class_locations
 from .item.views import as_volume
 from .loading.cache import VolumeArray
+from .loading.worker_memory import in_worker, shared_batch
 from .records import ImageRecord
 
 __all__ = ["PatchDataset", "PatchOptions", "crop", "patch_classes"]
@@ -239,7 +240,35 @@ class PatchDataset(StoreDataset):
         coords = choices[int(rng.integers(len(choices)))]
         return coords[int(rng.integers(len(coords)))]
 
-    def _item(self, index: int, *, shared: bool) -> dict[str, Any]:
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The items of one batch; in a DataLoader worker, built in one shared batch tensor.
+
+        All patches of a batch have one shape (when their images have as many channels), so
+        a worker writes each image straight into its slot of a shared-memory batch, which the
+        collate step hands over without stacking, and builds the instance masks in shared
+        memory, so nothing is copied again on the way to the main process.
+
+        Args:
+            indices: Item indices.
+
+        Returns:
+            The items, in order.
+        """
+        if len(indices) < 2 or self.options.transform is not None or not in_worker():
+            return super().__getitems__(indices)
+        records = [self._index.item(index)[0] for index in indices]
+        channels = {int(image_volume(self._cache, r).array.shape[0]) for r in records}
+        if len(channels) != 1:
+            return super().__getitems__(indices)
+        slots = shared_batch((len(indices), channels.pop(), *self._patch.size))
+        return [
+            self._item(index, shared=False, image_out=slot)
+            for index, slot in zip(indices, slots, strict=True)
+        ]
+
+    def _item(
+        self, index: int, *, shared: bool, image_out: torch.Tensor | None = None
+    ) -> dict[str, Any]:
         record, slot = self._index.item(index)
         origin, foreground = self.patch_origin(index)
         size = self._patch.size
@@ -257,7 +286,7 @@ class PatchDataset(StoreDataset):
             luts=self._luts,
             contiguous=False,
         )
-        item = assembler.item(record, slot, shared_image=shared)
+        item = assembler.item(record, slot, shared_image=shared, image_out=image_out)
         spatial = _spatial(image_volume(self._cache, record).array)
         if self._patch.pad_value != 0:
             _pad_outside(item["image"], origin, spatial, self._patch.pad_value)

@@ -17,7 +17,7 @@ import torch
 from medstore.datastore import LabelGeometryError, image_version
 
 from ..loading.cache import CachedVolume, VolumeArray, VolumeCache
-from ..loading.worker_memory import float32_tensor
+from ..loading.worker_memory import float32_tensor, shared_empty
 from ..options import DatasetOptions
 from ..records import ImageRecord, LabelRecord
 from .entities import EntityRecord
@@ -158,7 +158,12 @@ class ItemAssembler:
     contiguous: bool = True
 
     def item(
-        self, record: ImageRecord, frame: int, *, shared_image: bool = False
+        self,
+        record: ImageRecord,
+        frame: int,
+        *,
+        shared_image: bool = False,
+        image_out: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """Build the item of ``record`` at ``frame`` and apply the dataset's transform.
 
@@ -168,6 +173,9 @@ class ItemAssembler:
             shared_image: Build the image tensor in shared memory, owned by this item (for a
                 DataLoader worker's batch of one; see
                 :func:`~medstore.datasets.loading.worker_memory.float32_tensor`).
+            image_out: Write the image into this tensor (a slot of a shared batch; see
+                :func:`~medstore.datasets.loading.worker_memory.shared_batch`); instance masks
+                are then also built in shared memory.
 
         Returns:
             The item dict (or what the transform returns).
@@ -179,15 +187,19 @@ class ItemAssembler:
         keep_open = frame >= 0
         volume = image_volume(self.cache, record, keep_open=keep_open, contiguous=self.contiguous)
         view = self.view(volume.array, frame, record)
-        image = float32_tensor(view, shared=shared_image, release_source=not keep_open)
+        image = float32_tensor(
+            view, shared=shared_image, release_source=not keep_open, out=image_out
+        )
         item: dict[str, Any] = {"image": image}
         if self.options.return_metainfo:
             item["metainfo"] = metainfo_entry(record, volume, self.frame_axis_name, frame)
         space = self.space
         if self.options.segmentation.return_segmentations:
             space = self.label_space()
+            spatial = tuple(view.shape[1:])
+            shared = image_out is not None
             item.update(
-                self._segmentations(record, volume, frame, tuple(view.shape[1:]), space, keep_open)
+                self._segmentations(record, volume, frame, spatial, space, keep_open, shared)
             )
         self._entity_entries(item, record.entities, volume.array, frame, space)
         transform = self.options.transform
@@ -201,6 +213,7 @@ class ItemAssembler:
         spatial: tuple[int, ...],
         space: LabelSpace,
         keep_open: bool,
+        shared: bool = False,
     ) -> dict[str, Any]:
         codes_of = {name: i + 1 for i, name in enumerate(space.segmentation)}  # cheap: L names
         instances = not self.options.segmentation.as_semantic
@@ -224,9 +237,7 @@ class ItemAssembler:
             if lut is None:
                 lut = self.luts[key] = value_lut(label.classes, codes_of, view.dtype)
             if instances:  # straight from the label values: no code map in between
-                tag_masks, tag_codes = instance_masks_of_values(view, lut)
-                masks[label.tag] = torch.from_numpy(tag_masks)
-                present[label.tag] = torch.from_numpy(tag_codes)
+                masks[label.tag], present[label.tag] = _instance_masks(view, lut, shared=shared)
             else:
                 codes[label.tag] = to_codes(view, lut)
         if instances:
@@ -259,3 +270,19 @@ class ItemAssembler:
             num_frames=num_frames,
             frame=one_frame,
         )
+
+
+def _instance_masks(
+    view: np.ndarray, lut: np.ndarray, *, shared: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance masks and codes of a label view; masks in shared memory when ``shared``."""
+    buffers: list[torch.Tensor] = []
+
+    def empty(shape: tuple[int, ...]) -> np.ndarray:
+        buffers.append(shared_empty(shape, torch.uint8))
+        return buffers[-1].numpy()
+
+    masks, codes = instance_masks_of_values(view, lut, empty=empty if shared else None)
+    if buffers:  # the direct route wrote the first len(codes) masks of the shared buffer
+        return buffers[0][: len(codes)], torch.from_numpy(codes)
+    return torch.from_numpy(masks), torch.from_numpy(codes)

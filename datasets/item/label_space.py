@@ -219,7 +219,10 @@ _DIRECT_CODES = 8
 
 
 def instance_masks_of_values(
-    labelmap: np.ndarray, lut: np.ndarray
+    labelmap: np.ndarray,
+    lut: np.ndarray,
+    *,
+    empty: Callable[[tuple[int, ...]], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``instance_masks(to_codes(labelmap, lut))``, without building the code map when cheaper.
 
@@ -230,6 +233,8 @@ def instance_masks_of_values(
     Args:
         labelmap: Label map (values of the label file).
         lut: Table from :func:`value_lut`.
+        empty: Allocates the uint8 masks of the direct route, given their shape (e.g. in
+            shared memory); the masks returned are then its first ``N``, a view.
 
     Returns:
         ``(masks uint8 (N, *labelmap.shape), codes int64 (N,))`` as :func:`instance_masks`.
@@ -247,7 +252,8 @@ def instance_masks_of_values(
     codes = codes[codes != 0]
     if values.dtype.kind not in "iu" or len(codes) > _DIRECT_CODES:
         return instance_masks(to_codes(values, lut))
-    masks = np.empty((len(codes), *values.shape), dtype=np.uint8)
+    shape = (len(codes), *values.shape)
+    masks = empty(shape) if empty is not None else np.empty(shape, dtype=np.uint8)
     kept: list[int] = []
     for code in codes:
         mask = masks[len(kept)]
@@ -258,7 +264,7 @@ def instance_masks_of_values(
         if mask.any():
             kept.append(int(code))
     if len(kept) < len(codes):
-        masks = masks[: len(kept)].copy()
+        masks = masks[: len(kept)] if empty is not None else masks[: len(kept)].copy()
     return masks, np.asarray(kept, dtype=np.int64)
 
 

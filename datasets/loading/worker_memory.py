@@ -9,7 +9,9 @@ into a private batch, then moved into shared memory when the batch is pickled. H
   step hands over as the batch, as a view, without copying it (a transform might keep a
   reference to the image, so items with one are built privately and copied into the batch);
 - a batch of several items is stacked straight into shared memory, as PyTorch's
-  ``default_collate`` does;
+  ``default_collate`` does, unless the items were built as the slots of one shared batch tensor
+  (:func:`shared_batch`; patches, whose items all have one shape), which is then handed over
+  as it is;
 - a whole volume read once releases its memory map's pages as it is converted, so a worker does
   not go on holding the cache files it has read.
 
@@ -30,7 +32,14 @@ from torch.utils.data import get_worker_info
 
 from .chunked import ChunkedArray
 
-__all__ = ["float32_tensor", "in_worker", "stack_arrays", "stack_tensors"]
+__all__ = [
+    "float32_tensor",
+    "in_worker",
+    "shared_batch",
+    "shared_empty",
+    "stack_arrays",
+    "stack_tensors",
+]
 
 _SLAB_BYTES = 1024 * 1024
 """Source bytes converted between two releases of a map's pages."""
@@ -38,6 +47,8 @@ _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
 """Whether maps can drop their pages here (not on Windows)."""
 _SOLE_OWNER = "_medstore_sole_owner"
 """Attribute set on tensors :func:`float32_tensor` created in a worker and gave to one item."""
+_BATCH_OF = "_medstore_batch_of"
+"""Attribute set on the slots of a :func:`shared_batch` tensor: the batch tensor."""
 
 
 def in_worker() -> bool:
@@ -61,8 +72,22 @@ def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(strides)
 
 
-def _shared_empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous tensor whose storage is a new shared-memory segment."""
+def shared_empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised contiguous tensor whose storage is a new shared-memory segment.
+
+    A worker's tensor built there goes to the main process without being copied again.
+
+    Args:
+        shape: The tensor's shape.
+        dtype: Its dtype.
+
+    Returns:
+        The tensor.
+
+    Example:
+        >>> shared_empty((2, 3), torch.uint8).is_shared()
+        True
+    """
     nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
     new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
     if new_shared is None:  # a torch without it: the public route copies an empty buffer first
@@ -103,8 +128,53 @@ def _convert(array: np.ndarray | ChunkedArray, out: np.ndarray, *, release_sourc
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
+def shared_batch(shape: Sequence[int]) -> list[torch.Tensor]:
+    """The slots of a new float32 batch tensor ``shape`` in shared memory, one per item.
+
+    Items whose images are these slots, collated in order by :func:`stack_tensors`, become
+    that batch without a copy (a worker's batch otherwise costs a stack into new shared
+    memory). Only for tensors that nothing but their items reference.
+
+    Args:
+        shape: ``(batch, *item shape)``.
+
+    Returns:
+        ``shape[0]`` tensors of shape ``shape[1:]``, views of the batch.
+
+    Example:
+        >>> slots = shared_batch((2, 3))
+        >>> stack_tensors(slots).shape  # outside a worker: stacked as usual
+        torch.Size([2, 3])
+    """
+    batch = shared_empty(shape, torch.float32)
+    slots = list(batch.unbind(0))
+    for slot in slots:
+        setattr(slot, _BATCH_OF, batch)
+    return slots
+
+
+def _whole_batch(values: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """The :func:`shared_batch` tensor whose slots ``values`` are, all of them in order."""
+    found = getattr(values[0], _BATCH_OF, None)
+    if not isinstance(found, torch.Tensor) or found.shape[0] != len(values):
+        return None
+    batch: torch.Tensor = found
+    for slot, value in enumerate(values):
+        if getattr(value, _BATCH_OF, None) is not batch:
+            return None
+        if value.data_ptr() != batch[slot].data_ptr() or value.shape != batch.shape[1:]:
+            return None
+    for value in values:
+        delattr(value, _BATCH_OF)
+    return batch
+
+
 def float32_tensor(
-    array: np.ndarray | ChunkedArray, *, shared: bool = False, release_source: bool = False
+    array: np.ndarray | ChunkedArray,
+    *,
+    shared: bool = False,
+    release_source: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Convert an array (typically a read-only memory map) to a new float32 tensor.
 
@@ -119,6 +189,8 @@ def float32_tensor(
         release_source: ``array`` is read whole, once: release the pages of its memory map as
             they are converted, so they are not counted in this process's memory (they stay in
             the OS page cache).
+        out: A float32 tensor of ``array``'s shape to write into (e.g. a :func:`shared_batch`
+            slot) instead of a new one; ``shared`` is then ignored.
 
     Returns:
         A float32 tensor of the same shape that shares no memory with ``array``.
@@ -128,8 +200,10 @@ def float32_tensor(
         >>> t.dtype, tuple(t.shape), float(t[1, 2])
         (torch.float32, (2, 3), 5.0)
     """
-    if shared:
-        tensor = _shared_empty(array.shape, torch.float32)
+    if out is not None:
+        tensor = out
+    elif shared:
+        tensor = shared_empty(array.shape, torch.float32)
         setattr(tensor, _SOLE_OWNER, True)
     else:
         # numpy's allocator asks for transparent huge pages on large arrays: far fewer page
@@ -171,7 +245,10 @@ def stack_tensors(values: Sequence[torch.Tensor]) -> torch.Tensor:
     if len(values) == 1 and _handed_over(first):
         delattr(first, _SOLE_OWNER)
         return first.unsqueeze(0)
-    out = _shared_empty((len(values), *first.shape), first.dtype)
+    batch = _whole_batch(values)
+    if batch is not None:
+        return batch
+    out = shared_empty((len(values), *first.shape), first.dtype)
     return torch.stack(list(values), out=out)
 
 
@@ -194,6 +271,6 @@ def stack_arrays(values: Sequence[np.ndarray]) -> torch.Tensor:
         dtype = torch.from_numpy(np.empty(0, np.result_type(*values))).dtype
     except TypeError:  # a dtype torch has no tensor for: fail as outside workers
         return torch.from_numpy(np.stack(values))
-    out = _shared_empty((len(values), *values[0].shape), dtype)
+    out = shared_empty((len(values), *values[0].shape), dtype)
     np.stack(values, out=out.numpy())
     return out

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from medstore.datasets import VolumeDataset
 from medstore.datasets.loading.chunked import ChunkedArray
+from medstore.datasets.loading.collate import collate_items
 from medstore.datasets.patches import PatchDataset, crop
 from medstore.datastore.store.local import LocalDatastore
 from support.nifti import make_nifti
@@ -162,6 +163,32 @@ def test_positions_are_seeded_per_epoch_and_equal_in_workers(make_store: MakeSto
     assert second != first
     seen = [tuple(o) for b in loader for o in b["metainfo"]["patch_origin"].tolist()]
     assert seen == second  # the persistent workers saw set_epoch
+
+
+def _patch_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate in the worker and record whether the batch is the items' own shared storage."""
+    pointer = items[0]["image"].untyped_storage().data_ptr()
+    masks_shared = all(m.is_shared() for item in items for m in item["segmentations"].values())
+    batch = collate_items(items)
+    batch["same_storage"] = batch["image"].untyped_storage().data_ptr() == pointer
+    batch["masks_shared"] = masks_shared
+    return batch
+
+
+def test_worker_batches_of_patches_are_built_in_place_and_equal_the_items(
+    make_store: MakeStore,
+) -> None:
+    patches = VolumeDataset(_store(make_store)).patches((16, 12, 20), per_volume=4, seed=3)
+    loader = patches.get_dataloader(batch_size=3, num_workers=2, collate_fn=_patch_collate)
+    batches = list(loader)
+    assert [b["image"].shape[0] for b in batches] == [3, 3, 3, 3]
+    assert all(b["same_storage"] and b["masks_shared"] for b in batches)
+    for start, batch in zip(range(0, 12, 3), batches, strict=True):
+        for k in range(3):
+            item = patches[start + k]
+            assert torch.equal(batch["image"][k], item["image"])
+            assert torch.equal(batch["segmentations"]["final"][k], item["segmentations"]["final"])
+            assert torch.equal(batch["seg_labels"]["final"][k], item["seg_labels"]["final"])
 
 
 def test_distributed_sampler_shards_every_patch_once(make_store: MakeStore) -> None:
