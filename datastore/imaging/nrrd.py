@@ -39,7 +39,7 @@ from ._gzip import MAX_DEFLATE_RATIO
 from ._values import check_declared_size
 from .types import ImageData, ImageHeader, ReadLimits
 
-__all__ = ["NRRD_READER", "NrrdHeader", "NrrdReader", "read_nrrd_header"]
+__all__ = ["NRRD_READER", "NrrdHeader", "NrrdReader", "detached_data_path", "read_nrrd_header"]
 
 #: Largest header accepted (a Slicer segmentation with hundreds of segments stays far below).
 MAX_HEADER_BYTES = 4 << 20
@@ -125,22 +125,33 @@ def _header_bytes(path: Path) -> tuple[list[str], int]:
     return text.splitlines(), end + sep
 
 
-def _detached(path: Path, name: str) -> Path:
-    """The detached data file, refused unless it lies in the header's folder or below it.
+def detached_data_path(header: Path, name: str) -> Path:
+    """The data file ``name`` of ``header``, checked to be a regular file in the header's folder.
 
     A header reached through a symbolic link (an image added with ``--link``) reads its data
     beside the file the link points to.
+
+    Args:
+        header: The NRRD header.
+        name: The data file name its ``data file`` field gives.
+
+    Returns:
+        The resolved path.
+
+    Raises:
+        ImageReadError: A multi-file list or empty name; a file that is missing, not a regular
+            file, or resolves (through links) outside the header's folder.
     """
     if name.startswith("LIST") or "%" in name or name.strip() != name or not name:
-        raise ImageReadError(f"{path}: multi-file or unnamed detached NRRD data is not supported")
-    folder = path.resolve().parent
+        raise ImageReadError(f"{header}: multi-file or unnamed detached NRRD data is not supported")
+    folder = header.resolve().parent
     target = (folder / name).resolve()
     if not target.is_relative_to(folder):
         raise ImageReadError(
-            f"{path}: detached data file {name!r} lies outside the header's folder; refused"
+            f"{header}: detached data file {name!r} lies outside the header's folder; refused"
         )
     if not target.is_file():
-        raise ImageReadError(f"{path}: detached data file {name!r} is missing")
+        raise ImageReadError(f"{header}: detached data file {name!r} is missing")
     return target
 
 
@@ -233,7 +244,7 @@ def read_nrrd_header(path: str | os.PathLike[str], limits: ReadLimits | None = N
     data_path = p
     data_file = fields.get("data file", fields.get("datafile"))
     if data_file is not None:
-        data_path, offset = _detached(p, str(data_file)), 0
+        data_path, offset = detached_data_path(p, str(data_file)), 0
     header = NrrdHeader(fields, dtype, sizes, spatial, affine, data_path, offset, encoding)
     available = data_path.stat().st_size - offset
     if encoding in {"gzip", "bzip2"}:

@@ -29,9 +29,14 @@ import nrrd
 
 from ..errors import ImageReadError
 from ..ids import derive_id
-from .nrrd import MAX_HEADER_BYTES
+from .nrrd import MAX_HEADER_BYTES, detached_data_path
 
-__all__ = ["data_file_names", "data_files", "data_names_in", "is_detached_header"]
+__all__ = [
+    "data_file_names",
+    "data_files",
+    "data_names_in",
+    "is_detached_header",
+]
 
 
 def is_detached_header(name: str | os.PathLike[str]) -> bool:
@@ -102,19 +107,8 @@ def data_files(path: str | os.PathLike[str]) -> tuple[Path, ...]:
         ImageReadError: See :func:`data_file_names`; or a data file that is missing, not a
             regular file, or resolves (through links) outside the header's folder.
     """
-    header = Path(path).resolve()
-    folder = header.parent
-    out = []
-    for name in data_file_names(header):
-        target = (folder / name).resolve()
-        if not target.is_relative_to(folder):
-            raise ImageReadError(
-                f"{path}: detached data file {name!r} lies outside the header's folder; refused"
-            )
-        if not target.is_file():
-            raise ImageReadError(f"{path}: detached data file {name!r} is missing")
-        out.append(target)
-    return tuple(out)
+    header = Path(path)
+    return tuple(detached_data_path(header, name) for name in data_file_names(header))
 
 
 def data_names_in(
