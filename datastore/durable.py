@@ -296,11 +296,12 @@ def atomic_write_bytes(
             symbolic link: nothing is written.
         OSError: Any failure; ``dest`` is then unchanged and no temp file is left.
     """
+    view = memoryview(data)  # halves without copying (a manifest may be hundreds of MB)
     with _durable_temp(Path(dest), mode, point) as handle:
-        half = len(data) // 2
-        handle.write(data[:half])
+        half = len(view) // 2
+        handle.write(view[:half])
         crashpoint(f"{point}.half_written")
-        handle.write(data[half:])
+        handle.write(view[half:])
 
 
 def atomic_write_chunks(
