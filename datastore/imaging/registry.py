@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ..errors import ImageNotFoundError, UnsupportedFormatError
+from ..errors import ImageNotFoundError, ImageReadError, UnsupportedFormatError
 from .dicom_file import DICOM_FILE_READER
 from .dicom_series import DICOM_SERIES_READER
 from .nifti import NIFTI_READER
@@ -123,6 +123,7 @@ def find_reader(path: str | os.PathLike[str]) -> ImageReader:
 
     Raises:
         ImageNotFoundError: ``path`` does not exist.
+        ImageReadError: ``path`` is a FIFO, a device or a socket (it is never opened).
         UnsupportedFormatError: No reader claims it.
     """
     p = Path(path)
@@ -130,6 +131,8 @@ def find_reader(path: str | os.PathLike[str]) -> ImageReader:
         raise ImageNotFoundError(f"{p}: no such image file or folder")
     head = b""
     if not p.is_dir():
+        if not p.is_file():  # never opened: a FIFO would wait for a writer, a device never end
+            raise ImageReadError(f"{p}: not a regular file (a FIFO, device or socket)")
         try:
             with open(p, "rb") as fh:
                 head = fh.read(_HEAD_BYTES)

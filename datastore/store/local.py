@@ -32,6 +32,7 @@ from .label_writes import LabelWriter
 from .layout import DEFAULT_EXTENSIONS, MANIFEST_NAME, DefaultLabelTag, StoreLayout
 from .scan import DiskState
 from .session import StoreSession
+from .source_files import read_regular
 
 if TYPE_CHECKING:
     import numpy as np
@@ -236,7 +237,7 @@ class LocalDatastore:
 
     def get_image(self, image_id: str, params: Mapping[str, Any] | None = None) -> io.BytesIO:
         """The image file as a stream, as MONAI Label returns it (``params`` is unused)."""
-        return io.BytesIO(Path(self.get_image_uri(image_id)).read_bytes())
+        return io.BytesIO(read_regular(self.get_image_uri(image_id)))  # never a FIFO
 
     def get_image_info(self, image_id: str) -> dict[str, Any]:
         """A copy of the image's info, plus its ``path``; ``ImageNotFoundError`` if unknown."""
@@ -250,7 +251,7 @@ class LocalDatastore:
         self, label_id: str, label_tag: str, params: Mapping[str, Any] | None = None
     ) -> io.BytesIO:
         """The label file as a stream, as MONAI Label returns it (``params`` is unused)."""
-        return io.BytesIO(Path(self.get_label_uri(label_id, label_tag)).read_bytes())
+        return io.BytesIO(read_regular(self.get_label_uri(label_id, label_tag)))
 
     def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
         """A copy of the label's info; ``LabelNotFoundError`` if there is no such label."""

@@ -31,7 +31,7 @@ from typing import BinaryIO
 from .. import nofollow
 from ..errors import ImageReadError
 
-__all__ = ["open_regular"]
+__all__ = ["open_regular", "read_regular"]
 
 _NOT_REGULAR = "not a regular file (a FIFO, device or socket)"
 
@@ -79,3 +79,22 @@ def open_regular(path: str | os.PathLike[str], *, own: bool = False) -> BinaryIO
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_regular(path: str | os.PathLike[str]) -> bytes:
+    """The whole content of the regular file ``path`` (a FIFO or device fails at once).
+
+    Args:
+        path: A stored image or label file (a ``--link`` image is read where it points).
+
+    Returns:
+        Its bytes.
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder (a DICOM series), as ``open`` says.
+        ImageReadError: ``path`` is a FIFO, a device or a socket.
+    """
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "Is a directory", os.fspath(path))
+    with open_regular(path) as source:
+        return source.read()
