@@ -50,6 +50,11 @@ class StoreLock:
         self.timeout = timeout
         self._lock = filelock.FileLock(path, timeout=timeout, fallback_to_soft=False)
 
+    @property
+    def is_held(self) -> bool:
+        """Whether this process (this thread) holds the lock now."""
+        return self._lock.is_locked
+
     def _acquire(self) -> None:
         """Take the lock; after a second of waiting, log who holds it (then wait the rest)."""
         if self._lock.is_locked or self.timeout <= _QUIET_WAIT:
