@@ -191,7 +191,7 @@ class ManifestFile:
         if not strict or sig is None or self._seen_at_ns - sig.mtime_ns > self.racy_window_ns:
             return False
         try:
-            return self.path.read_bytes() != self._bytes
+            return nofollow.read_bytes(self.path) != self._bytes
         except FileNotFoundError:
             return True
 
@@ -203,6 +203,7 @@ class ManifestFile:
 
         Raises:
             ManifestCorruptError: The file cannot be trusted (it is left untouched).
+            UnsafePathError: The manifest is a symbolic link (never followed).
         """
         seen_at = time.time_ns()
         for _ in range(3):
@@ -211,7 +212,7 @@ class ManifestFile:
                 self._remember(None, None, seen_at)
                 return None
             try:
-                raw = self.path.read_bytes()
+                raw = nofollow.read_bytes(self.path)  # a planted link is refused, never read
             except FileNotFoundError:
                 continue
             if self._stat() == before:

@@ -95,3 +95,21 @@ def test_a_side_file_planted_as_a_link_is_refused_on_read(
     assert sorted(p.name for p in (store.root / "labels" / "final").iterdir()) == labels
     assert store.list_images() == ["case_0"]
     assert real.is_symlink()
+
+
+@pytest.mark.parametrize("options", [{"read_only": True}, {"refresh": False}, {}])
+def test_a_manifest_planted_as_a_link_is_never_read(
+    make_store: MakeStore, tmp_path: Path, options: dict[str, bool]
+) -> None:
+    """Before: the store opened (read-only or writable) and answered from the outside file."""
+    store = make_store({"case_0": simple_case(0)})
+    store.update_image_info("case_0", {"patient_id": "P1"})
+    store.close()
+    manifest = store.root / "datastore_v2.json"
+    outside = tmp_path / "outside.json"
+    shutil.copyfile(manifest, outside)
+    manifest.unlink()
+    manifest.symlink_to(outside)
+    with pytest.raises(UnsafePathError, match=r"datastore_v2\.json"):
+        LocalDatastore(store.root, lock_timeout=5.0, **options)
+    assert manifest.is_symlink()
