@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .. import nofollow
 from .history import LabelHistory
 from .image_versions import belongs, image_version, version_stamp
 from .label_info import parse_label_info
@@ -101,11 +102,14 @@ class Catalog:
 
         Raises:
             LabelNotFoundError: No such label.
+            UnsafePathError: The label file (or a folder above it) is a symbolic link.
         """
         with self._session.reading():
             label = self._session.label_entry(label_id, label_tag)
             path = self._session.layout.label_path(label_tag, label_id, label["ext"])
-            return os.path.realpath(path)
+        if nofollow.is_link(path):  # a label is never a link: never read where one points
+            raise nofollow.refusal(path)
+        return os.path.realpath(path)
 
     def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
         """A copy of the label's info.

@@ -113,3 +113,19 @@ def test_a_manifest_planted_as_a_link_is_never_read(
     with pytest.raises(UnsafePathError, match=r"datastore_v2\.json"):
         LocalDatastore(store.root, lock_timeout=5.0, **options)
     assert manifest.is_symlink()
+
+
+def test_a_label_file_swapped_for_a_link_is_never_read(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    """Before: get_label_uri resolved the link and get_label returned the outside file."""
+    store = make_store({"case_0": simple_case(0)})
+    label = store.root / "labels" / "final" / "case_0.nii.gz"
+    outside = tmp_path / "outside.nii.gz"
+    shutil.copyfile(label, outside)
+    label.unlink()
+    label.symlink_to(outside)
+    with pytest.raises(UnsafePathError, match=r"labels/final/case_0\.nii\.gz"):
+        store.get_label_uri("case_0", "final")
+    with pytest.raises(UnsafePathError, match=r"labels/final/case_0\.nii\.gz"):
+        store.get_label("case_0", "final")
