@@ -6,12 +6,14 @@ import copy
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from .item.assembly import ItemAssembler, image_volume, volume_sources
+from .alb import require_albumentations
+from .datamint_methods import DatamintMethods, alb_from_transform
+from .item.assembly import ItemAssembler, image_volume
 from .item.label_space import LabelSpace
 from .item_index import ItemIndex, Ref
 from .label_sets import DatasetLabels
@@ -26,13 +28,14 @@ from .loading.collate import collate_items, make_dataloader
 from .loading.worker_memory import in_worker
 from .options import DatasetOptions, MergeStrategy
 from .records import ImageRecord, build_records, filter_records, open_store
-from .selection import FilterCriteria, frame_label_counts, normalized, segmentation_counts
+from .selection import frame_label_counts, normalized, segmentation_counts
+from .source import dataset_source
 from .splits import SplitResult, split_dataset
 
 __all__ = ["Ref", "StoreDataset"]
 
 
-class StoreDataset(Dataset[dict[str, Any]]):
+class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
     """Base of the dataset classes: a list of images of a store and how to turn one into an item.
 
     Subclasses decide the view (whole volume, 2-D image, one slice) through :meth:`_view`.
@@ -40,7 +43,13 @@ class StoreDataset(Dataset[dict[str, Any]]):
     :class:`~medstore.datasets.VolumeCache`.
 
     Args:
-        store: A :class:`~medstore.datastore.LocalDatastore` or a store folder.
+        project: The store: a :class:`~medstore.datastore.LocalDatastore` or a store folder
+            (Datamint's project, offline).
+        resources: Keep only these images (ids or records) of ``project``.
+        auto_update: For a folder, also index files dropped into it since its manifest was
+            written (in memory; nothing is written).
+        api_key: Server-only: raises :class:`NotImplementedError`.
+        server_url: Server-only: raises :class:`NotImplementedError`.
         image_ids: Restrict to these ids (in this order); default all, sorted.
         cache_dir: Cache folder (default ``.medstore/cache`` or the user cache when read-only).
         options: Pre-built options (instead of keyword options).
@@ -49,7 +58,8 @@ class StoreDataset(Dataset[dict[str, Any]]):
             :class:`~medstore.datasets.DatasetOptions` for their meaning).
 
     Raises:
-        ValueError: Conflicting options.
+        NotImplementedError: ``api_key`` or ``server_url`` given (offline only).
+        ValueError: Conflicting options, or no ``project``.
         ImageNotFoundError: An id in ``image_ids`` is not in the store.
     """
 
@@ -57,15 +67,21 @@ class StoreDataset(Dataset[dict[str, Any]]):
 
     def __init__(
         self,
-        store: Any,
+        project: Any = None,
+        resources: Iterable[Any] | None = None,
         *,
+        auto_update: bool = True,
+        api_key: str | None = None,
+        server_url: str | None = None,
         image_ids: Iterable[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         options: DatasetOptions | None = None,
         return_metainfo: bool = True,
         return_segmentations: bool = True,
+        return_boxes: bool = False,
         return_as_semantic_segmentation: bool = False,
         semantic_seg_merge_strategy: MergeStrategy | None = None,
+        alb_transform: Any = None,
         include_unannotated: bool = True,
         include_annotators: Collection[str] | None = None,
         exclude_annotators: Collection[str] | None = None,
@@ -78,10 +94,22 @@ class StoreDataset(Dataset[dict[str, Any]]):
         allow_external_annotations: bool = False,
         image_labels_merge_strategy: MergeStrategy | None = None,
         image_categories_merge_strategy: MergeStrategy | None = None,
+        worklists: Collection[Any] | Literal["all"] | None = "all",
+        all_annotations: bool = False,
+        return_annotations: bool = True,
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        self.options = DatasetOptions.resolve(options, locals())
-        self._store = open_store(store)
+        self.options = alb_from_transform(DatasetOptions.resolve(options, locals()))
+        if self.options.alb_transform is not None:
+            require_albumentations()
+        self._store, image_ids = dataset_source(
+            project,
+            resources,
+            image_ids=image_ids,
+            auto_update=auto_update,
+            api_key=api_key,
+            server_url=server_url,
+        )
         self._root = Path(getattr(self._store, "root", "."))
         folder = store_cache_folder(self._store, self._root) if cache_dir is None else cache_dir
         self._cache = VolumeCache(folder, fallback=user_cache_folder(self._root))
@@ -280,37 +308,6 @@ class StoreDataset(Dataset[dict[str, Any]]):
         """
         return self._derive(self._index.take(indices))
 
-    def filter(
-        self,
-        *,
-        tags: Sequence[str] | None = None,
-        filename_pattern: str | None = None,
-        has_annotations: bool | None = None,
-        annotation_names: Sequence[str] | None = None,
-        custom_fn: Callable[[ImageRecord], bool] | None = None,
-    ) -> Self:
-        """Keep the images matching **all** given criteria (chainable).
-
-        Args:
-            tags: Keep images whose ``info["tags"]`` hold any of these.
-            filename_pattern: ``fnmatch`` glob on the image file name.
-            has_annotations: Keep images with (``True``) or without (``False``) annotations.
-            annotation_names: Keep images with a segmentation class or entity of these names.
-            custom_fn: Predicate on the :class:`~medstore.datasets.records.ImageRecord`.
-
-        Returns:
-            The filtered dataset.
-
-        Raises:
-            ValueError: No criterion given.
-        """
-        criteria = FilterCriteria(
-            tags, filename_pattern, has_annotations, annotation_names, custom_fn
-        )
-        records, names = self._index.records, self._labels.names
-        keep = {i for i in self._index.record_ids() if criteria.matches(records[i], names)}
-        return self._derive(self._index.keep_records(keep))
-
     def __add__(self, other: Self) -> Self:  # type: ignore[override]
         if type(other) is not type(self):
             return NotImplemented
@@ -381,18 +378,6 @@ class StoreDataset(Dataset[dict[str, Any]]):
         """
         self.label_space()
         return make_dataloader(self, *args, distributed=distributed, **kwargs)
-
-    def prefetch(self, *, progress: bool = True) -> int:
-        """Decode every image (and label) of the dataset into the cache, with a progress bar.
-
-        Args:
-            progress: Show a tqdm progress bar.
-
-        Returns:
-            The number of files processed.
-        """
-        sources = volume_sources(self._index.image_records())
-        return self._cache.prefetch(sources, progress=progress)
 
     def __repr__(self) -> str:
         parts = [f"{type(self).__name__}({len(self)} items from {self._root}"]

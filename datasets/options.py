@@ -29,8 +29,10 @@ class DatasetKwargs(TypedDict, total=False):
 
     return_metainfo: bool
     return_segmentations: bool
+    return_boxes: bool
     return_as_semantic_segmentation: bool
     semantic_seg_merge_strategy: MergeStrategy | None
+    alb_transform: Any
     include_unannotated: bool
     include_annotators: Collection[str] | None
     exclude_annotators: Collection[str] | None
@@ -43,6 +45,9 @@ class DatasetKwargs(TypedDict, total=False):
     allow_external_annotations: bool
     image_labels_merge_strategy: MergeStrategy | None
     image_categories_merge_strategy: MergeStrategy | None
+    worklists: Collection[Any] | Literal["all"] | None
+    all_annotations: bool
+    return_annotations: bool
     transform: Callable[[dict[str, Any]], Any] | None
 
 
@@ -73,8 +78,10 @@ class OptionSpec:
 OPTION_TABLE: tuple[OptionSpec, ...] = (
     OptionSpec("return_metainfo", True, "dataset", "return_metainfo"),
     OptionSpec("return_segmentations", True, "segmentation", "return_segmentations"),
+    OptionSpec("return_boxes", False, "dataset", "return_boxes"),
     OptionSpec("return_as_semantic_segmentation", False, "segmentation", "as_semantic"),
     OptionSpec("semantic_seg_merge_strategy", None, "segmentation", "merge_strategy"),
+    OptionSpec("alb_transform", None, "dataset", "alb_transform"),
     OptionSpec("include_unannotated", True, "dataset", "include_unannotated", refilter=True),
     OptionSpec("include_annotators", None, "filters", "include_annotators", refilter=True),
     OptionSpec("exclude_annotators", None, "filters", "exclude_annotators", refilter=True),
@@ -99,6 +106,9 @@ OPTION_TABLE: tuple[OptionSpec, ...] = (
     OptionSpec(
         "image_categories_merge_strategy", None, "dataset", "image_categories_merge_strategy"
     ),
+    OptionSpec("worklists", "all", "dataset", "worklists", refilter=True),
+    OptionSpec("all_annotations", False, "dataset", "all_annotations", refilter=True),
+    OptionSpec("return_annotations", True, "dataset", "return_annotations"),
     OptionSpec("transform", None, "dataset", "transform"),
 )
 """Every keyword option of the dataset constructors, in their signature order.
@@ -130,6 +140,11 @@ def _frozen(values: Collection[str] | None) -> frozenset[str] | None:
     if isinstance(values, str):
         return frozenset({values})
     return frozenset(values)
+
+
+def _worklist_ids(worklists: Collection[Any]) -> frozenset[str]:
+    """Worklist ids from ids or worklist objects (their ``id``)."""
+    return frozenset(str(getattr(w, "id", w)) for w in worklists)
 
 
 @dataclass(frozen=True)
@@ -242,7 +257,17 @@ class DatasetOptions:
         filters: Annotator and name filters.
         image_labels_merge_strategy: Merge per-annotator image labels into one tensor.
         image_categories_merge_strategy: Merge per-annotator image categories.
-        transform: Callable applied to the finished item dict (e.g. MONAI dict transforms).
+        return_boxes: Put ``boxes`` (N, 4) pascal_voc and ``box_labels`` in the item.
+        alb_transform: An albumentations transform applied jointly to the image, the masks and
+            the boxes (per 2-D image, slice or frame; see :mod:`medstore.datasets.alb`).
+        worklists: ``"all"`` or ``None`` (every worklist), or the worklist ids (or objects
+            with an ``id``) whose entity annotations are kept (an annotation's ``worklist_id``).
+        all_annotations: Keep entity annotations of every status; by default those still in
+            work (``status`` ``"new"``, ``"opened"``...) are left out. Label files always count.
+        return_annotations: Put the item's geometric annotations (boxes, lines, points...)
+            as an ``annotations`` list in the item.
+        transform: Callable applied to the finished item dict (e.g. MONAI dict transforms), or
+            an albumentations transform (then used as ``alb_transform``).
 
     Raises:
         ValueError: On an unknown merge strategy.
@@ -259,9 +284,18 @@ class DatasetOptions:
     filters: AnnotationFilters = field(default_factory=AnnotationFilters)
     image_labels_merge_strategy: MergeStrategy | None = None
     image_categories_merge_strategy: MergeStrategy | None = None
+    return_boxes: bool = False
+    alb_transform: Any = None
+    worklists: Any = "all"
+    all_annotations: bool = False
+    return_annotations: bool = True
     transform: Callable[[dict[str, Any]], Any] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.worklists, str) and self.worklists != "all":
+            object.__setattr__(self, "worklists", frozenset({self.worklists}))
+        elif self.worklists not in (None, "all") and not isinstance(self.worklists, frozenset):
+            object.__setattr__(self, "worklists", _worklist_ids(self.worklists))
         _check_strategy("image_labels_merge_strategy", self.image_labels_merge_strategy)
         _check_strategy("image_categories_merge_strategy", self.image_categories_merge_strategy)
 

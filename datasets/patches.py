@@ -177,19 +177,20 @@ class PatchDataset(StoreDataset):
         """
         self._epoch[0] = int(epoch)
 
-    def prefetch(self, *, progress: bool = True) -> int:
+    def prefetch(self, *, include_annotations: bool = True, progress: bool = True) -> int:
         """Fill the cache (images and labels) and, with foreground sampling, the class locations.
 
         Without it the first patch of each volume computes its labels' class locations (a
         pass over the whole label, once per label version).
 
         Args:
+            include_annotations: Also decode the label files (see the base class).
             progress: Show a tqdm progress bar while decoding.
 
         Returns:
             The number of files processed.
         """
-        count = super().prefetch(progress=progress)
+        count = super().prefetch(include_annotations=include_annotations, progress=progress)
         if self._patch.foreground > 0:
             for record in self._index.image_records():
                 for label in record.labels:

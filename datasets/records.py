@@ -14,6 +14,7 @@ from .item.entities import EntityRecord, entity_records, schema_names
 from .options import DatasetOptions
 
 __all__ = [
+    "IN_WORK",
     "ImageRecord",
     "LabelRecord",
     "StoreLike",
@@ -167,11 +168,21 @@ def build_records(store: Any, image_ids: Iterable[str] | None = None) -> list[Im
     return [_image_record(store, image_id) for image_id in ids]
 
 
+IN_WORK: frozenset[str] = frozenset(
+    {"new", "opened", "open", "in_progress", "revision_request", "rejected", "draft"}
+)
+"""Entity annotation statuses left out of training unless ``all_annotations=True``."""
+
+
 def _keep_entity(
     entity: EntityRecord, options: DatasetOptions, allowed: frozenset[str] | None
 ) -> bool:
     filters = options.filters
     if not filters.keeps_annotator(entity.annotator):
+        return False
+    if not options.all_annotations and entity.status in IN_WORK:
+        return False
+    if options.worklists not in (None, "all") and entity.worklist_id not in options.worklists:
         return False
     if (
         allowed is not None
@@ -183,6 +194,8 @@ def _keep_entity(
         if entity.frame_index is None:
             return filters.keeps_image_label(entity.name)
         return filters.keeps_frame_label(entity.name)
+    if entity.kind == "segmentation":
+        return filters.keeps_segmentation(entity.name)
     return True
 
 

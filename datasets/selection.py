@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .records import ImageRecord
 
-__all__ = ["FilterCriteria", "frame_label_counts", "normalized", "segmentation_counts"]
+__all__ = [
+    "FilterCriteria",
+    "frame_label_counts",
+    "normalized",
+    "record_annotations",
+    "segmentation_counts",
+]
 
 NamesOf = Callable[[ImageRecord], set[str]]
 
@@ -23,7 +31,8 @@ class FilterCriteria:
         filename_pattern: ``fnmatch`` glob on the image file name.
         has_annotations: With (``True``) or without (``False``) annotations.
         annotation_names: A segmentation class or entity with any of these names.
-        custom_fn: Predicate on the record.
+        custom_fn: Datamint's predicate ``(resource, annotations)`` (the record and its entity
+            annotations); a one-argument predicate gets the record only.
 
     Raises:
         ValueError: No criterion given.
@@ -37,7 +46,7 @@ class FilterCriteria:
     filename_pattern: str | None = None
     has_annotations: bool | None = None
     annotation_names: Sequence[str] | None = None
-    custom_fn: Callable[[ImageRecord], bool] | None = None
+    custom_fn: Callable[..., bool] | None = None
 
     def __post_init__(self) -> None:
         if all(v is None for v in vars(self).values()):
@@ -63,7 +72,44 @@ class FilterCriteria:
             return False
         if self.annotation_names is not None and not set(self.annotation_names) & names_of(record):
             return False
-        return self.custom_fn is None or bool(self.custom_fn(record))
+        if self.custom_fn is None:
+            return True
+        if _takes_two(self.custom_fn):
+            return bool(self.custom_fn(record, record_annotations(record)))
+        return bool(self.custom_fn(record))
+
+
+def _takes_two(fn: Callable[..., bool]) -> bool:
+    """Whether ``fn`` accepts two positional arguments (Datamint's ``(resource, annotations)``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def record_annotations(record: ImageRecord) -> list[Any]:
+    """The entity annotations kept in a record, each once (Datamint's ``resource_annotations``).
+
+    Args:
+        record: An image record.
+
+    Returns:
+        The annotation entities, in the store's order.
+
+    Example:
+        >>> record_annotations(ImageRecord("a", "/a.nii.gz", {}))
+        []
+    """
+    seen: set[int] = set()
+    out: list[Any] = []
+    for entity in record.entities:
+        ann = entity.annotation
+        if ann is not None and id(ann) not in seen:
+            seen.add(id(ann))
+            out.append(ann)
+    return out
 
 
 def segmentation_counts(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, Self, Unpack
 
 from .base import StoreDataset
+from .datamint_methods import alb_from_transform
 from .item.views import as_volume
 from .item_index import ItemIndex, Ref
 from .label_sets import DatasetLabels
@@ -55,8 +56,12 @@ class SlicedVolumeDataset(StoreDataset):
     ``filter()`` work per image, so slices of one volume never land in two parts.
 
     Args:
-        store: A :class:`~medstore.datastore.LocalDatastore` or a store folder.
-        axis: Slicing axis (see :func:`axis_index`).
+        project: A :class:`~medstore.datastore.LocalDatastore` or a store folder.
+        resources: Keep only these images (ids or records).
+        slice_axis: Slicing axis (see :func:`axis_index`).
+        parent_dataset: Slice this dataset instead (see :meth:`from_dataset`).
+        axis: Older name of ``slice_axis``.
+        auto_update: ... server_url: As :class:`StoreDataset`.
         image_ids: Restrict to these ids.
         cache_dir: Decode-once cache folder.
         options: Pre-built options (instead of keyword options).
@@ -70,23 +75,31 @@ class SlicedVolumeDataset(StoreDataset):
         >>> for n in range(1):
         ...     nib.save(image, root / f"ct_{n}.nii.gz")
         >>> store = LocalDatastore(root)
-        >>> ds = SlicedVolumeDataset(store, axis="axial")
+        >>> ds = SlicedVolumeDataset(store, slice_axis="axial")
         >>> len(ds), ds[1]["metainfo"]["slice_index"], ds[1]["image"].shape
         (4, 1, torch.Size([1, 5, 6]))
     """
 
     def __init__(
         self,
-        store: Any,
+        project: Any = None,
+        resources: Iterable[Any] | None = None,
         *,
-        axis: AxisName | int = "axial",
+        slice_axis: AxisName | int = "axial",
+        parent_dataset: StoreDataset | None = None,
+        axis: AxisName | int | None = None,
+        auto_update: bool = True,
+        api_key: str | None = None,
+        server_url: str | None = None,
         image_ids: Iterable[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         options: DatasetOptions | None = None,
         return_metainfo: bool = True,
         return_segmentations: bool = True,
+        return_boxes: bool = False,
         return_as_semantic_segmentation: bool = False,
         semantic_seg_merge_strategy: MergeStrategy | None = None,
+        alb_transform: Any = None,
         include_unannotated: bool = True,
         include_annotators: Collection[str] | None = None,
         exclude_annotators: Collection[str] | None = None,
@@ -99,11 +112,29 @@ class SlicedVolumeDataset(StoreDataset):
         allow_external_annotations: bool = False,
         image_labels_merge_strategy: MergeStrategy | None = None,
         image_categories_merge_strategy: MergeStrategy | None = None,
+        worklists: Collection[Any] | Literal["all"] | None = "all",
+        all_annotations: bool = False,
+        return_annotations: bool = True,
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
+        slice_axis = slice_axis if axis is None else axis
+        if parent_dataset is not None:
+            if project is not None or resources is not None:
+                raise ValueError("give parent_dataset= or project=/resources=, not both")
+            self.__dict__.update(type(self).from_dataset(parent_dataset, slice_axis).__dict__)
+            return
         options = DatasetOptions.resolve(options, locals())
-        super().__init__(store, image_ids=image_ids, cache_dir=cache_dir, options=options)
-        self._set_axis(axis)
+        super().__init__(
+            project,
+            resources,
+            auto_update=auto_update,
+            api_key=api_key,
+            server_url=server_url,
+            image_ids=image_ids,
+            cache_dir=cache_dir,
+            options=options,
+        )
+        self._set_axis(slice_axis)
         self._index = self._slice_refs(self._index, range(len(self._index.records)))
 
     def _set_axis(self, axis: AxisName | int) -> None:
@@ -126,30 +157,33 @@ class SlicedVolumeDataset(StoreDataset):
     @classmethod
     def from_dataset(
         cls,
-        parent: StoreDataset,
+        parent_dataset: StoreDataset,
+        slice_axis: AxisName | int = "axial",
         *,
-        axis: AxisName | int = "axial",
+        axis: AxisName | int | None = None,
         **kwargs: Unpack[DatasetKwargs],
     ) -> Self:
         """Slice the images of an existing dataset (same store, cache and, by default, options).
 
         Args:
-            parent: A volume (or video) dataset, possibly filtered or split.
-            axis: Slicing axis.
+            parent_dataset: A volume (or video) dataset, possibly filtered or split.
+            slice_axis: Slicing axis.
+            axis: Older name of ``slice_axis``.
             **kwargs: Options overriding the parent's; changed filters re-read the store.
 
         Returns:
             The sliced dataset (split attributes carried over).
         """
+        parent = parent_dataset
         new = cls.__new__(cls)
         new.__dict__.update(copy.copy(parent.__dict__))
-        new._set_axis(axis)
+        new._set_axis(slice_axis if axis is None else axis)
         index = parent.index
         record_ids = index.record_ids()
         if kwargs:
             merged = parent.options.to_kwargs()
             merged.update(kwargs)
-            new.options = DatasetOptions.from_kwargs(**merged)
+            new.options = alb_from_transform(DatasetOptions.from_kwargs(**merged))
             if parent.options.needs_refilter(new.options):
                 ids = [record.image_id for record in parent.index.image_records()]
                 records = build_records(parent.store, ids)
@@ -191,15 +225,22 @@ class SlicedVideoDataset(SlicedVolumeDataset):
 
     def __init__(
         self,
-        store: Any,
+        project: Any = None,
+        resources: Iterable[Any] | None = None,
         *,
+        parent_dataset: StoreDataset | None = None,
+        auto_update: bool = True,
+        api_key: str | None = None,
+        server_url: str | None = None,
         image_ids: Iterable[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         options: DatasetOptions | None = None,
         return_metainfo: bool = True,
         return_segmentations: bool = True,
+        return_boxes: bool = False,
         return_as_semantic_segmentation: bool = False,
         semantic_seg_merge_strategy: MergeStrategy | None = None,
+        alb_transform: Any = None,
         include_unannotated: bool = True,
         include_annotators: Collection[str] | None = None,
         exclude_annotators: Collection[str] | None = None,
@@ -212,10 +253,26 @@ class SlicedVideoDataset(SlicedVolumeDataset):
         allow_external_annotations: bool = False,
         image_labels_merge_strategy: MergeStrategy | None = None,
         image_categories_merge_strategy: MergeStrategy | None = None,
+        worklists: Collection[Any] | Literal["all"] | None = "all",
+        all_annotations: bool = False,
+        return_annotations: bool = True,
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
+        if parent_dataset is not None:
+            super().__init__(parent_dataset=parent_dataset)
+            return
         options = DatasetOptions.resolve(options, locals())
-        super().__init__(store, axis=0, image_ids=image_ids, cache_dir=cache_dir, options=options)
+        super().__init__(
+            project,
+            resources,
+            slice_axis=0,
+            auto_update=auto_update,
+            api_key=api_key,
+            server_url=server_url,
+            image_ids=image_ids,
+            cache_dir=cache_dir,
+            options=options,
+        )
 
     def _set_axis(self, axis: AxisName | int) -> None:
         if axis_index(axis) != 0:
@@ -225,16 +282,22 @@ class SlicedVideoDataset(SlicedVolumeDataset):
 
     @classmethod
     def from_dataset(
-        cls, parent: StoreDataset, *, axis: AxisName | int = 0, **kwargs: Unpack[DatasetKwargs]
+        cls,
+        parent_dataset: StoreDataset,
+        slice_axis: AxisName | int = 0,
+        *,
+        axis: AxisName | int | None = None,
+        **kwargs: Unpack[DatasetKwargs],
     ) -> Self:
-        """One item per frame of ``parent``'s videos (see :meth:`SlicedVolumeDataset.from_dataset`).
+        """One item per frame of the parent's videos (see :meth:`SlicedVolumeDataset.from_dataset`).
 
         Args:
-            parent: A video dataset.
-            axis: Must be 0 (frames).
+            parent_dataset: A video dataset.
+            slice_axis: Must be 0 (frames).
+            axis: Older name of ``slice_axis``.
             **kwargs: Options overriding the parent's.
 
         Returns:
             The per-frame dataset.
         """
-        return super().from_dataset(parent, axis=axis, **kwargs)
+        return super().from_dataset(parent_dataset, slice_axis, axis=axis, **kwargs)

@@ -78,7 +78,7 @@ class VolumeDataset(MultiFrameDataset):
         Raises:
             ValueError: Unknown axis.
         """
-        return SlicedVolumeDataset.from_dataset(self, axis=axis, **kwargs)
+        return SlicedVolumeDataset.from_dataset(self, axis, **kwargs)
 
     def patches(
         self,

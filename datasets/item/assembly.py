@@ -20,6 +20,7 @@ from ..loading.cache import CachedVolume, VolumeArray, VolumeCache
 from ..loading.worker_memory import float32_tensor, shared_empty
 from ..options import DatasetOptions
 from ..records import ImageRecord, LabelRecord
+from .augment import augment_item
 from .entities import EntityRecord
 from .entries import (
     categories_entry,
@@ -202,6 +203,8 @@ class ItemAssembler:
                 self._segmentations(record, volume, frame, spatial, space, keep_open, shared)
             )
         self._entity_entries(item, record.entities, volume.array, frame, space)
+        if self.options.alb_transform is not None:
+            augment_item(item, self.options.alb_transform)
         transform = self.options.transform
         return transform(item) if transform is not None else item
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["EntityRecord", "entity_records", "schema_names"]
 
 _LOG = logging.getLogger(__name__)
 
-EntityKind = Literal["label", "category", "other"]
+EntityKind = Literal["label", "category", "segmentation", "other"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class EntityRecord:
         annotator: Who made it (``created_by``; ``"unknown"`` when missing).
         frame_index: The frame (canonical D index) for frame-scoped annotations, else ``None``.
         value: The category value for ``kind == "category"``.
+        status: The annotation's ``status`` (``None`` when not set).
+        worklist_id: The annotation's ``worklist_id``.
+        annotation: The annotation entity itself (``resource_annotations``, masks, geometry).
     """
 
     kind: EntityKind
@@ -31,6 +34,9 @@ class EntityRecord:
     annotator: str
     frame_index: int | None = None
     value: str | None = None
+    status: str | None = None
+    worklist_id: str | None = None
+    annotation: Any = field(default=None, compare=False, repr=False)
 
 
 def _kind(ann: Any) -> EntityKind:
@@ -39,6 +45,8 @@ def _kind(ann: Any) -> EntityKind:
     atype = str(getattr(ann, "annotation_type", "") or "").lower()
     if cls in ("labelannotation",) or atype == "label":
         return "label"
+    if cls == "imagesegmentation":
+        return "segmentation"
     if cls in ("categoryannotation", "multicategoryannotation") or atype in (
         "category",
         "multicategory",
@@ -66,11 +74,19 @@ def _convert(ann: Any) -> list[EntityRecord]:
     frame = getattr(ann, "frame_index", None)
     frame_index = int(frame) if scope == "frame" and frame is not None else None
     kind = _kind(ann)
+    status = getattr(ann, "status", None)
+    worklist = getattr(ann, "worklist_id", None)
+    common = {
+        "status": None if status is None else str(status).lower(),
+        "worklist_id": None if worklist is None else str(worklist),
+        "annotation": ann,
+    }
     if kind == "category":
         return [
-            EntityRecord("category", name, annotator, frame_index, value) for value in _values(ann)
+            EntityRecord("category", name, annotator, frame_index, value, **common)
+            for value in _values(ann)
         ]
-    return [EntityRecord(kind, name, annotator, frame_index)]
+    return [EntityRecord(kind, name, annotator, frame_index, **common)]
 
 
 def _annotation_api(store: Any) -> Any:

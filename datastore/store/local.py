@@ -214,6 +214,13 @@ class LocalDatastore:
         """
         return self._indexer.refresh(accept=accept)
 
+    def index_in_memory(self) -> None:
+        """See the folder's current files now, in memory only (nothing written; read-only safe).
+
+        Kept entries keep their info; new files get fresh entries until a :meth:`refresh`.
+        """
+        self._indexer.index_in_memory()
+
     # ------------------------------------------------------------------ reads (Catalog)
     def name(self) -> str:
         """The store's name."""

@@ -1,0 +1,165 @@
+"""Datamint's dataset methods around the items: resources, transforms, filter, prefetch.
+
+:class:`DatamintMethods` is mixed into :class:`~medstore.datasets.StoreDataset`; offline, a
+*resource* is an :class:`~medstore.datasets.records.ImageRecord` and its annotations are the
+store's entity annotations kept by the dataset's filters (label files are in ``record.labels``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+from .alb import apply_alb_transform, compose, is_alb_transform, require_albumentations
+from .item.assembly import volume_sources
+from .item_index import ItemIndex
+from .label_sets import DatasetLabels
+from .loading.cache import VolumeCache
+from .options import DatasetOptions
+from .records import ImageRecord
+from .selection import FilterCriteria, record_annotations
+
+__all__ = ["DatamintMethods"]
+
+
+class DatamintMethods:
+    """Datamint's resource, transform, filter and prefetch methods (see the module)."""
+
+    options: DatasetOptions
+    _index: ItemIndex
+    _labels: DatasetLabels
+    _cache: VolumeCache
+
+    def _derive(self, index: ItemIndex) -> Self:
+        raise NotImplementedError
+
+    @property
+    def resources(self) -> list[ImageRecord]:
+        """The dataset's images (Datamint's resources), one record per image, in order."""
+        return self._index.image_records()
+
+    @property
+    def resource_annotations(self) -> list[list[Any]]:
+        """The kept entity annotations of each of :attr:`resources`."""
+        return [record_annotations(record) for record in self._index.image_records()]
+
+    def get_resource(self, index: int) -> ImageRecord:
+        """The image record behind item ``index`` (a slice's item gives its volume's record).
+
+        Args:
+            index: Item index.
+
+        Returns:
+            The record.
+        """
+        return self._index.item(index)[0]
+
+    @property
+    def alb_transform(self) -> Any:
+        """The albumentations transform applied to items, or ``None``."""
+        return self.options.alb_transform
+
+    def set_transform(self, alb_transform: Any = None) -> None:
+        """Replace the albumentations transform (``None`` removes it).
+
+        Args:
+            alb_transform: An albumentations transform, or ``None``.
+
+        Raises:
+            ImportError: albumentations is missing (one line naming the extra).
+        """
+        if alb_transform is not None:
+            require_albumentations()
+        self.options = dataclasses.replace(self.options, alb_transform=alb_transform)
+
+    def add_transform(self, alb_transform: Any) -> None:
+        """Compose ``alb_transform`` after the current albumentations transform.
+
+        Args:
+            alb_transform: An albumentations transform.
+
+        Raises:
+            ImportError: albumentations is missing.
+        """
+        self.set_transform(compose(self.options.alb_transform, alb_transform))
+
+    def apply_alb_transform(self, img: Any, targets: dict[str, Any]) -> dict[str, Any]:
+        """Apply the dataset's albumentations transform to an image and targets, as Datamint.
+
+        Args:
+            img: ``(C, H, W)`` or ``(C, D, H, W)`` image.
+            targets: ``masks`` (``{annotator: (N, ...)}``), ``boxes``, ``box_labels``.
+
+        Returns:
+            ``image`` plus the transformed targets.
+
+        Raises:
+            ValueError: No transform set.
+        """
+        if self.options.alb_transform is None:
+            raise ValueError("alb_transform is not set")
+        return apply_alb_transform(self.options.alb_transform, img, targets)
+
+    def filter(
+        self,
+        *,
+        tags: Sequence[str] | None = None,
+        filename_pattern: str | None = None,
+        has_annotations: bool | None = None,
+        annotation_names: Sequence[str] | None = None,
+        custom_fn: Callable[..., bool] | None = None,
+    ) -> Self:
+        """Keep the images matching **all** given criteria (chainable).
+
+        Args:
+            tags: Keep images whose ``info["tags"]`` hold any of these.
+            filename_pattern: ``fnmatch`` glob on the image file name.
+            has_annotations: Keep images with (``True``) or without (``False``) annotations.
+            annotation_names: Keep images with a segmentation class or entity of these names.
+            custom_fn: ``(resource, annotations) -> bool`` as Datamint (a one-argument
+                predicate gets the :class:`~medstore.datasets.records.ImageRecord` only).
+
+        Returns:
+            The filtered dataset.
+
+        Raises:
+            ValueError: No criterion given.
+        """
+        criteria = FilterCriteria(
+            tags, filename_pattern, has_annotations, annotation_names, custom_fn
+        )
+        records, names = self._index.records, self._labels.names
+        keep = {i for i in self._index.record_ids() if criteria.matches(records[i], names)}
+        return self._derive(self._index.keep_records(keep))
+
+    def prefetch(self, *, include_annotations: bool = True, progress: bool = True) -> int:
+        """Decode every image (and label file) of the dataset into the cache.
+
+        Args:
+            include_annotations: Also decode the label files (entity annotations are already
+                in memory, read when the dataset was built).
+            progress: Show a tqdm progress bar.
+
+        Returns:
+            The number of files processed.
+        """
+        sources = volume_sources(self._index.image_records())
+        if not include_annotations:
+            sources = [s for s in sources if s[2].startswith("image ")]
+        return self._cache.prefetch(sources, progress=progress)
+
+
+def alb_from_transform(options: DatasetOptions) -> DatasetOptions:
+    """Move an albumentations ``transform=`` to ``alb_transform`` (Datamint users pass either).
+
+    Args:
+        options: The resolved options.
+
+    Returns:
+        The options, with an albumentations ``transform`` composed into ``alb_transform``.
+    """
+    if options.transform is None or not is_alb_transform(options.transform):
+        return options
+    alb = compose(options.alb_transform, options.transform)
+    return dataclasses.replace(options, alb_transform=alb, transform=None)
