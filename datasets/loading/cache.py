@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +28,19 @@ from medstore.datastore import (
     nofollow,
 )
 
+from .cache_entry import (
+    FORMAT_VERSION,
+    CachedVolume,
+    Reader,
+    VolumeArray,
+    digest,
+    entry_bytes,
+    read_canonical,
+    version_of,
+)
 from .cache_folders import default_user_cache_dir, store_cache_folder, user_cache_folder
 from .cache_upkeep import CachePrune, prune_folder, touch
-from .chunked import ChunkedArray, encode
+from .chunked import ChunkedArray
 from .contiguous import COPY_SUFFIX, copy_path, open_copy, write_copy
 from .entry_lock import FolderUnusableError, locked_folder
 
@@ -48,91 +55,10 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-_FORMAT_VERSION = 3
-"""2: Zstandard chunks; 3: LZ4HC after a bit shuffle for multi-byte dtypes (faster to read)."""
 _SUFFIX = ".b2nd"
 _LEGACY_SUFFIXES = (".npy", ".json")
 """Files of format-1 entries (an uncompressed ``.npy`` and its geometry), removed when met;
 ``.npy`` is also the suffix of an entry's uncompressed copy (see :mod:`.contiguous`)."""
-
-VolumeArray = np.ndarray | ChunkedArray
-"""A cached array: a chunked cache entry, its uncompressed copy memory-mapped, or an in-memory
-array when caching was skipped."""
-
-
-@dataclass(frozen=True, eq=False)
-class CachedVolume:
-    """A decoded volume: a read-only (usually memory-mapped) array and its geometry.
-
-    Attributes:
-        array: Channels-first canonical array, ``(C, D, H, W)`` or ``(C, H, W)``: a
-            :class:`~.chunked.ChunkedArray` (indexing returns numpy arrays, decompressing only
-            the chunks read) or, when the cache could not be used, a numpy array.
-        affine: 4x4 RAS+ affine of the array's voxel grid.
-        spacing: Voxel size following the array's spatial axes.
-        meta: JSON-safe header facts from the reader.
-    """
-
-    array: VolumeArray
-    affine: np.ndarray
-    spacing: tuple[float, ...]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-Reader = Callable[[str], CachedVolume]
-
-
-def read_canonical(path: str) -> CachedVolume:
-    """Decode one image with :func:`medstore.datastore.imaging.read_image` (canonical layout).
-
-    Args:
-        path: Image file or DICOM series folder.
-
-    Returns:
-        The decoded volume (in memory, not cached).
-
-    Raises:
-        ImageReadError: The file cannot be decoded.
-        UnsupportedFormatError: No reader handles it.
-    """
-    from medstore.datastore.imaging import read_image
-
-    data = read_image(path)
-    return CachedVolume(
-        array=np.asarray(data.array),
-        affine=np.asarray(data.affine, dtype=np.float64),
-        spacing=tuple(float(s) for s in data.spacing),
-        meta=_json_safe(dict(getattr(data, "meta", {}) or {})),
-    )
-
-
-def _json_safe(meta: dict[str, Any]) -> dict[str, Any]:
-    """Keep the JSON-serialisable scalar/list entries of a reader's meta dict."""
-    safe: dict[str, Any] = {}
-    for key, value in meta.items():
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            continue
-        safe[str(key)] = value
-    return safe
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-def _version_of(path: str) -> str:
-    """Content-version fingerprint from ``stat`` (a folder: every entry's stat)."""
-    st = os.stat(path)
-    if not os.path.isdir(path):
-        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-    parts = []
-    with os.scandir(path) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            est = entry.stat()
-            parts.append(f"{entry.name}:{est.st_size}:{est.st_mtime_ns}:{est.st_ino}")
-    return _digest("|".join(parts))
 
 
 class VolumeCache:
@@ -178,6 +104,8 @@ class VolumeCache:
         self._reader = reader
         self._max_open = max_open
         self._open: OrderedDict[str, CachedVolume] = OrderedDict()
+        self._copies: dict[str, tuple[Path, tuple[int, ...], np.dtype, CachedVolume]] = {}
+        """Entry name -> its copy's file, shape, dtype, and a volume with its geometry."""
         self._real: dict[str, str] = {}
         self._mutex = threading.Lock()
         self._warned = False
@@ -185,6 +113,7 @@ class VolumeCache:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()
+        state["_copies"] = {}
         del state["_mutex"]
         return state
 
@@ -196,7 +125,7 @@ class VolumeCache:
     def fallback(self) -> Path:
         """The folder used when :attr:`folder` cannot be written or locked."""
         if self._fallback is None:
-            self._fallback = default_user_cache_dir() / _digest(str(self.folder.resolve()))[:16]
+            self._fallback = default_user_cache_dir() / digest(str(self.folder.resolve()))[:16]
         return self._fallback
 
     def _entry(self, path: str, version: str, checksum: str | None) -> tuple[str, str]:
@@ -204,8 +133,8 @@ class VolumeCache:
         real = self._real.get(path)
         if real is None:
             real = self._real[path] = os.path.realpath(path)
-        source_key = _digest(real)
-        version_key = _digest(f"{_FORMAT_VERSION}|{version}|{checksum or ''}")
+        source_key = digest(real)
+        version_key = digest(f"{FORMAT_VERSION}|{version}|{checksum or ''}")
         return source_key, f"{source_key}-{version_key}{_SUFFIX}"
 
     def entry_path(self, path: str, *, checksum: str | None = None) -> Path | None:
@@ -219,7 +148,7 @@ class VolumeCache:
             The ``.b2nd`` file, or ``None`` when not cached (or the source is gone).
         """
         try:
-            _, name = self._entry(path, _version_of(path), checksum)
+            _, name = self._entry(path, version_of(path), checksum)
         except OSError:
             return None
         for folder in (self.folder, self.fallback):
@@ -260,7 +189,7 @@ class VolumeCache:
             ImageReadError: The source or its cache entry cannot be read.
         """
         try:
-            version = _version_of(path)
+            version = version_of(path)
         except FileNotFoundError as err:
             raise ImageNotFoundError(
                 f"{what}: file {path} no longer exists (removed since the dataset was built)"
@@ -275,14 +204,18 @@ class VolumeCache:
                 self._open.move_to_end(key)
                 return hit
             volume = self._open.get(name)
+        if volume is None and contiguous:
+            volume = self._known_copy(name)
+            if volume is not None and not keep_open:
+                return volume
         if volume is None:
             volume = self._lookup(name)
         if volume is None:
             volume = self._fill(path, source_key, name, what)
         if not isinstance(volume.array, ChunkedArray):
             return volume  # decoded without caching
-        if contiguous:
-            volume = self._contiguous(volume, source_key)
+        if contiguous and isinstance(volume.array, ChunkedArray):
+            volume = self._contiguous(volume, source_key, name)
             key = key if isinstance(volume.array, np.ndarray) else name
         if not keep_open:
             return volume
@@ -292,25 +225,49 @@ class VolumeCache:
                 self._open.popitem(last=False)
         return volume
 
-    @staticmethod
-    def _contiguous(volume: CachedVolume, source_key: str) -> CachedVolume:
+    def _contiguous(self, volume: CachedVolume, source_key: str, name: str) -> CachedVolume:
         """``volume`` with its entry's uncompressed copy as array (written when missing).
 
         The copy goes beside the entry, under the source's lock, so workers write it once;
         where it cannot be written, ``volume`` itself is returned.
         """
-        assert isinstance(volume.array, ChunkedArray)
-        entry = volume.array.path
-        copy = open_copy(copy_path(entry), volume.array)
+        array = volume.array
+        assert isinstance(array, ChunkedArray)
+        target = copy_path(array.path)
+        copy = open_copy(target, array.shape, array.dtype)
         if copy is None:
             try:
-                with locked_folder(entry.parent, source_key):
-                    copy = open_copy(copy_path(entry), volume.array)
+                with locked_folder(array.path.parent, source_key):
+                    copy = open_copy(target, array.shape, array.dtype)
                     if copy is None:
-                        copy = write_copy(entry, volume.array)
+                        copy = write_copy(array.path, array)
             except FolderUnusableError:
                 copy = None
-        return volume if copy is None else dataclasses.replace(volume, array=copy)
+        if copy is None:
+            return volume
+        known = dataclasses.replace(volume, array=np.empty((0,), array.dtype))  # no map kept
+        with self._mutex:
+            self._copies[name] = (target, array.shape, array.dtype, known)
+        return dataclasses.replace(volume, array=copy)
+
+    def _known_copy(self, name: str) -> CachedVolume | None:
+        """The copy of entry ``name`` read before in this process, without opening the entry.
+
+        The copy's name carries the entry's content key, so a copy of the right shape and
+        dtype still at its place holds this version; its use is recorded as the entry's.
+        """
+        with self._mutex:
+            known = self._copies.get(name)
+        if known is None:
+            return None
+        target, shape, dtype, volume = known
+        copy = open_copy(target, shape, dtype)
+        if copy is None:
+            with self._mutex:
+                self._copies.pop(name, None)
+            return None
+        touch(target)  # last use of the entry (pruned by stem, with its copy)
+        return dataclasses.replace(volume, array=copy)
 
     def _lookup(self, name: str) -> CachedVolume | None:
         """An existing entry in the folder, else in the fallback folder (recording the use)."""
@@ -363,7 +320,7 @@ class VolumeCache:
                         decoded = self._decode(path, what)
                     entry = folder / name
                     try:
-                        atomic_write_bytes(entry, _entry_bytes(decoded, path), point="cache.entry")
+                        atomic_write_bytes(entry, entry_bytes(decoded, path), point="cache.entry")
                     except OSError as err:
                         raise FolderUnusableError(f"cannot write {entry.name}: {err}") from err
                     self._drop_stale(folder, source_key, entry)
@@ -434,18 +391,3 @@ class VolumeCache:
                 if entry.suffix in (_SUFFIX, ".npz", ".lock", *_LEGACY_SUFFIXES):
                     with contextlib.suppress(OSError):  # never through a link under a store
                         nofollow.unlink(entry)
-
-
-def _entry_bytes(volume: CachedVolume, path: str) -> bytes:
-    """The entry file of a decoded volume: its array chunked and compressed, geometry inside."""
-    array = np.asarray(volume.array)
-    header = {
-        "format_version": _FORMAT_VERSION,
-        "source": os.path.realpath(path),
-        "shape": list(array.shape),
-        "dtype": str(array.dtype),
-        "affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
-        "spacing": [float(s) for s in volume.spacing],
-        "meta": _json_safe(volume.meta),
-    }
-    return encode(array, header)

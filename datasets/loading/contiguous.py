@@ -52,12 +52,13 @@ def copy_path(entry: Path) -> Path:
     return entry.with_suffix(COPY_SUFFIX)
 
 
-def open_copy(path: Path, array: ChunkedArray) -> np.ndarray | None:
-    """Memory-map the copy at ``path`` read-only, if it holds ``array``'s shape and dtype.
+def open_copy(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """Memory-map the copy at ``path`` read-only, if it holds an array of ``shape`` and ``dtype``.
 
     Args:
         path: The copy's file.
-        array: The entry it copies.
+        shape: The entry's shape.
+        dtype: The entry's dtype.
 
     Returns:
         The read-only memory map, or ``None`` when it is absent, damaged or of another array.
@@ -66,7 +67,7 @@ def open_copy(path: Path, array: ChunkedArray) -> np.ndarray | None:
         copy = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
-    if not isinstance(copy, np.ndarray) or copy.shape != array.shape or copy.dtype != array.dtype:
+    if not isinstance(copy, np.ndarray) or copy.shape != shape or copy.dtype != dtype:
         return None
     return copy
 
@@ -111,4 +112,4 @@ def write_copy(entry: Path, array: ChunkedArray) -> np.ndarray | None:
         atomic_write_chunks(target, _npy_pieces(array), point="cache.copy")
     except OSError:
         return None
-    return open_copy(target, array)
+    return open_copy(target, array.shape, array.dtype)

@@ -64,6 +64,32 @@ def test_a_changed_source_drops_the_old_copy(tmp_path: Path) -> None:
     assert sorted(p.suffix for p in (tmp_path / "cache").glob("*-*")) == [".b2nd", ".npy"]
 
 
+def test_later_reads_of_a_copy_skip_the_entry_until_the_copy_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _source(tmp_path, 0)
+    cache = VolumeCache(tmp_path / "cache", reader=_reader)
+    first = cache.get(str(src), contiguous=True, keep_open=False)
+    opened: list[Path] = []
+    real_open = ChunkedArray.open
+
+    def counting_open(path: str | Path) -> ChunkedArray:
+        opened.append(Path(path))
+        return real_open(path)
+
+    monkeypatch.setattr(ChunkedArray, "open", staticmethod(counting_open))
+    again = cache.get(str(src), contiguous=True, keep_open=False)
+    assert opened == [] and np.array_equal(again.array, first.array)
+    assert np.array_equal(again.affine, first.affine) and again.spacing == first.spacing
+    (copy,) = (tmp_path / "cache").glob("*.npy")
+    copy.unlink()
+    third = cache.get(str(src), contiguous=True, keep_open=False)
+    assert len(opened) == 1 and isinstance(third.array, np.memmap) and copy.is_file()
+    _source(tmp_path, 1)  # a new version: never the old copy
+    os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert int(cache.get(str(src), contiguous=True).array.sum()) == sum(range(60)) + 60
+
+
 def test_a_damaged_copy_is_written_again(tmp_path: Path) -> None:
     src = _source(tmp_path, 0)
     VolumeCache(tmp_path / "cache", reader=_reader).get(str(src), contiguous=True)
