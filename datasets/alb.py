@@ -110,11 +110,13 @@ def _apply_3d(transform: Any, image: np.ndarray, targets: dict[str, Any]) -> dic
     volume = out["volume"]
     if isinstance(volume, torch.Tensor):
         tensor = volume.float()
-        result: dict[str, Any] = {"image": tensor if tensor.shape[0] == image.shape[0] else
-                                  tensor.permute(3, 0, 1, 2)}
+        result: dict[str, Any] = {
+            "image": tensor if tensor.shape[0] == image.shape[0] else tensor.permute(3, 0, 1, 2)
+        }
     else:
-        result = {"image": torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, -1, 0),
-                                                                 np.float32))}
+        result = {
+            "image": torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, -1, 0), np.float32))
+        }
     masks: dict[str, Any] = targets.get("masks") or {}
     if masks:
         done = {}

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from .alb import require_albumentations
 from .datamint_methods import DatamintMethods, alb_from_transform
 from .item.assembly import ItemAssembler, image_volume
+from .item.geometry import Plane, RecordGeometry
 from .item.label_space import LabelSpace
 from .item_index import ItemIndex, Ref
 from .label_sets import DatasetLabels
@@ -119,6 +120,7 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
         self._index = ItemIndex.whole(records)
         self._labels = DatasetLabels(self._index.records, self.options.filters, self._cache)
         self._luts: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
+        self._geometry: dict[int, tuple[ImageRecord, RecordGeometry]] = {}
         self.split_name: str | None = None
         self.split_source: str | None = None
         self.split_as_of_timestamp: str | None = None
@@ -274,8 +276,15 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
             space=self._labels.entities,
             luts=self._luts,
             frame_axis_name=self._frame_axis_name,
+            plane=self._plane(),
+            geometry=self._geometry,
+            box_codes=self._box_codes(),
         )
         return assembler.item(record, frame, shared_image=shared)
+
+    def _plane(self) -> Plane | None:
+        """How items cut their image (subclasses override; ``None``: no entity geometry)."""
+        return None
 
     def _derive(self, index: ItemIndex) -> Self:
         new = copy.copy(self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from .alb import apply_alb_transform, compose, is_alb_transform, require_albumentations
 from .item.assembly import volume_sources
@@ -54,6 +54,25 @@ class DatamintMethods:
             The record.
         """
         return self._index.item(index)[0]
+
+    @property
+    def box_labels_set(self) -> list[str]:
+        """Names of the box annotations of the dataset; ``box_labels`` index this list."""
+        return list(self._box_codes())
+
+    def _box_codes(self) -> dict[str, int]:
+        cached = self.__dict__.get("_box_code_cache")
+        if cached is not None and cached[0] is self._index.records:
+            return cast(dict[str, int], cached[1])
+        names = {
+            e.name
+            for record in self._index.records
+            for e in record.entities
+            if getattr(e.annotation, "TYPE", "") == "box"
+        }
+        codes = {name: i for i, name in enumerate(sorted(names))}
+        self.__dict__["_box_code_cache"] = (self._index.records, codes)
+        return codes
 
     @property
     def alb_transform(self) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from medstore.datastore import UnsupportedFormatError
 
 from .base import StoreDataset
+from .item.geometry import Plane
 from .loading.cache import VolumeArray
 from .records import ImageRecord
 
@@ -50,3 +51,6 @@ class ImageDataset(StoreDataset):
 
     def _frame_entry_args(self, array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
         return None, 0
+
+    def _plane(self) -> Plane | None:
+        return ("image", -1)

@@ -9,6 +9,7 @@ from typing import Any, Literal, Self, Unpack
 
 from .base import StoreDataset
 from .datamint_methods import alb_from_transform
+from .item.geometry import Plane
 from .item.views import as_volume
 from .item_index import ItemIndex, Ref
 from .label_sets import DatasetLabels
@@ -203,6 +204,9 @@ class SlicedVolumeDataset(StoreDataset):
 
     def _frame_entry_args(self, array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
         return None, (frame if self._axis == 0 else None)
+
+    def _plane(self) -> Plane | None:
+        return ("slice", self._axis)
 
 
 class SlicedVideoDataset(SlicedVolumeDataset):

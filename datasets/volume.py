@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Unpack
 
 from .base import StoreDataset
+from .item.geometry import Plane
 from .item.views import as_volume
 from .loading.cache import VolumeArray
 from .options import DatasetKwargs
@@ -28,6 +29,9 @@ class MultiFrameDataset(StoreDataset):
 
     def _view(self, array: VolumeArray, frame: int, record: ImageRecord) -> VolumeArray:
         return as_volume(array)
+
+    def _plane(self) -> Plane | None:
+        return ("volume", -1)
 
     def _frame_entry_args(self, array: VolumeArray, frame: int) -> tuple[int | None, int | None]:
         return int(as_volume(array).shape[1]), None

@@ -8,8 +8,8 @@ segmentations, labels) with the entry builders of :mod:`medstore.datasets.item.e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..options import DatasetOptions
 from ..records import ImageRecord, LabelRecord
 from .augment import augment_item
 from .entities import EntityRecord
+from .entity_masks import add_entity_masks, entity_masks
 from .entries import (
     categories_entry,
     frame_labels_entry,
@@ -29,6 +30,7 @@ from .entries import (
     metainfo_entry,
     segmentation_entries,
 )
+from .geometry import Plane, RecordGeometry, item_geometry, record_geometry
 from .label_space import LabelSpace, instance_masks_of_values, to_codes, value_lut
 
 __all__ = ["ItemAssembler", "image_volume", "label_volume", "volume_sources"]
@@ -146,6 +148,10 @@ class ItemAssembler:
         frame_axis_name: Name of the axis of one-slice items (``None`` otherwise).
         contiguous: Read the entries' uncompressed copies (items that read whole volumes or
             planes); ``False`` for patches, which read a few compressed chunks.
+        plane: How items cut their image (see :mod:`.geometry`); ``None`` (patches): entity
+            masks, ``annotations`` and ``boxes`` are left out.
+        geometry: Geometry tables by record identity, shared by the dataset (filled on demand).
+        box_codes: ``{box name: class index}`` for ``box_labels``.
     """
 
     options: DatasetOptions
@@ -157,6 +163,9 @@ class ItemAssembler:
     luts: dict[LutKey, np.ndarray]
     frame_axis_name: str | None = None
     contiguous: bool = True
+    plane: Plane | None = None
+    geometry: dict[int, tuple[ImageRecord, RecordGeometry]] = field(default_factory=dict)
+    box_codes: Mapping[str, int] = field(default_factory=dict)
 
     def item(
         self,
@@ -203,6 +212,25 @@ class ItemAssembler:
                 self._segmentations(record, volume, frame, spatial, space, keep_open, shared)
             )
         self._entity_entries(item, record.entities, volume.array, frame, space)
+        opts = self.options
+        if self.plane is not None and (opts.return_annotations or opts.return_boxes):
+            hit = self.geometry.get(id(record))
+            if hit is not None and hit[0] is record:
+                geometry = hit[1]
+            else:
+                affine = np.asarray(volume.affine, dtype=np.float64)
+                geometry = record_geometry(record.entities, affine)
+                self.geometry[id(record)] = (record, geometry)
+            item.update(
+                item_geometry(
+                    geometry,
+                    self.plane,
+                    frame,
+                    box_codes=self.box_codes,
+                    annotations=opts.return_annotations,
+                    boxes=opts.return_boxes,
+                )
+            )
         if self.options.alb_transform is not None:
             augment_item(item, self.options.alb_transform)
         transform = self.options.transform
@@ -243,6 +271,23 @@ class ItemAssembler:
                 masks[label.tag], present[label.tag] = _instance_masks(view, lut, shared=shared)
             else:
                 codes[label.tag] = to_codes(view, lut)
+        if self.plane is not None and any(e.kind == "segmentation" for e in record.entities):
+            found = entity_masks(
+                record.entities,
+                tuple(volume.array.shape[1:]),
+                self.plane,
+                frame,
+                lambda array: np.asarray(self.view(array, frame, record)),
+            )
+            add_entity_masks(
+                found,
+                codes_of,
+                masks=masks,
+                present=present,
+                codes=codes,
+                spatial=spatial,
+                instances=instances,
+            )
         if instances:
             return {"segmentations": masks, "seg_labels": present}
         return segmentation_entries(

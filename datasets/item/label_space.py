@@ -110,6 +110,7 @@ def segmentation_classes(
                 names.update(label.classes.values())
             else:
                 names.update(str(v) for v in present_values(record, label) if v != 0)
+        names.update(e.name for e in record.entities if e.kind == "segmentation")
     return tuple(sorted(n for n in names if filters.keeps_segmentation(n)))
 
 

@@ -102,9 +102,7 @@ def test_status_and_worklists_select_entity_annotations(make_store: MakeStore) -
         ],
     )
     assert VolumeDataset(store).image_labels_set == ["done", "other"]
-    assert VolumeDataset(store, all_annotations=True).image_labels_set == [
-        "done", "draft", "other"
-    ]
+    assert VolumeDataset(store, all_annotations=True).image_labels_set == ["done", "draft", "other"]
     assert VolumeDataset(store, worklists=["w2"]).image_labels_set == ["other"]
     # label files count as approved: the worklist filter leaves them alone
     assert "final" in VolumeDataset(store, worklists=["w2"])[0]["segmentations"]

@@ -48,7 +48,9 @@ def test_volume_item_matches_design_table(make_store: MakeStore) -> None:
         "image_labels",
         "image_categories",
         "frame_labels",
+        "annotations",  # the geometric annotations (issue 15; empty here)
     }
+    assert item["annotations"] == []
 
 
 def test_image_voxels_are_the_files_voxels(make_store: MakeStore) -> None:
