@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .alb import require_albumentations
 from .datamint_methods import DatamintMethods, alb_from_transform
-from .item.assembly import ItemAssembler, image_volume
+from .item.assembly import ItemAssembler, LutKey, image_volume
 from .item.geometry import Plane, RecordGeometry
 from .item.label_space import LabelSpace
 from .item_index import ItemIndex, Ref
@@ -28,7 +29,7 @@ from .loading.cache import (
 from .loading.collate import collate_items, make_dataloader
 from .loading.worker_memory import in_worker
 from .options import DatasetOptions, MergeStrategy
-from .records import ImageRecord, build_records, filter_records, open_store
+from .records import ImageRecord, build_records, filter_records, open_store, restrict_classes
 from .selection import frame_label_counts, normalized, segmentation_counts
 from .source import dataset_source
 from .splits import SplitResult, split_dataset
@@ -119,7 +120,7 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
         )
         self._index = ItemIndex.whole(records)
         self._labels = DatasetLabels(self._index.records, self.options.filters, self._cache)
-        self._luts: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
+        self._luts: dict[LutKey, np.ndarray] = {}
         self._geometry: dict[int, tuple[ImageRecord, RecordGeometry]] = {}
         self.split_name: str | None = None
         self.split_source: str | None = None
@@ -322,7 +323,14 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
             return NotImplemented
         if self.frame_axis_name != other.frame_axis_name:
             raise ValueError("cannot add datasets sliced along different axes")
-        new = self._derive(self._index.concat(other.index))
+        # each side keeps its own segmentation filters (Datamint's + concatenates datasets)
+        left = dataclasses.replace(
+            self._index, records=tuple(restrict_classes(self._index.records, self.options))
+        )
+        right = dataclasses.replace(
+            other.index, records=tuple(restrict_classes(other.index.records, other.options))
+        )
+        new = self._derive(left.concat(right))
         new._labels = self._labels.merged(other.label_sets, new.index.records)
         return new
 

@@ -22,6 +22,7 @@ __all__ = [
     "filter_records",
     "label_classes",
     "open_store",
+    "restrict_classes",
 ]
 
 
@@ -199,6 +200,39 @@ def _keep_entity(
     return True
 
 
+def restrict_classes(records: Iterable[ImageRecord], options: DatasetOptions) -> list[ImageRecord]:
+    """Records whose label files name only the classes ``options`` keep (for ``a + b``).
+
+    Args:
+        records: Filtered records.
+        options: Their dataset's options.
+
+    Returns:
+        The records, label ``classes`` narrowed by the segmentation name filter (labels without
+        ``label_info`` are left as they are).
+
+    Example:
+        >>> restrict_classes([], DatasetOptions())
+        []
+    """
+    filters = options.filters
+    if filters.include_segmentation_names is None and filters.exclude_segmentation_names is None:
+        return list(records)
+    out = []
+    for record in records:
+        labels = tuple(
+            label
+            if label.classes is None
+            else replace(
+                label,
+                classes={v: n for v, n in label.classes.items() if filters.keeps_segmentation(n)},
+            )
+            for label in record.labels
+        )
+        out.append(replace(record, labels=labels))
+    return out
+
+
 def filter_records(
     records: Iterable[ImageRecord], options: DatasetOptions, *, store: Any = None
 ) -> list[ImageRecord]:
@@ -218,6 +252,9 @@ def filter_records(
         labels = tuple(lb for lb in record.labels if options.filters.keeps_annotator(lb.tag))
         entities = tuple(e for e in record.entities if _keep_entity(e, options, allowed))
         new = replace(record, labels=labels, entities=entities)
-        if options.include_unannotated or new.has_annotations:
+        # an annotator filter drops images that annotator never annotated (Datamint keeps them
+        # only to fail at batch time)
+        named = options.filters.include_annotators is not None
+        if (options.include_unannotated and not named) or new.has_annotations:
             kept.append(new)
     return kept

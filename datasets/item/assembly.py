@@ -8,6 +8,7 @@ segmentations, labels) with the entry builders of :mod:`medstore.datasets.item.e
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from medstore.datastore import LabelGeometryError, image_version
 from ..loading.cache import CachedVolume, VolumeArray, VolumeCache
 from ..loading.worker_memory import float32_tensor, shared_empty
 from ..options import DatasetOptions
-from ..records import ImageRecord, LabelRecord
+from ..records import ImageRecord, LabelRecord, label_classes
 from .augment import augment_item
 from .entities import EntityRecord
 from .entity_masks import add_entity_masks, entity_masks
@@ -31,7 +32,13 @@ from .entries import (
     segmentation_entries,
 )
 from .geometry import Plane, RecordGeometry, item_geometry, record_geometry
-from .label_space import LabelSpace, instance_masks_of_values, to_codes, value_lut
+from .label_space import (
+    LabelSpace,
+    instance_masks_of_values,
+    nonzero_values,
+    to_codes,
+    value_lut,
+)
 
 __all__ = ["ItemAssembler", "image_volume", "label_volume", "volume_sources"]
 
@@ -39,8 +46,8 @@ ViewFn = Callable[[VolumeArray, int, ImageRecord], VolumeArray]
 """Cuts an item's view (frame ``-1``: the whole image) from a channels-first canonical array."""
 FrameArgsFn = Callable[[VolumeArray, int], tuple[int | None, int | None]]
 """``(num_frames, frame)`` for :func:`~medstore.datasets.item.entries.frame_labels_entry`."""
-LutKey = tuple[str, str, tuple[str, ...]]
-"""``(label path, view dtype, segmentation class names)``."""
+LutKey = tuple[str, str, tuple[str, ...], tuple[tuple[int, str], ...] | None]
+"""``(label path, view dtype, segmentation class names, the label's classes)``."""
 
 
 def _image_key(record: ImageRecord) -> str:
@@ -263,10 +270,12 @@ class ItemAssembler:
                     f"image has spatial shape {tuple(image_spatial)}"
                 )
             view = self.view(lab.array, frame, record)[0]
-            key = (label.path, view.dtype.str, space.segmentation)
+            named = None if label.classes is None else tuple(label.classes.items())
+            key = (label.path, view.dtype.str, space.segmentation, named)
             lut = self.luts.get(key)
             if lut is None:
                 lut = self.luts[key] = value_lut(label.classes, codes_of, view.dtype)
+                _report_unnamed(record, label, lab.array)
             if instances:  # straight from the label values: no code map in between
                 masks[label.tag], present[label.tag] = _instance_masks(view, lut, shared=shared)
             else:
@@ -317,6 +326,21 @@ class ItemAssembler:
             opts.image_labels_merge_strategy,
             num_frames=num_frames,
             frame=one_frame,
+        )
+
+
+def _report_unnamed(record: ImageRecord, label: LabelRecord, array: VolumeArray) -> None:
+    """Warn when a label with ``label_info`` holds values it does not name (they read as 0)."""
+    named = label_classes(label.info)  # every name, also those a filter leaves out
+    if named is None:
+        return
+    unnamed = [v for v in nonzero_values(np.asarray(array)) if v not in named]
+    if unnamed:
+        warnings.warn(
+            f"{_label_what(record, label)} has values {unnamed} not named in its label_info; "
+            "they are background in the items (name them with update_label_info)",
+            UserWarning,
+            stacklevel=4,
         )
 
 

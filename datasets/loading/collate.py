@@ -60,9 +60,25 @@ def collate_items(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     if not batch:
         return {}
+    _check_image_shapes(batch)
     result = _collate_values(list(batch))
     assert isinstance(result, dict)
     return result
+
+
+def _check_image_shapes(batch: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse images of different shapes in one batch, naming two of them."""
+    shapes: list[tuple[int, ...]] = []
+    for item in batch:
+        image = item.get("image") if isinstance(item, Mapping) else None
+        if isinstance(image, torch.Tensor | np.ndarray):
+            shape = tuple(image.shape)
+            if shapes and shape != shapes[0]:
+                raise ValueError(
+                    f"images of different shapes in one batch: {shapes[0]} and {shape}; "
+                    "resample or crop them with a transform, or use batch_size=1"
+                )
+            shapes.append(shape)
 
 
 def make_dataloader(

@@ -1,0 +1,47 @@
+"""Issue 15, point 3: dataset bugs found by a Datamint user, each seen failing first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from medstore.datasets import VolumeDataset
+from support.stores import MakeStore, simple_case
+
+
+def test_annotator_filter_drops_images_without_that_annotator(make_store: MakeStore) -> None:
+    bare = simple_case(2)
+    bare.labels = {}
+    store = make_store({"a": simple_case(1), "b": bare})
+    ds = VolumeDataset(store, include_annotators=["final"])
+    assert [r.image_id for r in ds.resources] == ["a"]
+    batch = next(iter(ds.get_dataloader(batch_size=2)))
+    assert set(batch["segmentations"]) == {"final"}
+
+
+def test_differently_shaped_volumes_name_both_shapes(make_store: MakeStore) -> None:
+    store = make_store({"a": simple_case(1), "b": simple_case(2, shape=(7, 5, 4))})
+    loader = VolumeDataset(store).get_dataloader(batch_size=2)
+    with pytest.raises(ValueError, match=r"\(1, 4, 5, 6\).*\(1, 4, 5, 7\)"):
+        next(iter(loader))
+
+
+def test_unnamed_label_values_are_reported(make_store: MakeStore) -> None:
+    case = simple_case(1)
+    label, _ = case.labels["final"]
+    label[0, 0, 0] = 7  # not in label_info
+    store = make_store({"a": case})
+    with pytest.warns(UserWarning, match=r"values \[7\] .*not named in its label_info"):
+        VolumeDataset(store)[0]
+
+
+def test_sum_keeps_each_sides_filters(make_store: MakeStore) -> None:
+    store = make_store({"a": simple_case(1), "b": simple_case(2)})
+    left = VolumeDataset(store, include_segmentation_names=["liver"], resources=["a"])
+    right = VolumeDataset(store, resources=["b"])
+    both = left + right
+    assert both.segmentation_labels_set == ["liver", "tumor"]
+    assert both[0]["seg_labels"]["final"].tolist() == [1]  # liver only, as in left
+    assert both[1]["seg_labels"]["final"].tolist() == [1, 2]
+    assert torch.equal(both[0]["segmentations"]["final"], left[0]["segmentations"]["final"])
+    assert np.asarray(both[1]["segmentations"]["final"]).shape[0] == 2
