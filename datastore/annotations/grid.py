@@ -179,3 +179,19 @@ class ImageGrid:
             "native_shape": list(self.native_shape),
             "axis_codes": list(self.axis_codes()),
         }
+
+
+def probed_frame_count(store: _ImageSource, image_id: str) -> int | None:
+    """Frames (canonical ``D``) of a store's image, from its header; ``None`` if unreadable.
+
+    Args:
+        store: A ``LocalDatastore`` (anything with ``get_image_uri``).
+        image_id: The image.
+
+    Returns:
+        The frame count (1 for a 2-D image), or ``None`` when the header cannot be read.
+    """
+    try:
+        return int(ImageGrid.of_image(store, image_id).transform.canonical_shape[0])
+    except (OSError, ValueError, LookupError):
+        return None

@@ -33,7 +33,7 @@ from ..ids import validate_id
 from ..timestamps import utc_now
 from .base import Annotation
 from .geometry import frame_count
-from .grid import ImageGrid
+from .grid import ImageGrid, probed_frame_count
 from .labels import save_segmentation_label
 from .migrate import migrate_records
 from .registry import annotation_class, annotation_from_dict
@@ -151,6 +151,8 @@ class AnnotationStore:
         if not self._store.has_image(image_id):
             raise ImageNotFoundError(f"image {image_id!r} is not in the store")
         frames = frame_count(self._store.get_image_info(image_id))
+        if frames is None and any(ann.frame_index is not None for ann in anns):
+            frames = probed_frame_count(self._store, image_id)  # header only
         schema = None if allow_external else self.schema
         ready = []
         for ann in anns:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from medstore.datasets import VolumeDataset
+from medstore.datastore import AnnotationError
+from medstore.datastore.annotations import CategoryAnnotation
 from support.stores import MakeStore, simple_case
 
 
@@ -45,3 +47,12 @@ def test_sum_keeps_each_sides_filters(make_store: MakeStore) -> None:
     assert both[1]["seg_labels"]["final"].tolist() == [1, 2]
     assert torch.equal(both[0]["segmentations"]["final"], left[0]["segmentations"]["final"])
     assert np.asarray(both[1]["segmentations"]["final"]).shape[0] == 2
+
+
+def test_frame_index_outside_the_volume_is_refused_at_add(make_store: MakeStore) -> None:
+    store = make_store({"ct": simple_case(1, shape=(6, 5, 32))})  # canonical D = 32
+    frame_32 = CategoryAnnotation(identifier="phase", value="art", scope="frame", frame_index=32)
+    with pytest.raises(AnnotationError, match="frame_index 32 is outside image 'ct' \\(32 frames"):
+        store.annotations.add("ct", frame_32)
+    frame_31 = CategoryAnnotation(identifier="phase", value="art", scope="frame", frame_index=31)
+    assert store.annotations.add("ct", frame_31)
