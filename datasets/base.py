@@ -280,6 +280,7 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
             plane=self._plane(),
             geometry=self._geometry,
             box_codes=self._box_codes(),
+            frame_categories=self._frame_category_pairs(),
         )
         return assembler.item(record, frame, shared_image=shared)
 

@@ -60,6 +60,28 @@ class DatamintMethods:
         """Names of the box annotations of the dataset; ``box_labels`` index this list."""
         return list(self._box_codes())
 
+    @property
+    def frame_categories_set(self) -> list[tuple[str, str]]:
+        """Frame-level ``(identifier, value)`` category pairs; ``frame_categories`` index them."""
+        return list(self._frame_category_pairs())
+
+    def _frame_category_pairs(self) -> tuple[tuple[str, str], ...]:
+        cached = self.__dict__.get("_frame_category_cache")
+        if cached is not None and cached[0] is self._index.records:
+            return cast(tuple[tuple[str, str], ...], cached[1])
+        pairs = tuple(
+            sorted(
+                {
+                    (e.name, e.value)
+                    for record in self._index.records
+                    for e in record.entities
+                    if e.kind == "category" and e.frame_index is not None and e.value is not None
+                }
+            )
+        )
+        self.__dict__["_frame_category_cache"] = (self._index.records, pairs)
+        return pairs
+
     def _box_codes(self) -> dict[str, int]:
         cached = self.__dict__.get("_box_code_cache")
         if cached is not None and cached[0] is self._index.records:

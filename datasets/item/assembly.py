@@ -26,6 +26,7 @@ from .entities import EntityRecord
 from .entity_masks import add_entity_masks, entity_masks
 from .entries import (
     categories_entry,
+    frame_categories_entry,
     frame_labels_entry,
     image_labels_entry,
     metainfo_entry,
@@ -159,6 +160,7 @@ class ItemAssembler:
             masks, ``annotations`` and ``boxes`` are left out.
         geometry: Geometry tables by record identity, shared by the dataset (filled on demand).
         box_codes: ``{box name: class index}`` for ``box_labels``.
+        frame_categories: The dataset's ``(identifier, value)`` frame categories.
     """
 
     options: DatasetOptions
@@ -173,6 +175,7 @@ class ItemAssembler:
     plane: Plane | None = None
     geometry: dict[int, tuple[ImageRecord, RecordGeometry]] = field(default_factory=dict)
     box_codes: Mapping[str, int] = field(default_factory=dict)
+    frame_categories: Sequence[tuple[str, str]] = ()
 
     def item(
         self,
@@ -326,6 +329,9 @@ class ItemAssembler:
             opts.image_labels_merge_strategy,
             num_frames=num_frames,
             frame=one_frame,
+        )
+        item["frame_categories"] = frame_categories_entry(
+            entities, self.frame_categories, num_frames=num_frames, frame=one_frame
         )
 
 

@@ -23,6 +23,7 @@ from .label_space import (
 
 __all__ = [
     "categories_entry",
+    "frame_categories_entry",
     "frame_labels_entry",
     "image_labels_entry",
     "metainfo_entry",
@@ -204,3 +205,45 @@ def metainfo_entry(
         meta["slice_index"] = frame
         meta["slice_axis"] = axis_name
     return meta
+
+
+def frame_categories_entry(
+    entities: Iterable[EntityRecord],
+    pairs: Sequence[tuple[str, str]],
+    *,
+    num_frames: int | None,
+    frame: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """``frame_categories``: ``{annotator: int64 (D,)}`` class indices per frame, ``-1`` for none.
+
+    A single-frame item gets a scalar per annotator; an item with no frame axis (coronal or
+    sagittal slices) gets ``-1``. An annotator with several categories on one frame gets the
+    lowest index.
+
+    Args:
+        entities: The image's entity records.
+        pairs: The dataset's ``(identifier, value)`` frame category list.
+        num_frames: ``D`` for a whole volume/video; ``None`` for a single frame.
+        frame: The frame index of a single-frame item.
+
+    Returns:
+        The entry.
+
+    Example:
+        >>> frame_categories_entry([], [("phase", "art")], num_frames=2)
+        {}
+    """
+    index = {pair: i for i, pair in enumerate(pairs)}
+    per: dict[str, torch.Tensor] = {}
+    for annotator, group in _by_annotator(
+        e for e in entities if e.kind == "category" and e.frame_index is not None
+    ).items():
+        arr = np.full(num_frames or 1, -1, dtype=np.int64)
+        for e in group:
+            code = index.get((e.name, e.value or ""))
+            at = e.frame_index if num_frames is not None else (0 if e.frame_index == frame else -1)
+            if code is None or at is None or not 0 <= at < len(arr):
+                continue
+            arr[at] = code if arr[at] < 0 else min(int(arr[at]), code)
+        per[annotator] = torch.from_numpy(arr) if num_frames is not None else torch.tensor(arr[0])
+    return per

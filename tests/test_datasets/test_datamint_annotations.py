@@ -8,6 +8,7 @@ import torch
 from medstore.datasets import ImageDataset, SlicedVolumeDataset, VolumeDataset
 from medstore.datastore.annotations import (
     BoxAnnotation,
+    CategoryAnnotation,
     ImageSegmentation,
     LineAnnotation,
     PointAnnotation,
@@ -89,3 +90,24 @@ def test_boxes_follow_albumentations(make_store: MakeStore) -> None:
     item = SlicedVolumeDataset(store, return_boxes=True, alb_transform=flip)[2]
     # W = 6: pascal_voc x -> 6 - x
     assert item["boxes"].tolist() == [[3, 1, 5, 2]]
+
+
+def test_frame_categories_reach_volume_and_slice_items(make_store: MakeStore) -> None:
+    store = make_store({"ct": simple_case(1)})  # D = 4
+    store.annotations.add_many(
+        "ct",
+        [
+            CategoryAnnotation(
+                identifier="phase", value="art", scope="frame", frame_index=3, created_by="r1"
+            ),
+            CategoryAnnotation(
+                identifier="phase", value="ven", scope="frame", frame_index=1, created_by="r1"
+            ),
+        ],
+    )
+    volumes = VolumeDataset(store)
+    assert volumes.frame_categories_set == [("phase", "art"), ("phase", "ven")]
+    assert volumes[0]["frame_categories"]["r1"].tolist() == [-1, 1, -1, 0]
+    sliced = volumes.slice("axial")
+    assert int(sliced[3]["frame_categories"]["r1"]) == 0
+    assert int(sliced[0]["frame_categories"]["r1"]) == -1

@@ -48,6 +48,7 @@ def test_volume_item_matches_design_table(make_store: MakeStore) -> None:
         "image_labels",
         "image_categories",
         "frame_labels",
+        "frame_categories",  # issue 15
         "annotations",  # the geometric annotations (issue 15; empty here)
     }
     assert item["annotations"] == []
