@@ -173,6 +173,24 @@ def _local_parts(
     return parts
 
 
+def _report_unassigned(unassigned: list[str], *, total: int, found: bool) -> None:
+    """Refuse a persisted split that assigns nothing; warn about images it leaves out."""
+    if not unassigned:
+        return
+    shown = ", ".join(repr(i) for i in unassigned[:5]) + (" ..." if len(unassigned) > 5 else "")
+    if not found:
+        raise ValueError(
+            f"none of the dataset's {total} image(s) has a persisted split assignment "
+            f"({shown}); split them with ratios and save() the result"
+        )
+    warnings.warn(
+        f"{len(unassigned)} image(s) of {total} have no persisted split assignment and are in "
+        f"no part: {shown}; split them with ratios and save() the result",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def split_dataset(
     ds: D,
     *,
@@ -243,10 +261,14 @@ def split_dataset(
         if not live:
             raise ValueError(f"no split assignments in {log.path} as of {as_of}")
         parts = {}
+        unassigned: list[str] = []
         for record in ds.index.image_records():
             hit = live.get(record.image_id)
             if hit is not None:
                 parts.setdefault(hit.split, set()).add(record.image_id)
+            else:
+                unassigned.append(record.image_id)
+        _report_unassigned(unassigned, total=len(ds.index.image_records()), found=bool(parts))
         parts = dict(sorted(parts.items()))
     else:
         parts = {}

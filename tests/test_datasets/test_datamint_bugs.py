@@ -56,3 +56,21 @@ def test_frame_index_outside_the_volume_is_refused_at_add(make_store: MakeStore)
         store.annotations.add("ct", frame_32)
     frame_31 = CategoryAnnotation(identifier="phase", value="art", scope="frame", frame_index=31)
     assert store.annotations.add("ct", frame_31)
+
+
+def test_automatic_split_reports_images_added_after_save(make_store: MakeStore) -> None:
+    store = make_store({f"c{n}": simple_case(n) for n in range(4)})
+    VolumeDataset(store).split(train=0.5, val=0.5, seed=1).save()
+    store.add_image("new", str(_nifti(store.root.parent / "new.nii.gz")))
+    with pytest.warns(UserWarning, match=r"1 image.* no persisted split.*'new'"):
+        parts = VolumeDataset(store).split()
+    assert sum(len(p) for p in parts.values()) == 4
+    with pytest.raises(ValueError, match=r"none of the dataset's 1 image"):
+        VolumeDataset(store, resources=["new"]).split()
+
+
+def _nifti(path):  # type: ignore[no-untyped-def]
+    from support.nifti import make_nifti
+
+    make_nifti(path, np.zeros((6, 5, 4), np.int16))
+    return path
