@@ -266,13 +266,14 @@ class ItemAssembler:
                 self.cache, record, label, keep_open=keep_open, contiguous=self.contiguous
             )
             image_spatial = volume.array.shape[1:]
-            if lab.array.shape[0] != 1 or lab.array.shape[1:] != image_spatial:
+            array = _same_grid(lab.array, image_spatial)
+            if array is None:
                 raise LabelGeometryError(
                     f"label {label.tag!r} of image {record.image_id!r} has shape "
                     f"{tuple(lab.array.shape[1:])} (channels {lab.array.shape[0]}) but the "
                     f"image has spatial shape {tuple(image_spatial)}"
                 )
-            view = self.view(lab.array, frame, record)[0]
+            view = self.view(array, frame, record)[0]
             named = None if label.classes is None else tuple(label.classes.items())
             key = (label.path, view.dtype.str, space.segmentation, named)
             lut = self.luts.get(key)
@@ -333,6 +334,24 @@ class ItemAssembler:
         item["frame_categories"] = frame_categories_entry(
             entities, self.frame_categories, num_frames=num_frames, frame=one_frame
         )
+
+
+def _same_grid(array: VolumeArray, image_spatial: tuple[int, ...]) -> VolumeArray | None:
+    """The label array on its image's grid, or ``None`` when it does not fit.
+
+    A 2-D label stored as a one-slice volume (``(1, 1, H, W)``, e.g. ``save_label`` of an
+    ``(H, W)`` array) fits a 2-D image ``(H, W)``, and a 2-D label fits a one-slice volume.
+    """
+    if array.shape[0] != 1:
+        return None
+    spatial = tuple(array.shape[1:])
+    if spatial == tuple(image_spatial):
+        return array
+    if spatial == (1, *image_spatial):
+        return array[:, 0]
+    if (1, *spatial) == tuple(image_spatial):
+        return array[:, None]
+    return None
 
 
 def _report_unnamed(record: ImageRecord, label: LabelRecord, array: VolumeArray) -> None:

@@ -74,3 +74,19 @@ def _nifti(path):  # type: ignore[no-untyped-def]
 
     make_nifti(path, np.zeros((6, 5, 4), np.int16))
     return path
+
+
+def test_2d_label_saved_from_an_array_fits_its_2d_image(make_store: MakeStore) -> None:
+    from medstore.datasets import ImageDataset
+    from PIL import Image
+
+    store = make_store(extensions=["*.png", "*.nii.gz"])
+    png = store.root.parent / "xr.png"
+    Image.fromarray(np.zeros((48, 40), np.uint8)).save(png)
+    store.add_image("xr", str(png))
+    mask = np.zeros((48, 40), np.uint8)
+    mask[3:6, 4:9] = 1
+    store.save_label("xr", mask, "final", label_info={"label_info": [{"name": "n", "idx": 1}]})
+    item = ImageDataset(store)[0]
+    assert item["image"].shape == (1, 48, 40)
+    assert torch.equal(item["segmentations"]["final"][0], torch.from_numpy(mask))
