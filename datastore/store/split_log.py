@@ -15,8 +15,10 @@ earlier time can be replayed:
 Times are ISO-8601 UTC (:func:`~medstore.datastore.timestamps.iso_utc`). A line that is not JSON
 (a crash mid-append leaves a torn last line) or has a newer ``format_version`` is skipped with a
 warning; the next append starts on a fresh line. Appends happen under the store lock; each save
-is one durable unit (all its lines fsynced, or the log truncated back as it was). Replay follows
-the log's order, never the recorded times (clocks differ between machines).
+is one durable unit (all its lines fsynced, or the log truncated back as it was), and one unit on
+replay: its lines carry its ``"save"`` id and the last one ``"save_end": true``, and a save
+whose end never landed (the process was killed mid-append) is not applied. Replay follows the
+log's order, never the recorded times (clocks differ between machines).
 
 The module also holds :func:`seeded_order_key`, the one seeded hash every seeded split of medstore
 orders its groups by (the datasets' local ``split()`` and the nnU-Net fold export), so that the
@@ -46,7 +48,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -179,7 +181,7 @@ class SplitLog:
         if limit is not None and limit.tzinfo is None:
             limit = limit.replace(tzinfo=dt.UTC)
         live: dict[str, dict[str | None, SplitAssignment]] = {}  # per image, per image version
-        for event in self.events():  # log order: the order the saves were acknowledged in
+        for event in _whole_saves(self.events()):  # log order: the order saves were made in
             try:
                 at = parse_utc(str(event["at"]))
             except (KeyError, ValueError):
@@ -256,6 +258,10 @@ class SplitLog:
                 events.append(_event("assign", image_id, uuid.uuid4().hex, now, **extra))
                 written += 1
             if events:
+                save = uuid.uuid4().hex  # the save's lines replay together or not at all
+                for event in events:
+                    event["save"] = save
+                events[-1]["save_end"] = True
                 self._append(events)
         return written
 
@@ -290,6 +296,30 @@ class SplitLog:
             os.close(fd)
         if not existed:
             fsync_dir(path.parent)
+
+
+def _whole_saves(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The events of complete saves only, in log order.
+
+    A save's lines carry its ``save`` id and the last one ``save_end``; a process killed while
+    appending them leaves a save without its end (a short write), which is never applied. Lines
+    without a ``save`` id (written before saves were marked) are applied one by one, as then.
+    """
+    pending: list[dict[str, Any]] = []
+    for event in events:
+        save = event.get("save")
+        if pending and save != pending[0].get("save"):
+            _LOG.warning("a split save interrupted after %d line(s) is not applied", len(pending))
+            pending = []
+        if not isinstance(save, str):
+            yield event
+            continue
+        pending.append(event)
+        if event.get("save_end") is True:
+            yield from pending
+            pending = []
+    if pending:
+        _LOG.warning("a split save interrupted after %d line(s) is not applied", len(pending))
 
 
 def _applicable(

@@ -69,9 +69,12 @@ def test_save_appends_the_same_line_format(tmp_path: Path) -> None:
         "format_version",
         "image_id",
         "record_id",
+        "save",
         "source",
         "split",
     ]
+    assert len({e["save"] for e in events}) == 1  # one save: replayed whole or not at all
+    assert [e.get("save_end") for e in events] == [None, None, True]
     assert assign["format_version"] == 1 and assign["source"] == "tags"
     assert assign["at"].endswith("Z") and len(assign["at"]) == len("2026-11-21T10:00:00.000000Z")
     assert events[0]["record_id"] == "r2"  # the withdrawn assignment
