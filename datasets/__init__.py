@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from .base import StoreDataset
+from .factory import DatamintBaseDataset, build_dataset, detection_collate_fn
 from .image import ImageDataset
 from .loading.cache import CachedVolume, VolumeCache
 from .loading.collate import collate_items, make_dataloader
@@ -31,6 +32,7 @@ from .volume import MultiFrameDataset, VideoDataset, VolumeDataset
 __all__ = [
     "AnnotationFilters",
     "CachedVolume",
+    "DatamintBaseDataset",
     "DatasetOptions",
     "ImageDataset",
     "MultiFrameDataset",
@@ -44,6 +46,8 @@ __all__ = [
     "VideoDataset",
     "VolumeCache",
     "VolumeDataset",
+    "build_dataset",
     "collate_items",
+    "detection_collate_fn",
     "make_dataloader",
 ]

@@ -8,8 +8,8 @@ store's entity annotations kept by the dataset's filters (label files are in ``r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Any, Self, cast
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import Any, Literal, Self, cast
 
 from .alb import apply_alb_transform, compose, is_alb_transform, require_albumentations
 from .item.assembly import volume_sources
@@ -19,6 +19,7 @@ from .loading.cache import VolumeCache
 from .options import DatasetOptions
 from .records import ImageRecord
 from .selection import FilterCriteria, record_annotations
+from .source import SERVER_ONLY
 
 __all__ = ["DatamintMethods"]
 
@@ -54,6 +55,61 @@ class DatamintMethods:
             The record.
         """
         return self._index.item(index)[0]
+
+    def items(self) -> Iterator[tuple[ImageRecord, list[Any]]]:
+        """``(resource, annotations)`` pairs, one per image (Datamint's ``items()``).
+
+        Yields:
+            Each record and a copy of its annotation list.
+        """
+        for record in self._index.image_records():
+            yield record, record_annotations(record)
+
+    def group_by_patient(
+        self,
+        none_patient_id_strategy: Literal["individual", "group", "skip", "error"] = "individual",
+    ) -> dict[str | None, Self]:
+        """One dataset per patient (``info["patient_id"]``), e.g. for leave-one-patient-out.
+
+        Args:
+            none_patient_id_strategy: Images without a patient id: each its own patient
+                (``"individual"``, keyed by image id), one ``None`` group, skipped, or an error.
+
+        Returns:
+            ``{patient id: dataset of that patient's images}``.
+
+        Raises:
+            ValueError: Unknown strategy, or ``"error"`` and an image without a patient id.
+        """
+        if none_patient_id_strategy not in ("individual", "group", "skip", "error"):
+            raise ValueError(f"unknown none_patient_id_strategy {none_patient_id_strategy!r}")
+        groups: dict[str | None, list[str]] = {}
+        for record in self._index.image_records():
+            pid = record.info.get("patient_id")
+            key: str | None = None if pid in (None, "") else str(pid)
+            if key is None:
+                if none_patient_id_strategy == "error":
+                    raise ValueError(f"image {record.image_id!r} has no patient_id")
+                if none_patient_id_strategy == "skip":
+                    continue
+                if none_patient_id_strategy == "individual":
+                    key = record.image_id
+            groups.setdefault(key, []).append(record.image_id)
+        return {key: self.keep_images(ids) for key, ids in groups.items()}
+
+    def keep_images(self, image_ids: Collection[str]) -> Self:
+        raise NotImplementedError
+
+    def build_mlflow_dataset(self) -> Any:
+        """Server-only in Datamint (an MLflow dataset of a server project).
+
+        Raises:
+            NotImplementedError: Always; log ``dataset.resources`` ids with MLflow yourself.
+        """
+        raise NotImplementedError(
+            f"build_mlflow_dataset needs a Datamint server; {SERVER_ONLY}, and log the image ids "
+            "(dataset.resources) with mlflow.log_param yourself"
+        )
 
     @property
     def box_labels_set(self) -> list[str]:
