@@ -9,19 +9,20 @@ segmentations, labels) with the entry builders of :mod:`medstore.datasets.item.e
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from medstore.datastore import LabelGeometryError, image_version
+from medstore.datastore import LabelGeometryError
 
 from ..loading.cache import CachedVolume, VolumeArray, VolumeCache
 from ..loading.worker_memory import float32_tensor, shared_empty
 from ..options import DatasetOptions
 from ..records import ImageRecord, LabelRecord, label_classes
 from .augment import augment_item
+from .class_locations import class_locations
 from .entities import EntityRecord
 from .entity_masks import add_entity_masks, entity_masks
 from .entries import (
@@ -36,10 +37,10 @@ from .geometry import Plane, RecordGeometry, item_geometry, record_geometry
 from .label_space import (
     LabelSpace,
     instance_masks_of_values,
-    nonzero_values,
     to_codes,
     value_lut,
 )
+from .volumes import image_volume, label_volume, label_what, volume_sources
 
 __all__ = ["ItemAssembler", "image_volume", "label_volume", "volume_sources"]
 
@@ -49,96 +50,6 @@ FrameArgsFn = Callable[[VolumeArray, int], tuple[int | None, int | None]]
 """``(num_frames, frame)`` for :func:`~medstore.datasets.item.entries.frame_labels_entry`."""
 LutKey = tuple[str, str, tuple[str, ...], tuple[tuple[int, str], ...] | None]
 """``(label path, view dtype, segmentation class names, the label's classes)``."""
-
-
-def _image_key(record: ImageRecord) -> str:
-    """What the cache key adds for an image: its checksum and its image version id.
-
-    A linked image has no checksum and its file can be rewritten in place (same size, inode and
-    times); with the version id, an id reused for another image never gets the old voxels.
-    """
-    return f"{record.checksum or ''}|{image_version(record.image_id, record.info)}"
-
-
-def _label_checksum(label: LabelRecord) -> str | None:
-    return str(label.info.get("checksum") or "") or None
-
-
-def _label_what(record: ImageRecord, label: LabelRecord) -> str:
-    return f"label {label.tag!r} of image {record.image_id!r}"
-
-
-def image_volume(
-    cache: VolumeCache, record: ImageRecord, *, keep_open: bool = True, contiguous: bool = False
-) -> CachedVolume:
-    """The decoded image of ``record``, from ``cache``.
-
-    Args:
-        cache: The decode-once cache.
-        record: The image record.
-        keep_open: Keep its memory map open (see :meth:`~medstore.datasets.VolumeCache.get`).
-        contiguous: Read the entry's uncompressed copy (whole-volume and slice items).
-
-    Returns:
-        The cached volume (channels-first canonical array).
-    """
-    return cache.get(
-        record.path,
-        checksum=_image_key(record),
-        what=f"image {record.image_id!r}",
-        keep_open=keep_open,
-        contiguous=contiguous,
-    )
-
-
-def label_volume(
-    cache: VolumeCache,
-    record: ImageRecord,
-    label: LabelRecord,
-    *,
-    keep_open: bool = True,
-    contiguous: bool = False,
-) -> CachedVolume:
-    """The decoded label ``label`` of ``record``, from ``cache``.
-
-    Args:
-        cache: The decode-once cache.
-        record: The image record.
-        label: One of its labels.
-        keep_open: Keep its memory map open (see :meth:`~medstore.datasets.VolumeCache.get`).
-        contiguous: Read the entry's uncompressed copy (whole-volume and slice items).
-
-    Returns:
-        The cached volume.
-    """
-    return cache.get(
-        label.path,
-        checksum=_label_checksum(label),
-        what=_label_what(record, label),
-        keep_open=keep_open,
-        contiguous=contiguous,
-    )
-
-
-def volume_sources(records: Iterable[ImageRecord]) -> list[tuple[str, str | None, str]]:
-    """``(path, checksum, what)`` of every image and label of ``records``, for prefetching.
-
-    Args:
-        records: Image records.
-
-    Returns:
-        Triples as accepted by :meth:`~medstore.datasets.VolumeCache.prefetch`.
-
-    Examples:
-        >>> volume_sources([])
-        []
-    """
-    sources: list[tuple[str, str | None, str]] = []
-    for record in records:
-        sources.append((record.path, _image_key(record), f"image {record.image_id!r}"))
-        for label in record.labels:
-            sources.append((label.path, _label_checksum(label), _label_what(record, label)))
-    return sources
 
 
 @dataclass(frozen=True)
@@ -279,7 +190,7 @@ class ItemAssembler:
             lut = self.luts.get(key)
             if lut is None:
                 lut = self.luts[key] = value_lut(label.classes, codes_of, view.dtype)
-                _report_unnamed(record, label, lab.array)
+                _report_unnamed(self.cache, record, label)
             if instances:  # straight from the label values: no code map in between
                 masks[label.tag], present[label.tag] = _instance_masks(view, lut, shared=shared)
             else:
@@ -354,15 +265,20 @@ def _same_grid(array: VolumeArray, image_spatial: tuple[int, ...]) -> VolumeArra
     return None
 
 
-def _report_unnamed(record: ImageRecord, label: LabelRecord, array: VolumeArray) -> None:
-    """Warn when a label with ``label_info`` holds values it does not name (they read as 0)."""
+def _report_unnamed(cache: VolumeCache, record: ImageRecord, label: LabelRecord) -> None:
+    """Warn when a label with ``label_info`` holds values it does not name (they read as 0).
+
+    The values present come from the label's class locations, computed once per label version
+    and kept beside its cache entry: reading the whole label here instead, in every process
+    (each DataLoader worker builds its own lookup tables), cost a patch item hundreds of ms.
+    """
     named = label_classes(label.info)  # every name, also those a filter leaves out
     if named is None:
         return
-    unnamed = [v for v in nonzero_values(np.asarray(array)) if v not in named]
+    unnamed = sorted(v for v in class_locations(cache, record, label) if v not in named)
     if unnamed:
         warnings.warn(
-            f"{_label_what(record, label)} has values {unnamed} not named in its label_info; "
+            f"{label_what(record, label)} has values {unnamed} not named in its label_info; "
             "they are background in the items (name them with update_label_info)",
             UserWarning,
             stacklevel=4,

@@ -31,7 +31,7 @@ from medstore.datastore import atomic_write_bytes
 from ..loading.cache import VolumeArray, VolumeCache
 from ..loading.cache_upkeep import touch
 from ..records import ImageRecord, LabelRecord
-from .assembly import label_volume
+from .volumes import label_volume
 
 __all__ = ["LOCATIONS_SUFFIX", "Locations", "class_locations", "locate"]
 
