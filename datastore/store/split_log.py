@@ -245,11 +245,11 @@ class SplitLog:
                     "use save(force=True) to re-assign"
                 )
             events, written, stamps = [], 0, self._stamps()
+            now = iso_utc()  # one time per save: ``as_of`` never cuts a save in two
             for image_id, name in sorted(wanted.items()):
                 old = current.get(image_id)
                 if old is not None and old.split == name:
                     continue
-                now = iso_utc()
                 if old is not None:
                     events.append(_event("delete", image_id, old.record_id, now))
                 extra = {"split": name, "source": source}

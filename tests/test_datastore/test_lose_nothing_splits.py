@@ -63,3 +63,18 @@ def test_a_save_killed_mid_append_is_not_applied_in_part(tmp_path: Path) -> None
     assert SplitLog(store).save(dict.fromkeys(ids, "test"), source="local", force=True) == 200
     store.close()
     assert _splits(root) == dict.fromkeys(ids, "test")
+
+
+def test_as_of_never_cuts_a_save_in_two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: each line of a save had its own time, and ``as_of`` between two applied part."""
+    from medstore.datastore.store import split_log
+
+    ticks = iter(f"2026-01-01T10:00:{second:02d}.000000Z" for second in range(60))
+    monkeypatch.setattr(split_log, "iso_utc", lambda *_: next(ticks))
+    store = LocalDatastore(tmp_path / "store")
+    try:
+        SplitLog(store).save({"a": "train", "b": "train", "c": "train"}, source="local")
+        got = SplitLog(store).assignments("2026-01-01T10:00:00.500000Z")
+        assert {image: a.split for image, a in got.items()} == dict.fromkeys("abc", "train")
+    finally:
+        store.close()
