@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import nofollow
+from ..durable import crashpoint
 from ..errors import AnnotationError, LabelGeometryError
 from ..ids import validate_tag
 from .geometry import as_affine
@@ -36,6 +38,21 @@ from .segmentation import VolumeSegmentation
 __all__ = ["image_affine", "save_segmentation_label"]
 
 _IMAGING = "medstore.datastore.imaging"  # imported lazily: the imaging package is heavy
+_MAP_PREFIX = "label-map-"
+# A map lives as long as one save_label (lock wait included): one this old was left by a process
+# killed before it removed its map.
+_LEFTOVER_AGE_S = 3600.0
+
+
+def _clear_leftovers(folder: Path) -> None:
+    """Delete label maps of earlier saves killed before removing them (older than an hour)."""
+    now = time.time()
+    for name in nofollow.listdir(folder):
+        if not name.endswith(".nii.gz") or not name.startswith((_MAP_PREFIX, "tmp")):
+            continue
+        with contextlib.suppress(OSError):
+            if now - nofollow.lstat(folder / name).st_mtime > _LEFTOVER_AGE_S:
+                nofollow.unlink(folder / name, missing_ok=True)
 
 
 class _LabelStore(Protocol):
@@ -118,10 +135,12 @@ def save_segmentation_label(
     data = array.astype(np.uint8 if array.max(initial=0) < 256 else np.uint16)
     folder = store.side_path("tmp")
     nofollow.makedirs(folder)  # .medstore/tmp planted as a link is refused, never written
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".nii.gz")
+    _clear_leftovers(folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_MAP_PREFIX, suffix=".nii.gz")
     os.close(fd)
     try:
         nib.save(nib.Nifti1Image(data, matrix), tmp)
+        crashpoint("annotations.label_map")
         info = {"label_info": seg.label_info(), "annotation_id": seg.id}
         store.save_label(image_id, tmp, label_tag, info)
     finally:
