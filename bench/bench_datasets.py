@@ -121,6 +121,61 @@ def memory_rows(
     return rows
 
 
+def box_rows(store: LocalDatastore, reps: int = 300) -> list[tuple[str, float, str]]:
+    """Per-item cost of 100 boxes (issue 15): one slice and one volume, with and without boxes.
+
+    100 boxes go on frame 1 of the first image (run last: it adds annotations to the store).
+    """
+    from medstore.datastore.annotations import BoxAnnotation
+
+    ids = sorted(store.list_images())
+    boxes = [  # distinct boxes (equal ones share their content-hash id)
+        BoxAnnotation.from_points(
+            (k % 50, (k // 50) * 10),
+            (k % 50 + 5, (k // 50) * 10 + 4),
+            identifier=f"b{k % 3}",
+            frame_index=1,
+        )
+        for k in range(100)
+    ]
+    store.annotations.add_many(ids[0], boxes)
+
+    def per_item(ds: Any, index: int) -> float:
+        ds[index]  # warm: geometry table, cache maps
+        start = time.perf_counter()
+        for _ in range(reps):
+            ds[index]
+        return (time.perf_counter() - start) / reps
+
+    sliced = VolumeDataset(store, return_segmentations=False, return_boxes=True).slice(0)
+    with_boxes = next(i for i in range(len(sliced)) if sliced.get_image_id(i) == ids[0]) + 1
+    without = next(i for i in range(len(sliced)) if sliced.get_image_id(i) == ids[1]) + 1
+    assert len(sliced[with_boxes]["boxes"]) == 100 and len(sliced[without]["boxes"]) == 0
+    t_with, t_without = per_item(sliced, with_boxes), per_item(sliced, without)
+    volumes = VolumeDataset(store, return_segmentations=False, return_boxes=True)
+    v_with, v_without = (
+        per_item(
+            volumes,
+            0,
+        ),
+        per_item(volumes, 1),
+    )
+    return [
+        (
+            "slice item with 100 boxes (return_boxes, annotations)",
+            t_with,
+            f"+{(t_with - t_without) * 1e3:.3f} ms vs the same slice of a volume without boxes",
+        ),
+        ("slice item without boxes", t_without, ""),
+        (
+            "volume item with 100 boxes",
+            v_with,
+            f"+{(v_with - v_without) * 1e3:.3f} ms vs a volume without boxes",
+        ),
+        ("volume item without boxes", v_without, ""),
+    ]
+
+
 def run(n: int, shape: tuple[int, int, int], seed_sample: int, keep: Path | None) -> None:
     """Build the store, run every measurement, print the table."""
     base = keep or Path(tempfile.mkdtemp(prefix="medstore-bench-"))
@@ -233,6 +288,7 @@ def run(n: int, shape: tuple[int, int, int], seed_sample: int, keep: Path | None
         progress=False
     )
     rows.extend(memory_rows(root, tiny, shape))
+    rows.extend(box_rows(store))
 
     print(f"\n{n} volumes {shape} int16 .nii.gz with labels; store built in {t_make:.1f} s\n")
     print("| measurement | seconds | note |")
@@ -255,9 +311,16 @@ def main() -> None:
         help="whole-volume decodes timed for the seed approach",
     )
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    parser.add_argument("--boxes-only", action="store_true", help="only the 100-box item cost")
     args = parser.parse_args()
     shape = (64, 64, 32) if args.small else (256, 256, 128)
     n = args.volumes or (4 if args.small else 20)
+    if args.boxes_only:
+        root = Path(tempfile.mkdtemp(prefix="medstore-bench-")) / "store"
+        for name, secs, note in box_rows(make_store(root, 2, shape)):
+            print(f"| {name} | {secs:.6f} | {note} |")
+        shutil.rmtree(root.parent, ignore_errors=True)
+        return
     run(n, shape, args.seed_sample, args.keep)
 
 

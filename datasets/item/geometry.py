@@ -11,7 +11,7 @@ the slice: axial ``(x, y)``, coronal ``(x, z)``, sagittal ``(y, z)``. Boxes beco
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -41,12 +41,33 @@ class RecordGeometry:
         points: Each annotation's ``(P, 3)`` pixel points ``(x, y, z)``.
         boxes: ``(B, 6)`` ``(x0, y0, z0, x1, y1, z1)`` of the box annotations.
         box_entities: The records of those boxes, in order.
+        extent: ``(N, 6)`` lowest and highest ``(x, y, z)`` of each annotation.
+        projected: Each annotation's item dict per set of item axes, built once on demand.
     """
 
     entities: tuple[EntityRecord, ...]
     points: tuple[np.ndarray, ...]
     boxes: np.ndarray
     box_entities: tuple[EntityRecord, ...]
+    extent: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))
+    projected: dict[tuple[int, ...], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def annotations(self, dims: tuple[int, ...], keep: np.ndarray | None = None) -> list[Any]:
+        """Item dicts of the annotations (all, or those ``keep`` marks) with points on ``dims``.
+
+        Each call gets new dicts; their ``points`` tensors are shared by the items of one
+        dataset (copy one before changing it in place).
+        """
+        done = self.projected.get(dims)
+        if done is None:
+            columns = list(dims)
+            done = self.projected[dims] = [
+                _annotation(e, p[:, columns])
+                for e, p in zip(self.entities, self.points, strict=True)
+            ]
+        if keep is None:
+            return [dict(d) for d in done]
+        return [dict(done[i]) for i in np.flatnonzero(keep)]
 
 
 def _pixel_points(ann: Any, affine: np.ndarray | None) -> np.ndarray | None:
@@ -94,7 +115,8 @@ def record_geometry(entities: Sequence[EntityRecord], affine: np.ndarray | None)
             boxes.append(np.r_[array.min(axis=0), array.max(axis=0)])
             box_entities.append(entity)
     table = np.array(boxes, dtype=np.float64).reshape(-1, 6)
-    return RecordGeometry(tuple(kept), tuple(points), table, tuple(box_entities))
+    extent = np.array([np.r_[p.min(axis=0), p.max(axis=0)] for p in points]).reshape(-1, 6)
+    return RecordGeometry(tuple(kept), tuple(points), table, tuple(box_entities), extent)
 
 
 def _annotation(entity: EntityRecord, points: np.ndarray) -> dict[str, Any]:
@@ -136,11 +158,9 @@ def item_geometry(
         (col, row), fixed = _SLICE_AXES[axis]
         lo, hi = frame - 0.5, frame + 0.5
         if annotations:
-            out["annotations"] = [
-                _annotation(e, p[:, [col, row]])
-                for e, p in zip(geometry.entities, geometry.points, strict=True)
-                if bool(((p[:, fixed] >= lo) & (p[:, fixed] < hi)).all())
-            ]
+            extent = geometry.extent
+            inside = (extent[:, fixed] >= lo) & (extent[:, 3 + fixed] < hi)
+            out["annotations"] = geometry.annotations((col, row), inside)
         if boxes:
             table = geometry.boxes
             keep = (table[:, fixed] < hi) & (table[:, 3 + fixed] >= lo)
@@ -150,11 +170,7 @@ def item_geometry(
         return out
     columns = [0, 1, 3, 4] if kind == "image" else list(range(6))
     if annotations:
-        dims = [0, 1] if kind == "image" else [0, 1, 2]
-        out["annotations"] = [
-            _annotation(e, p[:, dims])
-            for e, p in zip(geometry.entities, geometry.points, strict=True)
-        ]
+        out["annotations"] = geometry.annotations((0, 1) if kind == "image" else (0, 1, 2))
     if boxes:
         names = [e.name for e in geometry.box_entities]
         out.update(_box_entries(geometry.boxes[:, columns], names, box_codes))
