@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import albumentations as A  # noqa: N812 (the users' idiom)
@@ -127,3 +128,16 @@ def test_image_dataset_alb_keyword(make_store: MakeStore) -> None:
     plain = ImageDataset(store)[0]["image"]
     flipped = ImageDataset(store, alb_transform=A.HorizontalFlip(p=1.0))[0]["image"]
     assert torch.equal(flipped, plain.flip(-1))
+
+
+def test_missing_albumentations_names_the_extra(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(make_store)
+    flip = A.HorizontalFlip(p=1.0)
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # import fails as if missing
+    with pytest.raises(
+        ImportError,
+        match=r"^albumentations is not installed: pip install 'medstore\[albumentations\]'$",
+    ):
+        VolumeDataset(store, alb_transform=flip)
