@@ -50,10 +50,18 @@ def source_bytes(store: LocalDatastore) -> int:
     return total
 
 
+QUEUED_BATCHES = 6
+"""Batches a loader may hold ready ahead of the consumer: nnU-Net's ``num_cached`` in
+``bench/nnunet_loader.py``; medstore's DataLoader gets as many (``prefetch_factor`` per worker)."""
+
+
 def patch_rate(patches: PatchDataset, batches: int, workers: int) -> float:
     """Patches per second through a DataLoader (batch size 2), after two warm-up batches."""
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra["prefetch_factor"] = max(1, QUEUED_BATCHES // workers)
     loader = patches.get_dataloader(
-        batch_size=2, num_workers=workers, shuffle=True, persistent_workers=workers > 0
+        batch_size=2, num_workers=workers, shuffle=True, persistent_workers=workers > 0, **extra
     )
     done, start = 0, 0.0
     while done < batches + 2:
