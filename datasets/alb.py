@@ -17,6 +17,7 @@ import torch
 
 __all__ = ["apply_alb_transform", "compose", "is_alb_transform", "require_albumentations"]
 
+_WRAPPED = "_medstore_box_wrapper"
 EXTRA_HINT = "albumentations is not installed: pip install 'medstore[albumentations]'"
 
 
@@ -65,13 +66,22 @@ def _chw(image: Any) -> torch.Tensor:
 
 
 def _with_boxes(transform: Any) -> Any:
-    """``transform`` able to move pascal_voc boxes labelled ``labels`` (wrapped when it is not)."""
+    """``transform`` able to move pascal_voc boxes labelled ``labels`` (wrapped when it is not).
+
+    The wrapper is made once and kept on the transform: wrapping turns the transform into a
+    nested Compose whose own box processor expects its parent's normalised boxes.
+    """
+    wrapper = getattr(transform, _WRAPPED, None)
+    if wrapper is not None:
+        return wrapper
     processors = getattr(transform, "processors", None)
     if isinstance(processors, dict) and "bboxes" in processors:
         return transform
     alb = require_albumentations()
     params = alb.BboxParams(format="pascal_voc", label_fields=["labels"])
-    return alb.Compose([transform], bbox_params=params)
+    wrapper = alb.Compose([transform], bbox_params=params)
+    setattr(transform, _WRAPPED, wrapper)
+    return wrapper
 
 
 def _apply_2d(transform: Any, image: np.ndarray, targets: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +94,7 @@ def _apply_2d(transform: Any, image: np.ndarray, targets: dict[str, Any]) -> dic
     boxes = targets.get("boxes")
     if boxes is not None:
         transform = _with_boxes(transform)
-        kwargs["bboxes"] = _np(boxes).reshape(-1, 4).tolist()
+        kwargs["bboxes"] = np.asarray(_np(boxes), dtype=np.float32).reshape(-1, 4)
         kwargs["labels"] = _np(targets.get("box_labels", np.zeros(len(kwargs["bboxes"])))).tolist()
     out = transform(**kwargs)
     result: dict[str, Any] = {"image": _chw(out["image"])}
@@ -99,7 +109,8 @@ def _apply_2d(transform: Any, image: np.ndarray, targets: dict[str, Any]) -> dic
             start += n
         result["masks"] = done
     if boxes is not None:
-        result["boxes"] = torch.tensor(out.get("bboxes", []), dtype=torch.float32).reshape(-1, 4)
+        moved = np.asarray(out.get("bboxes", np.zeros((0, 4))), dtype=np.float32).reshape(-1, 4)
+        result["boxes"] = torch.from_numpy(np.ascontiguousarray(moved))
         result["box_labels"] = torch.tensor(out.get("labels", []), dtype=torch.int64)
     return result
 

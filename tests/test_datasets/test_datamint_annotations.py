@@ -111,3 +111,13 @@ def test_frame_categories_reach_volume_and_slice_items(make_store: MakeStore) ->
     sliced = volumes.slice("axial")
     assert int(sliced[3]["frame_categories"]["r1"]) == 0
     assert int(sliced[0]["frame_categories"]["r1"]) == -1
+
+
+def test_boxes_follow_albumentations_on_every_item(make_store: MakeStore) -> None:
+    store = make_store({"ct": simple_case(1)})
+    store.annotations.add(
+        "ct", BoxAnnotation.from_points((1, 1), (3, 2), identifier="mass", frame_index=2)
+    )
+    ds = SlicedVolumeDataset(store, return_boxes=True, alb_transform=A.HorizontalFlip(p=1.0))
+    for _ in range(2):  # the same transform object, item after item (empty ones included)
+        assert [ds[i]["boxes"].tolist() for i in range(4)] == [[], [], [[3, 1, 5, 2]], []]
