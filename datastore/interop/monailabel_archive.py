@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ArchiveError, ImageReadError
+from ..errors import ArchiveError, ImageReadError, UnsafePathError
 from ..ids import is_inside
 from ..store.models import LocalDatastoreModel
 from ..timestamps import compact_utc
@@ -123,8 +123,11 @@ def _write_cases(store: ArchivedStore, target: Path, cases: list[str], root: Pat
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
         for image_id in cases:
             obj = doc["objects"][image_id]
-            image = Path(store.get_image_uri(image_id))
-            label = Path(store.get_label_uri(image_id, "final"))
+            try:
+                image = Path(store.get_image_uri(image_id))
+                label = Path(store.get_label_uri(image_id, "final"))
+            except UnsafePathError:  # a file swapped for a link out of the store: skipped
+                continue
             linked = obj["image"]["info"].get("source_path")
             if not image.is_file() or not (is_inside(root, image) or linked):
                 continue

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import nofollow
+from ..ids import is_inside
 from .history import LabelHistory
 from .image_versions import belongs, image_version, version_stamp
 from .label_info import parse_label_info
@@ -64,7 +65,18 @@ class Catalog:
             return str(self._session.doc["description"])
 
     def _image_path(self, image_id: str, obj: dict[str, Any]) -> str:
-        return os.path.realpath(self._session.layout.image_path(image_id, obj["image"]["ext"]))
+        """The resolved image path; a copied image that resolves out of the store is refused.
+
+        An image added with ``link=True`` (its info records ``source_path``) is read where it
+        points, and a link that stays inside the store (as a scan indexes them) is followed; a
+        copied image swapped for a link out of the store is never read.
+        """
+        path = self._session.layout.image_path(image_id, obj["image"]["ext"])
+        resolved = os.path.realpath(path)
+        linked = obj["image"]["info"].get("source_path")
+        if linked or is_inside(self._session.layout.root, resolved):
+            return resolved
+        raise nofollow.refusal(path)
 
     def list_images(self) -> list[str]:
         """Ids of every image in the store."""
@@ -81,6 +93,7 @@ class Catalog:
 
         Raises:
             ImageNotFoundError: Unknown id.
+            UnsafePathError: A copied image swapped for a link out of the store.
         """
         with self._session.reading():
             return self._image_path(image_id, self._session.image_entry(image_id))

@@ -21,6 +21,7 @@ from medstore.datastore.annotations.schema import AnnotationSpec, load_schema, s
 from medstore.datastore.errors import UnsafePathError
 from medstore.datastore.store.local import LocalDatastore
 from medstore.datastore.store.split_log import SplitLog
+from support.nifti import NiftiFile
 from support.stores import MakeStore, simple_case
 
 pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
@@ -129,3 +130,35 @@ def test_a_label_file_swapped_for_a_link_is_never_read(
         store.get_label_uri("case_0", "final")
     with pytest.raises(UnsafePathError, match=r"labels/final/case_0\.nii\.gz"):
         store.get_label("case_0", "final")
+
+
+def test_a_copied_image_swapped_for_a_link_out_of_the_store_is_never_read(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    """Before: get_image_uri resolved the link and get_image returned the outside file."""
+    store = make_store({"case_0": simple_case(0), "case_1": simple_case(1)})
+    image = Path(store.get_image_uri("case_0"))
+    outside = tmp_path / "outside.nii.gz"
+    shutil.copyfile(image, outside)
+    image.unlink()
+    image.symlink_to(outside)
+    with pytest.raises(UnsafePathError, match=r"case_0\.nii\.gz"):
+        store.get_image_uri("case_0")
+    with pytest.raises(UnsafePathError, match=r"case_0\.nii\.gz"):
+        store.get_image("case_0")
+    inside = Path(store.get_image_uri("case_1"))  # a link that stays in the store is read
+    moved = inside.with_name("kept-case_1.bin")
+    inside.rename(moved)
+    inside.symlink_to(moved.name)
+    assert store.get_image("case_1").read() == moved.read_bytes()
+
+
+def test_a_linked_image_is_still_read_where_it_points(
+    tmp_path: Path, nifti_file: NiftiFile
+) -> None:
+    """The documented exception: an image added with link=True reads its source in place."""
+    source = nifti_file("scan.nii.gz")
+    with LocalDatastore(tmp_path / "store") as store:
+        store.add_image("scan", source, link=True)
+        assert store.get_image_uri("scan") == str(source.resolve())
+        assert store.get_image("scan").read() == source.read_bytes()
