@@ -154,6 +154,14 @@ def item_geometry(
     """
     kind, axis = plane
     out: dict[str, Any] = {}
+    if not geometry.entities:  # most items: nothing to project or pick
+        if annotations:
+            out["annotations"] = []
+        if boxes:
+            width = 6 if kind == "volume" else 4
+            out["boxes"] = torch.zeros((0, width), dtype=torch.float32)
+            out["box_labels"] = torch.zeros((0,), dtype=torch.int64)
+        return out
     if kind == "slice":
         (col, row), fixed = _SLICE_AXES[axis]
         lo, hi = frame - 0.5, frame + 0.5
