@@ -7,8 +7,8 @@ its information: in the same transaction the label's entry (its ``ext`` and ``in
 version of the image it belonged to, and a warning names that record. A later refresh that finds
 a label file of the same tag and extension for the same image version gives the label its info
 back, when the recorded SHA-256 is that file's (another file copied under the name starts with no
-info, and the entry stays in the trash; an entry with no checksum cannot be compared). A label file found for a newer image of a reused id starts afresh (its info belonged to the
-old image).
+info, and the entry stays in the trash; an entry with no checksum cannot be compared). A label
+file found for a newer image of a reused id starts afresh (its info belonged to the old image).
 
 Examples:
     >>> import tempfile, pathlib
