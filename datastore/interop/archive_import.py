@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import nofollow
-from ..errors import ArchiveError, InvalidIdError, UnsupportedFormatError
+from ..errors import ArchiveError, ImageReadError, InvalidIdError, UnsupportedFormatError
 from ..ids import derive_id, validate_id
 
 if TYPE_CHECKING:
@@ -158,7 +158,6 @@ def _unpack_detached_data(
     headers = [n for (f, n) in entries if f == "image" and n.lower().endswith(".nhdr")]
     if not headers:
         return set()
-    from ..errors import ImageReadError
     from ..imaging.nrrd_files import data_file_names  # the imaging stack only for a .nhdr
 
     names: set[str] = set()

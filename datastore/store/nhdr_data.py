@@ -37,6 +37,7 @@ from .vanished import RECORD_NAME
 __all__ = ["DetachedData"]
 
 _RESERVED = {".lock", ".medstore", RECORD_NAME}
+_DATA_FILE_FIELD = re.compile(rb"^data ?file:[^\n]*$", re.MULTILINE | re.IGNORECASE)
 
 
 def is_detached_header(name: str) -> bool:
@@ -155,9 +156,8 @@ class DetachedData:
             dest = resolve_inside(self._session.layout.root, self._session.layout.images_dir, name)
             staged = txn.source_of(dest)
             if staged != dest:  # point the copy at the staged data file, in the same folder
-                field = re.compile(rb"^(data ?file:)[^\n]*$", re.MULTILINE | re.IGNORECASE)
-                line = b"data file: " + staged.name.encode()
-                header = field.sub(line.replace(b"\\", b"\\\\"), header)
+                # A staged name is "staged-<hex><suffix>" (no backslash): a literal replacement.
+                header = _DATA_FILE_FIELD.sub(b"data file: " + staged.name.encode(), header)
         view = self._session.staging.write_bytes(header, ".nhdr")
         try:
             yield view
