@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
+from medstore.datastore.store.manifest import gc_paused
 from torch.utils.data import DataLoader, Dataset
 
 from .alb import require_albumentations
@@ -115,10 +116,11 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
         self._root = Path(getattr(self._store, "root", "."))
         folder = store_cache_folder(self._store, self._root) if cache_dir is None else cache_dir
         self._cache = VolumeCache(folder, fallback=user_cache_folder(self._root))
-        records = filter_records(
-            build_records(self._store, image_ids), self.options, store=self._store
-        )
-        self._index = ItemIndex.whole(records)
+        with gc_paused():  # 10^5-10^6 small acyclic records: no full collection half-way
+            records = filter_records(
+                build_records(self._store, image_ids), self.options, store=self._store
+            )
+            self._index = ItemIndex.whole(records)
         self._labels = DatasetLabels(self._index.records, self.options.filters, self._cache)
         self._luts: dict[LutKey, np.ndarray] = {}
         self._geometry: dict[int, tuple[ImageRecord, RecordGeometry]] = {}

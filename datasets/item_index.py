@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from .records import ImageRecord
 
@@ -41,7 +42,7 @@ class ItemIndex:
         Returns:
             The index.
         """
-        return cls(tuple(records), tuple((i, -1) for i in range(len(records))))
+        return cls(tuple(records), tuple(zip(range(len(records)), repeat(-1))))
 
     def __len__(self) -> int:
         return len(self.refs)

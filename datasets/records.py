@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from medstore.datastore import ImageNotFoundError, LocalDatastore, parse_label_info
+from medstore.datastore.store.manifest import gc_paused
 
 from .item.entities import EntityRecord, entity_records, schema_names
 from .options import DatasetOptions
@@ -127,6 +128,8 @@ def label_classes(info: Mapping[str, Any]) -> dict[int, str] | None:
         >>> label_classes({"label_info": [{"name": "liver", "idx": 1}]})
         {1: 'liver'}
     """
+    if info.get("label_info") is None:  # most labels: nothing to parse
+        return None
     return parse_label_info(info).classes() or None
 
 
@@ -152,8 +155,30 @@ def _image_record(store: Any, image_id: str) -> ImageRecord:
     return ImageRecord(image_id, path, info, tuple(labels), entity_records(store, image_id))
 
 
+def _annotated_ids(store: Any) -> Container[str] | None:
+    """Ids that may have entity annotations (one folder listing), or ``None``: ask each."""
+    api = getattr(store, "annotations", None)
+    stored_ids = getattr(api, "stored_ids", None)
+    return stored_ids() if callable(stored_ids) else None
+
+
+def _entry_record(store: Any, entry: Any, annotated: Container[str] | None) -> ImageRecord:
+    """A record from one of :meth:`~medstore.datastore.LocalDatastore.image_entries`."""
+    labels = tuple(
+        LabelRecord(tag=lb.tag, path=lb.path, info=lb.info, classes=label_classes(lb.info))
+        for lb in entry.labels
+    )
+    has_file = annotated is None or entry.image_id in annotated
+    entities = entity_records(store, entry.image_id) if has_file else ()
+    return ImageRecord(entry.image_id, entry.path, entry.info, labels, entities)
+
+
 def build_records(store: Any, image_ids: Iterable[str] | None = None) -> list[ImageRecord]:
     """Resolve every image (sorted by id, or in the given order) into a record.
+
+    A :class:`~medstore.datastore.LocalDatastore` is read in one go (``image_entries``: one look
+    at the manifest, one listing per folder, the annotation files listed once and only those
+    read); any other store image by image through its getters.
 
     Args:
         store: The store (only read).
@@ -164,9 +189,16 @@ def build_records(store: Any, image_ids: Iterable[str] | None = None) -> list[Im
 
     Raises:
         ImageNotFoundError: An id in ``image_ids`` is not in the store.
+        UnsafePathError: A copied image or a label is a link out of the store.
     """
-    ids = sorted(store.list_images()) if image_ids is None else list(image_ids)
-    return [_image_record(store, image_id) for image_id in ids]
+    bulk = getattr(store, "image_entries", None)
+    if not callable(bulk):
+        ids = sorted(store.list_images()) if image_ids is None else list(image_ids)
+        return [_image_record(store, image_id) for image_id in ids]
+    entries = bulk(None if image_ids is None else list(image_ids))
+    annotated = _annotated_ids(store)
+    with gc_paused():  # 10^5-10^6 small acyclic objects: no full collection half-way
+        return [_entry_record(store, entry, annotated) for entry in entries]
 
 
 IN_WORK: frozenset[str] = frozenset(
@@ -251,7 +283,8 @@ def filter_records(
     for record in records:
         labels = tuple(lb for lb in record.labels if options.filters.keeps_annotator(lb.tag))
         entities = tuple(e for e in record.entities if _keep_entity(e, options, allowed))
-        new = replace(record, labels=labels, entities=entities)
+        unchanged = len(labels) == len(record.labels) and len(entities) == len(record.entities)
+        new = record if unchanged else replace(record, labels=labels, entities=entities)
         # an annotator filter drops images that annotator never annotated (Datamint keeps them
         # only to fail at batch time)
         named = options.filters.include_annotators is not None

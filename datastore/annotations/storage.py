@@ -118,6 +118,30 @@ class AnnotationStore:
         nofollow.makedirs(path.parent)
         atomic_write_bytes(path, orjson.dumps(doc), point="annotations")
 
+    def stored_ids(self) -> frozenset[str]:
+        """Ids of the images that have an annotation file, from one listing of the folder.
+
+        An image missing here has no annotations (:meth:`list` answers ``[]``); one listed may
+        still have none of its current version. Indexing many images asks only these.
+
+        Returns:
+            The ids (empty when the folder does not exist).
+
+        Raises:
+            UnsafePathError: The annotations folder (or one above it) is a symbolic link.
+
+        Example:
+            >>> import tempfile
+            >>> from medstore.datastore import LocalDatastore
+            >>> LocalDatastore(tempfile.mkdtemp()).annotations.stored_ids()
+            frozenset()
+        """
+        try:
+            names = nofollow.listdir(self._store.side_path("annotations"))
+        except (FileNotFoundError, NotADirectoryError):
+            return frozenset()
+        return frozenset(name[: -len(".json")] for name in names if name.endswith(".json"))
+
     # -- schema ---------------------------------------------------------------------------------
 
     @property

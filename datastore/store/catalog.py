@@ -16,12 +16,14 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import nofollow
 from ..ids import is_inside
+from . import json_values
 from .history import LabelHistory
+from .image_listing import BULK_MIN_IMAGES, FolderListing, ImageEntry, LabelEntry, inside
 from .image_versions import belongs, image_version, version_stamp
 from .label_info import parse_label_info
 from .layout import DefaultLabelTag
@@ -119,7 +121,10 @@ class Catalog:
         """
         with self._session.reading():
             label = self._session.label_entry(label_id, label_tag)
-            path = self._session.layout.label_path(label_tag, label_id, label["ext"])
+        return self._label_path(label_id, label_tag, label["ext"])
+
+    def _label_path(self, label_id: str, label_tag: str, ext: str) -> str:
+        path = self._session.layout.label_path(label_tag, label_id, ext)
         if nofollow.is_link(path):  # a label is never a link: never read where one points
             raise nofollow.refusal(path)
         return os.path.realpath(path)
@@ -141,6 +146,66 @@ class Catalog:
         """
         with self._session.reading():
             return {tag: image_id for tag in self._session.image_entry(image_id)["labels"]}
+
+    def image_entries(self, image_ids: Iterable[str] | None = None) -> list[ImageEntry]:
+        """Paths and info copies of many images and their labels, read at once.
+
+        Each entry holds what :meth:`get_image_uri`, :meth:`get_image_info`,
+        :meth:`get_label_uri` and :meth:`get_label_info` answer, with their refusals, but from
+        one look at the manifest and (from :data:`BULK_MIN_IMAGES` images on) one listing per
+        folder instead of resolving every file (see :mod:`.image_listing`).
+
+        Args:
+            image_ids: The images, in this order; ``None``: every image, sorted by id.
+
+        Returns:
+            One entry per image.
+
+        Raises:
+            ImageNotFoundError: An id is not in the store.
+            UnsafePathError: A copied image or a label is a link out of the store.
+        """
+        with self._session.reading(), gc_paused():
+            objects = self._session.doc["objects"]
+            ids = sorted(objects) if image_ids is None else list(image_ids)
+            objs = [self._session.image_entry(image_id) for image_id in ids]
+            bulk = len(ids) >= BULK_MIN_IMAGES
+            images = FolderListing.of(self._session.layout.images) if bulk else FolderListing.NONE
+            if not inside(self._session.layout.root, images.real):
+                images = FolderListing.NONE  # each image asked of the getter (refuses copies)
+            tags: dict[str, FolderListing] = {}
+            # one copy of every info at once: per-image copies cost more than the reads
+            copies = json_values.deep_copy([(obj["image"]["info"], obj["labels"]) for obj in objs])
+            out = []
+            for image_id, obj, (info, labels) in zip(ids, objs, copies, strict=True):
+                name = image_id + obj["image"]["ext"]
+                info["path"] = path = images.resolved(name) or self._image_path(image_id, obj)
+                found: tuple[LabelEntry, ...] = ()
+                if labels:
+                    found = tuple(
+                        self._label_entry(image_id, tag, labels[tag], tags, bulk=bulk)
+                        for tag in sorted(labels)
+                    )
+                out.append(ImageEntry(image_id, path, info, found))
+            return out
+
+    def _label_entry(
+        self,
+        image_id: str,
+        tag: str,
+        label: dict[str, Any],
+        tags: dict[str, FolderListing],
+        *,
+        bulk: bool,
+    ) -> LabelEntry:
+        """A label's entry; its tag folder is listed once into ``tags`` (when ``bulk``)."""
+        listing = tags.get(tag)
+        if listing is None:
+            folder = self._session.layout.labels / tag
+            listing = tags[tag] = FolderListing.unfollowed(folder) if bulk else FolderListing.NONE
+        ext = label["ext"]
+        path = listing.resolved(image_id + ext) or self._label_path(image_id, tag, ext)
+        return LabelEntry(tag, path, label["info"])
 
     def get_labeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None

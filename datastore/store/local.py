@@ -26,6 +26,7 @@ from ..ids import validate_id, validate_tag
 from ..interop.monailabel_archive import write_dataset_archive
 from .catalog import Catalog
 from .history import LabelHistory
+from .image_listing import ImageEntry
 from .image_writes import ImageWriter
 from .indexer import DiskIndexer
 from .label_writes import LabelWriter
@@ -271,6 +272,20 @@ class LocalDatastore:
     def get_label_by_image_id(self, image_id: str, tag: str) -> str:
         """The label id of ``image_id`` under ``tag``, or ``""`` when it has none."""
         return self.get_labels_by_image_id(image_id).get(validate_tag(tag), "")
+
+    def image_entries(self, image_ids: Iterable[str] | None = None) -> list[ImageEntry]:
+        """Paths and infos of many images and their labels at once (what datasets index).
+
+        Each entry holds what ``get_image_uri``/``get_image_info``/``get_label_uri``/
+        ``get_label_info`` answer, refusals included; see :meth:`~.catalog.Catalog.image_entries`.
+
+        Examples:
+            >>> import tempfile
+            >>> LocalDatastore(tempfile.mkdtemp()).image_entries()
+            []
+        """
+        ids = None if image_ids is None else [validate_id(i) for i in image_ids]
+        return self._catalog.image_entries(ids)
 
     def get_labeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None
