@@ -31,6 +31,7 @@ import shutil
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -62,6 +63,9 @@ CRASHPOINT_ENV = "MEDSTORE_CRASHPOINT"
 class CrashPlan:
     """Where a test wants the process killed: the ``occurrence``-th time ``point`` is reached.
 
+    Only visits by the thread that made the plan count: a background fold of the journal (of
+    this or an earlier store of the same process) neither kills nor shifts the count.
+
     Args:
         point: The crash point's name, e.g. ``"manifest.before_replace"``.
         occurrence: Which visit kills (1-based); a huge number only counts visits.
@@ -77,6 +81,7 @@ class CrashPlan:
         self.occurrence = occurrence
         self.hits = 0
         """How many times :attr:`point` was reached so far."""
+        self.thread = threading.get_ident()
 
     @classmethod
     def parse(cls, spec: str) -> CrashPlan:
@@ -86,7 +91,7 @@ class CrashPlan:
 
     def reached(self, name: str) -> None:
         """Count a visit of ``name``; SIGKILL this process at the planned visit."""
-        if name != self.point:
+        if name != self.point or threading.get_ident() != self.thread:
             return
         self.hits += 1
         if self.hits >= self.occurrence:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from . import nofollow
 from .durable import atomic_copy, fsync_dir
 from .errors import ManifestCorruptError
+from .store.document_storage import read_settled
 from .store.layout import MANIFEST_NAME, StoreLayout
 from .store.manifest import ManifestFile
 from .store.manifest_salvage import salvage_manifest
-from .store.session import read_settled
 from .store.staging import file_checksum
 from .store.store_lock import StoreLock
 from .timestamps import compact_utc

@@ -1,4 +1,4 @@
-"""``medstore verify | doctor | gc | import-archive``: store upkeep and archive import."""
+"""``medstore verify | doctor | gc | compact | import-archive``: store upkeep, archive import."""
 
 from __future__ import annotations
 
@@ -60,6 +60,13 @@ def run_gc(args: argparse.Namespace, store: LocalDatastore) -> int:
     return 0
 
 
+def run_compact(args: argparse.Namespace, store: LocalDatastore) -> int:
+    """Fold the journal of recent saves into ``datastore_v2.json`` (what MONAI Label reads)."""
+    folded = store.compact()
+    print(f"folded {folded} journal record(s) into {store.layout.manifest.name}")
+    return 0
+
+
 def run_import_archive(args: argparse.Namespace, store: LocalDatastore) -> int:
     """Import a MONAI Label dataset archive (all or nothing)."""
     limits = ArchiveLimits(max_total_bytes=int(args.max_gb * (1 << 30)))
@@ -102,6 +109,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="report without deleting")
     p.set_defaults(handler=run_gc)
+
+    p = subparsers.add_parser(
+        "compact", help="fold the journal of recent saves into datastore_v2.json now"
+    )
+    p.set_defaults(handler=run_compact)
 
     p = subparsers.add_parser("import-archive", help="import a MONAI Label dataset zip")
     p.add_argument("archive", metavar="ZIP")

@@ -173,6 +173,11 @@ class ManifestFile:
         """Whether the manifest file exists."""
         return self._stat() is not None
 
+    @property
+    def last_bytes(self) -> bytes | None:
+        """The file's bytes as this process last read or wrote them (``None``: no file)."""
+        return self._bytes
+
     def changed(self, *, strict: bool = True) -> bool:
         """Whether the file may differ from what this process last read or wrote.
 
@@ -190,10 +195,16 @@ class ManifestFile:
             return True
         if not strict or sig is None or self._seen_at_ns - sig.mtime_ns > self.racy_window_ns:
             return False
+        looked_at = time.time_ns()
         try:
-            return nofollow.read_bytes(self.path) != self._bytes
+            differs = nofollow.read_bytes(self.path) != self._bytes
         except FileNotFoundError:
             return True
+        if not differs and self._stat() == sig:
+            # Same bytes, seen now: a later rewrite would carry a later mtime than this look,
+            # so the signature alone is trusted from here on (no byte compare at every save).
+            self._seen_at_ns = looked_at
+        return differs
 
     def read(self) -> dict[str, Any] | None:
         """Read and validate the manifest; ``None`` when it does not exist.

@@ -24,62 +24,34 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import os
+import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from .. import nofollow
 from ..durable import crashpoint
 from ..errors import (
+    DatastoreError,
     ImageNotFoundError,
     LabelNotFoundError,
-    ManifestCorruptError,
     ReadOnlyError,
 )
+from .document_storage import DocumentStorage
+from .fold_timer import FoldTimer
 from .fs_probe import NameRules, probe_names, timestamp_granularity_ns
+from .journal import JournalOptions
 from .layout import StoreLayout
-from .manifest import ManifestFile, deep_copy, empty_manifest
+from .manifest import deep_copy, empty_manifest
 from .name_index import NameIndex
 from .staging import StagingArea
 from .stale_repair import AckLog
 from .store_lock import StoreLock
 from .transaction import PendingRecords, Transaction, apply_patches
 
-__all__ = ["StoreSession", "read_settled"]
+__all__ = ["StoreSession"]
 
-# A manifest that fails to parse but was modified this recently may be half-way through an
-# in-place rewrite (MONAI Label truncates, then writes): it is re-read for up to _SETTLE_S.
-_YOUNG_S = 2.0
-_SETTLE_S = 1.0
-_SETTLE_STEP_S = 0.02
-
-
-def read_settled(manifest: ManifestFile) -> dict[str, Any] | None:
-    """Read the manifest, waiting briefly if it is corrupt but was just modified.
-
-    Args:
-        manifest: The manifest file.
-
-    Returns:
-        The manifest dict, or ``None`` when the file does not exist.
-
-    Raises:
-        ManifestCorruptError: Still unreadable after the wait, or not recently modified.
-    """
-    deadline = time.monotonic() + _SETTLE_S
-    while True:
-        try:
-            return manifest.read()
-        except ManifestCorruptError:
-            try:
-                age = time.time() - os.stat(manifest.path).st_mtime
-            except FileNotFoundError:
-                continue
-            if age > _YOUNG_S or time.monotonic() > deadline:
-                raise
-            time.sleep(_SETTLE_STEP_S)
+logger = logging.getLogger(__name__)
 
 
 class StoreSession:
@@ -103,19 +75,27 @@ class StoreSession:
         read_only: bool = False,
         lock_timeout: float = 30.0,
         file_mode: int | None = None,
+        journal: JournalOptions | None = None,
     ) -> None:
         self._read_only = read_only
         self._lock_timeout = lock_timeout
         self._mutex = threading.RLock()
         self._txn: Transaction | None = None
         self._txn_thread: int | None = None
-        self._manifest = ManifestFile(layout.manifest, file_mode=file_mode)
+        self._storage = DocumentStorage(
+            layout, file_mode=file_mode, options=journal or JournalOptions.from_env()
+        )
+        self._manifest = self._storage.manifest
+        self._journal = self._storage.journal
         self._lock = None if read_only else StoreLock(layout.lock, timeout=lock_timeout)
         nofollow.confine(layout.root)  # no link below the root is followed by any write
         self._name_rules: NameRules | None = None
         self._names: NameIndex | None = None
         self._racy_window_probed = False
-        doc = read_settled(self._manifest)
+        self._fold_timer = FoldTimer(
+            self._fold_in_background, after_s=self._journal.options.compact_after_s
+        )
+        doc = self._storage.load()
         self.existed = doc is not None
         """Whether the manifest file existed when the session was opened."""
         self._doc: dict[str, Any] = doc or empty_manifest(layout.images_dir, layout.labels_dir)
@@ -200,6 +180,9 @@ class StoreSession:
             with self._mutex:
                 yield
 
+    def _reload(self) -> None:
+        self._doc = self._storage.load() or self._empty_doc()
+
     def _in_batch(self) -> bool:
         return self._txn is not None and self._txn_thread == threading.get_ident()
 
@@ -211,8 +194,8 @@ class StoreSession:
         document already holds the batch's changes and is not re-read.
         """
         with self._mutex:
-            if not self._in_batch() and self._manifest.changed(strict=False):
-                doc = read_settled(self._manifest)
+            if not self._in_batch() and self._storage.moved_for_read(self._doc):
+                doc = self._storage.load()
                 if doc is not None:
                     self._doc = doc
             yield
@@ -221,19 +204,19 @@ class StoreSession:
         """With the lock held: load the latest manifest and complete interrupted saves."""
         if not self._racy_window_probed:
             self._probe_racy_window()
-        if self._manifest.changed(strict=True) or not self._repair_checked:
-            if self._manifest.changed(strict=True):
-                doc = read_settled(self._manifest)
-                self._doc = (
-                    doc
-                    if doc is not None
-                    else empty_manifest(self._layout.images_dir, self._layout.labels_dir)
-                )
+        changed, reload = self._storage.moved_for_write(self._doc)
+        if reload:
+            self._reload()
+        if changed or not self._repair_checked:
             self._repair_checked = True
-            if self._acks.repair(self._doc):  # a stale copy written over acknowledged entries
-                self._manifest.write(self._doc)
+            # A stale copy written over acknowledged entries, or a manifest another program
+            # wrote while the journal held changes (merged): fold it all into the manifest now.
+            if self._acks.repair(self._doc) or self._journal.merged:
+                self._write_full(self._doc)
         if self._pending.exist():
-            self._pending.recover(self._doc, self._manifest.write)
+            self._pending.recover(self._doc, self._write_full)
+        if self._journal.due():
+            self._write_full(self._doc)
         if self._staging.has_leftovers():
             self._staging.clear_orphans()
 
@@ -311,14 +294,65 @@ class StoreSession:
             try:
                 yield txn
                 if txn:
-                    self._pending.commit(txn, self._doc, self._manifest.write)
+                    self._pending.commit(txn, self._doc, self._persist)
                     if self._before:  # answered from here on: remembered against stale copies
                         self._acks.append(self._before, self._doc)
             except BaseException:
                 txn.discard()
-                fresh = self._manifest.read()  # none yet: nothing was committed, drop it all
-                self._doc = fresh if fresh is not None else self._empty_doc()
+                self._reload()  # nothing of it was committed: drop it all
                 raise
+
+    def _persist(self, doc: dict[str, Any]) -> None:
+        """Make a committed change durable (a journal record or the whole manifest)."""
+        assert self._lock is not None
+        if self._storage.persist(doc, self._before, lock=self._lock):
+            self._fold_timer.arm()  # MONAI Label sees it within the bound, even if nothing follows
+
+    def _fold_in_background(self) -> None:
+        """The fold timer's work: compact now; a failure leaves the journal for a later fold."""
+        if self._read_only or not self._journal.records:
+            return
+        try:
+            self.compact()
+        except (DatastoreError, OSError) as err:
+            logger.warning("journal of %s not folded in: %s", self._layout.root, err)
+
+    def _write_full(self, doc: dict[str, Any]) -> None:
+        """Write the whole state as the manifest (folding in the journal, if any)."""
+        assert self._lock is not None
+        self._storage.write_full(doc, lock=self._lock)
+
+    def compact(self) -> int:
+        """Fold the journal into ``datastore_v2.json`` now (what MONAI Label reads).
+
+        Returns:
+            How many journal records were folded in (0: the manifest was already complete).
+
+        Raises:
+            ReadOnlyError: The store is read-only.
+            StoreLockedError: The lock is held elsewhere past the timeout.
+        """
+        with self.locked():
+            self._sync_locked()
+            folded = self._journal.records
+            if folded:
+                self._write_full(self._doc)
+            return folded
+
+    def close(self) -> None:
+        """Fold the journal into the manifest, if this session left records in it.
+
+        A store that cannot be locked or written now (held elsewhere, a planted link, a corrupt
+        manifest, a full disk) keeps its journal: the records are durable and the next writer
+        folds them in. ``close()`` only warns then.
+        """
+        self._fold_timer.cancel()
+        if self._read_only or not self._journal.records:
+            return
+        try:
+            self.compact()
+        except (DatastoreError, OSError) as err:  # the records stay: durable, folded in later
+            logger.warning("journal of %s not folded in at close: %s", self._layout.root, err)
 
     def patch(self, txn: Transaction, op: str, **args: Any) -> None:
         """Record a manifest patch in ``txn`` and apply it to :attr:`doc` at once."""

@@ -1,0 +1,161 @@
+"""Where a store's document lives on disk: ``datastore_v2.json``, plus the journal on large stores.
+
+:class:`DocumentStorage` reads the state (the manifest with the journal applied, consistently
+even while another process compacts), tells whether another process changed it, and makes a
+committed change durable: one journal record on the journal path, the whole manifest otherwise.
+The session decides *when* (under its lock); this module decides *where* and *how*.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> from medstore.datastore.store.layout import StoreLayout
+    >>> storage = DocumentStorage(
+    ...     StoreLayout(pathlib.Path(tempfile.mkdtemp())), file_mode=None,
+    ...     options=JournalOptions(mode="direct"))
+    >>> storage.load() is None  # no manifest yet
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ..errors import ManifestCorruptError, UnsafePathError
+from .journal import JournalOptions, ManifestJournal
+from .layout import StoreLayout
+from .manifest import ManifestFile
+from .store_lock import StoreLock
+
+__all__ = ["DocumentStorage", "read_settled"]
+
+# A manifest that fails to parse but was modified this recently may be half-way through an
+# in-place rewrite (MONAI Label truncates, then writes): it is re-read for up to _SETTLE_S.
+_YOUNG_S = 2.0
+_SETTLE_S = 1.0
+_SETTLE_STEP_S = 0.02
+
+
+def read_settled(manifest: ManifestFile) -> dict[str, Any] | None:
+    """Read the manifest, waiting briefly if it is corrupt but was just modified.
+
+    Args:
+        manifest: The manifest file.
+
+    Returns:
+        The manifest dict, or ``None`` when the file does not exist.
+
+    Raises:
+        ManifestCorruptError: Still unreadable after the wait, or not recently modified.
+    """
+    deadline = time.monotonic() + _SETTLE_S
+    while True:
+        try:
+            return manifest.read()
+        except ManifestCorruptError:
+            try:
+                age = time.time() - os.stat(manifest.path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > _YOUNG_S or time.monotonic() > deadline:
+                raise
+            time.sleep(_SETTLE_STEP_S)
+
+
+class DocumentStorage:
+    """The manifest file and the journal of one store.
+
+    Args:
+        layout: The store's layout.
+        file_mode: Permission bits of new files (``None``: the umask).
+        options: The write path and when the journal is folded in.
+
+    Attributes:
+        manifest: ``datastore_v2.json``.
+        journal: ``.medstore/journal/``.
+    """
+
+    def __init__(
+        self, layout: StoreLayout, *, file_mode: int | None, options: JournalOptions
+    ) -> None:
+        self.manifest = ManifestFile(layout.manifest, file_mode=file_mode)
+        self.journal = ManifestJournal(layout.side, file_mode=file_mode, options=options)
+
+    def load(self) -> dict[str, Any] | None:
+        """The state on disk: the manifest with the journal applied (``None``: no manifest).
+
+        Without the lock a compaction may run meanwhile: the manifest is read again until it
+        did not change while the journal was read.
+
+        Raises:
+            ManifestCorruptError: The manifest or the journal cannot be trusted.
+        """
+        for _ in range(20):
+            doc = read_settled(self.manifest)
+            try:
+                state = self.journal.load(doc, self.manifest.last_bytes)
+            except FileNotFoundError:  # the base the log named was just replaced
+                continue
+            if not self.manifest.changed(strict=False):
+                return state
+        raise ManifestCorruptError(f"manifest {self.manifest.path} keeps changing while read")
+
+    def moved_for_read(self, doc: dict[str, Any]) -> bool:
+        """Catch ``doc`` up with new journal records; ``True``: read it all again (:meth:`load`).
+
+        A ``.medstore`` planted as a link is never gone through: reads keep the state read so
+        far (every write refuses the link, so no acknowledged save can hide behind it).
+        """
+        if self.manifest.changed(strict=False):
+            return True
+        try:
+            return self.journal.catch_up(doc) is None
+        except UnsafePathError:
+            return False
+
+    def moved_for_write(self, doc: dict[str, Any]) -> tuple[bool, bool]:
+        """With the lock held: ``(manifest changed, read it all again)``; catches ``doc`` up.
+
+        The manifest is compared byte for byte when its timestamp is too recent to trust.
+        """
+        changed = self.manifest.changed(strict=True)
+        return changed, changed or self.journal.catch_up(doc) is None
+
+    def uses_journal(self, doc: dict[str, Any]) -> bool:
+        """Whether a save to ``doc`` goes to the journal (it needs a manifest to start from)."""
+        return self.manifest.last_bytes is not None and self.journal.options.uses_journal(
+            images=len(doc["objects"])
+        )
+
+    def persist(self, doc: dict[str, Any], touched: dict[str, Any], *, lock: StoreLock) -> bool:
+        """Make a committed change durable: one journal record, or the whole manifest.
+
+        Args:
+            doc: The state, the change applied.
+            touched: The images the change touched (their ids are the keys).
+            lock: The store lock (held).
+
+        Returns:
+            ``True`` when the change waits in the journal (not yet in the manifest).
+
+        Raises:
+            OSError: Nothing was made durable; ``manifest_landed = True`` when the record may
+                have landed (it is then rolled forward, never back).
+        """
+        if not self.uses_journal(doc):
+            self.write_full(doc, lock=lock)
+            return False
+        try:
+            self.journal.append(doc, touched, lock=lock, manifest=self.manifest)
+        except OSError as err:
+            if getattr(err, "record_landed", False) is None:  # it may be replayed: roll forward
+                err.manifest_landed = True  # type: ignore[attr-defined]
+            raise
+        if self.journal.due():
+            self.write_full(doc, lock=lock)
+            return False
+        return True
+
+    def write_full(self, doc: dict[str, Any], *, lock: StoreLock) -> None:
+        """Write the whole state as the manifest, folding the journal (if any) into it."""
+        self.journal.compact(doc, self.manifest, lock=lock, keep=self.uses_journal(doc))

@@ -1,0 +1,371 @@
+"""The manifest journal: O(1) durable saves on a large store, folded into the manifest later.
+
+Rewriting ``datastore_v2.json`` (hundreds of MB at a million images) at every save costs O(N).
+On the journal path a save appends one checksummed record instead — the whole new state of every
+image it touched, fsynced — to ``.medstore/journal/changes.log``. ``datastore_v2.json`` stays the
+document MONAI Label reads and writes; the journal is folded into it by :meth:`compact` (on
+``close()``, when the log grows past a threshold, and when its oldest record is older than a bound).
+
+- The log's first record (the *header*) names its *base*: the manifest bytes the records apply
+  to, kept as ``base-<sha256>.json`` beside it. Readers apply the records to the manifest when the
+  manifest still is that base.
+- When another program (MONAI Label) rewrote the manifest in between, the base, the manifest on
+  disk and base + records are merged three ways (:mod:`.journal_merge`): neither side's changes
+  are lost, and the writer that notices folds the result into the manifest at once.
+- Records hold whole objects, so applying one twice changes nothing: a compaction killed after the
+  new manifest landed but before the log was replaced leaves a state that reads the same.
+- Compaction: the new manifest (atomic replace), then the new base, then a new log holding only
+  the header (atomic replace), then old bases are deleted. A crash at any step leaves either the
+  old manifest with the complete journal, or the new manifest with a journal it already contains.
+
+Examples:
+    >>> JournalOptions(mode="journal").uses_journal(images=3)
+    True
+    >>> JournalOptions().uses_journal(images=3)
+    False
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import nofollow
+from ..durable import atomic_write_bytes, crashpoint, fsync_dir, new_file_mode
+from ..errors import ManifestCorruptError
+from .journal_merge import merge_document
+from .json_values import dump_json, load_json
+from .manifest import ManifestFile, gc_paused, parse_manifest
+from .manifest_schema import validate_manifest
+from .record_log import RecordLog, frame
+from .store_lock import StoreLock
+
+__all__ = ["JournalOptions", "ManifestJournal"]
+
+FORMAT_VERSION = 1
+LOG_NAME = "changes.log"
+_BASE_PREFIX = "base-"
+
+
+@dataclass(frozen=True)
+class JournalOptions:
+    """When saves go to the journal, and when it is folded into the manifest.
+
+    Args:
+        mode: ``"auto"`` (the journal once the store holds ``min_images`` images), ``"journal"``
+            (always) or ``"direct"`` (every save rewrites the manifest, as MONAI Label does).
+        min_images: Store size from which ``"auto"`` journals.
+        compact_after_s: Fold the journal in once its oldest record is this old (seconds): the
+            longest MONAI Label waits to see a medstore save.
+        max_records: Fold it in once it holds this many records.
+        max_bytes: Fold it in once the log is this large.
+
+    Examples:
+        >>> JournalOptions.from_env({"MEDSTORE_WRITE_PATH": "direct"}).mode
+        'direct'
+    """
+
+    mode: Literal["auto", "journal", "direct"] = "auto"
+    min_images: int = 5_000
+    compact_after_s: float = 30.0
+    max_records: int = 10_000
+    max_bytes: int = 64 << 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> JournalOptions:
+        """Options from ``MEDSTORE_WRITE_PATH`` and ``MEDSTORE_COMPACT_AFTER_S``.
+
+        Raises:
+            ValueError: An unknown write path or a bound that is not a positive number.
+        """
+        env = os.environ if env is None else env
+        mode = env.get("MEDSTORE_WRITE_PATH", "auto") or "auto"
+        if mode not in ("auto", "journal", "direct"):
+            raise ValueError(f"MEDSTORE_WRITE_PATH={mode!r}: expected auto, journal or direct")
+        bound = float(env.get("MEDSTORE_COMPACT_AFTER_S", cls.compact_after_s))
+        if not bound > 0:
+            raise ValueError(f"MEDSTORE_COMPACT_AFTER_S={bound!r}: expected seconds > 0")
+        return cls(mode=mode, compact_after_s=bound)  # type: ignore[arg-type]
+
+    def uses_journal(self, *, images: int) -> bool:
+        """Whether a save to a store of ``images`` images goes to the journal."""
+        return self.mode == "journal" or (self.mode == "auto" and images >= self.min_images)
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _header(base: str, size: int) -> bytes:
+    return dump_json({"journal": FORMAT_VERSION, "base": base, "size": size})
+
+
+class ManifestJournal:
+    """The journal of one store (``.medstore/journal/``).
+
+    Args:
+        side: The store's ``.medstore`` folder.
+        file_mode: Permission bits of new journal files (``None``: the umask).
+        options: Thresholds and the write path.
+    """
+
+    def __init__(self, side: Path, *, file_mode: int | None, options: JournalOptions) -> None:
+        self.folder = side / "journal"
+        self.options = options
+        self._file_mode = file_mode
+        self._log = RecordLog(self.folder / LOG_NAME, file_mode=new_file_mode(file_mode))
+        self._forget()
+        self.merged = False
+        """Whether the last :meth:`load` merged a manifest another program wrote."""
+
+    def _forget(self) -> None:
+        self._signature: tuple[int, int] | None = None
+        self._offset = 0
+        self._base: str | None = None
+        self._records = 0
+        self._oldest: float | None = None
+
+    # ------------------------------------------------------------------ state on disk
+    @property
+    def records(self) -> int:
+        """Change records not yet folded into the manifest (as last read or written here)."""
+        return self._records
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = nofollow.lstat(self._log.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size)
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether the journal should be folded into the manifest now."""
+        if not self._records:
+            return False
+        now = time.time() if now is None else now
+        return (
+            self._records >= self.options.max_records
+            or self._offset >= self.options.max_bytes
+            or (self._oldest is not None and now - self._oldest >= self.options.compact_after_s)
+        )
+
+    # ------------------------------------------------------------------ reading
+    def load(self, doc: dict[str, Any] | None, raw: bytes | None) -> dict[str, Any] | None:
+        """The store's state: the manifest ``doc`` (read from ``raw``) with the journal applied.
+
+        Args:
+            doc: The manifest as read (``None``: no manifest file).
+            raw: Its bytes.
+
+        Returns:
+            The state (``doc`` itself, changed in place, unless it was ``None``).
+
+        Raises:
+            ManifestCorruptError: The journal cannot be trusted.
+            FileNotFoundError: The base named by the log is gone (a compaction ran meanwhile:
+                read the manifest again).
+        """
+        self.merged = False
+        self._forget()
+        self._signature = self._stat()
+        contents = self._log.read()
+        if not contents.records:
+            self._offset = contents.end
+            return doc
+        base, size = self._parse_header(contents.records[0])
+        changes = [self._parse_change(r) for r in contents.records[1:]]
+        if raw is not None and len(raw) == size and _digest(raw) == base and doc is not None:
+            for change in changes:
+                self._apply(doc, change)
+        else:
+            doc = self._merge_with_base(doc, base, changes)
+            self.merged = True
+        self._base, self._offset, self._records = base, contents.end, len(changes)
+        self._oldest = changes[0]["t"] if changes else None
+        return doc
+
+    def catch_up(self, doc: dict[str, Any]) -> bool | None:
+        """Apply records other processes appended since the last look (O(new records)).
+
+        Returns:
+            ``True`` if records were applied, ``False`` if the log is unchanged, ``None`` when
+            it was replaced or cut (a compaction): read the whole state again.
+        """
+        signature = self._stat()
+        if signature == self._signature:
+            return False
+        if (
+            signature is None
+            or self._signature is None
+            or signature[0] != self._signature[0]
+            or signature[1] < self._offset
+        ):
+            return None
+        contents = self._log.read(offset=self._offset)
+        changes = [self._parse_change(r) for r in contents.records]
+        for change in changes:
+            self._apply(doc, change)
+        if changes and self._oldest is None:
+            self._oldest = changes[0]["t"]
+        self._records += len(changes)
+        self._offset = contents.end
+        self._signature = (signature[0], contents.end) if not contents.torn else signature
+        return True
+
+    def _merge_with_base(
+        self, theirs: dict[str, Any] | None, base: str, changes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        path = self.folder / f"{_BASE_PREFIX}{base}.json"
+        raw = nofollow.read_bytes(path)  # FileNotFoundError: replaced by a compaction
+        if _digest(raw) != base:
+            raise ManifestCorruptError(f"journal base {path} does not match its checksum")
+        base_doc = parse_manifest(raw, source=str(path))
+        ours: dict[str, Any] = {"objects": {}}
+        for change in changes:
+            ours["objects"].update(change["objects"])
+            ours["name"], ours["description"] = change["name"], change["description"]
+        if theirs is None:  # the manifest itself was deleted: base + journal is what we know
+            for change in changes:
+                self._apply(base_doc, change)
+            return base_doc
+        return merge_document(base_doc, theirs, ours)
+
+    def _parse_header(self, payload: bytes) -> tuple[str, int]:
+        try:
+            header = load_json(payload)
+            base, size = header["base"], header["size"]
+            ok = header.get("journal") == FORMAT_VERSION and isinstance(base, str)
+            ok = ok and len(base) == 64 and isinstance(size, int)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ManifestCorruptError(f"journal {self._log.path}: unreadable header") from err
+        if not ok:
+            raise ManifestCorruptError(f"journal {self._log.path}: unknown header {header!r}")
+        return base, size
+
+    def _parse_change(self, payload: bytes) -> dict[str, Any]:
+        """A change record, validated as the manifest is (ids, paths, values)."""
+        where = f"journal {self._log.path}"
+        try:
+            change = load_json(payload)
+            objects, t = change["objects"], change["t"]
+            name, description = change["name"], change["description"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ManifestCorruptError(f"{where}: unreadable record") from err
+        if not (isinstance(objects, dict) and isinstance(t, (int, float))):
+            raise ManifestCorruptError(f"{where}: malformed record")
+        present = {k: v for k, v in objects.items() if v is not None}
+        probe = {"name": name, "description": description, "objects": present}
+        with gc_paused():
+            validate_manifest(probe, source=where)
+        change["name"], change["description"] = probe["name"], probe["description"]
+        return change
+
+    @staticmethod
+    def _apply(doc: dict[str, Any], change: Mapping[str, Any]) -> None:
+        objects = doc["objects"]
+        for image_id, obj in change["objects"].items():
+            if obj is None:
+                objects.pop(image_id, None)
+            else:
+                objects[image_id] = obj
+        doc["name"], doc["description"] = change["name"], change["description"]
+
+    # ------------------------------------------------------------------ writing
+    def append(
+        self,
+        doc: dict[str, Any],
+        image_ids: Iterable[str],
+        *,
+        lock: StoreLock,
+        manifest: ManifestFile,
+    ) -> None:
+        """Durably record the current state of ``image_ids`` (and the store's name/description).
+
+        The first record after a compaction (or ever) also writes the base copy and the header.
+
+        Args:
+            doc: The state, the change applied.
+            image_ids: The images the change touched.
+            lock: The store lock (held).
+            manifest: The manifest file; its bytes as last read or written are the base.
+
+        Raises:
+            OSError: Nothing was recorded (``record_landed = None``: it may have been).
+        """
+        if self._base is None:
+            self._start(lock, manifest)
+        objects = doc["objects"]
+        record = {
+            "t": time.time(),
+            "objects": {i: objects.get(i) for i in image_ids},
+            "name": doc["name"],
+            "description": doc["description"],
+        }
+        self._offset = self._log.append(dump_json(record), lock=lock)
+        signature = self._stat()
+        self._signature = signature
+        if self._oldest is None:
+            self._oldest = record["t"]
+        self._records += 1
+
+    def _start(self, lock: StoreLock, manifest: ManifestFile) -> None:
+        raw = manifest.last_bytes
+        if raw is None:
+            raise ManifestCorruptError("the journal needs a manifest on disk to start from")
+        base = _digest(raw)
+        nofollow.makedirs(self.folder)
+        atomic_write_bytes(
+            self.folder / f"{_BASE_PREFIX}{base}.json", raw, mode=self._file_mode, point="journal"
+        )
+        crashpoint("journal.base_written")
+        header = frame(_header(base, len(raw)))
+        atomic_write_bytes(self._log.path, header, mode=self._file_mode, point="journal")
+        self._base, self._offset, self._records, self._oldest = base, len(header), 0, None
+
+    def compact(
+        self, doc: dict[str, Any], manifest: ManifestFile, *, lock: StoreLock, keep: bool
+    ) -> None:
+        """Fold the journal into the manifest: write ``doc`` as the manifest, then reset.
+
+        Args:
+            doc: The full state.
+            manifest: The manifest file.
+            lock: The store lock (held).
+            keep: Start the next journal at once (base and header written now, so the next save
+                stays O(1)); ``False`` removes the journal (direct path).
+
+        Raises:
+            OSError: A step failed; what is on disk still reads as the full state.
+        """
+        had_journal = self._base is not None or self._stat() is not None
+        manifest.write(doc)
+        if not had_journal and not keep:
+            return
+        crashpoint("journal.compact_manifest")
+        if keep:
+            self._start(lock, manifest)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                nofollow.unlink(self._log.path)
+                fsync_dir(self.folder)
+            self._forget()
+        crashpoint("journal.compact_log")
+        self._signature = self._stat()
+        self._drop_old_bases()
+
+    def _drop_old_bases(self) -> None:
+        keep = f"{_BASE_PREFIX}{self._base}.json" if self._base else None
+        try:
+            names = nofollow.listdir(self.folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(_BASE_PREFIX) and name != keep:
+                with contextlib.suppress(FileNotFoundError):
+                    nofollow.unlink(self.folder / name)
