@@ -43,7 +43,11 @@ def _ask(proc: subprocess.Popen[str], line: str) -> str:
     return proc.stdout.readline().strip()
 
 
-def test_monai_label_with_auto_reload_keeps_medstore_writes(tmp_path: Path) -> None:
+def test_monai_label_with_auto_reload_keeps_medstore_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # on the journal path, a save reaches datastore_v2.json within this bound with no later write
+    monkeypatch.setenv("MEDSTORE_COMPACT_AFTER_S", "2")
     root = tmp_path / "store"
     root.mkdir()
     for name in ("a", "b"):

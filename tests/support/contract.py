@@ -33,7 +33,7 @@ Adding a write path (for example the journal):
 
 Examples:
     >>> [path.name for path in WRITE_PATHS]
-    ['direct']
+    ['direct', 'journal']
     >>> WritePath("journal", env={"MEDSTORE_WRITE_PATH": "journal"}).env["MEDSTORE_WRITE_PATH"]
     'journal'
 """
@@ -87,7 +87,10 @@ class WritePath:
 
 #: Every write path the store has; the first is the default for tests outside the contract suite.
 #: A new path is one more line here (see the module docstring).
-WRITE_PATHS: tuple[WritePath, ...] = (WritePath("direct"),)
+WRITE_PATHS: tuple[WritePath, ...] = (
+    WritePath("direct", env={"MEDSTORE_WRITE_PATH": "direct"}),
+    WritePath("journal", env={"MEDSTORE_WRITE_PATH": "journal"}),
+)
 
 
 def parametrize(metafunc: pytest.Metafunc) -> None:

@@ -16,6 +16,7 @@ import random
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -100,12 +101,26 @@ def tree_listing(root: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
+def stored_document(root: Path) -> dict[str, Any]:
+    """The store's document as readers see it, without recovering anything.
+
+    The manifest itself, or, where a journal holds saves not yet folded into it, the manifest
+    with the journal applied (read by a read-only store, which writes and completes nothing).
+    """
+    if (root / ".medstore" / "journal" / "changes.log").exists():
+        from medstore.datastore import LocalDatastore
+
+        return LocalDatastore(root, read_only=True).json()
+    return json.loads((root / MANIFEST).read_bytes())
+
+
 def logical_state(root: Path, *, info_keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """What a user sees: per image, each label's file checksum (and the manifest's) plus info keys.
 
-    Reads the manifest directly (no store object, no recovery).
+    Reads the manifest directly (no store object, no recovery); on the journal path, the
+    manifest with the journal applied, as a read-only store (which recovers nothing) reads it.
     """
-    doc = json.loads((root / MANIFEST).read_bytes())
+    doc = stored_document(root)
     images_dir = doc.get("images_dir") or "."
     labels_dir = doc.get("labels_dir", "labels")
     state: dict[str, Any] = {}
@@ -153,7 +168,9 @@ class FaultInjector:
     """Make the N-th ``write`` / ``fsync`` / ``replace`` of this process fail with an errno.
 
     ``write`` covers every file object opened with ``os.fdopen`` (the store's temp files) by
-    wrapping it; ``fsync`` and ``replace`` patch ``os.fsync`` and ``os.replace``.
+    wrapping it, and ``os.pwrite`` (the journal's appends); ``fsync`` patches ``os.fsync`` and the
+    journal's ``fdatasync`` (the acknowledgement log's stays: its failures never fail a save),
+    ``replace`` ``os.replace``.
 
     Args:
         monkeypatch: pytest's monkeypatch fixture.
@@ -168,12 +185,24 @@ class FaultInjector:
         self.code = errno.EIO
         self.persistent = False
         self.fired = 0
+        self.thread = threading.get_ident()
         real_fsync, real_replace, real_fdopen = os.fsync, os.replace, os.fdopen
+        from medstore.datastore.store import record_log
+
+        real_log_sync, real_pwrite = record_log._sync, os.pwrite
         injector = self
 
         def fsync(fd: int) -> None:
             injector.hit("fsync")
             real_fsync(fd)
+
+        def log_sync(fd: int) -> None:
+            injector.hit("fsync")
+            real_log_sync(fd)
+
+        def pwrite(fd: int, data: Any, offset: int) -> int:
+            injector.hit("write")
+            return real_pwrite(fd, data, offset)
 
         def replace(src: Any, dst: Any, **kw: Any) -> None:
             injector.hit("replace")
@@ -203,6 +232,8 @@ class FaultInjector:
             return _Writer(handle) if "w" in mode or "a" in mode else handle
 
         monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(record_log, "_sync", log_sync)  # the journal's appends
+        monkeypatch.setattr(os, "pwrite", pwrite)
         monkeypatch.setattr(os, "replace", replace)
         monkeypatch.setattr(os, "fdopen", fdopen)
 
@@ -210,13 +241,16 @@ class FaultInjector:
         """Fail the ``nth`` call of ``kind`` from now (and every later one if ``persistent``)."""
         self.counts = dict.fromkeys(self.KINDS, 0)
         self.kind, self.nth, self.code, self.persistent, self.fired = kind, nth, code, persistent, 0
+        self.thread = threading.get_ident()
 
     def disarm(self) -> None:
         """Stop injecting."""
         self.kind = None
 
     def hit(self, kind: str) -> None:
-        """Count a call and raise when it is the chosen one."""
+        """Count a call and raise when it is the chosen one (calls of other threads: ignored)."""
+        if threading.get_ident() != self.thread:  # a background fold of the journal
+            return
         self.counts[kind] += 1
         if kind != self.kind:
             return
@@ -232,7 +266,8 @@ def run_ops(root: Path, ops: list[dict[str, Any]], ack: Callable[[int], None]) -
     Ops: ``{"op": "save_label", "image", "tag", "src", "mark"}``, ``{"op": "update_image_info",
     "image", "info"}``, ``{"op": "remove_label", "image", "tag"}``, ``{"op": "promote_label",
     "image", "from", "to"}``, ``{"op": "add_image", "image", "src"}``, ``{"op": "remove_image",
-    "image"}``, ``{"op": "restore_label", "image", "tag", "version"}``, ``{"op": "refresh"}``.
+    "image"}``, ``{"op": "restore_label", "image", "tag", "version"}``, ``{"op": "refresh"}``,
+    ``{"op": "compact"}`` (folds the journal into the manifest; nothing on the direct path).
     """
     from medstore.datastore import LocalDatastore
 
@@ -255,6 +290,8 @@ def run_ops(root: Path, ops: list[dict[str, Any]], ack: Callable[[int], None]) -
             store.restore_label(op["image"], op["tag"], op["version"])
         elif kind == "refresh":
             store.refresh()
+        elif kind == "compact":
+            store.compact()
         else:
             raise ValueError(f"unknown op {kind!r}")
         ack(i)
@@ -527,7 +564,8 @@ def verify_torture(
         "losses": 0,
     }
     try:
-        raw = parse_manifest((root / MANIFEST).read_bytes(), source=str(root / MANIFEST))
+        parse_manifest((root / MANIFEST).read_bytes(), source=str(root / MANIFEST))
+        raw = stored_document(root)  # on the journal path: with the journal applied
     except Exception as err:
         return [f"manifest does not parse: {err}"], {**figures, "losses": -1}
     for (what, key), entry in keys.items():
@@ -548,7 +586,7 @@ def verify_torture(
     if has_redo_records(root):
         problems.append("redo records left after a fresh write")
     figures["leftover_temp_files"] = len(stray_temp_files(root))
-    doc = json.loads((root / MANIFEST).read_bytes())
+    doc = stored_document(root)
     for (what, key), entry in keys.items():
         if not entry["acked"]:
             continue

@@ -136,6 +136,7 @@ def test_case2_in_place_same_size_rewrite_is_not_overwritten(ext4_1s_root: Path)
     store.add_image("a", src)
     for i in range(10):
         store.update_image_info("a", {"ours": f"{i:03d}", "theirs": "aaa"})
+        store.compact()  # on the journal path: what MONAI Label sees (a no-op when direct)
         manifest = store.layout.manifest
         before = os.stat(manifest)
         raw = manifest.read_bytes()
