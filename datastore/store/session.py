@@ -36,6 +36,7 @@ from ..errors import (
     ImageNotFoundError,
     LabelNotFoundError,
     ReadOnlyError,
+    UnsafePathError,
 )
 from .document_storage import DocumentStorage
 from .fold_timer import FoldTimer
@@ -109,6 +110,8 @@ class StoreSession:
         self._pending = PendingRecords(self._layout.root, self._layout.pending)
         self._acks = AckLog(self._layout)
         self._repair_checked = False
+        self._repaired_unsaved = False  # stale entries put back in memory by a read only
+        self._repair_for_read(self._doc)
         self._before: dict[str, dict[str, Any] | None] = {}  # per image id, in this transaction
 
     # ------------------------------------------------------------------ what it holds
@@ -182,6 +185,20 @@ class StoreSession:
 
     def _reload(self) -> None:
         self._doc = self._storage.load() or self._empty_doc()
+        self._repaired_unsaved = False
+
+    def _repair_for_read(self, doc: dict[str, Any]) -> None:
+        """Put back, in memory, medstore's acknowledged entries a stale copy wrote over.
+
+        Readers then see every acknowledged save even before the next writer rewrites them
+        (MONAI Label writes back the copy it loaded, without medstore's saves since).
+        """
+        try:
+            repaired = self._acks.repair(doc, record=False)
+        except UnsafePathError:  # a planted link: never read through; every write refuses it
+            return
+        if repaired:
+            self._repaired_unsaved = True
 
     def _in_batch(self) -> bool:
         return self._txn is not None and self._txn_thread == threading.get_ident()
@@ -198,6 +215,8 @@ class StoreSession:
                 doc = self._storage.load()
                 if doc is not None:
                     self._doc = doc
+                    self._repaired_unsaved = False
+                    self._repair_for_read(doc)
             yield
 
     def _sync_locked(self) -> None:
@@ -207,12 +226,15 @@ class StoreSession:
         changed, reload = self._storage.moved_for_write(self._doc)
         if reload:
             self._reload()
-        if changed or not self._repair_checked:
+        if changed or not self._repair_checked or self._repaired_unsaved:
             self._repair_checked = True
-            # A stale copy written over acknowledged entries, or a manifest another program
-            # wrote while the journal held changes (merged): fold it all into the manifest now.
-            if self._acks.repair(self._doc) or self._journal.merged:
+            # A stale copy written over acknowledged entries (put back by a read, or now), or a
+            # manifest another program wrote while the journal held changes (merged): fold it
+            # all into the manifest now.
+            repaired = self._acks.repair(self._doc) or self._repaired_unsaved
+            if repaired or self._journal.merged:
                 self._write_full(self._doc)
+            self._repaired_unsaved = False
         if self._pending.exist():
             self._pending.recover(self._doc, self._write_full)
         if self._journal.due():

@@ -237,11 +237,14 @@ class AckLog:
         self._catch_up()
 
     # ------------------------------------------------------------------ repairing
-    def repair(self, doc: dict[str, Any]) -> list[str]:
+    def repair(self, doc: dict[str, Any], *, record: bool = True) -> list[str]:
         """Write medstore's values back where ``doc`` holds a stale copy of them (in place).
 
         Args:
             doc: The manifest as just read from disk.
+            record: Note in the log which claims the other program overrode on purpose, and
+                warn (a writer, about to write ``doc``); ``False``: only fix ``doc`` in memory
+                (a reader: what the next writer will write).
 
         Returns:
             The image ids whose entries were put back (sorted); empty when nothing was stale.
@@ -278,6 +281,8 @@ class AckLog:
                 else:
                     labels[tag] = load_json(dump_json(claim.after))
             repaired.add(image_id)
+        if not record:
+            return sorted(repaired)
         if forget:
             self._write_line({"forget": forget})
         if repaired:

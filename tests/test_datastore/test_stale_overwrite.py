@@ -269,3 +269,20 @@ def test_a_log_planted_as_a_link_is_refused_and_nothing_written_through_it(
     finally:
         reopened.close()
     assert outside.read_bytes() == b""
+
+
+def test_readers_see_acknowledged_saves_a_stale_copy_wrote_over(
+    store: LocalDatastore, label_file: Path
+) -> None:
+    """Before: a reader opened after the stale write saw it as is until medstore's next lock."""
+    other = OtherProgram(store.root)  # loads the manifest now
+    store.update_image_info("a", {"patient_id": "P001"})  # acknowledged
+    other.save_label("b", "theirs", label_file)  # writes its copy: without patient_id
+    stale = (store.root / "datastore_v2.json").read_bytes()
+    reader = LocalDatastore(store.root, read_only=True)
+    assert reader.get_image_info("a")["patient_id"] == "P001"
+    assert reader.get_label_info("b", "theirs")["by"] == "other"
+    assert store.get_image_info("a")["patient_id"] == "P001"  # the writer's own reads, too
+    assert (store.root / "datastore_v2.json").read_bytes() == stale  # readers write nothing
+    store.update_image_info("c", {"x": 1})  # the next lock writes it back
+    assert _on_disk(store.root)["a"]["image"]["info"]["patient_id"] == "P001"
