@@ -19,11 +19,12 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from pathlib import Path
 from typing import Any
 
 import orjson
+from tqdm import tqdm
 
 from ..errors import (
     ImageNotFoundError,
@@ -203,6 +204,7 @@ class ImageWriter:
         *,
         info: Mapping[str, Any] | None = None,
         link: bool = False,
+        progress: bool = False,
     ) -> list[str]:
         """Add many images in one transaction and one manifest write (O(N)).
 
@@ -210,6 +212,7 @@ class ImageWriter:
             sources: Paths (id derived) or ``(image_id, path)`` pairs.
             info: Info given to every image.
             link: Symlink instead of copying.
+            progress: Show a progress bar on stderr (``tqdm``: images done, rate, time left).
 
         Returns:
             The ids, in order.
@@ -221,8 +224,10 @@ class ImageWriter:
         check_values(info or {}, where="image info")
         ids: list[str] = []
         derived: dict[str, Path] = {}  # id -> the file it came from, for ids taken from names
-        with self._session.mutation() as txn:
-            for source in sources:
+        total = len(sources) if isinstance(sources, Sized) else None
+        bar = tqdm(sources, total=total, unit="image", desc="add_images", disable=not progress)
+        with self._session.mutation() as txn, bar:
+            for source in bar:
                 image_id, path = source if isinstance(source, tuple) else ("", source)
                 ids.append(self._add_image(txn, image_id, path, info, link=link))
                 if not image_id and derived.setdefault(ids[-1], Path(path)) != Path(path):

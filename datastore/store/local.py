@@ -397,9 +397,14 @@ class LocalDatastore:
         *,
         info: Mapping[str, Any] | None = None,
         link: bool = False,
+        progress: bool = False,
     ) -> list[str]:
-        """Add many images (paths or ``(image_id, path)`` pairs) in one transaction."""
-        return self._images.add_images(sources, info=info, link=link)
+        """Add many images (paths or ``(image_id, path)`` pairs) in one transaction.
+
+        ``progress=True`` shows a progress bar on stderr (what ``medstore add`` does on a
+        terminal); see :meth:`~.image_writes.ImageWriter.add_images`.
+        """
+        return self._images.add_images(sources, info=info, link=link, progress=progress)
 
     def remove_image(self, image_id: str) -> None:
         """Remove an image and its labels; files go to trash and history, restorable."""

@@ -371,3 +371,15 @@ def test_refresh_indexes_and_drops_and_writes_only_on_change(store: LocalDatasto
     (store.root / "new.nii.gz").write_bytes(h.seeded_nifti_bytes(1, dtype="int16"))
     store.refresh()
     assert sorted(store.list_images()) == ["img000", "img001", "img002", "new"]
+
+
+def test_add_images_shows_a_progress_bar_when_asked(
+    store: LocalDatastore, make_file: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [make_file(f"bar{i}.nii.gz", i, image=True) for i in range(5)]
+    store.add_images(files[:2])
+    assert "add_images" not in capsys.readouterr().err  # off by default
+    store.add_images(files[2:], progress=True)
+    err = capsys.readouterr().err
+    assert "add_images" in err and "3/3" in err
+    assert {f"bar{i}" for i in range(5)} <= set(store.list_images())
