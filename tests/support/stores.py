@@ -6,6 +6,7 @@ when the test ends.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from medstore.datastore.store.local import LocalDatastore
 
 from support.nifti import make_nifti
 
-__all__ = ["Case", "MakeStore", "StoreFactory", "simple_case"]
+__all__ = ["Case", "MakeStore", "StoreFactory", "link_out_of_store", "simple_case"]
 
 MakeStore = Callable[..., LocalDatastore]
 
@@ -86,3 +87,10 @@ class StoreFactory:
         """Close every store this factory made (stops their watchers)."""
         for store in self.stores:
             store.close()
+
+
+def link_out_of_store(path: Path, outside: Path) -> None:
+    """Swap a store's file for a link to a copy of it at ``outside`` (a planted link)."""
+    shutil.copyfile(path, outside)
+    path.unlink()
+    path.symlink_to(outside)

@@ -20,7 +20,7 @@ from medstore.datastore.annotations.storage import AnnotationStore
 from medstore.datastore.errors import ImageNotFoundError, UnsafePathError
 from medstore.datastore.store import catalog
 from medstore.datastore.store.local import LocalDatastore
-from support.stores import MakeStore, simple_case
+from support.stores import MakeStore, link_out_of_store, simple_case
 
 BULK = {"listed": 1, "one by one": 10**9}
 
@@ -74,11 +74,7 @@ def test_a_copied_image_swapped_for_a_link_out_of_the_store_is_refused(
     make_store: MakeStore, tmp_path: Path, bulk: str
 ) -> None:
     store = _store(make_store)
-    image = Path(store.get_image_uri("case_0"))
-    outside = tmp_path / "outside.nii.gz"
-    shutil.copyfile(image, outside)
-    image.unlink()
-    image.symlink_to(outside)
+    link_out_of_store(Path(store.get_image_uri("case_0")), tmp_path / "outside.nii.gz")
     with pytest.raises(UnsafePathError, match=r"case_0\.nii\.gz"):
         store.image_entries()
     with pytest.raises(UnsafePathError, match=r"case_0\.nii\.gz"):

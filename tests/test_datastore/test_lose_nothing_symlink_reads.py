@@ -22,7 +22,7 @@ from medstore.datastore.errors import UnsafePathError
 from medstore.datastore.store.local import LocalDatastore
 from medstore.datastore.store.split_log import SplitLog
 from support.nifti import NiftiFile
-from support.stores import MakeStore, simple_case
+from support.stores import MakeStore, link_out_of_store, simple_case
 
 pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
 
@@ -137,11 +137,7 @@ def test_a_copied_image_swapped_for_a_link_out_of_the_store_is_never_read(
 ) -> None:
     """Before: get_image_uri resolved the link and get_image returned the outside file."""
     store = make_store({"case_0": simple_case(0), "case_1": simple_case(1)})
-    image = Path(store.get_image_uri("case_0"))
-    outside = tmp_path / "outside.nii.gz"
-    shutil.copyfile(image, outside)
-    image.unlink()
-    image.symlink_to(outside)
+    link_out_of_store(Path(store.get_image_uri("case_0")), tmp_path / "outside.nii.gz")
     with pytest.raises(UnsafePathError, match=r"case_0\.nii\.gz"):
         store.get_image_uri("case_0")
     with pytest.raises(UnsafePathError, match=r"case_0\.nii\.gz"):
