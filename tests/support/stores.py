@@ -90,7 +90,14 @@ class StoreFactory:
 
 
 def link_out_of_store(path: Path, outside: Path) -> None:
-    """Swap a store's file for a link to a copy of it at ``outside`` (a planted link)."""
-    shutil.copyfile(path, outside)
-    path.unlink()
-    path.symlink_to(outside)
+    """Swap a store's file or folder for a link to an exact copy of it at ``outside``.
+
+    The copy is exact, so a read that followed the planted link would go unnoticed.
+    """
+    if path.is_dir():
+        shutil.copytree(path, outside)
+        shutil.rmtree(path)
+    else:
+        shutil.copyfile(path, outside)
+        path.unlink()
+    path.symlink_to(outside, target_is_directory=outside.is_dir())

@@ -97,15 +97,8 @@ def test_a_label_or_its_folder_swapped_for_a_link_is_refused(
 ) -> None:
     store = _store(make_store)
     real = store.root / planted
-    outside = tmp_path / "outside" / real.name
-    outside.parent.mkdir()
-    if real.is_dir():
-        shutil.copytree(real, outside)
-        shutil.rmtree(real)
-    else:
-        shutil.copyfile(real, outside)
-        real.unlink()
-    real.symlink_to(outside, target_is_directory=outside.is_dir())
+    (tmp_path / "outside").mkdir()
+    link_out_of_store(real, tmp_path / "outside" / real.name)
     with pytest.raises(UnsafePathError, match=planted.replace(".", r"\.")):
         store.image_entries()
     with pytest.raises(UnsafePathError, match=planted.replace(".", r"\.")):

@@ -81,15 +81,8 @@ def test_a_side_file_planted_as_a_link_is_refused_on_read(
 ) -> None:
     store = _filled_store(make_store)
     real = store.root / planted
-    outside = tmp_path / "outside" / real.name
-    outside.parent.mkdir()
-    if real.is_dir():  # the link leads to an exact copy: following it would go unnoticed
-        shutil.copytree(real, outside)
-        shutil.rmtree(real)
-    else:
-        shutil.copyfile(real, outside)
-        real.unlink()
-    real.symlink_to(outside, target_is_directory=outside.is_dir())
+    (tmp_path / "outside").mkdir()
+    link_out_of_store(real, tmp_path / "outside" / real.name)
     labels = sorted(p.name for p in (store.root / "labels" / "final").iterdir())
     with pytest.raises(UnsafePathError, match=planted.replace(".", r"\.")):
         read(store)
