@@ -184,8 +184,13 @@ class StoreSession:
                 yield
 
     def _reload(self) -> None:
-        self._doc = self._storage.load() or self._empty_doc()
+        self._adopt(self._storage.load() or self._empty_doc())
+
+    def _adopt(self, doc: dict[str, Any]) -> None:
+        """Hold ``doc`` as the state read from disk, stale-copy repairs put back in memory."""
+        self._doc = doc
         self._repaired_unsaved = False
+        self._repair_for_read(doc)
 
     def _repair_for_read(self, doc: dict[str, Any]) -> None:
         """Put back, in memory, medstore's acknowledged entries a stale copy wrote over.
@@ -213,10 +218,8 @@ class StoreSession:
         with self._mutex:
             if not self._in_batch() and self._storage.moved_for_read(self._doc):
                 doc = self._storage.load()
-                if doc is not None:
-                    self._doc = doc
-                    self._repaired_unsaved = False
-                    self._repair_for_read(doc)
+                if doc is not None:  # a deleted manifest: keep what was read (refresh rebuilds)
+                    self._adopt(doc)
             yield
 
     def _sync_locked(self) -> None:
