@@ -93,8 +93,8 @@ class DocumentStorage:
         for _ in range(20):
             doc = read_settled(self.manifest)
             try:
-                state = self.journal.load(doc, self.manifest.last_bytes)
-            except FileNotFoundError:  # the base the log named was just replaced
+                state = self.journal.load(doc, self.manifest)
+            except FileNotFoundError:  # the base copy a first-format log named was just replaced
                 continue
             if not self.manifest.changed(strict=False):
                 return state
@@ -132,7 +132,8 @@ class DocumentStorage:
 
         Args:
             doc: The state, the change applied.
-            touched: The images the change touched (their ids are the keys).
+            touched: Each image the change touched, with its object before the change
+                (``None``: it did not exist).
             lock: The store lock (held).
 
         Returns:

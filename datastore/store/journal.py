@@ -6,17 +6,21 @@ image it touched, fsynced — to ``.medstore/journal/changes.log``. ``datastore_
 document MONAI Label reads and writes; the journal is folded into it by :meth:`compact` (on
 ``close()``, when the log grows past a threshold, and when its oldest record is older than a bound).
 
-- The log's first record (the *header*) names its *base*: the manifest bytes the records apply
-  to, kept as ``base-<sha256>.json`` beside it. Readers apply the records to the manifest when the
-  manifest still is that base.
-- When another program (MONAI Label) rewrote the manifest in between, the base, the manifest on
-  disk and base + records are merged three ways (:mod:`.journal_merge`): neither side's changes
-  are lost, and the writer that notices folds the result into the manifest at once.
+- The log's first record (the *header*) names its *base*: the SHA-256 and size of the manifest
+  bytes the records apply to, and the base's store-level fields. Readers apply the records to the
+  manifest when the manifest still is that base.
+- Each record also carries, for every image it is the first in this journal to touch, that
+  image's object in the base (``before``). Base plus records is thus known for every image the
+  journal changed, without a copy of the whole base (which would make a save O(N)).
+- When another program (MONAI Label) rewrote the manifest in between, the base (as far as the
+  journal touched it), the manifest on disk and base + records are merged three ways
+  (:mod:`.journal_merge`): neither side's changes are lost, and the writer that notices folds the
+  result into the manifest at once.
 - Records hold whole objects, so applying one twice changes nothing: a compaction killed after the
   new manifest landed but before the log was replaced leaves a state that reads the same.
-- Compaction: the new manifest (atomic replace), then the new base, then a new log holding only
-  the header (atomic replace), then old bases are deleted. A crash at any step leaves either the
-  old manifest with the complete journal, or the new manifest with a journal it already contains.
+- Compaction: the new manifest (atomic replace), then a new log holding only the header naming it
+  (atomic replace). A crash at any step leaves either the old manifest with the complete journal,
+  or the new manifest with a journal it already contains.
 
 Examples:
     >>> JournalOptions(mode="journal").uses_journal(images=3)
@@ -31,7 +35,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +52,8 @@ from .store_lock import StoreLock
 
 __all__ = ["JournalOptions", "ManifestJournal"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_BASE_FILE_VERSION = 1  # the first format: a whole copy of the base beside the log
 LOG_NAME = "changes.log"
 _BASE_PREFIX = "base-"
 
@@ -102,8 +107,21 @@ def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def _header(base: str, size: int) -> bytes:
-    return dump_json({"journal": FORMAT_VERSION, "base": base, "size": size})
+def _top_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The store-level fields of a manifest (everything but its objects)."""
+    return {k: v for k, v in doc.items() if k != "objects"}
+
+
+@dataclass(frozen=True)
+class _Header:
+    version: int
+    base: str
+    size: int
+    top: dict[str, Any]
+
+    def encode(self) -> bytes:
+        fields = {"journal": self.version, "base": self.base, "size": self.size, "top": self.top}
+        return dump_json(fields)
 
 
 class ManifestJournal:
@@ -120,6 +138,7 @@ class ManifestJournal:
         self.options = options
         self._file_mode = file_mode
         self._log = RecordLog(self.folder / LOG_NAME, file_mode=new_file_mode(file_mode))
+        self._base_top: dict[str, Any] | None = None  # the manifest's fields, while no log runs
         self._forget()
         self.merged = False
         """Whether the last :meth:`load` merged a manifest another program wrote."""
@@ -130,6 +149,7 @@ class ManifestJournal:
         self._base: str | None = None
         self._records = 0
         self._oldest: float | None = None
+        self._seen: set[str] = set()  # images whose base object a record already carries
 
     # ------------------------------------------------------------------ state on disk
     @property
@@ -156,38 +176,47 @@ class ManifestJournal:
         )
 
     # ------------------------------------------------------------------ reading
-    def load(self, doc: dict[str, Any] | None, raw: bytes | None) -> dict[str, Any] | None:
-        """The store's state: the manifest ``doc`` (read from ``raw``) with the journal applied.
+    def load(self, doc: dict[str, Any] | None, manifest: ManifestFile) -> dict[str, Any] | None:
+        """The store's state: the manifest ``doc`` (as ``manifest`` read it), journal applied.
 
         Args:
             doc: The manifest as read (``None``: no manifest file).
-            raw: Its bytes.
+            manifest: The manifest file (its bytes as read name the base).
 
         Returns:
             The state (``doc`` itself, changed in place, unless it was ``None``).
 
         Raises:
             ManifestCorruptError: The journal cannot be trusted.
-            FileNotFoundError: The base named by the log is gone (a compaction ran meanwhile:
-                read the manifest again).
+            FileNotFoundError: The base copy a first-format log names is gone (a compaction ran
+                meanwhile: read the manifest again).
         """
         self.merged = False
         self._forget()
+        self._base_top = None if doc is None else _top_fields(doc)
         self._signature = self._stat()
         contents = self._log.read()
         if not contents.records:
             self._offset = contents.end
             return doc
-        base, size = self._parse_header(contents.records[0])
+        header = self._parse_header(contents.records[0])
         changes = [self._parse_change(r) for r in contents.records[1:]]
-        if raw is not None and len(raw) == size and _digest(raw) == base and doc is not None:
+        raw = manifest.last_bytes
+        if doc is not None and raw is not None and len(raw) == header.size:
+            is_base = manifest.last_digest == header.base
+        else:
+            is_base = False
+        if is_base:
+            assert doc is not None
             for change in changes:
                 self._apply(doc, change)
         else:
-            doc = self._merge_with_base(doc, base, changes)
+            doc = self._merge_with_base(doc, header, changes)
             self.merged = True
-        self._base, self._offset, self._records = base, contents.end, len(changes)
+        self._base, self._offset, self._records = header.base, contents.end, len(changes)
         self._oldest = changes[0]["t"] if changes else None
+        for change in changes:
+            self._seen.update(change["objects"])
         return doc
 
     def catch_up(self, doc: dict[str, Any]) -> bool | None:
@@ -211,6 +240,7 @@ class ManifestJournal:
         changes = [self._parse_change(r) for r in contents.records]
         for change in changes:
             self._apply(doc, change)
+            self._seen.update(change["objects"])
         if changes and self._oldest is None:
             self._oldest = changes[0]["t"]
         self._records += len(changes)
@@ -219,34 +249,54 @@ class ManifestJournal:
         return True
 
     def _merge_with_base(
-        self, theirs: dict[str, Any] | None, base: str, changes: list[dict[str, Any]]
+        self, theirs: dict[str, Any] | None, header: _Header, changes: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        path = self.folder / f"{_BASE_PREFIX}{base}.json"
-        raw = nofollow.read_bytes(path)  # FileNotFoundError: replaced by a compaction
-        if _digest(raw) != base:
-            raise ManifestCorruptError(f"journal base {path} does not match its checksum")
-        base_doc = parse_manifest(raw, source=str(path))
+        base = self._base_document(header, changes)
         ours: dict[str, Any] = {"objects": {}}
         for change in changes:
             ours["objects"].update(change["objects"])
             ours["name"], ours["description"] = change["name"], change["description"]
-        if theirs is None:  # the manifest itself was deleted: base + journal is what we know
+        if theirs is None:
+            # The manifest itself was deleted: what the journal knows (the base's fields, the
+            # images it touched) is kept; a refresh brings back the images found on disk.
             for change in changes:
-                self._apply(base_doc, change)
-            return base_doc
-        return merge_document(base_doc, theirs, ours)
+                self._apply(base, change)
+            return base
+        return merge_document(base, theirs, ours)
 
-    def _parse_header(self, payload: bytes) -> tuple[str, int]:
+    def _base_document(self, header: _Header, changes: list[dict[str, Any]]) -> dict[str, Any]:
+        """The base as far as the journal touched it: its fields and those images' objects."""
+        if header.version == _BASE_FILE_VERSION:
+            path = self.folder / f"{_BASE_PREFIX}{header.base}.json"
+            raw = nofollow.read_bytes(path)  # FileNotFoundError: replaced by a compaction
+            if _digest(raw) != header.base:
+                raise ManifestCorruptError(f"journal base {path} does not match its checksum")
+            return parse_manifest(raw, source=str(path))
+        objects: dict[str, Any] = {}
+        for change in changes:
+            for image_id, obj in change["before"].items():
+                objects.setdefault(image_id, obj)
+        missing = {i for change in changes for i in change["objects"]} - objects.keys()
+        if missing:
+            raise ManifestCorruptError(
+                f"journal {self._log.path}: no base object for {len(missing)} changed image(s)"
+            )
+        base = {**header.top, "objects": objects}
+        base.setdefault("name", ""), base.setdefault("description", "")
+        return base
+
+    def _parse_header(self, payload: bytes) -> _Header:
         try:
-            header = load_json(payload)
-            base, size = header["base"], header["size"]
-            ok = header.get("journal") == FORMAT_VERSION and isinstance(base, str)
-            ok = ok and len(base) == 64 and isinstance(size, int)
+            fields = load_json(payload)
+            version, base, size = fields["journal"], fields["base"], fields["size"]
+            top = fields.get("top", {})
+            ok = version in (FORMAT_VERSION, _BASE_FILE_VERSION) and isinstance(base, str)
+            ok = ok and len(base) == 64 and isinstance(size, int) and isinstance(top, dict)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ManifestCorruptError(f"journal {self._log.path}: unreadable header") from err
         if not ok:
-            raise ManifestCorruptError(f"journal {self._log.path}: unknown header {header!r}")
-        return base, size
+            raise ManifestCorruptError(f"journal {self._log.path}: unknown header {fields!r}")
+        return _Header(version, base, size, top)
 
     def _parse_change(self, payload: bytes) -> dict[str, Any]:
         """A change record, validated as the manifest is (ids, paths, values)."""
@@ -255,14 +305,18 @@ class ManifestJournal:
             change = load_json(payload)
             objects, t = change["objects"], change["t"]
             name, description = change["name"], change["description"]
-        except (ValueError, KeyError, TypeError) as err:
+            before = change.setdefault("before", {})
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ManifestCorruptError(f"{where}: unreadable record") from err
-        if not (isinstance(objects, dict) and isinstance(t, (int, float))):
+        if not (isinstance(objects, dict) and isinstance(before, dict)):
             raise ManifestCorruptError(f"{where}: malformed record")
-        present = {k: v for k, v in objects.items() if v is not None}
-        probe = {"name": name, "description": description, "objects": present}
+        if not isinstance(t, (int, float)) or not before.keys() <= objects.keys():
+            raise ManifestCorruptError(f"{where}: malformed record")
         with gc_paused():
-            validate_manifest(probe, source=where)
+            for side in (before, objects):
+                present = {k: v for k, v in side.items() if v is not None}
+                probe = {"name": name, "description": description, "objects": present}
+                validate_manifest(probe, source=where)
         change["name"], change["description"] = probe["name"], probe["description"]
         return change
 
@@ -280,18 +334,19 @@ class ManifestJournal:
     def append(
         self,
         doc: dict[str, Any],
-        image_ids: Iterable[str],
+        before: Mapping[str, dict[str, Any] | None],
         *,
         lock: StoreLock,
         manifest: ManifestFile,
     ) -> None:
-        """Durably record the current state of ``image_ids`` (and the store's name/description).
+        """Durably record the current state of the images in ``before`` (and the store's fields).
 
-        The first record after a compaction (or ever) also writes the base copy and the header.
+        The first record after a compaction (or ever) also writes the header.
 
         Args:
             doc: The state, the change applied.
-            image_ids: The images the change touched.
+            before: Each image the change touched, with its object before the change (``None``:
+                it did not exist).
             lock: The store lock (held).
             manifest: The manifest file; its bytes as last read or written are the base.
 
@@ -299,34 +354,31 @@ class ManifestJournal:
             OSError: Nothing was recorded (``record_landed = None``: it may have been).
         """
         if self._base is None:
-            self._start(lock, manifest)
+            self._start(manifest)
         objects = doc["objects"]
         record = {
             "t": time.time(),
-            "objects": {i: objects.get(i) for i in image_ids},
+            "objects": {i: objects.get(i) for i in before},
+            "before": {i: obj for i, obj in before.items() if i not in self._seen},
             "name": doc["name"],
             "description": doc["description"],
         }
         self._offset = self._log.append(dump_json(record), lock=lock)
-        signature = self._stat()
-        self._signature = signature
+        self._signature = self._stat()
+        self._seen.update(before)
         if self._oldest is None:
             self._oldest = record["t"]
         self._records += 1
 
-    def _start(self, lock: StoreLock, manifest: ManifestFile) -> None:
-        raw = manifest.last_bytes
-        if raw is None:
+    def _start(self, manifest: ManifestFile) -> None:
+        raw, digest = manifest.last_bytes, manifest.last_digest
+        if raw is None or digest is None or self._base_top is None:
             raise ManifestCorruptError("the journal needs a manifest on disk to start from")
-        base = _digest(raw)
         nofollow.makedirs(self.folder)
-        atomic_write_bytes(
-            self.folder / f"{_BASE_PREFIX}{base}.json", raw, mode=self._file_mode, point="journal"
-        )
-        crashpoint("journal.base_written")
-        header = frame(_header(base, len(raw)))
+        header = frame(_Header(FORMAT_VERSION, digest, len(raw), self._base_top).encode())
         atomic_write_bytes(self._log.path, header, mode=self._file_mode, point="journal")
-        self._base, self._offset, self._records, self._oldest = base, len(header), 0, None
+        self._forget()
+        self._base, self._offset = digest, len(header)
 
     def compact(
         self, doc: dict[str, Any], manifest: ManifestFile, *, lock: StoreLock, keep: bool
@@ -337,7 +389,7 @@ class ManifestJournal:
             doc: The full state.
             manifest: The manifest file.
             lock: The store lock (held).
-            keep: Start the next journal at once (base and header written now, so the next save
+            keep: Start the next journal at once (its header written now, so the next save
                 stays O(1)); ``False`` removes the journal (direct path).
 
         Raises:
@@ -345,11 +397,12 @@ class ManifestJournal:
         """
         had_journal = self._base is not None or self._stat() is not None
         manifest.write(doc)
+        self._base_top = _top_fields(doc)
         if not had_journal and not keep:
             return
         crashpoint("journal.compact_manifest")
         if keep:
-            self._start(lock, manifest)
+            self._start(manifest)
         else:
             with contextlib.suppress(FileNotFoundError):
                 nofollow.unlink(self._log.path)
@@ -357,15 +410,15 @@ class ManifestJournal:
             self._forget()
         crashpoint("journal.compact_log")
         self._signature = self._stat()
-        self._drop_old_bases()
+        self._drop_base_copies()
 
-    def _drop_old_bases(self) -> None:
-        keep = f"{_BASE_PREFIX}{self._base}.json" if self._base else None
+    def _drop_base_copies(self) -> None:
+        """Delete whole base copies the first format kept beside its log."""
         try:
             names = nofollow.listdir(self.folder)
         except FileNotFoundError:
             return
         for name in names:
-            if name.startswith(_BASE_PREFIX) and name != keep:
+            if name.startswith(_BASE_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
                     nofollow.unlink(self.folder / name)

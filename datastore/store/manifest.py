@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,6 +147,37 @@ class _Signature:
     mtime_ns: int
 
 
+class _Digest:
+    """The SHA-256 of a manifest's bytes, computed once; beside the parse for a large file.
+
+    Hashing releases the interpreter lock, so for a large manifest it runs in a thread while the
+    JSON is parsed: the journal's first save then finds it ready instead of hashing then.
+    """
+
+    _THREAD_FROM = 8 << 20
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw: bytes | None = raw
+        self._hex: str | None = None
+        self._thread: threading.Thread | None = None
+        if len(raw) >= self._THREAD_FROM:
+            self._thread = threading.Thread(target=self._compute, daemon=True)
+            self._thread.start()
+
+    def _compute(self) -> None:
+        if self._raw is not None:
+            self._hex, self._raw = hashlib.sha256(self._raw).hexdigest(), None
+
+    @property
+    def hex(self) -> str:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._compute()
+        assert self._hex is not None
+        return self._hex
+
+
 class ManifestFile:
     """The manifest on disk, with change detection across processes.
 
@@ -158,6 +191,7 @@ class ManifestFile:
         self._file_mode = file_mode
         self._signature: _Signature | None = None
         self._bytes: bytes | None = None
+        self._digest: _Digest | None = None
         self._seen_at_ns = 0
         self.racy_window_ns = _RACY_WINDOW_NS
         """How recent (ns) an unchanged signature may be and still need a byte compare."""
@@ -177,6 +211,11 @@ class ManifestFile:
     def last_bytes(self) -> bytes | None:
         """The file's bytes as this process last read or wrote them (``None``: no file)."""
         return self._bytes
+
+    @property
+    def last_digest(self) -> str | None:
+        """The SHA-256 (hex) of :attr:`last_bytes` (``None``: no file)."""
+        return None if self._digest is None else self._digest.hex
 
     def changed(self, *, strict: bool = True) -> bool:
         """Whether the file may differ from what this process last read or wrote.
@@ -227,8 +266,9 @@ class ManifestFile:
             except FileNotFoundError:
                 continue
             if self._stat() == before:
+                digest = _Digest(raw)  # a large file is hashed while it is parsed
                 doc = parse_manifest(raw, source=str(self.path))
-                self._remember(before, raw, seen_at)
+                self._remember(before, raw, seen_at, digest)
                 return doc
         raise ManifestCorruptError(f"manifest {self.path} keeps changing while being read")
 
@@ -274,9 +314,16 @@ class ManifestFile:
         self._remember(self._stat(), previous, time.time_ns())
         return True
 
-    def _remember(self, sig: _Signature | None, raw: bytes | None, seen_at: int) -> None:
+    def _remember(
+        self,
+        sig: _Signature | None,
+        raw: bytes | None,
+        seen_at: int,
+        digest: _Digest | None = None,
+    ) -> None:
         self._signature = sig
         self._bytes = raw
+        self._digest = digest if digest is not None or raw is None else _Digest(raw)
         self._seen_at_ns = seen_at
 
 

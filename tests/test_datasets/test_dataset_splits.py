@@ -65,9 +65,7 @@ def test_by_patient_never_splits_a_patient(make_store: MakeStore) -> None:
     ds = VolumeDataset(_store(make_store))
     for seed in range(5):
         parts = ds.split(train=0.6, val=0.4, seed=seed, by_patient=True)
-        patients = [
-            {r.info["patient_id"] for r in p.index.image_records()} for p in parts.values()
-        ]
+        patients = [{r.info["patient_id"] for r in p.index.image_records()} for p in parts.values()]
         assert not patients[0] & patients[1]
         assert sum(len(p) for p in parts.values()) == 10
 

@@ -8,6 +8,7 @@ manifest meanwhile, torn records, the fold timer, ``medstore compact`` and the `
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from medstore.datastore import LocalDatastore
 from medstore.datastore.errors import ManifestCorruptError
 from medstore.datastore.store.journal import JournalOptions
 from medstore.datastore.store.journal_merge import merge_objects
+from medstore.datastore.store.record_log import RecordLog, frame
 from support.stores import MakeStore, simple_case
 
 LOG = Path(".medstore") / "journal" / "changes.log"
@@ -208,13 +210,82 @@ def test_a_torn_last_record_is_ignored_by_readers_and_cut_by_the_next_writer(
 
 
 @pytest.mark.usefixtures("journal")
-def test_a_journal_whose_base_is_gone_is_a_clear_error(make_store: MakeStore) -> None:
+def test_a_record_without_the_base_object_of_an_image_it_changed_is_a_clear_error(
+    make_store: MakeStore,
+) -> None:
     store = make_store({"a": simple_case(0)})
+    store.compact()
     store.update_image_info("a", {"site": "A"})
+    log = store.root / LOG
+    header, record = RecordLog(log, file_mode=0o644).read().records
+    change = json.loads(record)
+    del change["before"]["a"]
+    log.write_bytes(frame(header) + frame(json.dumps(change).encode()))
     doc = _manifest(store)
     _info(doc, "a")["theirs"] = 1
     store.layout.manifest.write_text(json.dumps(doc))  # a merge is needed: it reads the base
-    for base in (store.root / ".medstore" / "journal").glob("base-*.json"):
-        base.write_bytes(base.read_bytes() + b" ")
-    with pytest.raises(ManifestCorruptError, match="does not match its checksum"):
+    with pytest.raises(ManifestCorruptError, match="no base object for 1 changed image"):
         LocalDatastore(store.root, read_only=True)
+
+
+# ---------------------------------------------------------------- the base
+
+
+@pytest.mark.usefixtures("journal")
+def test_the_first_save_copies_nothing_of_the_manifest(make_store: MakeStore) -> None:
+    """Before: the first journalled save wrote a whole copy of the manifest as its base (O(N))."""
+    store = make_store({f"case_{i}": simple_case(i) for i in range(6)})
+    store.compact()
+    store.layout.manifest.write_bytes(store.layout.manifest.read_bytes() + b"\n")  # another writer
+    fresh = LocalDatastore(store.root, lock_timeout=5.0)
+    fresh.update_image_info("case_0", {"site": "A"})
+    folder = store.root / LOG.parent
+    assert sorted(p.name for p in folder.iterdir()) == ["changes.log"]
+    assert (folder / "changes.log").stat().st_size < store.layout.manifest.stat().st_size / 2
+    fresh.close()
+
+
+@pytest.mark.usefixtures("journal")
+def test_an_image_changed_twice_merges_against_its_object_before_the_first_change(
+    make_store: MakeStore,
+) -> None:
+    store = make_store({"a": simple_case(0), "b": simple_case(1)})
+    store.compact()
+    stale = _manifest(store)
+    store.update_image_info("a", {"x": 1})
+    store.update_image_info("a", {"y": 2})
+    _info(stale, "a")["theirs"] = 5  # MONAI Label writes its copy, read before both saves
+    store.layout.manifest.write_text(json.dumps(stale))
+    info = LocalDatastore(store.root, read_only=True).get_image_info("a")
+    assert info.items() >= {"x": 1, "y": 2, "theirs": 5}.items()
+
+
+@pytest.mark.usefixtures("journal")
+def test_a_first_format_journal_with_a_whole_base_copy_is_still_read(
+    make_store: MakeStore,
+) -> None:
+    store = make_store({"a": simple_case(0), "b": simple_case(1)})
+    store.close()
+    base_raw = store.layout.manifest.read_bytes()
+    digest = hashlib.sha256(base_raw).hexdigest()
+    folder = store.root / LOG.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"base-{digest}.json").write_bytes(base_raw)
+    ours = json.loads(base_raw)
+    _info(ours, "a")["ours"] = 1
+    header = {"journal": 1, "base": digest, "size": len(base_raw)}
+    record = {"t": time.time(), "objects": {"a": ours["objects"]["a"]}}
+    record.update(name=ours["name"], description=ours["description"])
+    (folder / "changes.log").write_bytes(
+        frame(json.dumps(header).encode()) + frame(json.dumps(record).encode())
+    )
+    theirs = json.loads(base_raw)
+    _info(theirs, "b")["theirs"] = 2
+    store.layout.manifest.write_text(json.dumps(theirs))
+    writer = LocalDatastore(store.root, lock_timeout=5.0)
+    assert writer.get_image_info("a")["ours"] == 1
+    assert writer.get_image_info("b")["theirs"] == 2
+    writer.compact()
+    assert sorted(p.name for p in folder.iterdir()) == ["changes.log"]  # the copy is gone
+    writer.close()
+    assert _info(_manifest(store), "a")["ours"] == 1

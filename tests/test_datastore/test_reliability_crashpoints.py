@@ -19,12 +19,11 @@ from support.contract import WritePath
 
 pytestmark = pytest.mark.contract  # runs once per store write path (support.contract)
 
-# the journal path's own steps: a record half-written or not yet synced, a compaction's base
-# copy, new manifest and new log (the direct path has none of them)
+# the journal path's own steps: a record half-written or not yet synced, a compaction's new
+# manifest and new log (the direct path has none of them)
 JOURNAL_POINTS = [
     "journal.mid_record",
     "journal.before_sync",
-    "journal.base_written",
     "journal.before_replace",
     "journal.compact_manifest",
     "journal.compact_log",
