@@ -281,15 +281,8 @@ class Catalog:
 
     def status(self) -> dict[str, Any]:
         """``{"total", "completed", "label_tags": {tag: count}}`` as MONAI Label reports it."""
-        tags: dict[str, int] = {}
-        completed = 0
         with self._session.reading():
-            objects = self._session.doc["objects"]
-            for obj in objects.values():
-                completed += FINAL_TAG in obj["labels"]
-                for tag in obj["labels"]:
-                    tags[tag] = tags.get(tag, 0) + 1
-            return {"total": len(objects), "completed": completed, "label_tags": tags}
+            return self._session.label_counts().status()
 
     def json(self) -> dict[str, Any]:
         """A deep copy of the manifest."""

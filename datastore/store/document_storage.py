@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ManifestCorruptError, UnsafePathError
 from .journal import JournalOptions, ManifestJournal
+from .label_counts import LabelCounts
 from .layout import StoreLayout
 from .manifest import ManifestFile
 from .store_lock import StoreLock
@@ -80,6 +81,20 @@ class DocumentStorage:
     ) -> None:
         self.manifest = ManifestFile(layout.manifest, file_mode=file_mode)
         self.journal = ManifestJournal(layout.side, file_mode=file_mode, options=options)
+        self._counts: LabelCounts | None = None
+
+    def counts(self, doc: dict[str, Any]) -> LabelCounts:
+        """The label counts of ``doc``: the state last loaded, with every change since.
+
+        Counted once (O(images)), then kept by :meth:`persist` and the journal's catch-up.
+        """
+        if self._counts is None:
+            self._counts = LabelCounts.of(doc["objects"])
+        return self._counts
+
+    def _on_replace(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if self._counts is not None:
+            self._counts.replace(old, new)
 
     def load(self) -> dict[str, Any] | None:
         """The state on disk: the manifest with the journal applied (``None``: no manifest).
@@ -90,6 +105,7 @@ class DocumentStorage:
         Raises:
             ManifestCorruptError: The manifest or the journal cannot be trusted.
         """
+        self._counts = None
         for _ in range(20):
             doc = read_settled(self.manifest)
             try:
@@ -109,7 +125,7 @@ class DocumentStorage:
         if self.manifest.changed(strict=False):
             return True
         try:
-            return self.journal.catch_up(doc) is None
+            return self.journal.catch_up(doc, self._on_replace) is None
         except UnsafePathError:
             return False
 
@@ -119,7 +135,7 @@ class DocumentStorage:
         The manifest is compared byte for byte when its timestamp is too recent to trust.
         """
         changed = self.manifest.changed(strict=True)
-        return changed, changed or self.journal.catch_up(doc) is None
+        return changed, changed or self.journal.catch_up(doc, self._on_replace) is None
 
     def uses_journal(self, doc: dict[str, Any]) -> bool:
         """Whether a save to ``doc`` goes to the journal (it needs a manifest to start from)."""
@@ -143,8 +159,11 @@ class DocumentStorage:
             OSError: Nothing was made durable; ``manifest_landed = True`` when the record may
                 have landed (it is then rolled forward, never back).
         """
+        if self._counts is not None:
+            for image_id, old in touched.items():
+                self._counts.replace(old, doc["objects"].get(image_id))
         if not self.uses_journal(doc):
-            self.write_full(doc, lock=lock)
+            self.fold(doc, lock=lock)
             return False
         try:
             self.journal.append(doc, touched, lock=lock, manifest=self.manifest)
@@ -153,10 +172,18 @@ class DocumentStorage:
                 err.manifest_landed = True  # type: ignore[attr-defined]
             raise
         if self.journal.due():
-            self.write_full(doc, lock=lock)
+            self.fold(doc, lock=lock)
             return False
         return True
 
     def write_full(self, doc: dict[str, Any], *, lock: StoreLock) -> None:
-        """Write the whole state as the manifest, folding the journal (if any) into it."""
+        """Write the whole state as the manifest, folding the journal (if any) into it.
+
+        ``doc`` may have been changed in place since the counts were kept: they are dropped.
+        """
+        self._counts = None
+        self.fold(doc, lock=lock)
+
+    def fold(self, doc: dict[str, Any], *, lock: StoreLock) -> None:
+        """Write the state, unchanged since it was last read or persisted, as the manifest."""
         self.journal.compact(doc, self.manifest, lock=lock, keep=self.uses_journal(doc))

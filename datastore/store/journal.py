@@ -35,7 +35,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -219,8 +219,16 @@ class ManifestJournal:
             self._seen.update(change["objects"])
         return doc
 
-    def catch_up(self, doc: dict[str, Any]) -> bool | None:
+    def catch_up(
+        self,
+        doc: dict[str, Any],
+        on_replace: Callable[[dict[str, Any] | None, dict[str, Any] | None], None] | None = None,
+    ) -> bool | None:
         """Apply records other processes appended since the last look (O(new records)).
+
+        Args:
+            doc: The state, changed in place.
+            on_replace: Told each image's object before and after a record replaced it.
 
         Returns:
             ``True`` if records were applied, ``False`` if the log is unchanged, ``None`` when
@@ -238,7 +246,11 @@ class ManifestJournal:
             return None
         contents = self._log.read(offset=self._offset)
         changes = [self._parse_change(r) for r in contents.records]
+        objects = doc["objects"]
         for change in changes:
+            if on_replace is not None:
+                for image_id, obj in change["objects"].items():
+                    on_replace(objects.get(image_id), obj)
             self._apply(doc, change)
             self._seen.update(change["objects"])
         if changes and self._oldest is None:

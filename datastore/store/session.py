@@ -42,6 +42,7 @@ from .document_storage import DocumentStorage
 from .fold_timer import FoldTimer
 from .fs_probe import NameRules, probe_names, timestamp_granularity_ns
 from .journal import JournalOptions
+from .label_counts import LabelCounts
 from .layout import StoreLayout
 from .manifest import deep_copy, empty_manifest
 from .name_index import NameIndex
@@ -137,6 +138,16 @@ class StoreSession:
         Callers never hand it (or any part of it) out without a deep copy.
         """
         return self._doc
+
+    def label_counts(self) -> LabelCounts:
+        """Images and images per label tag in :attr:`doc` (use inside :meth:`reading`).
+
+        Kept as the store changes (O(1) per call) except inside this thread's open batch,
+        whose uncommitted changes are counted afresh.
+        """
+        if self._in_batch():
+            return LabelCounts.of(self._doc["objects"])
+        return self._storage.counts(self._doc)
 
     def image_entry(self, image_id: str) -> dict[str, Any]:
         """The manifest object (``image`` and ``labels``) of an image.
@@ -241,7 +252,7 @@ class StoreSession:
         if self._pending.exist():
             self._pending.recover(self._doc, self._write_full)
         if self._journal.due():
-            self._write_full(self._doc)
+            self._fold_in()
         if self._staging.has_leftovers():
             self._staging.clear_orphans()
 
@@ -343,9 +354,14 @@ class StoreSession:
             logger.warning("journal of %s not folded in: %s", self._layout.root, err)
 
     def _write_full(self, doc: dict[str, Any]) -> None:
-        """Write the whole state as the manifest (folding in the journal, if any)."""
+        """Write the whole state, changed in place (repaired), as the manifest."""
         assert self._lock is not None
         self._storage.write_full(doc, lock=self._lock)
+
+    def _fold_in(self) -> None:
+        """Fold the journal into the manifest (the state itself unchanged)."""
+        assert self._lock is not None
+        self._storage.fold(self._doc, lock=self._lock)
 
     def compact(self) -> int:
         """Fold the journal into ``datastore_v2.json`` now (what MONAI Label reads).
@@ -361,7 +377,7 @@ class StoreSession:
             self._sync_locked()
             folded = self._journal.records
             if folded:
-                self._write_full(self._doc)
+                self._fold_in()
             return folded
 
     def close(self) -> None:
