@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import nofollow
+from .disk_match import match_disk
 from .layout import StoreLayout
 from .name_index import drop_colliding
 from .reconcile import reconcile
@@ -92,6 +93,11 @@ class DiskIndexer:
         session = self._session
         session.check_writable()
         with session.mutation() as txn:
+            if accept is None:  # the disk holds exactly the state's files: nothing to change
+                matched = match_disk(session.layout, self._extensions, session.doc)
+                if matched is not None:
+                    session.clear_stale_manifest_temps()
+                    return matched
             patches: list[dict[str, Any]] = []
             state = self._scan()
             names = session.name_index()

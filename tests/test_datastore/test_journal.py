@@ -289,3 +289,21 @@ def test_a_first_format_journal_with_a_whole_base_copy_is_still_read(
     assert sorted(p.name for p in folder.iterdir()) == ["changes.log"]  # the copy is gone
     writer.close()
     assert _info(_manifest(store), "a")["ours"] == 1
+
+
+@pytest.mark.usefixtures("journal")
+def test_doctor_rebuild_keeps_the_saves_waiting_in_the_journal(make_store: MakeStore) -> None:
+    from medstore.datastore.upkeep import doctor
+
+    store = make_store({"a": simple_case(0), "b": simple_case(1)})
+    store.compact()
+    store.update_image_info("a", {"site": "A"})  # a journal record, not yet in the manifest
+    store.remove_label("b", "final")
+    store.layout.manifest.write_bytes(b'{"name": "x", ')  # the manifest is then damaged
+    report = doctor(store.root, rebuild=True)
+    assert report.rebuilt_manifest
+    reopened = LocalDatastore(store.root, read_only=True)
+    assert reopened.get_image_info("a")["site"] == "A"
+    assert reopened.get_labeled_images() == ["a"]  # b's final label stays removed
+    on_disk = _manifest(store)  # the rebuild's writer folded the journal in
+    assert _info(on_disk, "a")["site"] == "A"
