@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import PurePosixPath
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InvalidIdError
 from ..ids import derive_id, is_hidden, validate_tag
 from .layout import StoreLayout
+from .manifest import gc_paused
 from .scan import DiskState
 
 __all__ = ["match_disk"]
@@ -43,56 +45,77 @@ class _DiskDiffersError(Exception):
     """The disk is not exactly the state: the full scan decides."""
 
 
-def _listing(folder: str) -> dict[str, os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as entries:
-            return {entry.name: entry for entry in entries}
-    except FileNotFoundError:
-        return {}
-    except OSError as err:
-        raise _DiskDiffersError from err
+@dataclass
+class _Folder:
+    """One folder's names by kind (links are never followed: they count as ``other``)."""
 
+    files: set[str] = field(default_factory=set)
+    folders: set[str] = field(default_factory=set)
+    other: set[str] = field(default_factory=set)
 
-def _check_tracked(entries: Mapping[str, os.DirEntry[str]], names: Mapping[str, str]) -> None:
-    """Every tracked name is there, as what it was (a regular file, or a series folder)."""
-    for name, ext in names.items():
-        entry = entries.get(name)
-        if entry is None:
-            raise _DiskDiffersError
+    @classmethod
+    def listed(cls, path: Path) -> _Folder:
         try:
-            if entry.is_symlink() or (entry.is_dir() if ext == "" else not entry.is_file()):
-                raise _DiskDiffersError  # a link, or a file that became a folder or a FIFO
+            with os.scandir(path) as listing:
+                entries = list(listing)
+        except FileNotFoundError:
+            return cls()
         except OSError as err:
             raise _DiskDiffersError from err
+        files = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+        rest = [e for e in entries if e.name not in files]
+        folders = {e.name for e in rest if e.is_dir(follow_symlinks=False)}
+        return cls(files, folders, {e.name for e in rest} - folders)  # links, FIFOs, devices
 
 
-def _check_extras(
-    entries: Mapping[str, os.DirEntry[str]],
-    tracked: Mapping[str, str],
+@dataclass
+class _Expected:
+    """The names the state puts in each folder, and the scan result they stand for."""
+
+    image_files: set[str] = field(default_factory=set)
+    series: set[str] = field(default_factory=set)
+    images: dict[str, str] = field(default_factory=dict)
+    label_files: dict[str, set[str]] = field(default_factory=dict)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, objects: Mapping[str, Any]) -> _Expected:
+        """One pass over the state (a linked image is a link on disk: the check refuses it)."""
+        expected = cls()
+        images, image_files, series = expected.images, expected.image_files, expected.series
+        label_files, labels = expected.label_files, expected.labels
+        for image_id, obj in objects.items():
+            ext = images[image_id] = obj["image"]["ext"]
+            (image_files if ext else series).add(image_id + ext)
+            for tag, label in obj["labels"].items():
+                if tag not in labels:
+                    labels[tag], label_files[tag] = {}, set()
+                ext = labels[tag][image_id] = label["ext"]
+                label_files[tag].add(image_id + ext)
+        return expected
+
+
+def _check(
+    folder: _Folder,
+    files: set[str],
+    series: set[str],
+    *,
     patterns: Sequence[str],
     allowed: frozenset[str],
+    sub_folders_ignored: bool,
 ) -> None:
-    """Every other name is one a scan ignores: hidden, known, or matching no pattern."""
-    for name in entries.keys() - tracked.keys():
-        if is_hidden(name) or name in allowed:
-            continue
-        entry = entries[name]
-        if entry.is_dir() or derive_id(name, patterns) is not None:
-            raise _DiskDiffersError  # a new image, a series folder to sniff, a file to report
-
-
-def _image_names(objects: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        image_id + obj["image"]["ext"]: obj["image"]["ext"] for image_id, obj in objects.items()
-    }
-
-
-def _label_names(objects: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    by_tag: dict[str, dict[str, str]] = {}
-    for image_id, obj in objects.items():
-        for tag, label in obj["labels"].items():
-            by_tag.setdefault(tag, {})[image_id + label["ext"]] = label["ext"]
-    return by_tag
+    """The folder holds ``files`` and ``series`` as such, and otherwise only what a scan ignores."""
+    if not (files <= folder.files and series <= folder.folders):
+        raise _DiskDiffersError  # missing, or a file that became a folder, link or FIFO
+    if any(not is_hidden(name) for name in folder.other):
+        raise _DiskDiffersError  # a link (the scan checks where it leads) or a FIFO
+    if not sub_folders_ignored:
+        for name in folder.folders - series:
+            if not (is_hidden(name) or name in allowed):
+                raise _DiskDiffersError  # a folder the scan would look into (a new series)
+    for name in folder.files - files:
+        if not (is_hidden(name) or name in allowed) and derive_id(name, patterns) is not None:
+            raise _DiskDiffersError  # a new image or label, or one the scan reports
 
 
 def match_disk(
@@ -109,50 +132,60 @@ def match_disk(
         The scan's result (the state's images and labels, no orphans, nothing skipped), or
         ``None``: something differs, and only a full scan can tell what.
     """
-    objects = doc["objects"]
-    if any(obj["image"]["info"].get("source_path") for obj in objects.values()):
-        return None  # linked images: the scan checks where each link leads
     in_root = {layout.manifest_name, PurePosixPath(layout.labels_dir).parts[0]}
     allowed = frozenset(in_root if layout.images == layout.root else ())
-    try:
-        images = _image_names(objects)
-        listing = _listing(str(layout.images))
-        _check_tracked(listing, images)
-        _check_extras(listing, images, patterns, allowed)
-        labels = _label_names(objects)
-        tag_dirs = _listing(str(layout.labels))
-        empty_tags: list[str] = []
-        for name, entry in tag_dirs.items():
-            if is_hidden(name) or not entry.is_dir():
-                continue
-            if entry.is_symlink():
-                raise _DiskDiffersError  # a linked tag folder: the scan checks where it leads
-            if name not in labels:
-                if not _empty_tag_folder(entry):
-                    raise _DiskDiffersError  # a new tag with files, or a name the scan refuses
-                empty_tags.append(name)
-        for tag, names in labels.items():
-            if tag not in tag_dirs:
-                raise _DiskDiffersError
-            found = _listing(str(layout.labels / tag))
-            _check_tracked(found, names)
-            _check_extras(found, names, patterns, frozenset())
-    except _DiskDiffersError:
-        return None
-    return DiskState(
-        images={image_id: obj["image"]["ext"] for image_id, obj in objects.items()},
-        labels={
-            tag: {name[: len(name) - len(ext)]: ext for name, ext in names.items()}
-            for tag, names in labels.items()
-        }
-        | {tag: {} for tag in empty_tags},
-    )
+    with gc_paused():
+        try:
+            expected = _Expected.of(doc["objects"])
+            images = _Folder.listed(layout.images)
+            _check(
+                images,
+                expected.image_files,
+                expected.series,
+                patterns=patterns,
+                allowed=allowed,
+                sub_folders_ignored=False,
+            )
+            empty_tags = _check_tag_folders(layout, expected)
+            for tag, names in expected.label_files.items():
+                _check(
+                    _Folder.listed(layout.labels / tag),
+                    names,
+                    set(),
+                    patterns=patterns,
+                    allowed=frozenset(),
+                    sub_folders_ignored=True,
+                )
+        except _DiskDiffersError:
+            return None
+    labels = expected.labels
+    for tag in empty_tags:
+        labels[tag] = {}
+    return DiskState(images=expected.images, labels=labels)
 
 
-def _empty_tag_folder(entry: os.DirEntry[str]) -> bool:
+def _check_tag_folders(layout: StoreLayout, expected: _Expected) -> list[str]:
+    """Every tag of the state has its folder; the others are empty, valid tags (returned)."""
+    tags = _Folder.listed(layout.labels)
+    if not expected.labels.keys() <= tags.folders:
+        raise _DiskDiffersError  # a tag folder gone, or replaced by a link
+    empty = []
+    for name in tags.folders - expected.labels.keys():
+        if not is_hidden(name):
+            if not _empty_tag_folder(layout.labels / name):
+                raise _DiskDiffersError  # a new tag with files, or a name the scan refuses
+            empty.append(name)
+    for name in tags.other:
+        if not is_hidden(name) and (layout.labels / name).is_dir():
+            raise _DiskDiffersError  # a linked tag folder: the scan checks where it leads
+    return empty
+
+
+def _empty_tag_folder(folder: Path) -> bool:
     """A folder of a valid tag that holds nothing but hidden names (a scan finds nothing)."""
     try:
-        validate_tag(entry.name)
+        validate_tag(folder.name)
     except InvalidIdError:
         return False  # the scan warns about it
-    return all(is_hidden(name) for name in _listing(entry.path))
+    listed = _Folder.listed(folder)
+    return all(is_hidden(name) for name in listed.files | listed.folders | listed.other)
