@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,12 @@ TOP_DEFAULTS: Mapping[str, str | None] = MappingProxyType(
 
 
 _EXT_REFUSED = re.compile(r"[/\\\x00]")
+
+# A store has a handful of distinct tags and extensions over a million entries: each distinct
+# valid one is checked once (the ids, all distinct, are each checked).
+_valid_tag = functools.lru_cache(maxsize=1024)(validate_tag)
+_GOOD_EXTS: set[str] = set()
+_GOOD_EXTS_MAX = 1024
 
 
 def _check_dir(doc: dict[str, Any], key: str, source: str) -> None:
@@ -83,7 +90,7 @@ def validate_object(obj: Any, *, image_id: str, source: str) -> dict[str, Any]:
         raise ManifestCorruptError(f"manifest {source}: {image_id!r}.labels must be an object")
     for tag, label in labels.items():
         try:
-            validate_tag(tag)
+            _valid_tag(tag)
         except InvalidIdError as err:
             raise ManifestCorruptError(f"manifest {source}: {err}") from err
         if not _plain_entry(label):
@@ -97,7 +104,14 @@ def _plain_entry(entry: Any) -> bool:
     if type(entry) is not dict or type(entry.get("info")) is not dict:
         return False
     ext = entry.get("ext")
-    return type(ext) is str and _EXT_REFUSED.search(ext) is None and ".." not in ext
+    if type(ext) is not str:
+        return False
+    if ext in _GOOD_EXTS:
+        return True
+    good = _EXT_REFUSED.search(ext) is None and ".." not in ext
+    if good and len(_GOOD_EXTS) < _GOOD_EXTS_MAX:
+        _GOOD_EXTS.add(ext)
+    return good
 
 
 def validate_manifest(doc: Any, *, source: str) -> dict[str, Any]:
