@@ -17,11 +17,14 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from ..errors import ManifestCorruptError, UnsafePathError
+from .fs_probe import timestamp_granularity_ns
 from .journal import JournalOptions, ManifestJournal
 from .label_counts import LabelCounts
 from .layout import StoreLayout
@@ -82,6 +85,20 @@ class DocumentStorage:
         self.manifest = ManifestFile(layout.manifest, file_mode=file_mode)
         self.journal = ManifestJournal(layout.side, file_mode=file_mode, options=options)
         self._counts: LabelCounts | None = None
+        self._clock_probed = False
+
+    def probe_clock(self, lock_file: Path) -> None:
+        """Once: trust the manifest's stat signature only when older than two timestamp ticks.
+
+        Args:
+            lock_file: The held lock file (probed in place: nothing is created).
+        """
+        if self._clock_probed:
+            return
+        self._clock_probed = True
+        with contextlib.suppress(OSError):
+            tick = timestamp_granularity_ns(lock_file)
+            self.manifest.racy_window_ns = max(self.manifest.racy_window_ns, 2 * tick)
 
     def counts(self, doc: dict[str, Any]) -> LabelCounts:
         """The label counts of ``doc``: the state last loaded, with every change since.

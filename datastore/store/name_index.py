@@ -29,11 +29,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import nofollow
 from ..errors import InvalidIdError
-from .fs_probe import NameRules
+from .fs_probe import NameRules, probe_names
 from .scan import DiskState
 
-__all__ = ["NameIndex", "drop_colliding"]
+__all__ = ["NameGuard", "NameIndex", "drop_colliding"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,3 +176,34 @@ def drop_colliding(
                 found.setdefault(dropped[label_id], ext)
             else:
                 state.orphans.append(f"{labels_dir}/{tag}/{label_id}{ext}")
+
+
+class NameGuard:
+    """The name rules of one writable store's filesystem, probed once, and the index they need.
+
+    Args:
+        side: The store's ``.medstore`` folder (the probe's throw-away files go there).
+    """
+
+    def __init__(self, side: Path) -> None:
+        self._side = side
+        self._rules: NameRules | None = None
+        self._index: NameIndex | None = None
+
+    def index(self) -> NameIndex | None:
+        """The index by filesystem key; ``None`` where every name is kept apart and allowed.
+
+        A probe that cannot run (the store not writable) is tried again at the next call; the
+        write itself reports why the store is not writable.
+        """
+        if self._rules is None:
+            try:
+                nofollow.makedirs(self._side)
+                self._rules = probe_names(self._side)
+            except OSError:
+                return None
+        if self._rules == NameRules():
+            return None
+        if self._index is None:  # O(1) per name: ids and tags indexed by their filesystem key
+            self._index = NameIndex(self._rules)
+        return self._index

@@ -40,12 +40,11 @@ from ..errors import (
 )
 from .document_storage import DocumentStorage
 from .fold_timer import FoldTimer
-from .fs_probe import NameRules, probe_names, timestamp_granularity_ns
 from .journal import JournalOptions
 from .label_counts import LabelCounts
 from .layout import StoreLayout
 from .manifest import deep_copy, empty_manifest
-from .name_index import NameIndex
+from .name_index import NameGuard, NameIndex
 from .staging import StagingArea
 from .stale_repair import AckLog
 from .store_lock import StoreLock
@@ -91,9 +90,7 @@ class StoreSession:
         self._journal = self._storage.journal
         self._lock = None if read_only else StoreLock(layout.lock, timeout=lock_timeout)
         nofollow.confine(layout.root)  # no link below the root is followed by any write
-        self._name_rules: NameRules | None = None
-        self._names: NameIndex | None = None
-        self._racy_window_probed = False
+        self._name_guard = None if read_only else NameGuard(layout.side)
         self._fold_timer = FoldTimer(
             self._fold_in_background, after_s=self._journal.options.compact_after_s
         )
@@ -235,8 +232,7 @@ class StoreSession:
 
     def _sync_locked(self) -> None:
         """With the lock held: load the latest manifest and complete interrupted saves."""
-        if not self._racy_window_probed:
-            self._probe_racy_window()
+        self._storage.probe_clock(self._layout.lock)
         changed, reload = self._storage.moved_for_write(self._doc)
         if reload:
             self._reload()
@@ -259,13 +255,6 @@ class StoreSession:
     def _empty_doc(self) -> dict[str, Any]:
         return empty_manifest(self._layout.images_dir, self._layout.labels_dir)
 
-    def _probe_racy_window(self) -> None:
-        """Trust the manifest's stat signature only when older than two timestamp ticks here."""
-        self._racy_window_probed = True
-        with contextlib.suppress(OSError):  # on the held lock file: nothing is created
-            tick = timestamp_granularity_ns(self._layout.lock)
-            self._manifest.racy_window_ns = max(self._manifest.racy_window_ns, 2 * tick)
-
     def check_new_names(self, *, image_id: str | None = None, tag: str | None = None) -> None:
         """Refuse an id or tag the filesystem cannot keep apart from an existing one.
 
@@ -275,27 +264,15 @@ class StoreSession:
         Raises:
             InvalidIdError: The name cannot be stored here or collides with another (both named).
         """
-        if self._read_only:
-            return
-        if self._name_rules is None:
-            try:
-                nofollow.makedirs(self._layout.side)
-                self._name_rules = probe_names(self._layout.side)
-            except OSError:  # the write itself will report why the store is not writable
-                return
-        rules = self._name_rules
-        if rules == NameRules():
-            return
-        if self._names is None:  # O(1) per name: ids and tags indexed by their filesystem key
-            self._names = NameIndex(rules)
-        if image_id is None and tag is None:
+        names = self.name_index()
+        if names is None or (image_id is None and tag is None):
             return
         with self.reading():
             objects = self._doc["objects"]
             if image_id is not None and image_id not in objects:
-                self._names.check_id(image_id, objects)
+                names.check_id(image_id, objects)
             if tag is not None:
-                self._names.check_tag(tag, objects, self._layout.labels)
+                names.check_tag(tag, objects, self._layout.labels)
 
     def name_index(self) -> NameIndex | None:
         """The ids and tags by the name the filesystem sees (for the scans' collision checks).
@@ -304,8 +281,7 @@ class StoreSession:
             The index; ``None`` on a read-only store, or where the filesystem keeps every name
             apart and refuses no character.
         """
-        self.check_new_names()
-        return self._names
+        return None if self._name_guard is None else self._name_guard.index()
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager

@@ -464,9 +464,9 @@ def test_case1_the_name_check_is_o1_per_new_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before: each new id was compared with every tracked id (n(n-1)/2 folds for n ids)."""
-    from medstore.datastore.store import session as session_module
+    from medstore.datastore.store import name_index
 
-    monkeypatch.setattr(session_module, "probe_names", lambda _: NameRules(folds_case=True))
+    monkeypatch.setattr(name_index, "probe_names", lambda _: NameRules(folds_case=True))
     store = LocalDatastore(tmp_path / "store")
     src = _image(tmp_path / "src" / "a.nii.gz", 1)
     folds = 0
