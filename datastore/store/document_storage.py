@@ -28,7 +28,7 @@ from .fs_probe import timestamp_granularity_ns
 from .journal import JournalOptions, ManifestJournal
 from .label_counts import LabelCounts
 from .layout import StoreLayout
-from .manifest import ManifestFile
+from .manifest import ManifestFile, keep_out_of_gc
 from .store_lock import StoreLock
 
 __all__ = ["DocumentStorage", "read_settled"]
@@ -130,6 +130,7 @@ class DocumentStorage:
             except FileNotFoundError:  # the base copy a first-format log named was just replaced
                 continue
             if not self.manifest.changed(strict=False):
+                keep_out_of_gc(state)
                 return state
         raise ManifestCorruptError(f"manifest {self.manifest.path} keeps changing while read")
 
