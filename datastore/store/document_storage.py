@@ -86,6 +86,8 @@ class DocumentStorage:
         self.journal = ManifestJournal(layout.side, file_mode=file_mode, options=options)
         self._counts: LabelCounts | None = None
         self._clock_probed = False
+        self.froze = False
+        """Whether a state this storage loaded was frozen out of the garbage collector."""
 
     def probe_clock(self, lock_file: Path) -> None:
         """Once: trust the manifest's stat signature only when older than two timestamp ticks.
@@ -130,7 +132,7 @@ class DocumentStorage:
             except FileNotFoundError:  # the base copy a first-format log named was just replaced
                 continue
             if not self.manifest.changed(strict=False):
-                keep_out_of_gc(state)
+                self.froze = keep_out_of_gc(state) or self.froze
                 return state
         raise ManifestCorruptError(f"manifest {self.manifest.path} keeps changing while read")
 

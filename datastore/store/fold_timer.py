@@ -18,7 +18,9 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 import threading
+import weakref
 from collections.abc import Callable
 
 __all__ = ["FoldTimer"]
@@ -28,12 +30,17 @@ class FoldTimer:
     """Run ``fold`` once, ``after_s`` seconds after the first :meth:`arm` since it last ran.
 
     Args:
-        fold: What to run (in a daemon thread); it must not raise.
+        fold: What to run (in a daemon thread); it must not raise. A bound method is held
+            weakly (the timer does not keep its object alive).
         after_s: The delay in seconds.
     """
 
     def __init__(self, fold: Callable[[], None], *, after_s: float) -> None:
-        self._fold = fold
+        # A bound method is held weakly: a pending timer never keeps its owner (a store session
+        # holding a whole manifest) alive, and no reference cycle needs the collector to free it.
+        self._fold: Callable[[], Callable[[], None] | None] = (
+            weakref.WeakMethod(fold) if inspect.ismethod(fold) else lambda: fold
+        )
         self._after_s = after_s
         self._timer: threading.Timer | None = None
         self._guard = threading.Lock()
@@ -57,4 +64,6 @@ class FoldTimer:
     def _run(self) -> None:
         with self._guard:
             self._timer = None
-        self._fold()
+        fold = self._fold()
+        if fold is not None:  # its owner is gone: nothing to fold from here
+            fold()

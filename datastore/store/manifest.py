@@ -69,17 +69,23 @@ FREEZE_FROM_IMAGES = 50_000
 """From this many images a loaded state is moved out of the garbage collector's sight."""
 
 
-def keep_out_of_gc(doc: dict[str, Any] | None) -> None:
+def keep_out_of_gc(doc: dict[str, Any] | None) -> bool:
     """Spare a large loaded state the cyclic collector's full passes (``gc.freeze``).
 
     A state of N images is ~10 N containers, none in a cycle (they are freed by reference
     counting when replaced). Left to the collector, the first full collection after a load walks
     them all, a pause of about 1 s per 10^5 images in whatever call happens to trigger it (a
     save's p99 at 10^6 images: 10 s). Frozen, they are never walked. Freezing applies to every
-    object alive in the process at that moment, which is why it is kept to large states.
+    object alive in the process at that moment, which is why it is kept to large states; a
+    store's ``close()`` gives them back to the collector (``gc.unfreeze``).
+
+    Returns:
+        Whether the state was frozen.
     """
-    if doc is not None and len(doc["objects"]) >= FREEZE_FROM_IMAGES:
-        gc.freeze()
+    if doc is None or len(doc["objects"]) < FREEZE_FROM_IMAGES:
+        return False
+    gc.freeze()
+    return True
 
 
 def deep_copy(value: Any) -> Any:

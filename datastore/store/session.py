@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 from collections.abc import Iterator
@@ -361,15 +362,19 @@ class StoreSession:
 
         A store that cannot be locked or written now (held elsewhere, a planted link, a corrupt
         manifest, a full disk) keeps its journal: the records are durable and the next writer
-        folds them in. ``close()`` only warns then.
+        folds them in. ``close()`` only warns then. A large state frozen out of the garbage
+        collector at load is given back to it.
         """
         self._fold_timer.cancel()
-        if self._read_only or not self._journal.records:
-            return
         try:
-            self.compact()
+            if not self._read_only and self._journal.records:
+                self.compact()
         except (DatastoreError, OSError) as err:  # the records stay: durable, folded in later
             logger.warning("journal of %s not folded in at close: %s", self._layout.root, err)
+        finally:
+            if self._storage.froze:
+                self._storage.froze = False
+                gc.unfreeze()
 
     def patch(self, txn: Transaction, op: str, **args: Any) -> None:
         """Record a manifest patch in ``txn`` and apply it to :attr:`doc` at once."""

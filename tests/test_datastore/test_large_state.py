@@ -8,12 +8,21 @@ inside whatever call triggered it (``add_image`` p99 1.07 s at 10^5, 10.3 s at 1
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 from medstore.datastore import LocalDatastore
 from medstore.datastore.store import manifest
+from support.nifti import make_nifti
 from support.stores import MakeStore, simple_case
+
+
+@pytest.fixture
+def label_file(tmp_path: Path) -> Path:
+    return make_nifti(tmp_path / "src" / "label.nii.gz", np.ones((6, 5, 4), np.uint8))
 
 
 @pytest.fixture
@@ -35,3 +44,35 @@ def test_a_large_state_is_frozen_and_a_small_one_is_not(
     reader = LocalDatastore(store.root, read_only=True)
     assert gc.get_freeze_count() > 0
     assert reader.list_images() == ["a", "b"]
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_close_gives_a_frozen_state_back_to_the_collector(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store({"a": simple_case(0), "b": simple_case(1)})
+    store.close()
+    monkeypatch.setattr(manifest, "FREEZE_FROM_IMAGES", 2)
+    reader = LocalDatastore(store.root, read_only=True)
+    assert gc.get_freeze_count() > 0
+    reader.close()
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_store_dropped_without_close_is_freed_by_reference_counting(
+    make_store: MakeStore, label_file: Path
+) -> None:
+    """Before: the fold timer held the session strongly (a cycle): a frozen state leaked."""
+    store = make_store({"a": simple_case(0)})
+    store.close()
+    writer = LocalDatastore(store.root, lock_timeout=5.0)
+    writer.save_label("a", str(label_file), "draft", {})  # arms the fold timer on the journal path
+    session = weakref.ref(writer._session)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del writer
+        assert session() is None
+    finally:
+        if was_enabled:
+            gc.enable()
