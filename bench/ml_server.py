@@ -1,8 +1,8 @@
 """MONAI Label 0.8.5's own server (its FastAPI app, through its TestClient) on a medstore store.
 
 Run with the python of a venv holding ``monailabel==0.8.5`` and medstore (installed as MONAI
-Label's server environment wants it: ``--no-deps`` beside pydicom 2.4.4, plus orjson, defusedxml
-and tqdm)::
+Label's server environment wants it: ``--no-deps`` beside pydicom 2.4.4, plus orjson, msgspec,
+defusedxml and tqdm)::
 
     "$ML_PYTHON" bench/ml_server.py --work DIR --other-python .venv/bin/python
 

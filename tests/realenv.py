@@ -65,6 +65,9 @@ WITH_MEDSTORE_DEPS = "#realenv: +medstore-deps"
 TORCH_BASE = "torch"
 """Cache name of the venv holding only torch, which every library venv is copied from."""
 MARKER = "realenv.json"
+ML_SERVER_EXTRAS = ("orjson", "msgspec", "defusedxml", "tqdm")
+"""medstore's own needs that MONAI Label's server environment does not bring (installed beside a
+``--no-deps`` medstore there)."""
 """Written last into a finished venv: what it was built from and how long the build took."""
 
 _DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")

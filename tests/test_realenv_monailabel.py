@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from medstore.datastore import LocalDatastore
-from realenv import install_checkout, marks, realenv
+from realenv import ML_SERVER_EXTRAS, install_checkout, marks, realenv
 
 pytestmark = marks("monailabel")
 
@@ -98,7 +98,6 @@ def test_medstore_works_in_monai_labels_server_environment(tmp_path: Path) -> No
     """Installed as MONAI Label's server would have it: --no-deps beside pydicom 2.4.4."""
     env = realenv("monailabel").clone(tmp_path / "venv")
     install_checkout(env, cwd=tmp_path, no_deps=True)
-    extra = ("orjson", "defusedxml", "tqdm")  # medstore's own needs MONAI Label does not bring
-    env.pip("install", "--quiet", *env.constraint_args, *extra, cwd=tmp_path)
+    env.pip("install", "--quiet", *env.constraint_args, *ML_SERVER_EXTRAS, cwd=tmp_path)
     out = env.run(BESIDE_ML, cwd=tmp_path).stdout.split("\n")[-2]
     assert out == "2.4.4 ['a'] ['a']"

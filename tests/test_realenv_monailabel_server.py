@@ -1,7 +1,7 @@
 """MONAI Label 0.8.5's server running on a medstore store, and its datastore's signatures.
 
 One venv clone for the module, set up as MONAI Label's server environment wants it: medstore
-installed ``--no-deps`` beside pydicom 2.4.4, plus orjson, defusedxml and tqdm.
+installed ``--no-deps`` beside pydicom 2.4.4, plus orjson, msgspec, defusedxml and tqdm.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from realenv import RealEnv, install_checkout, marks, realenv
+from realenv import ML_SERVER_EXTRAS, RealEnv, install_checkout, marks, realenv
 
 pytestmark = marks("monailabel")
 
@@ -77,8 +77,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> RealEnv:
     work = tmp_path_factory.mktemp("ml-server-env")
     env = realenv("monailabel").clone(work / "venv")
     install_checkout(env, cwd=work, no_deps=True)
-    extra = ("orjson", "defusedxml", "tqdm")  # medstore's own needs MONAI Label does not bring
-    env.pip("install", "--quiet", *env.constraint_args, *extra, cwd=work)
+    env.pip("install", "--quiet", *env.constraint_args, *ML_SERVER_EXTRAS, cwd=work)
     return env
 
 
