@@ -105,7 +105,9 @@ class DocumentStorage:
     def counts(self, doc: dict[str, Any]) -> LabelCounts:
         """The label counts of ``doc``: the state last loaded, with every change since.
 
-        Counted once (O(images)), then kept by :meth:`persist` and the journal's catch-up.
+        Taken while the manifest is checked at a load (and moved along by the journal's
+        records), otherwise counted once (O(images)); then kept by :meth:`persist` and the
+        journal's catch-up.
         """
         if self._counts is None:
             self._counts = LabelCounts.of(doc["objects"])
@@ -124,13 +126,19 @@ class DocumentStorage:
         Raises:
             ManifestCorruptError: The manifest or the journal cannot be trusted.
         """
-        self._counts = None
         for _ in range(20):
             doc = read_settled(self.manifest)
+            tags = self.manifest.last_tag_counts  # counted while the manifest was checked
+            if doc is None or tags is None:
+                self._counts = None
+            else:
+                self._counts = LabelCounts.from_tags(len(doc["objects"]), tags)
             try:
-                state = self.journal.load(doc, self.manifest)
+                state = self.journal.load(doc, self.manifest, self._on_replace)
             except FileNotFoundError:  # the base copy a first-format log named was just replaced
                 continue
+            if self.journal.merged:
+                self._counts = None  # counted again when first asked
             if not self.manifest.changed(strict=False):
                 self.froze = keep_out_of_gc(state) or self.froze
                 return state

@@ -31,13 +31,14 @@ class FoldTimer:
 
     Args:
         fold: What to run (in a daemon thread); it must not raise. A bound method is held
-            weakly (the timer does not keep its object alive).
+            weakly, and strongly only by a running countdown: a dropped store with a save
+            pending is folded in and then freed, one with none is freed at once.
         after_s: The delay in seconds.
     """
 
     def __init__(self, fold: Callable[[], None], *, after_s: float) -> None:
-        # A bound method is held weakly: a pending timer never keeps its owner (a store session
-        # holding a whole manifest) alive, and no reference cycle needs the collector to free it.
+        # Held weakly, so no reference cycle (session -> timer -> its method) outlives a
+        # countdown: a store session holding a whole manifest is freed by reference counting.
         self._fold: Callable[[], Callable[[], None] | None] = (
             weakref.WeakMethod(fold) if inspect.ismethod(fold) else lambda: fold
         )
@@ -50,7 +51,12 @@ class FoldTimer:
         with self._guard:
             if self._timer is not None and self._timer.is_alive():
                 return
-            self._timer = threading.Timer(self._after_s, self._run)
+            fold = self._fold()
+            if fold is None:
+                return
+            # The countdown's thread holds ``fold`` until it has run (threading drops a
+            # finished thread's arguments).
+            self._timer = threading.Timer(self._after_s, self._run, args=(fold,))
             self._timer.daemon = True  # never keeps a finished program alive
             self._timer.start()
 
@@ -61,9 +67,7 @@ class FoldTimer:
         if timer is not None:
             timer.cancel()
 
-    def _run(self) -> None:
+    def _run(self, fold: Callable[[], None]) -> None:
         with self._guard:
             self._timer = None
-        fold = self._fold()
-        if fold is not None:  # its owner is gone: nothing to fold from here
-            fold()
+        fold()

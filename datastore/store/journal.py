@@ -103,6 +103,10 @@ class JournalOptions:
         return self.mode == "journal" or (self.mode == "auto" and images >= self.min_images)
 
 
+OnReplace = Callable[[dict[str, Any] | None, dict[str, Any] | None], None] | None
+"""Told an image's object before and after a journal record replaced it."""
+
+
 def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -176,12 +180,17 @@ class ManifestJournal:
         )
 
     # ------------------------------------------------------------------ reading
-    def load(self, doc: dict[str, Any] | None, manifest: ManifestFile) -> dict[str, Any] | None:
+    def load(
+        self, doc: dict[str, Any] | None, manifest: ManifestFile, on_replace: OnReplace = None
+    ) -> dict[str, Any] | None:
         """The store's state: the manifest ``doc`` (as ``manifest`` read it), journal applied.
 
         Args:
             doc: The manifest as read (``None``: no manifest file).
             manifest: The manifest file (its bytes as read name the base).
+            on_replace: Told each image's object before and after a record replaced it (not
+                when the journal is merged with a manifest another program wrote: see
+                :attr:`merged`).
 
         Returns:
             The state (``doc`` itself, changed in place, unless it was ``None``).
@@ -208,22 +217,18 @@ class ManifestJournal:
             is_base = False
         if is_base:
             assert doc is not None
-            for change in changes:
-                self._apply(doc, change)
+            self._apply_all(doc, changes, on_replace)
         else:
             doc = self._merge_with_base(doc, header, changes)
             self.merged = True
         self._base, self._offset, self._records = header.base, contents.end, len(changes)
         self._oldest = changes[0]["t"] if changes else None
-        for change in changes:
-            self._seen.update(change["objects"])
+        if not is_base:
+            for change in changes:
+                self._seen.update(change["objects"])
         return doc
 
-    def catch_up(
-        self,
-        doc: dict[str, Any],
-        on_replace: Callable[[dict[str, Any] | None, dict[str, Any] | None], None] | None = None,
-    ) -> bool | None:
+    def catch_up(self, doc: dict[str, Any], on_replace: OnReplace = None) -> bool | None:
         """Apply records other processes appended since the last look (O(new records)).
 
         Args:
@@ -246,13 +251,7 @@ class ManifestJournal:
             return None
         contents = self._log.read(offset=self._offset)
         changes = [self._parse_change(r) for r in contents.records]
-        objects = doc["objects"]
-        for change in changes:
-            if on_replace is not None:
-                for image_id, obj in change["objects"].items():
-                    on_replace(objects.get(image_id), obj)
-            self._apply(doc, change)
-            self._seen.update(change["objects"])
+        self._apply_all(doc, changes, on_replace)
         if changes and self._oldest is None:
             self._oldest = changes[0]["t"]
         self._records += len(changes)
@@ -331,6 +330,17 @@ class ManifestJournal:
                 validate_manifest(probe, source=where)
         change["name"], change["description"] = probe["name"], probe["description"]
         return change
+
+    def _apply_all(
+        self, doc: dict[str, Any], changes: list[dict[str, Any]], on_replace: OnReplace
+    ) -> None:
+        objects = doc["objects"]
+        for change in changes:
+            if on_replace is not None:
+                for image_id, obj in change["objects"].items():
+                    on_replace(objects.get(image_id), obj)
+            self._apply(doc, change)
+            self._seen.update(change["objects"])
 
     @staticmethod
     def _apply(doc: dict[str, Any], change: Mapping[str, Any]) -> None:

@@ -45,6 +45,14 @@ class LabelCounts:
                 tags[tag] = tags.get(tag, 0) + 1
         return counts
 
+    @classmethod
+    def from_tags(cls, total: int, tags: Mapping[str, int]) -> LabelCounts:
+        """Counts already taken: ``total`` images, ``tags`` images per label tag."""
+        counts = cls()
+        counts._total = total
+        counts._tags = {tag: n for tag, n in tags.items() if n}
+        return counts
+
     def replace(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
         """One image changed from ``old`` to ``new`` (``None``: absent before / after)."""
         if old is not None:

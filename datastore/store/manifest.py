@@ -139,7 +139,9 @@ def _decode(raw: bytes, source: str) -> Any:
     return doc if same else json_values.loads_exact(raw, source=source)
 
 
-def parse_manifest(raw: bytes, *, source: str) -> dict[str, Any]:
+def parse_manifest(
+    raw: bytes, *, source: str, tag_counts: dict[str, int] | None = None
+) -> dict[str, Any]:
     """Parse and validate manifest bytes into MONAI Label's dict shape (defaults filled in).
 
     The bytes are refused here (empty, byte-order mark, duplicate keys, too deep); the content
@@ -156,7 +158,7 @@ def parse_manifest(raw: bytes, *, source: str) -> dict[str, Any]:
         ManifestCorruptError: Any reason the manifest cannot be trusted.
     """
     with gc_paused():  # ~10 containers per image, none in a cycle: no collection needed
-        return validate_manifest(_decode(raw, source), source=source)
+        return validate_manifest(_decode(raw, source), source=source, tag_counts=tag_counts)
 
 
 def serialize_manifest(doc: dict[str, Any]) -> bytes:
@@ -224,6 +226,8 @@ class ManifestFile:
         self._bytes: bytes | None = None
         self._digest: _Digest | None = None
         self._seen_at_ns = 0
+        self.last_tag_counts: dict[str, int] | None = None
+        """Images per label tag in the manifest as last read (``None``: not read, or written)."""
         self.racy_window_ns = _RACY_WINDOW_NS
         """How recent (ns) an unchanged signature may be and still need a byte compare."""
 
@@ -298,8 +302,10 @@ class ManifestFile:
                 continue
             if self._stat() == before:
                 digest = _Digest(raw)  # a large file is hashed while it is parsed
-                doc = parse_manifest(raw, source=str(self.path))
+                tags: dict[str, int] = {}
+                doc = parse_manifest(raw, source=str(self.path), tag_counts=tags)
                 self._remember(before, raw, seen_at, digest)
+                self.last_tag_counts = tags
                 return doc
         raise ManifestCorruptError(f"manifest {self.path} keeps changing while being read")
 
@@ -354,6 +360,7 @@ class ManifestFile:
     ) -> None:
         self._signature = sig
         self._bytes = raw
+        self.last_tag_counts = None
         self._digest = digest if digest is not None or raw is None else _Digest(raw)
         self._seen_at_ns = seen_at
 

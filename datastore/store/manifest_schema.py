@@ -75,8 +75,16 @@ def validate_entry(entry: Any, *, where: str, source: str) -> dict[str, Any]:
     return entry
 
 
-def validate_object(obj: Any, *, image_id: str, source: str) -> dict[str, Any]:
+def validate_object(
+    obj: Any, *, image_id: str, source: str, tag_counts: dict[str, int] | None = None
+) -> dict[str, Any]:
     """Check one image's object (``{"image", "labels"}``, MONAI Label's ``ImageLabelModel``).
+
+    Args:
+        obj: The object (defaults filled in, in place).
+        image_id: Its id (for errors).
+        source: The path to name in errors.
+        tag_counts: When given, each of the object's label tags is counted in it.
 
     Raises:
         ManifestCorruptError: No image, labels not an object, a bad tag or entry.
@@ -95,6 +103,8 @@ def validate_object(obj: Any, *, image_id: str, source: str) -> dict[str, Any]:
             raise ManifestCorruptError(f"manifest {source}: {err}") from err
         if not _plain_entry(label):
             validate_entry(label, where=f"objects[{image_id!r}].labels[{tag!r}]", source=source)
+        if tag_counts is not None:
+            tag_counts[tag] = tag_counts.get(tag, 0) + 1
     return obj
 
 
@@ -114,12 +124,16 @@ def _plain_entry(entry: Any) -> bool:
     return good
 
 
-def validate_manifest(doc: Any, *, source: str) -> dict[str, Any]:
+def validate_manifest(
+    doc: Any, *, source: str, tag_counts: dict[str, int] | None = None
+) -> dict[str, Any]:
     """Check a decoded manifest (MONAI Label's ``LocalDatastoreModel``) and fill its defaults.
 
     Args:
         doc: The decoded JSON (changed in place: defaults are filled in).
         source: The path to name in errors.
+        tag_counts: When given, filled with the number of images per label tag (counted in the
+            same pass: a store's ``status()`` is then ready when it opens).
 
     Returns:
         ``doc``.
@@ -144,5 +158,5 @@ def validate_manifest(doc: Any, *, source: str) -> dict[str, Any]:
             validate_id(image_id)
         except InvalidIdError as err:
             raise ManifestCorruptError(f"manifest {source}: {err}") from err
-        validate_object(obj, image_id=image_id, source=source)
+        validate_object(obj, image_id=image_id, source=source, tag_counts=tag_counts)
     return doc

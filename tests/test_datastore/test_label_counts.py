@@ -97,3 +97,22 @@ def test_kept_counts_equal_a_fresh_count(
             else:
                 objects[image_id] = new
         assert counts.status() == LabelCounts.of(objects).status()
+
+
+def test_status_after_an_open_walks_no_image(
+    make_store: MakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the first status() after an open walked every image (405 ms at 10^6)."""
+    store = make_store({f"case_{i}": simple_case(i) for i in range(3)})
+    store.compact()
+    label = make_nifti(tmp_path / "src" / "label.nii.gz", np.ones((6, 5, 4), np.uint8))
+    store.save_label("case_0", str(label), "draft", {})  # a journal record on that path
+    store.remove_label("case_1", "final")
+    expected = _fresh_status(store.root)
+    assert expected["label_tags"] == {"final": 2, "draft": 1}
+
+    def walked(cls: type, objects: Any) -> LabelCounts:
+        raise AssertionError("status() walked every image")
+
+    monkeypatch.setattr(LabelCounts, "of", classmethod(walked))
+    assert LocalDatastore(store.root, read_only=True).status() == expected
