@@ -319,7 +319,7 @@ ROWS = [
     ("open_read_only", "open (read-only)"),
     *[(f"{op}_{q}", f"{op} {q}") for op in WRITE_OPS for q in ("p50", "p99")],
     ("datalist", "datalist()"),
-    ("status", "status(), first call (counts every image)"),
+    ("status", "status(), first call after the opens"),
     ("status_kept", "status(), after the writes (counts kept)"),
     ("peak_rss", "peak RSS (open + datalist + status)"),
     ("volume_dataset_index", "VolumeDataset index build"),
