@@ -113,6 +113,10 @@ class DocumentStorage:
             self._counts = LabelCounts.of(doc["objects"])
         return self._counts
 
+    def forget_counts(self) -> None:
+        """The state was changed in place outside :meth:`persist` (a repair): count it again."""
+        self._counts = None
+
     def _on_replace(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         if self._counts is not None:
             self._counts.replace(old, new)
@@ -209,7 +213,7 @@ class DocumentStorage:
 
         ``doc`` may have been changed in place since the counts were kept: they are dropped.
         """
-        self._counts = None
+        self.forget_counts()
         self.fold(doc, lock=lock)
 
     def fold(self, doc: dict[str, Any], *, lock: StoreLock) -> None:

@@ -87,7 +87,6 @@ class StoreSession:
         self._storage = DocumentStorage(
             layout, file_mode=file_mode, options=journal or JournalOptions.from_env()
         )
-        self._manifest = self._storage.manifest
         self._journal = self._storage.journal
         self._lock = None if read_only else StoreLock(layout.lock, timeout=lock_timeout)
         nofollow.confine(layout.root)  # no link below the root is followed by any write
@@ -213,6 +212,7 @@ class StoreSession:
             return
         if repaired:
             self._repaired_unsaved = True
+            self._storage.forget_counts()
 
     def _in_batch(self) -> bool:
         return self._txn is not None and self._txn_thread == threading.get_ident()

@@ -116,3 +116,19 @@ def test_status_after_an_open_walks_no_image(
 
     monkeypatch.setattr(LabelCounts, "of", classmethod(walked))
     assert LocalDatastore(store.root, read_only=True).status() == expected
+
+
+def test_a_reader_counts_the_saves_it_puts_back_over_a_stale_copy(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    """A reader puts acknowledged entries back in memory; status() counts them too."""
+    store = make_store({"a": simple_case(0), "b": simple_case(1)})
+    store.compact()
+    stale = store.layout.manifest.read_bytes()
+    label = make_nifti(tmp_path / "src" / "label.nii.gz", np.ones((6, 5, 4), np.uint8))
+    store.save_label("a", str(label), "draft", {})  # acknowledged
+    store.close()
+    store.layout.manifest.write_bytes(stale)  # MONAI Label writes back its older copy
+    reader = LocalDatastore(store.root, read_only=True)
+    assert reader.get_label_info("a", "draft") is not None  # put back in memory
+    assert reader.status() == {"total": 2, "completed": 2, "label_tags": {"final": 2, "draft": 1}}
