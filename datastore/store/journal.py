@@ -292,9 +292,7 @@ class ManifestJournal:
             raise ManifestCorruptError(
                 f"journal {self._log.path}: no base object for {len(missing)} changed image(s)"
             )
-        base = {**header.top, "objects": objects}
-        base.setdefault("name", ""), base.setdefault("description", "")
-        return base
+        return {"name": "", "description": "", **header.top, "objects": objects}
 
     def _parse_header(self, payload: bytes) -> _Header:
         try:

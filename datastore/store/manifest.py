@@ -181,19 +181,19 @@ class _Signature:
 
 
 class _Digest:
-    """The SHA-256 of a manifest's bytes, computed once; beside the parse for a large file.
+    """The SHA-256 of a manifest's bytes, computed once, when first asked.
 
-    Hashing releases the interpreter lock, so for a large manifest it runs in a thread while the
-    JSON is parsed: the journal's first save then finds it ready instead of hashing then.
+    Hashing releases the interpreter lock, so a large manifest being read is hashed in a thread
+    while its JSON is parsed (``beside_parse``): the journal's first save then finds it ready.
     """
 
     _THREAD_FROM = 8 << 20
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, *, beside_parse: bool = False) -> None:
         self._raw: bytes | None = raw
         self._hex: str | None = None
         self._thread: threading.Thread | None = None
-        if len(raw) >= self._THREAD_FROM:
+        if beside_parse and len(raw) >= self._THREAD_FROM:
             self._thread = threading.Thread(target=self._compute, daemon=True)
             self._thread.start()
 
@@ -301,7 +301,7 @@ class ManifestFile:
             except FileNotFoundError:
                 continue
             if self._stat() == before:
-                digest = _Digest(raw)  # a large file is hashed while it is parsed
+                digest = _Digest(raw, beside_parse=True)
                 tags: dict[str, int] = {}
                 doc = parse_manifest(raw, source=str(self.path), tag_counts=tags)
                 self._remember(before, raw, seen_at, digest)
