@@ -77,8 +77,10 @@ def measure_medstore(root: Path, n: int, reps: int) -> dict[str, float]:
     out["refresh_nothing_changed"] = timed(store.refresh)
     out["datalist"] = timed(store.datalist)
     out["status"] = timed(store.status)
-    saves = [timed(lambda i=i: store.save_label(f"img_{i:06d}", src, "final", {})) for i in
-             range(1, 2 * reps, 2)]
+    saves = [
+        timed(lambda i=i: store.save_label(f"img_{i:06d}", src, "final", {}))
+        for i in range(1, 2 * reps, 2)
+    ]
     out["save_label_p50"] = statistics.median(saves)
     out["save_label_p99"] = percentile(saves, 0.99)
     out["update_image_info_p50"] = statistics.median(
@@ -88,8 +90,10 @@ def measure_medstore(root: Path, n: int, reps: int) -> dict[str, float]:
         [timed(lambda i=i: store.add_image(f"new_{i:06d}", src, {})) for i in range(reps)]
     )
     out["remove_label_p50"] = statistics.median(
-        [timed(lambda i=i: store.remove_label(f"img_{i:06d}", "final")) for i in
-         range(0, 2 * reps, 2)]
+        [
+            timed(lambda i=i: store.remove_label(f"img_{i:06d}", "final"))
+            for i in range(0, 2 * reps, 2)
+        ]
     )
     bulk_dir = root.parent / "bulk"
     bulk_dir.mkdir()
@@ -108,7 +112,9 @@ def measure_monailabel(python: str, root: Path, n: int, reps: int) -> dict[str, 
     script = Path(__file__).with_name("ml_reference.py")
     result = subprocess.run(
         [python, str(script), "--root", str(root), "--n", str(n), "--reps", str(reps)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 

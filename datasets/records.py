@@ -8,7 +8,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from medstore.datastore import ImageNotFoundError, LocalDatastore, parse_label_info
+from medstore.datastore import (
+    EntryBuilders,
+    ImageNotFoundError,
+    LocalDatastore,
+    parse_label_info,
+)
 from medstore.datastore.store.manifest import gc_paused
 
 from .item.entities import EntityRecord, entity_records, schema_names
@@ -39,14 +44,14 @@ class StoreLike(Protocol):
     def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class LabelRecord:
     """One label file of an image.
 
     Attributes:
         tag: The label tag, i.e. the annotator (``final`` = approved reference).
         path: Absolute path of the label file.
-        info: Its manifest info (a copy).
+        info: Its manifest info (read only: it may be the store's own dict).
         classes: ``{voxel value: class name}`` from ``label_info``, or ``None`` without one.
     """
 
@@ -56,14 +61,15 @@ class LabelRecord:
     classes: Mapping[int, str] | None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class ImageRecord:
     """Everything a dataset needs about one image, resolved once at construction.
 
     Attributes:
         image_id: The store id.
         path: Absolute image path (file or DICOM series folder).
-        info: The image's manifest info (a copy).
+        info: The image's manifest info (read only: it may be the store's own dict).
+            Its ``path`` key, where present, is :attr:`path`.
         labels: Label files kept after the annotator filter.
         entities: Entity annotations kept after the filters.
     """
@@ -162,15 +168,28 @@ def _annotated_ids(store: Any) -> Container[str] | None:
     return stored_ids() if callable(stored_ids) else None
 
 
-def _entry_record(store: Any, entry: Any, annotated: Container[str] | None) -> ImageRecord:
-    """A record from one of :meth:`~medstore.datastore.LocalDatastore.image_entries`."""
-    labels = tuple(
-        LabelRecord(tag=lb.tag, path=lb.path, info=lb.info, classes=label_classes(lb.info))
-        for lb in entry.labels
-    )
-    has_file = annotated is None or entry.image_id in annotated
-    entities = entity_records(store, entry.image_id) if has_file else ()
-    return ImageRecord(entry.image_id, entry.path, entry.info, labels, entities)
+def _label_record(tag: str, path: str, info: dict[str, Any]) -> LabelRecord:
+    return LabelRecord(tag, path, info, label_classes(info) if "label_info" in info else None)
+
+
+RECORDS: EntryBuilders[ImageRecord] = EntryBuilders(ImageRecord, _label_record)
+"""Records built straight from the store's bulk read (entities added after, where there are)."""
+
+
+def _with_entities(
+    store: Any, records: list[ImageRecord], annotated: Container[str] | None
+) -> list[ImageRecord]:
+    """The records, each given its entity annotations (only ``annotated`` ids are asked)."""
+    if annotated is not None and not annotated:
+        return records
+    out = []
+    for record in records:
+        if annotated is None or record.image_id in annotated:
+            entities = entity_records(store, record.image_id)
+            if entities:
+                record = replace(record, entities=entities)
+        out.append(record)
+    return out
 
 
 def build_records(store: Any, image_ids: Iterable[str] | None = None) -> list[ImageRecord]:
@@ -195,10 +214,9 @@ def build_records(store: Any, image_ids: Iterable[str] | None = None) -> list[Im
     if not callable(bulk):
         ids = sorted(store.list_images()) if image_ids is None else list(image_ids)
         return [_image_record(store, image_id) for image_id in ids]
-    entries = bulk(None if image_ids is None else list(image_ids))
-    annotated = _annotated_ids(store)
     with gc_paused():  # 10^5-10^6 small acyclic objects: no full collection half-way
-        return [_entry_record(store, entry, annotated) for entry in entries]
+        records = bulk(None if image_ids is None else list(image_ids), builders=RECORDS)
+        return _with_entities(store, records, _annotated_ids(store))
 
 
 IN_WORK: frozenset[str] = frozenset(
@@ -279,8 +297,15 @@ def filter_records(
         The filtered records.
     """
     allowed = schema_names(store) if store is not None else None
+    filters = options.filters
+    every_tag = filters.include_annotators is None and filters.exclude_annotators is None
+    keep_bare = options.include_unannotated
     kept = []
     for record in records:
+        if every_tag and not record.entities:  # nothing to filter out: the record as it is
+            if keep_bare or record.labels:
+                kept.append(record)
+            continue
         labels = tuple(lb for lb in record.labels if options.filters.keeps_annotator(lb.tag))
         entities = tuple(e for e in record.entities if _keep_entity(e, options, allowed))
         unchanged = len(labels) == len(record.labels) and len(entities) == len(record.entities)

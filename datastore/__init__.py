@@ -25,6 +25,7 @@ from .errors import (
     StoreLockedError,
     UnsupportedFormatError,
 )
+from .store.image_listing import EntryBuilders
 from .store.image_versions import image_version
 from .store.label_info import LabelClasses, parse_label_info
 from .store.layout import StoreLayout
@@ -39,6 +40,7 @@ __all__ = [
     "DataModel",
     "DatastoreError",
     "DefaultLabelTag",
+    "EntryBuilders",
     "ImageLabelModel",
     "ImageNotFoundError",
     "ImageReadError",

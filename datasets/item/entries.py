@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -190,7 +191,7 @@ def metainfo_entry(
     Returns:
         The entry (the info dict is a copy).
     """
-    info = dict(record.info)
+    info = {**copy.deepcopy(dict(record.info)), "path": record.path}  # the record's is shared
     meta: dict[str, Any] = {
         "id": record.image_id,
         "path": record.path,

@@ -21,9 +21,15 @@ from typing import Any
 
 from .. import nofollow
 from ..ids import is_inside
-from . import json_values
 from .history import LabelHistory
-from .image_listing import BULK_MIN_IMAGES, FolderListing, ImageEntry, LabelEntry, inside
+from .image_listing import (
+    BULK_MIN_IMAGES,
+    ENTRIES,
+    EntryBuilders,
+    EntryReader,
+    FolderListing,
+    inside,
+)
 from .image_versions import belongs, image_version, version_stamp
 from .label_info import parse_label_info
 from .layout import DefaultLabelTag
@@ -147,16 +153,23 @@ class Catalog:
         with self._session.reading():
             return {tag: image_id for tag in self._session.image_entry(image_id)["labels"]}
 
-    def image_entries(self, image_ids: Iterable[str] | None = None) -> list[ImageEntry]:
-        """Paths and info copies of many images and their labels, read at once.
+    def image_entries(
+        self, image_ids: Iterable[str] | None = None, builders: EntryBuilders[Any] = ENTRIES
+    ) -> list[Any]:
+        """Paths and infos of many images and their labels, read at once.
 
         Each entry holds what :meth:`get_image_uri`, :meth:`get_image_info`,
         :meth:`get_label_uri` and :meth:`get_label_info` answer, with their refusals, but from
         one look at the manifest and (from :data:`BULK_MIN_IMAGES` images on) one listing per
-        folder instead of resolving every file (see :mod:`.image_listing`).
+        folder instead of resolving every file (see :mod:`.image_listing`). Unlike the getters
+        it copies no info, and an image's info has no ``path`` (the entry's ``path`` is it):
+        the entries hold the state's own info dicts, which their holder must not change (see
+        :class:`~.image_listing.EntryReader`).
 
         Args:
             image_ids: The images, in this order; ``None``: every image, sorted by id.
+            builders: What to build for each image and label (default
+                :class:`~.image_listing.ImageEntry` and :class:`~.image_listing.LabelEntry`).
 
         Returns:
             One entry per image.
@@ -168,44 +181,21 @@ class Catalog:
         with self._session.reading(), gc_paused():
             objects = self._session.doc["objects"]
             ids = sorted(objects) if image_ids is None else list(image_ids)
-            objs = [self._session.image_entry(image_id) for image_id in ids]
+            layout = self._session.layout
             bulk = len(ids) >= BULK_MIN_IMAGES
-            images = FolderListing.of(self._session.layout.images) if bulk else FolderListing.NONE
-            if not inside(self._session.layout.root, images.real):
+            images = FolderListing.of(layout.images) if bulk else FolderListing.NONE
+            if not inside(layout.root, images.real):
                 images = FolderListing.NONE  # each image asked of the getter (refuses copies)
-            tags: dict[str, FolderListing] = {}
-            # one copy of every info at once: per-image copies cost more than the reads
-            copies = json_values.deep_copy([(obj["image"]["info"], obj["labels"]) for obj in objs])
-            out = []
-            for image_id, obj, (info, labels) in zip(ids, objs, copies, strict=True):
-                name = image_id + obj["image"]["ext"]
-                info["path"] = path = images.resolved(name) or self._image_path(image_id, obj)
-                found: tuple[LabelEntry, ...] = ()
-                if labels:
-                    found = tuple(
-                        self._label_entry(image_id, tag, labels[tag], tags, bulk=bulk)
-                        for tag in sorted(labels)
-                    )
-                out.append(ImageEntry(image_id, path, info, found))
-            return out
-
-    def _label_entry(
-        self,
-        image_id: str,
-        tag: str,
-        label: dict[str, Any],
-        tags: dict[str, FolderListing],
-        *,
-        bulk: bool,
-    ) -> LabelEntry:
-        """A label's entry; its tag folder is listed once into ``tags`` (when ``bulk``)."""
-        listing = tags.get(tag)
-        if listing is None:
-            folder = self._session.layout.labels / tag
-            listing = tags[tag] = FolderListing.unfollowed(folder) if bulk else FolderListing.NONE
-        ext = label["ext"]
-        path = listing.resolved(image_id + ext) or self._label_path(image_id, tag, ext)
-        return LabelEntry(tag, path, label["info"])
+            reader = EntryReader(
+                images,
+                lambda tag: (
+                    FolderListing.unfollowed(layout.labels / tag) if bulk else FolderListing.NONE
+                ),
+                self._image_path,
+                self._label_path,
+            )
+            lookup = objects.__getitem__ if image_ids is None else self._session.image_entry
+            return reader.entries(lookup, ids, builders)
 
     def get_labeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None

@@ -22,14 +22,25 @@ Examples:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from .. import nofollow
 from ..errors import UnsafePathError
 
-__all__ = ["BULK_MIN_IMAGES", "FolderListing", "ImageEntry", "LabelEntry", "inside"]
+__all__ = [
+    "BULK_MIN_IMAGES",
+    "ENTRIES",
+    "EntryBuilders",
+    "EntryReader",
+    "EntryT",
+    "FolderListing",
+    "ImageEntry",
+    "LabelEntry",
+    "inside",
+]
 
 BULK_MIN_IMAGES = 256
 """Below this many images, each path is asked of the getters (listing a big folder costs more)."""
@@ -41,7 +52,8 @@ class LabelEntry(NamedTuple):
     Attributes:
         tag: The label tag.
         path: Absolute resolved path of the label file (what ``get_label_uri`` answers).
-        info: A copy of the label's info.
+        info: The label's info: the store's own dict, not to be changed (see
+            :class:`EntryReader`).
     """
 
     tag: str
@@ -55,7 +67,8 @@ class ImageEntry(NamedTuple):
     Attributes:
         image_id: The id.
         path: Absolute resolved path of the image (what ``get_image_uri`` answers).
-        info: A copy of the image's info plus ``path`` (what ``get_image_info`` answers).
+        info: The image's info (what ``get_image_info`` answers, less its ``path``): the
+            store's own dict, not to be changed (see :class:`EntryReader`).
         labels: Its labels, sorted by tag.
     """
 
@@ -93,7 +106,7 @@ class FolderListing:
         real = os.path.realpath(folder)
         try:
             with os.scandir(real) as entries:
-                plain = frozenset(e.name for e in entries if not e.is_symlink())
+                plain = frozenset([e.name for e in entries if not e.is_symlink()])
         except (FileNotFoundError, NotADirectoryError):
             plain = frozenset()
         return cls(real, plain)
@@ -116,7 +129,7 @@ class FolderListing:
                 nofollow.folder(folder) as held,
                 os.scandir(held.fd if held.fd is not None else held.path) as entries,
             ):
-                plain = frozenset(e.name for e in entries if not e.is_symlink())
+                plain = frozenset([e.name for e in entries if not e.is_symlink()])
         except (UnsafePathError, OSError):
             return cls(os.path.realpath(folder), frozenset())
         return cls(os.path.realpath(folder), plain)
@@ -145,3 +158,121 @@ def inside(root: Path, real: str) -> bool:
     """
     base = os.path.realpath(root)
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+EntryT = TypeVar("EntryT")
+
+
+@dataclass(frozen=True)
+class EntryBuilders(Generic[EntryT]):
+    """What :class:`EntryReader` builds for each image and label, called positionally.
+
+    The default (:data:`ENTRIES`) builds :class:`ImageEntry` and :class:`LabelEntry`; a reader
+    of 10^6 images that wants its own objects saves a second pass by passing its own builders.
+
+    Attributes:
+        image: ``(image_id, path, info, labels) -> entry``, ``labels`` a tuple of ``label``'s.
+        label: ``(tag, path, info) -> label entry``.
+
+    Example:
+        >>> builders = EntryBuilders(lambda i, p, info, labels: i, lambda t, p, info: t)
+        >>> builders.image("a", "/a", {}, ())
+        'a'
+    """
+
+    image: Callable[[str, str, dict[str, Any], tuple[Any, ...]], EntryT]
+    label: Callable[[str, str, dict[str, Any]], Any]
+
+
+ENTRIES: EntryBuilders[ImageEntry] = EntryBuilders(ImageEntry, LabelEntry)
+"""The default builders: :class:`ImageEntry` and :class:`LabelEntry`."""
+
+ImagePath = Callable[[str, dict[str, Any]], str]
+"""``(image_id, manifest object) -> resolved path``: the getter's answer, refusals included."""
+LabelPath = Callable[[str, str, str], str]
+"""``(image_id, tag, ext) -> resolved path``: the getter's answer, refusals included."""
+
+
+@dataclass
+class EntryReader:
+    """Entries of many images from manifest objects, each path vouched for by a listing if it can.
+
+    The infos are not copied: an entry holds the state's own info dicts. The store never changes
+    an info dict in place (an update puts a new dict in its place), so entries keep showing the
+    state they were read from, as long as their holder does not change them either.
+
+    Args:
+        images: The images folder's listing (:attr:`FolderListing.NONE`: ask ``image_path``).
+        label_folder: The listing of a tag's folder, asked once per tag.
+        image_path: The image getter's resolution, for a file no listing vouches for.
+        label_path: The label getter's resolution, likewise.
+
+    Example:
+        >>> reader = EntryReader(
+        ...     FolderListing("/s/images", frozenset({"a.nii"})),
+        ...     lambda tag: FolderListing.NONE,
+        ...     lambda image_id, obj: "asked",
+        ...     lambda image_id, tag, ext: "asked",
+        ... )
+        >>> label = {"ext": ".nii", "info": {}}
+        >>> obj = {"image": {"ext": ".nii", "info": {}}, "labels": {"final": label}}
+        >>> (entry,) = reader.entries({"a": obj}.__getitem__, ["a"], ENTRIES)
+        >>> entry.path, entry.labels[0].path
+        ('/s/images/a.nii', 'asked')
+    """
+
+    images: FolderListing
+    label_folder: Callable[[str], FolderListing]
+    image_path: ImagePath
+    label_path: LabelPath
+    _tags: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+
+    def entries(
+        self,
+        lookup: Callable[[str], dict[str, Any]],
+        image_ids: Iterable[str],
+        builders: EntryBuilders[EntryT],
+    ) -> list[EntryT]:
+        """One entry per id, in order (labels sorted by tag).
+
+        Args:
+            lookup: The manifest object of an id (raising for an unknown one).
+            image_ids: The ids.
+            builders: What to build (:data:`ENTRIES`: :class:`ImageEntry` and
+                :class:`LabelEntry`).
+
+        Returns:
+            The entries.
+        """
+        # one pass over up to 10^6 images: every attribute a local, no call per plain file
+        folder, plain = self.images.real + os.sep, self.images.plain
+        image_path, label_path, tags = self.image_path, self.label_path, self._tags
+        image_entry, label_entry = builders.image, builders.label
+        out = []
+        for image_id in image_ids:
+            obj = lookup(image_id)
+            image = obj["image"]
+            name = image_id + image["ext"]
+            path = folder + name if name in plain else image_path(image_id, obj)
+            labels = obj["labels"]
+            found: tuple[Any, ...] = ()
+            if labels:
+                built = []
+                for tag in sorted(labels) if len(labels) > 1 else labels:
+                    label = labels[tag]
+                    listed = tags.get(tag) or self._tag(tag)
+                    name = image_id + label["ext"]
+                    where = (
+                        listed[0] + name
+                        if name in listed[1]
+                        else label_path(image_id, tag, label["ext"])
+                    )
+                    built.append(label_entry(tag, where, label["info"]))
+                found = tuple(built)
+            out.append(image_entry(image_id, path, image["info"], found))
+        return out
+
+    def _tag(self, tag: str) -> tuple[str, frozenset[str]]:
+        listing = self.label_folder(tag)
+        self._tags[tag] = (listing.real + os.sep, listing.plain)
+        return self._tags[tag]

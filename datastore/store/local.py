@@ -20,13 +20,13 @@ import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..ids import validate_id, validate_tag
 from ..interop.monailabel_archive import write_dataset_archive
 from .catalog import Catalog
 from .history import LabelHistory
-from .image_listing import ImageEntry
+from .image_listing import ENTRIES, EntryBuilders, EntryT, ImageEntry
 from .image_writes import ImageWriter
 from .indexer import DiskIndexer
 from .label_writes import LabelWriter
@@ -299,11 +299,24 @@ class LocalDatastore:
         """The label id of ``image_id`` under ``tag``, or ``""`` when it has none."""
         return self.get_labels_by_image_id(image_id).get(validate_tag(tag), "")
 
-    def image_entries(self, image_ids: Iterable[str] | None = None) -> list[ImageEntry]:
+    @overload
+    def image_entries(self, image_ids: Iterable[str] | None = None) -> list[ImageEntry]: ...
+
+    @overload
+    def image_entries(
+        self, image_ids: Iterable[str] | None = None, *, builders: EntryBuilders[EntryT]
+    ) -> list[EntryT]: ...
+
+    def image_entries(
+        self, image_ids: Iterable[str] | None = None, *, builders: EntryBuilders[Any] = ENTRIES
+    ) -> list[Any]:
         """Paths and infos of many images and their labels at once (what datasets index).
 
         Each entry holds what ``get_image_uri``/``get_image_info``/``get_label_uri``/
-        ``get_label_info`` answer, refusals included; see :meth:`~.catalog.Catalog.image_entries`.
+        ``get_label_info`` answer, refusals included, but the infos are the store's own dicts
+        (read only, not copies; an image's lacks ``path``); ``builders`` builds other objects
+        than :class:`ImageEntry` from the same fields. See
+        :meth:`~.catalog.Catalog.image_entries`.
 
         Examples:
             >>> import tempfile
@@ -311,7 +324,7 @@ class LocalDatastore:
             []
         """
         ids = None if image_ids is None else [validate_id(i) for i in image_ids]
-        return self._catalog.image_entries(ids)
+        return self._catalog.image_entries(ids, builders)
 
     def get_labeled_images(
         self, label_tag: str | None = None, labels: Sequence[str] | None = None

@@ -264,6 +264,10 @@ def _roll_back(root: Path, done: list[dict[str, Any]]) -> bool:
 def apply_patches(doc: dict[str, Any], patches: list[dict[str, Any]]) -> None:
     """Apply manifest patches to ``doc`` in place; each patch is idempotent.
 
+    An info dict already in ``doc`` is never changed: an update puts a new dict in its place, so
+    bulk reads (:meth:`~.catalog.Catalog.image_entries`) may hand out the state's own info values
+    without copying them.
+
     Ops: ``set_image`` (image_id, entry, keep_labels), ``remove_image`` (image_id),
     ``set_label`` (image_id, tag, entry), ``remove_label`` (image_id, tag), ``update_image_info``
     / ``update_label_info`` (info merged), ``set_name``, ``set_description``.
@@ -286,9 +290,11 @@ def apply_patches(doc: dict[str, Any], patches: list[dict[str, Any]]) -> None:
         elif op == "remove_label" and obj is not None:
             obj.get("labels", {}).pop(p["tag"], None)
         elif op == "update_image_info" and obj is not None:
-            obj["image"].setdefault("info", {}).update(p["info"])
+            image = obj["image"]
+            image["info"] = {**image.get("info", {}), **p["info"]}
         elif op == "update_label_info" and obj is not None and p["tag"] in obj.get("labels", {}):
-            obj["labels"][p["tag"]].setdefault("info", {}).update(p["info"])
+            label = obj["labels"][p["tag"]]
+            label["info"] = {**label.get("info", {}), **p["info"]}
         elif op in ("set_name", "set_description"):
             doc[op.removeprefix("set_")] = p[op.removeprefix("set_")]
 

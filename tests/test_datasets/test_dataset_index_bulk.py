@@ -50,6 +50,7 @@ def _getters(store: LocalDatastore, image_id: str) -> tuple[object, ...]:
 
 def _entry(entry: object) -> tuple[object, ...]:
     image_id, path, info, labels = entry  # type: ignore[misc]
+    info = {**info, "path": path}  # the getter's info names the path too
     return image_id, path, info, [(lb.tag, lb.path, lb.info) for lb in labels]
 
 
@@ -58,8 +59,33 @@ def test_image_entries_answer_what_the_getters_answer(make_store: MakeStore, bul
     entries = store.image_entries()
     assert [_entry(e) for e in entries] == [_getters(store, i) for i in sorted(store.list_images())]
     assert [e.image_id for e in store.image_entries(["case_2", "case_0"])] == ["case_2", "case_0"]
-    entries[0].info["path"] = "changed"  # copies: the store's own document is untouched
-    assert store.get_image_info("case_0")["path"] != "changed"
+
+
+def test_entries_keep_the_state_they_were_read_from(make_store: MakeStore, bulk: str) -> None:
+    """The entries share the state's info dicts, and a write replaces them, never changes them."""
+    store = _store(make_store)
+    (entry,) = store.image_entries(["case_1"])
+    image_info, label_info = dict(entry.info), dict(entry.labels[0].info)
+    store.update_image_info("case_1", {"phase": "arterial"})
+    store.update_label_info("case_1", entry.labels[0].tag, {"dice": 0.5})
+    assert (entry.info, entry.labels[0].info) == (image_info, label_info)
+    assert store.get_image_info("case_1")["phase"] == "arterial"
+    assert store.get_label_info("case_1", entry.labels[0].tag)["dice"] == 0.5
+    (again,) = store.image_entries(["case_1"])
+    assert (again.info["phase"], again.labels[0].info["dice"]) == ("arterial", 0.5)
+
+
+def test_an_item_s_info_is_its_own(make_store: MakeStore) -> None:
+    """A dataset item's ``metainfo["info"]`` is a copy: changing it changes neither the store nor
+    the next item."""
+    store = _store(make_store)
+    store.update_image_info("case_0", {"scores": [1, 2]})
+    dataset = VolumeDataset(store)
+    meta = dataset[0]["metainfo"]
+    assert meta["info"]["path"] == meta["path"] == store.get_image_uri("case_0")
+    meta["info"]["scores"].append(3)
+    assert dataset[0]["metainfo"]["info"]["scores"] == [1, 2]
+    assert store.get_image_info("case_0")["scores"] == [1, 2]
 
 
 def test_an_unknown_id_is_refused(make_store: MakeStore, bulk: str) -> None:
@@ -108,7 +134,7 @@ def test_a_label_or_its_folder_swapped_for_a_link_is_refused(
 def test_records_come_from_the_entries(make_store: MakeStore, bulk: str) -> None:
     store = _store(make_store)
     records = build_records(store)
-    assert [(r.image_id, r.path, dict(r.info)) for r in records] == [
+    assert [(r.image_id, r.path, {**r.info, "path": r.path}) for r in records] == [
         (i, store.get_image_uri(i), store.get_image_info(i)) for i in sorted(store.list_images())
     ]
     labels = {r.image_id: [(lb.tag, lb.path, lb.classes) for lb in r.labels] for r in records}
