@@ -28,7 +28,7 @@ from .fs_probe import timestamp_granularity_ns
 from .journal import JournalOptions, ManifestJournal
 from .label_counts import LabelCounts
 from .layout import StoreLayout
-from .manifest import ManifestFile, keep_out_of_gc
+from .manifest import ManifestFile, gc_paused, keep_out_of_gc
 from .store_lock import StoreLock
 
 __all__ = ["DocumentStorage", "read_settled"]
@@ -130,6 +130,10 @@ class DocumentStorage:
         Raises:
             ManifestCorruptError: The manifest or the journal cannot be trusted.
         """
+        with gc_paused():  # a large state is frozen before the collector ever walks it
+            return self._load()
+
+    def _load(self) -> dict[str, Any] | None:
         for _ in range(20):
             doc = read_settled(self.manifest)
             tags = self.manifest.last_tag_counts  # counted while the manifest was checked
