@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
-from medstore.datastore.store.manifest import gc_paused
+from medstore.datastore.store.manifest import freeze_if_large, gc_paused
 from torch.utils.data import DataLoader, Dataset
 
 from .alb import require_albumentations
@@ -121,6 +121,9 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
                 build_records(self._store, image_ids), self.options, store=self._store
             )
             self._index = ItemIndex.whole(records)
+            # never walked by the collector either (as a large store's state): they live as
+            # long as the dataset and are freed by reference counting
+            freeze_if_large(len(records))
         self._labels = DatasetLabels(self._index.records, self.options.filters, self._cache)
         self._luts: dict[LutKey, np.ndarray] = {}
         self._geometry: dict[int, tuple[ImageRecord, RecordGeometry]] = {}

@@ -16,7 +16,7 @@ Examples:
     >>> (root / "a.nii.gz").write_bytes(b"")
     0
     >>> doc = {"objects": {"a": {"image": {"ext": ".nii.gz", "info": {}}, "labels": {}}}}
-    >>> match_disk(StoreLayout(root), ("*.nii.gz",), doc).images
+    >>> match_disk(StoreLayout(root), ("*.nii.gz",), doc).state.images
     {'a': '.nii.gz'}
     >>> (root / "b.nii.gz").write_bytes(b"")  # a new file: the full scan must run
     0
@@ -30,7 +30,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InvalidIdError
 from ..ids import derive_id, is_hidden, validate_tag
@@ -38,7 +38,21 @@ from .layout import StoreLayout
 from .manifest import gc_paused
 from .scan import DiskState
 
-__all__ = ["match_disk"]
+__all__ = ["DiskMatch", "match_disk"]
+
+
+class DiskMatch(NamedTuple):
+    """A disk that holds exactly the state's files.
+
+    Attributes:
+        state: What a full scan would find.
+        root_extras: The root folder's files the state does not name (temp files and the like,
+            all names a scan ignores), when the root was listed (it holds the images); else
+            ``None``.
+    """
+
+    state: DiskState
+    root_extras: frozenset[str] | None
 
 
 class _DiskDiffersError(Exception):
@@ -63,7 +77,7 @@ class _Folder:
         except OSError as err:
             raise _DiskDiffersError from err
         files = {e.name for e in entries if e.is_file(follow_symlinks=False)}
-        rest = [e for e in entries if e.name not in files]
+        rest = [e for e in entries if not e.is_file(follow_symlinks=False)]  # no name hashed
         folders = {e.name for e in rest if e.is_dir(follow_symlinks=False)}
         return cls(files, folders, {e.name for e in rest} - folders)  # links, FIFOs, devices
 
@@ -103,8 +117,12 @@ def _check(
     patterns: Sequence[str],
     allowed: frozenset[str],
     sub_folders_ignored: bool,
-) -> None:
-    """The folder holds ``files`` and ``series`` as such, and otherwise only what a scan ignores."""
+) -> frozenset[str]:
+    """The folder holds ``files`` and ``series`` as such, and otherwise only what a scan ignores.
+
+    Returns:
+        Its files that are not in ``files`` (names a scan ignores).
+    """
     if not (files <= folder.files and series <= folder.folders):
         raise _DiskDiffersError  # missing, or a file that became a folder, link or FIFO
     if any(not is_hidden(name) for name in folder.other):
@@ -113,14 +131,16 @@ def _check(
         for name in folder.folders - series:
             if not (is_hidden(name) or name in allowed):
                 raise _DiskDiffersError  # a folder the scan would look into (a new series)
-    for name in folder.files - files:
+    extras = frozenset(folder.files - files)
+    for name in extras:
         if not (is_hidden(name) or name in allowed) and derive_id(name, patterns) is not None:
             raise _DiskDiffersError  # a new image or label, or one the scan reports
+    return extras
 
 
 def match_disk(
     layout: StoreLayout, patterns: Sequence[str], doc: Mapping[str, Any]
-) -> DiskState | None:
+) -> DiskMatch | None:
     """What a full scan would find, when the disk holds exactly the state's files.
 
     Args:
@@ -129,8 +149,8 @@ def match_disk(
         doc: The state (the manifest with the journal applied).
 
     Returns:
-        The scan's result (the state's images and labels, no orphans, nothing skipped), or
-        ``None``: something differs, and only a full scan can tell what.
+        The scan's result (the state's images and labels, no orphans, nothing skipped) and the
+        root's other files, or ``None``: something differs, and only a full scan can tell what.
     """
     in_root = {layout.manifest_name, PurePosixPath(layout.labels_dir).parts[0]}
     allowed = frozenset(in_root if layout.images == layout.root else ())
@@ -138,7 +158,7 @@ def match_disk(
         try:
             expected = _Expected.of(doc["objects"])
             images = _Folder.listed(layout.images)
-            _check(
+            extras = _check(
                 images,
                 expected.image_files,
                 expected.series,
@@ -161,7 +181,8 @@ def match_disk(
     labels = expected.labels
     for tag in empty_tags:
         labels[tag] = {}
-    return DiskState(images=expected.images, labels=labels)
+    state = DiskState(images=expected.images, labels=labels)
+    return DiskMatch(state, extras if layout.images == layout.root else None)
 
 
 def _check_tag_folders(layout: StoreLayout, expected: _Expected) -> list[str]:

@@ -18,8 +18,10 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,20 @@ class DocumentStorage:
                 self.froze = keep_out_of_gc(state) or self.froze
                 return state
         raise ManifestCorruptError(f"manifest {self.manifest.path} keeps changing while read")
+
+    def clear_stale_temps(self, root_names: Collection[str] | None = None) -> None:
+        """Delete temp files of manifest writes killed mid-way (call with the lock held: then
+        none is in use).
+
+        Args:
+            root_names: Names the manifest's folder was just found to hold, among them any such
+                temp (spares listing a folder that holds 10^6 images again); ``None``: list it.
+        """
+        folder = self.manifest.path.parent
+        pattern = f".{self.manifest.path.name}.*.tmp"
+        names = os.listdir(folder) if root_names is None else root_names
+        for name in fnmatch.filter(names, pattern):
+            (folder / name).unlink(missing_ok=True)
 
     def moved_for_read(self, doc: dict[str, Any]) -> bool:
         """Catch ``doc`` up with new journal records; ``True``: read it all again (:meth:`load`).

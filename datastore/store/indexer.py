@@ -96,8 +96,8 @@ class DiskIndexer:
             if accept is None:  # the disk holds exactly the state's files: nothing to change
                 matched = match_disk(session.layout, self._extensions, session.doc)
                 if matched is not None:
-                    session.clear_stale_manifest_temps()
-                    return matched
+                    session.clear_stale_manifest_temps(matched.root_extras)
+                    return matched.state
             patches: list[dict[str, Any]] = []
             state = self._scan()
             names = session.name_index()

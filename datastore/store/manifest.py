@@ -39,6 +39,7 @@ __all__ = [
     "ManifestFile",
     "deep_copy",
     "empty_manifest",
+    "freeze_if_large",
     "gc_paused",
     "parse_manifest",
     "serialize_manifest",
@@ -82,7 +83,21 @@ def keep_out_of_gc(doc: dict[str, Any] | None) -> bool:
     Returns:
         Whether the state was frozen.
     """
-    if doc is None or len(doc["objects"]) < FREEZE_FROM_IMAGES:
+    return doc is not None and freeze_if_large(len(doc["objects"]))
+
+
+def freeze_if_large(count: int) -> bool:
+    """``gc.freeze()`` when ``count`` (images, or records built for as many) reaches
+    :data:`FREEZE_FROM_IMAGES`: call it before the collector runs again after building them.
+
+    Returns:
+        Whether everything alive was frozen.
+
+    Example:
+        >>> freeze_if_large(10)
+        False
+    """
+    if count < FREEZE_FROM_IMAGES:
         return False
     gc.freeze()
     return True

@@ -27,7 +27,7 @@ import contextlib
 import gc
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from .. import nofollow
@@ -401,7 +401,6 @@ class StoreSession:
             finally:
                 self._txn, self._txn_thread = None, None
 
-    def clear_stale_manifest_temps(self) -> None:
-        """Delete temp files of manifest writes killed mid-way (lock held: none is in use)."""
-        for stale in self._layout.root.glob(f".{self._layout.manifest_name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+    def clear_stale_manifest_temps(self, root_names: Collection[str] | None = None) -> None:
+        """See :meth:`~.document_storage.DocumentStorage.clear_stale_temps` (lock held)."""
+        self._storage.clear_stale_temps(root_names)

@@ -197,6 +197,11 @@ def test_refresh_clears_temp_files_of_killed_manifest_writes(labelled_store: Loc
     stale.write_bytes(b'{"name": "half a manif')
     other = labelled_store.root / ".someone-elses.tmp"
     other.write_bytes(b"not ours")
+    labelled_store.refresh()  # nothing else changed: the fast path's listing finds it
+    assert not stale.exists()
+    assert other.exists()
+    stale.write_bytes(b'{"name": "half a manif')
+    (labelled_store.root / "brand_new.nii.gz").write_bytes(b"")  # the full scan runs
     labelled_store.refresh()
     assert not stale.exists()
     assert other.exists()

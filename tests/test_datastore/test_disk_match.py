@@ -109,7 +109,7 @@ def test_the_fast_path_answers_what_the_full_scan_finds(
         tracked={k: v["image"]["ext"] for k, v in doc["objects"].items()},
     )
     assert matched is not None
-    assert (matched.images, matched.labels) == (scanned.images, scanned.labels)
+    assert (matched.state.images, matched.state.labels) == (scanned.images, scanned.labels)
     assert not (scanned.orphans or scanned.skipped)
 
 
