@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import nofollow
-from ..durable import crashpoint
+from ..crashpoints import crashpoint
 from ..errors import AnnotationError, LabelGeometryError
 from ..ids import validate_tag
 from .geometry import as_affine

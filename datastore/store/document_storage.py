@@ -27,7 +27,8 @@ from typing import Any
 
 from ..errors import ManifestCorruptError, UnsafePathError
 from .fs_probe import timestamp_granularity_ns
-from .journal import JournalOptions, ManifestJournal
+from .journal import ManifestJournal
+from .journal_options import JournalOptions
 from .label_counts import LabelCounts
 from .layout import StoreLayout
 from .manifest import ManifestFile, gc_paused, keep_out_of_gc

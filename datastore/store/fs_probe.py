@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import nofollow
-from ..durable import crashpoint
+from ..crashpoints import crashpoint
 from ..errors import InvalidIdError
 
 __all__ = ["NameRules", "filesystem_of", "probe_names", "timestamp_granularity_ns"]

@@ -33,74 +33,30 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .. import nofollow
-from ..durable import atomic_write_bytes, crashpoint, fsync_dir, new_file_mode
+from ..crashpoints import crashpoint
+from ..durable import atomic_write_bytes, fsync_dir, new_file_mode
 from ..errors import ManifestCorruptError
 from .journal_merge import merge_document
+from .journal_options import JournalOptions
 from .json_values import dump_json, load_json
 from .manifest import ManifestFile, gc_paused, parse_manifest
 from .manifest_schema import validate_manifest
 from .record_log import RecordLog, frame
 from .store_lock import StoreLock
 
-__all__ = ["JournalOptions", "ManifestJournal"]
+__all__ = ["ManifestJournal"]
 
 FORMAT_VERSION = 2
 _BASE_FILE_VERSION = 1  # the first format: a whole copy of the base beside the log
 LOG_NAME = "changes.log"
 _BASE_PREFIX = "base-"
-
-
-@dataclass(frozen=True)
-class JournalOptions:
-    """When saves go to the journal, and when it is folded into the manifest.
-
-    Args:
-        mode: ``"auto"`` (the journal once the store holds ``min_images`` images), ``"journal"``
-            (always) or ``"direct"`` (every save rewrites the manifest, as MONAI Label does).
-        min_images: Store size from which ``"auto"`` journals.
-        compact_after_s: Fold the journal in once its oldest record is this old (seconds): the
-            longest MONAI Label waits to see a medstore save.
-        max_records: Fold it in once it holds this many records.
-        max_bytes: Fold it in once the log is this large.
-
-    Examples:
-        >>> JournalOptions.from_env({"MEDSTORE_WRITE_PATH": "direct"}).mode
-        'direct'
-    """
-
-    mode: Literal["auto", "journal", "direct"] = "auto"
-    min_images: int = 5_000
-    compact_after_s: float = 30.0
-    max_records: int = 10_000
-    max_bytes: int = 64 << 20
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> JournalOptions:
-        """Options from ``MEDSTORE_WRITE_PATH`` and ``MEDSTORE_COMPACT_AFTER_S``.
-
-        Raises:
-            ValueError: An unknown write path or a bound that is not a positive number.
-        """
-        env = os.environ if env is None else env
-        mode = env.get("MEDSTORE_WRITE_PATH", "auto") or "auto"
-        if mode not in ("auto", "journal", "direct"):
-            raise ValueError(f"MEDSTORE_WRITE_PATH={mode!r}: expected auto, journal or direct")
-        bound = float(env.get("MEDSTORE_COMPACT_AFTER_S", cls.compact_after_s))
-        if not bound > 0:
-            raise ValueError(f"MEDSTORE_COMPACT_AFTER_S={bound!r}: expected seconds > 0")
-        return cls(mode=mode, compact_after_s=bound)  # type: ignore[arg-type]
-
-    def uses_journal(self, *, images: int) -> bool:
-        """Whether a save to a store of ``images`` images goes to the journal."""
-        return self.mode == "journal" or (self.mode == "auto" and images >= self.min_images)
 
 
 OnReplace = Callable[[dict[str, Any] | None, dict[str, Any] | None], None] | None

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .image_versions import VERSION_KEY, new_version
+from .manifest_patches import apply_patches
 from .scan import DiskState
-from .transaction import apply_patches
 
 __all__ = ["reconcile"]
 

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import nofollow
-from ..durable import crashpoint, fsync_dir
+from ..crashpoints import crashpoint
+from ..durable import fsync_dir
 from ..errors import StoreLockedError
 from .store_lock import StoreLock
 

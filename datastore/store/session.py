@@ -31,7 +31,7 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 from .. import nofollow
-from ..durable import crashpoint
+from ..crashpoints import crashpoint
 from ..errors import (
     DatastoreError,
     ImageNotFoundError,
@@ -41,15 +41,16 @@ from ..errors import (
 )
 from .document_storage import DocumentStorage
 from .fold_timer import FoldTimer
-from .journal import JournalOptions
+from .journal_options import JournalOptions
 from .label_counts import LabelCounts
 from .layout import StoreLayout
 from .manifest import deep_copy, empty_manifest
+from .manifest_patches import apply_patches
 from .name_index import NameGuard, NameIndex
 from .staging import StagingArea
 from .stale_repair import AckLog
 from .store_lock import StoreLock
-from .transaction import PendingRecords, Transaction, apply_patches
+from .transaction import PendingRecords, Transaction
 
 __all__ = ["StoreSession"]
 

@@ -37,18 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from .. import nofollow
+from ..crashpoints import crashpoint
 from ..durable import (
     atomic_copy,
     atomic_write_bytes,
     chmod_if_supported,
-    crashpoint,
     fsync_dir,
     new_file_mode,
 )
 from ..errors import ManifestCorruptError, UnsafePathError
 from .json_values import dump_json, load_json
+from .manifest_patches import apply_patches
 
-__all__ = ["PendingRecords", "Transaction", "apply_patches"]
+__all__ = ["PendingRecords", "Transaction"]
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -98,7 +99,7 @@ class Transaction:
         self.steps.append({"src": None, "dest": _rel(link, root), "keep": None, "unlink": True})
 
     def patch(self, op: str, **args: Any) -> None:
-        """Add a manifest patch (see :func:`apply_patches`)."""
+        """Add a manifest patch (see :func:`~.manifest_patches.apply_patches`)."""
         self.patches.append({"op": op, **args})
 
     def discard(self) -> None:
@@ -259,44 +260,6 @@ def _roll_back(root: Path, done: list[dict[str, Any]]) -> bool:
         logger.exception("roll-back failed; the next writer completes the save instead")
         return False
     return True
-
-
-def apply_patches(doc: dict[str, Any], patches: list[dict[str, Any]]) -> None:
-    """Apply manifest patches to ``doc`` in place; each patch is idempotent.
-
-    An info dict already in ``doc`` is never changed: an update puts a new dict in its place, so
-    bulk reads (:meth:`~.catalog.Catalog.image_entries`) may hand out the state's own info values
-    without copying them.
-
-    Ops: ``set_image`` (image_id, entry, keep_labels), ``remove_image`` (image_id),
-    ``set_label`` (image_id, tag, entry), ``remove_label`` (image_id, tag), ``update_image_info``
-    / ``update_label_info`` (info merged), ``set_name``, ``set_description``.
-
-    Args:
-        doc: The manifest dict.
-        patches: The patches.
-    """
-    objects: dict[str, Any] = doc["objects"]
-    for p in patches:
-        op = p["op"]
-        obj = objects.get(p.get("image_id", ""))
-        if op == "set_image":
-            labels = obj.get("labels", {}) if (obj and p.get("keep_labels", True)) else {}
-            objects[p["image_id"]] = {"image": p["entry"], "labels": labels}
-        elif op == "remove_image":
-            objects.pop(p["image_id"], None)
-        elif op == "set_label" and obj is not None:
-            obj.setdefault("labels", {})[p["tag"]] = p["entry"]
-        elif op == "remove_label" and obj is not None:
-            obj.get("labels", {}).pop(p["tag"], None)
-        elif op == "update_image_info" and obj is not None:
-            image = obj["image"]
-            image["info"] = {**image.get("info", {}), **p["info"]}
-        elif op == "update_label_info" and obj is not None and p["tag"] in obj.get("labels", {}):
-            label = obj["labels"][p["tag"]]
-            label["info"] = {**label.get("info", {}), **p["info"]}
-        elif op in ("set_name", "set_description"):
-            doc[op.removeprefix("set_")] = p[op.removeprefix("set_")]
 
 
 class PendingRecords:

@@ -736,15 +736,15 @@ class _SignalPlan:
 
 def arm_interrupt(how: str) -> None:
     """Make the armed crash point (``MEDSTORE_CRASHPOINT``) deliver ``how`` instead of SIGKILL."""
-    from medstore.datastore import durable
+    from medstore.datastore import crashpoints
 
-    plan = durable._plan
+    plan = crashpoints._plan
     if how == "sigkill" or plan is None:
         return
     if how == "sigterm-exit":
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     signum = signal.SIGINT if how == "sigint" else signal.SIGTERM
-    durable._plan = _SignalPlan(plan.point, plan.occurrence, signum)  # type: ignore[assignment]
+    crashpoints._plan = _SignalPlan(plan.point, plan.occurrence, signum)  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from medstore.datastore import LocalDatastore
 from medstore.datastore.errors import ManifestCorruptError
-from medstore.datastore.store.journal import JournalOptions
 from medstore.datastore.store.journal_merge import merge_objects
+from medstore.datastore.store.journal_options import JournalOptions
 from medstore.datastore.store.record_log import RecordLog, frame
 from support.stores import MakeStore, simple_case
 

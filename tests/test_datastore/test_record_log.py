@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from medstore.datastore.durable import CRASHPOINT_ENV
+from medstore.datastore.crashpoints import CRASHPOINT_ENV
 from medstore.datastore.errors import StoreLockedError, UnsafePathError
 from medstore.datastore.nofollow import confine
 from medstore.datastore.store.record_log import RecordLog, frame, parse

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from medstore.datastore import LocalDatastore, durable
+from medstore.datastore import LocalDatastore, crashpoints
 from medstore.datastore.store.manifest import parse_manifest
 from support import reliability_harness as h
 from support.contract import WritePath
@@ -100,7 +100,7 @@ def _reference(scenario: dict[str, Any], point: str, tmp_path: Path) -> tuple[li
     root = tmp_path / "reference"
     shutil.copytree(scenario["template"], root, symlinks=True)
     states = [h.logical_state(root, info_keys=INFO_KEYS)]
-    with durable.armed_crashpoint(point, 10**9) as plan:
+    with crashpoints.armed_crashpoint(point, 10**9) as plan:
         h.run_ops(
             root,
             scenario["ops"],

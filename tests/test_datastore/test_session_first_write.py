@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from medstore.datastore import durable
+from medstore.datastore import crashpoints
 from support.nifti import NiftiFile
 from support.stores import MakeStore
 
@@ -51,9 +51,9 @@ def test_first_add_image_killed_at_a_crash_point_leaves_no_entry(
 ) -> None:
     store = make_store()
     manifest = store.root / "datastore_v2.json"
-    monkeypatch.setattr(durable, "_plan", _FaultAt(point))
+    monkeypatch.setattr(crashpoints, "_plan", _FaultAt(point))
     with pytest.raises(OSError, match="injected fault"):
         store.add_image("case", str(nifti_file("ct.nii.gz")))
-    monkeypatch.setattr(durable, "_plan", None)
+    monkeypatch.setattr(crashpoints, "_plan", None)
     assert not manifest.exists() or "case" not in manifest.read_text()
     assert store.list_images() == []
