@@ -240,3 +240,34 @@ def test_store_on_a_read_only_mount_caches_in_the_user_folder(
         assert len(list(user.glob("*.b2nd"))) == 4  # 2 images + 2 labels
         again = VolumeDataset(str(root))[1]
         assert torch.equal(again["image"], items[1]["image"])
+
+
+class _ThreadsPerRead(torch.utils.data.Dataset[int]):
+    """Reads an entry and answers how many threads its decompression used there."""
+
+    def __init__(self, array: ChunkedArray) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        self.array[:, index]  # the read itself is what is tested
+        return int(self.array._nd.schunk.dparams.nthreads)
+
+
+def test_a_loader_worker_decompresses_on_one_thread(tmp_path: Path) -> None:
+    """Workers are a process per core already: blosc2's pool inside each only competes. An
+    entry opened before the workers fork is adapted in the worker that reads it; the main
+    process keeps blosc2's default."""
+    import blosc2
+
+    path = tmp_path / "entry.b2nd"
+    path.write_bytes(encode(_ct((8, 40, 40))[None], {}))
+    array = ChunkedArray.open(path)
+    dataset = _ThreadsPerRead(array)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, num_workers=1, multiprocessing_context="fork"
+    )
+    assert [int(n) for n in loader] == [1, 1]
+    assert dataset[0] == blosc2.nthreads
