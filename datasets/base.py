@@ -122,7 +122,8 @@ class StoreDataset(DatamintMethods, Dataset[dict[str, Any]]):
             )
             self._index = ItemIndex.whole(records)
             # never walked by the collector either (as a large store's state): they live as
-            # long as the dataset and are freed by reference counting
+            # long as the dataset and are freed by reference counting. The freeze is the
+            # process's (everything alive now); a large store's close() gives it all back.
             freeze_if_large(len(records))
         self._labels = DatasetLabels(self._index.records, self.options.filters, self._cache)
         self._luts: dict[LutKey, np.ndarray] = {}

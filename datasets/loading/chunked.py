@@ -167,6 +167,27 @@ class _SlabCache:
 _SLABS = _SlabCache()
 
 
+_INHERITED: list[blosc2.NDArray] = []
+"""Arrays a forked worker inherited and opened again: freeing one there would hang."""
+
+
+def _open_nd(path: str) -> blosc2.NDArray:
+    """Open an entry memory-mapped, read-only; on one decompression thread in a loader worker.
+
+    Raises:
+        OSError: The file is missing or unreadable.
+        ValueError: It is not a blosc2 array.
+    """
+    single = blosc2.DParams(nthreads=1) if get_worker_info() is not None else None
+    try:
+        nd = blosc2.open(path, mode="r", mmap_mode="r", dparams=single)
+    except (RuntimeError, KeyError) as err:  # blosc2 reports bad frames as RuntimeError
+        raise ValueError(f"{path} is not a blosc2 array: {err}") from err
+    if not isinstance(nd, blosc2.NDArray):
+        raise ValueError(f"{path} is not a blosc2 NDArray")
+    return nd
+
+
 class ChunkedArray:
     """A read-only, memory-mapped cache entry read region by region as numpy arrays.
 
@@ -187,23 +208,24 @@ class ChunkedArray:
         self.dtype = np.dtype(nd.dtype)
         self.chunks: tuple[int, ...] = tuple(int(c) for c in nd.chunks)
         self._chunk_bytes: np.ndarray | None = None
-        self._threads_set_in: int | None = None  # the process whose thread count was chosen
+        self._opened_in = os.getpid()
 
     @property
     def _data(self) -> blosc2.NDArray:
-        """The blosc2 array, decompressing on one thread inside a DataLoader worker.
+        """The blosc2 array, opened in this process (decompressing on one thread in a worker).
 
         The loader already runs a process per core; blosc2's own pool (a thread per core) in
         each of them only makes them compete. With one thread each, 2 workers on this project's
         2-core machine read 66.7-68.1 instead of 60.9-61.9 patches a second (nnU-Net's loader
-        does the same). Checked once per process: an array opened before a fork is adapted in
-        the worker that reads it.
+        does the same). An array a worker inherited through a fork is opened again there; the
+        inherited one is kept, never freed nor changed: its decompression context waits for
+        the parent's pool threads, which the worker does not have.
         """
         pid = os.getpid()
-        if self._threads_set_in != pid:
-            self._threads_set_in = pid
-            if get_worker_info() is not None:
-                self._nd.schunk.dparams = blosc2.DParams(nthreads=1)
+        if self._opened_in != pid:
+            self._opened_in = pid
+            _INHERITED.append(self._nd)
+            self._nd = _open_nd(self._path)
         return self._nd
 
     @classmethod
@@ -220,13 +242,7 @@ class ChunkedArray:
             OSError: The file is missing or unreadable.
             ValueError: It is not a blosc2 array.
         """
-        try:
-            nd = blosc2.open(str(path), mode="r", mmap_mode="r")
-        except (RuntimeError, KeyError) as err:  # blosc2 reports bad frames as RuntimeError
-            raise ValueError(f"{path} is not a blosc2 array: {err}") from err
-        if not isinstance(nd, blosc2.NDArray):
-            raise ValueError(f"{path} is not a blosc2 NDArray")
-        return cls(nd, str(path))
+        return cls(_open_nd(str(path)), str(path))
 
     @property
     def header(self) -> dict[str, Any]:

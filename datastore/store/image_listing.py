@@ -22,7 +22,7 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
@@ -58,7 +58,7 @@ class LabelEntry(NamedTuple):
 
     tag: str
     path: str
-    info: dict[str, Any]
+    info: Mapping[str, Any]
 
 
 class ImageEntry(NamedTuple):
@@ -74,7 +74,7 @@ class ImageEntry(NamedTuple):
 
     image_id: str
     path: str
-    info: dict[str, Any]
+    info: Mapping[str, Any]
     labels: tuple[LabelEntry, ...]
 
 
@@ -225,7 +225,9 @@ class EntryReader:
     label_folder: Callable[[str], FolderListing]
     image_path: ImagePath
     label_path: LabelPath
-    _tags: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    _tags: dict[str, tuple[str, frozenset[str]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def entries(
         self,

@@ -256,18 +256,24 @@ class _ThreadsPerRead(torch.utils.data.Dataset[int]):
         return int(self.array._nd.schunk.dparams.nthreads)
 
 
-def test_a_loader_worker_decompresses_on_one_thread(tmp_path: Path) -> None:
-    """Workers are a process per core already: blosc2's pool inside each only competes. An
-    entry opened before the workers fork is adapted in the worker that reads it; the main
-    process keeps blosc2's default."""
+@pytest.mark.parametrize("parent_read_first", [False, True], ids=["unread", "read in the parent"])
+def test_a_loader_worker_decompresses_on_one_thread(
+    tmp_path: Path, parent_read_first: bool
+) -> None:
+    """Workers are a process per core already: blosc2's pool inside each only competes. An entry
+    opened (and read, its pool started) before the workers fork is opened again in the worker
+    that reads it: changing or freeing the inherited one there would wait forever on the
+    parent's pool threads. The main process keeps blosc2's default."""
     import blosc2
 
     path = tmp_path / "entry.b2nd"
     path.write_bytes(encode(_ct((8, 40, 40))[None], {}))
     array = ChunkedArray.open(path)
     dataset = _ThreadsPerRead(array)
+    if parent_read_first:
+        np.asarray(array)  # whole chunk layers: decompressed by blosc2's pool
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, num_workers=1, multiprocessing_context="fork"
+        dataset, batch_size=None, num_workers=1, multiprocessing_context="fork", timeout=60
     )
     assert [int(n) for n in loader] == [1, 1]
     assert dataset[0] == blosc2.nthreads
