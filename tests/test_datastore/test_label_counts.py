@@ -27,6 +27,20 @@ def _fresh_status(root: Path) -> dict[str, Any]:
     return reader.status()
 
 
+def _draft_saved_after_a_copy(
+    make_store: MakeStore, tmp_path: Path
+) -> tuple[LocalDatastore, bytes]:
+    """A two-image store, the manifest's bytes before a draft label of ``a`` was saved, and the
+    store after that acknowledged save (the bytes are the stale copy MONAI Label may write back).
+    """
+    store = make_store({"a": simple_case(0), "b": simple_case(1)})
+    store.compact()
+    stale = store.layout.manifest.read_bytes()
+    label = make_nifti(tmp_path / "src" / "label.nii.gz", np.ones((6, 5, 4), np.uint8))
+    store.save_label("a", str(label), "draft", {})  # acknowledged
+    return store, stale
+
+
 def test_status_follows_every_kind_of_change(make_store: MakeStore, tmp_path: Path) -> None:
     store = make_store({f"case_{i}": simple_case(i) for i in range(4)})
     store.compact()
@@ -57,11 +71,7 @@ def test_status_follows_every_kind_of_change(make_store: MakeStore, tmp_path: Pa
 def test_status_counts_again_after_a_stale_copy_is_put_right(
     make_store: MakeStore, tmp_path: Path
 ) -> None:
-    store = make_store({"a": simple_case(0), "b": simple_case(1)})
-    store.compact()
-    stale = store.layout.manifest.read_bytes()
-    label = make_nifti(tmp_path / "src" / "label.nii.gz", np.ones((6, 5, 4), np.uint8))
-    store.save_label("a", str(label), "draft", {})
+    store, stale = _draft_saved_after_a_copy(make_store, tmp_path)
     assert store.status()["label_tags"] == {"final": 2, "draft": 1}
     doc = json.loads(stale)
     doc["objects"]["b"]["labels"].pop("final")  # MONAI Label writes its copy, and a change
@@ -122,11 +132,7 @@ def test_a_reader_counts_the_saves_it_puts_back_over_a_stale_copy(
     make_store: MakeStore, tmp_path: Path
 ) -> None:
     """A reader puts acknowledged entries back in memory; status() counts them too."""
-    store = make_store({"a": simple_case(0), "b": simple_case(1)})
-    store.compact()
-    stale = store.layout.manifest.read_bytes()
-    label = make_nifti(tmp_path / "src" / "label.nii.gz", np.ones((6, 5, 4), np.uint8))
-    store.save_label("a", str(label), "draft", {})  # acknowledged
+    store, stale = _draft_saved_after_a_copy(make_store, tmp_path)
     store.close()
     store.layout.manifest.write_bytes(stale)  # MONAI Label writes back its older copy
     reader = LocalDatastore(store.root, read_only=True)
