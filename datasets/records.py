@@ -139,6 +139,10 @@ def label_classes(info: Mapping[str, Any]) -> dict[int, str] | None:
     return parse_label_info(info).classes() or None
 
 
+def _label_record(tag: str, path: str, info: dict[str, Any]) -> LabelRecord:
+    return LabelRecord(tag, path, info, label_classes(info))
+
+
 def _image_record(store: Any, image_id: str) -> ImageRecord:
     try:
         info = dict(store.get_image_info(image_id) or {})
@@ -150,14 +154,7 @@ def _image_record(store: Any, image_id: str) -> ImageRecord:
     labels = []
     for tag in sorted(store.get_labels_by_image_id(image_id) or {}):
         label_info = dict(store.get_label_info(image_id, tag) or {})
-        labels.append(
-            LabelRecord(
-                tag=tag,
-                path=str(store.get_label_uri(image_id, tag)),
-                info=label_info,
-                classes=label_classes(label_info),
-            )
-        )
+        labels.append(_label_record(tag, str(store.get_label_uri(image_id, tag)), label_info))
     return ImageRecord(image_id, path, info, tuple(labels), entity_records(store, image_id))
 
 
@@ -166,10 +163,6 @@ def _annotated_ids(store: Any) -> Container[str] | None:
     api = getattr(store, "annotations", None)
     stored_ids = getattr(api, "stored_ids", None)
     return stored_ids() if callable(stored_ids) else None
-
-
-def _label_record(tag: str, path: str, info: dict[str, Any]) -> LabelRecord:
-    return LabelRecord(tag, path, info, label_classes(info) if "label_info" in info else None)
 
 
 RECORDS: EntryBuilders[ImageRecord] = EntryBuilders(ImageRecord, _label_record)
@@ -299,20 +292,18 @@ def filter_records(
     allowed = schema_names(store) if store is not None else None
     filters = options.filters
     every_tag = filters.include_annotators is None and filters.exclude_annotators is None
-    keep_bare = options.include_unannotated
+    # an annotator filter drops images that annotator never annotated (Datamint keeps them only
+    # to fail at batch time)
+    keep_bare = options.include_unannotated and filters.include_annotators is None
     kept = []
     for record in records:
         if every_tag and not record.entities:  # nothing to filter out: the record as it is
-            if keep_bare or record.labels:
-                kept.append(record)
-            continue
-        labels = tuple(lb for lb in record.labels if options.filters.keeps_annotator(lb.tag))
-        entities = tuple(e for e in record.entities if _keep_entity(e, options, allowed))
-        unchanged = len(labels) == len(record.labels) and len(entities) == len(record.entities)
-        new = record if unchanged else replace(record, labels=labels, entities=entities)
-        # an annotator filter drops images that annotator never annotated (Datamint keeps them
-        # only to fail at batch time)
-        named = options.filters.include_annotators is not None
-        if (options.include_unannotated and not named) or new.has_annotations:
+            new = record
+        else:
+            labels = tuple(lb for lb in record.labels if filters.keeps_annotator(lb.tag))
+            entities = tuple(e for e in record.entities if _keep_entity(e, options, allowed))
+            same = len(labels) == len(record.labels) and len(entities) == len(record.entities)
+            new = record if same else replace(record, labels=labels, entities=entities)
+        if keep_bare or new.has_annotations:
             kept.append(new)
     return kept

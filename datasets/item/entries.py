@@ -191,7 +191,7 @@ def metainfo_entry(
     Returns:
         The entry (the info dict is a copy).
     """
-    info = {**copy.deepcopy(dict(record.info)), "path": record.path}  # the record's is shared
+    info = copy.deepcopy({**record.info, "path": record.path})  # the record's is shared
     meta: dict[str, Any] = {
         "id": record.image_id,
         "path": record.path,
